@@ -14,7 +14,8 @@ Tree::
     │   ├── ShapeBindingError      a --input-shape / --dim / --batch that does not fit the graph
     │   ├── SourceError            a framework source (code, checkpoint, folder) that cannot be used
     │   ├── MissingExtraError      the source needs an optional extra (torch, tensorflow)
-    │   └── OutputPathError        an output path that would overwrite the input or cannot be written
+    │   ├── OutputPathError        an output path that would overwrite the input or cannot be written
+    │   └── AlreadyQuantizedError  asked to quantize a model whose weights are already low-bit
     └── InternalError              a step of ours or of a framework failed unexpectedly (exit 1)
         ├── ConversionError        an exporter crashed on a valid source
         └── MeasurementError       the measuring child process failed
@@ -25,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "AlreadyQuantizedError",
     "ConversionError",
     "CorruptTensorError",
     "ExternalDataError",
@@ -88,6 +90,10 @@ class MissingExtraError(InputError):
 
 class OutputPathError(InputError):
     """An output path would overwrite the input or cannot be written."""
+
+
+class AlreadyQuantizedError(InputError):
+    """The model's weights are already stored in the target (or a lower) precision."""
 
 
 class InternalError(ModelsizeError):

@@ -1,0 +1,360 @@
+"""Graph surgery around onnxruntime's quantizer: what it needs before, what it misses after.
+
+Before: Constant-node weights become initializers (the quantizer only quantizes initializers).
+After: weights it could not reach (read by a nested subgraph from an outer scope, ops it has no
+quantized form for) are stored as INT8 with a DequantizeLinear in front; unused initializers go.
+Also the census of float tensors left and of quantized ops, and the recommendation of a method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from graph_analysis._weights import iter_graphs
+from graph_analysis.dtypes import DataType, is_floating, nbytes
+
+__all__ = [
+    "FLOAT32_TYPES",
+    "QUANTIZED_OPS",
+    "FloatTensor",
+    "GraphMakeup",
+    "dequantize_linear_fallback",
+    "float_tensors",
+    "graph_makeup",
+    "lift_constants",
+    "prune_unused_initializers",
+    "quantized_op_counts",
+]
+
+QUANTIZED_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
+        "ConvInteger",
+        "QLinearConv",
+        "QLinearMatMul",
+        "QLinearAdd",
+        "QLinearMul",
+        "QGemm",
+        "QAttention",
+        "MatMulNBits",
+        "GatherBlockQuantized",
+        "DynamicQuantizeMatMul",
+        "DynamicQuantizeLSTM",
+        "MatMulIntegerToFloat",
+    }
+)
+_LOW_BIT = frozenset({DataType.INT8, DataType.UINT8, DataType.INT4, DataType.UINT4})
+_WIDE_FLOATS = frozenset({DataType.FLOAT, DataType.DOUBLE, DataType.FLOAT16, DataType.BFLOAT16})
+FLOAT32_TYPES = frozenset({DataType.FLOAT, DataType.DOUBLE})
+_CONV = frozenset({"Conv", "ConvTranspose"})
+_MATMUL = frozenset({"MatMul", "Gemm"})
+_RECURRENT = frozenset({"LSTM", "GRU", "RNN"})
+
+
+@dataclass(frozen=True)
+class FloatTensor:
+    """A weight left in a floating type in the variant, and why.
+
+    Attributes:
+        name: the initializer's name.
+        graph: the graph holding it (``main`` or a subgraph's name).
+        data_type: its ONNX data type name.
+        num_elements: elements.
+        nbytes: stored bytes.
+        consumers: op types that read it (in its graph or nested subgraphs).
+        reason: why it was not quantized.
+    """
+
+    name: str
+    graph: str
+    data_type: str
+    num_elements: int
+    nbytes: int
+    consumers: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class GraphMakeup:
+    """Counted weight bytes of a float graph by the kind of op that reads them.
+
+    Attributes:
+        conv_bytes: read by Conv/ConvTranspose.
+        matmul_bytes: read by MatMul/Gemm.
+        recurrent_bytes: read by LSTM/GRU/RNN.
+        other_bytes: read by anything else (embedding Gathers, norms, biases).
+        total_bytes: all float weight bytes.
+        low_bit_bytes: bytes already stored in INT8/UINT8/INT4/UINT4.
+        fp16_bytes: bytes already stored in FLOAT16/BFLOAT16.
+        quantized_ops: op-type counts of quantized ops already present.
+    """
+
+    conv_bytes: int
+    matmul_bytes: int
+    recurrent_bytes: int
+    other_bytes: int
+    total_bytes: int
+    low_bit_bytes: int
+    fp16_bytes: int
+    quantized_ops: Mapping[str, int]
+
+
+def _graph_label(graph: onnx.GraphProto, main: onnx.GraphProto) -> str:
+    return "main" if graph is main else (graph.name or "subgraph")
+
+
+def lift_constants(model: onnx.ModelProto, *, min_elements: int = 2) -> int:
+    """Move floating Constant-node tensors of ``min_elements``+ elements into initializers.
+
+    Works in every graph, subgraphs included (a subgraph's Constant becomes that subgraph's
+    initializer). Returns the number of Constant nodes lifted.
+    """
+    lifted = 0
+    for graph in list(iter_graphs(model.graph)):
+        keep = []
+        for node in graph.node:
+            tensor = _constant_tensor(node)
+            if tensor is not None and math.prod(tensor.dims) >= min_elements:
+                t = onnx.TensorProto()
+                t.CopyFrom(tensor)
+                t.name = node.output[0]
+                graph.initializer.append(t)
+                lifted += 1
+            else:
+                keep.append(node)
+        if len(keep) != len(graph.node):
+            del graph.node[:]
+            graph.node.extend(keep)
+    return lifted
+
+
+def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+        return None
+    for attr in node.attribute:
+        if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+            data_type = DataType.from_value(attr.t.data_type)
+            if data_type is not None and is_floating(data_type):
+                return attr.t
+    return None
+
+
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[str]]:
+    """Op types reading each name in ``graph``, counting reads from nested subgraphs (outer scope)."""
+    found: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            if name:
+                found.setdefault(name, []).append(node.op_type)
+        for sub in _subgraphs(node):
+            for inner in iter_graphs(sub):
+                produced = {o for n in inner.node for o in n.output} | {i.name for i in inner.input}
+                produced |= {t.name for t in inner.initializer}
+                for n in inner.node:
+                    for name in n.input:
+                        if name and name not in produced:
+                            found.setdefault(name, []).append(f"{n.op_type} (in subgraph)")
+    return found
+
+
+def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.g
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            yield from attr.graphs
+
+
+def quantized_op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """Counts of quantized op types (QuantizeLinear, MatMulInteger, MatMulNBits, ...) in all graphs."""
+    counts: Counter[str] = Counter()
+    for graph in iter_graphs(model.graph):
+        counts.update(n.op_type for n in graph.node if n.op_type in QUANTIZED_OPS)
+    return dict(counts)
+
+
+def graph_makeup(model: onnx.ModelProto) -> GraphMakeup:
+    """Weight bytes by the kind of op reading them, and what is already stored in low-bit types.
+
+    Needs only the tensors' dims and types (external payloads need not be loaded).
+    """
+    conv = matmul = recurrent = other = low_bit = fp16 = 0
+    for graph in iter_graphs(model.graph):
+        readers = _consumers(graph)
+        for tensor in graph.initializer:
+            data_type = DataType.from_value(tensor.data_type)
+            if data_type is None:
+                continue
+            count = math.prod(tensor.dims)
+            size = nbytes(data_type, count)
+            if data_type in _LOW_BIT and count > 1:
+                low_bit += size
+                continue
+            if data_type in (DataType.FLOAT16, DataType.BFLOAT16):
+                fp16 += size
+            if not is_floating(data_type):
+                continue
+            ops = {op.replace(" (in subgraph)", "") for op in readers.get(tensor.name, [])}
+            if ops & _CONV:
+                conv += size
+            elif ops & _MATMUL:
+                matmul += size
+            elif ops & _RECURRENT:
+                recurrent += size
+            else:
+                other += size
+    total = conv + matmul + recurrent + other
+    return GraphMakeup(conv, matmul, recurrent, other, total, low_bit, fp16, quantized_op_counts(model))
+
+
+def float_tensors(
+    model: onnx.ModelProto,
+    *,
+    min_elements: int,
+    data_types: frozenset[DataType] = _WIDE_FLOATS,
+    reasons: Mapping[str, str] | None = None,
+    default_reason: str = "its consumers have no quantized form in this method",
+) -> tuple[FloatTensor, ...]:
+    """Floating initializers of ``min_elements``+ elements left in the model, largest first.
+
+    Quantization metadata (tensors read only by quantized ops: scales, zero points) is not listed.
+    ``reasons`` maps a name to a known reason; others get ``default_reason``, or "read inside a
+    subgraph from an outer scope" when that is how they are read.
+    """
+    reasons = reasons or {}
+    left = []
+    for graph in iter_graphs(model.graph):
+        readers = _consumers(graph)
+        for tensor in graph.initializer:
+            data_type = DataType.from_value(tensor.data_type)
+            if data_type is None or data_type not in data_types:
+                continue
+            count = math.prod(tensor.dims)
+            if count < min_elements:
+                continue
+            ops = tuple(sorted(set(readers.get(tensor.name, []))))
+            if ops and all(op.replace(" (in subgraph)", "") in QUANTIZED_OPS for op in ops):
+                continue
+            reason = reasons.get(tensor.name)
+            if reason is None:
+                if any(op.endswith("(in subgraph)") for op in ops):
+                    reason = "read inside a subgraph from an outer scope: the quantizer cannot reach it"
+                else:
+                    reason = default_reason
+            left.append(
+                FloatTensor(
+                    tensor.name,
+                    _graph_label(graph, model.graph),
+                    data_type.name,
+                    count,
+                    nbytes(data_type, count),
+                    ops,
+                    reason,
+                )
+            )
+    return tuple(sorted(left, key=lambda t: -t.nbytes))
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def dequantize_linear_fallback(
+    model: onnx.ModelProto, names: set[str], *, axes: Mapping[str, int] | None = None
+) -> list[str]:
+    """Store the named FLOAT initializers as symmetric INT8 behind a DequantizeLinear.
+
+    The DequantizeLinear node is put first in the graph that holds the initializer and outputs the
+    original name, so every reader (subgraphs included) sees the same float tensor as before.
+    Scales are per slice along ``axes[name]`` (default 0; MatMul weights want their last axis,
+    the output features) for tensors of rank 2+ from opset 13 on, else one scale per tensor. At run time
+    onnxruntime dequantizes each such weight to float for every run (it does not constant-fold
+    DequantizeLinear), so it costs its float size as transient activation memory instead of
+    resident weight memory.
+
+    Returns:
+        The names converted (a name absent, not FLOAT, or in a model below opset 10 is skipped).
+    """
+    opset = _opset(model)
+    if opset < 10:
+        return []
+    axes = axes or {}
+    done = []
+    for graph in iter_graphs(model.graph):
+        new_nodes = []
+        keep = []
+        for tensor in graph.initializer:
+            if tensor.name not in names or tensor.data_type != onnx.TensorProto.FLOAT:
+                keep.append(tensor)
+                continue
+            weights = numpy_helper.to_array(tensor).astype(np.float32)
+            axis_scale = opset >= 13 and weights.ndim >= 2 and weights.size > 0
+            axis = axes.get(tensor.name, 0) % max(weights.ndim, 1)
+            if axis_scale:
+                moved = np.moveaxis(weights, axis, 0)
+                peak = np.abs(moved.reshape(moved.shape[0], -1)).max(axis=1)
+            else:
+                peak = np.array(np.abs(weights).max() if weights.size else 0.0)
+            scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+            if axis_scale:
+                shape = [1] * weights.ndim
+                shape[axis] = -1
+                shaped = scale.reshape(shape)
+            else:
+                shaped = scale
+            quantized = np.clip(np.rint(weights / shaped), -127, 127).astype(np.int8)
+            base = tensor.name
+            keep.append(numpy_helper.from_array(quantized, f"{base}_int8"))
+            keep.append(numpy_helper.from_array(scale, f"{base}_int8_scale"))
+            keep.append(numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{base}_int8_zero_point"))
+            attrs = {"axis": axis} if axis_scale else {}
+            new_nodes.append(
+                onnx.helper.make_node(
+                    "DequantizeLinear",
+                    [f"{base}_int8", f"{base}_int8_scale", f"{base}_int8_zero_point"],
+                    [base],
+                    name=f"{base}_fallback_DequantizeLinear",
+                    **attrs,
+                )
+            )
+            done.append(base)
+        if new_nodes:
+            del graph.initializer[:]
+            graph.initializer.extend(keep)
+            # An IR<4 model may also list the initializer as a graph input; it is now a node output.
+            converted = {n.output[0] for n in new_nodes}
+            inputs = [i for i in graph.input if i.name not in converted]
+            del graph.input[:]
+            graph.input.extend(inputs)
+            nodes = new_nodes + list(graph.node)
+            del graph.node[:]
+            graph.node.extend(nodes)
+    return done
+
+
+def prune_unused_initializers(model: onnx.ModelProto) -> int:
+    """Drop initializers nothing reads (in their graph, nested subgraphs or graph outputs)."""
+    removed = 0
+    for graph in iter_graphs(model.graph):
+        read = set(_consumers(graph)) | {o.name for o in graph.output}
+        keep = [t for t in graph.initializer if t.name in read]
+        removed += len(graph.initializer) - len(keep)
+        if len(keep) != len(graph.initializer):
+            dropped = {t.name for t in graph.initializer} - {t.name for t in keep}
+            del graph.initializer[:]
+            graph.initializer.extend(keep)
+            # An IR<4 model lists initializers as graph inputs too: drop those entries with them.
+            inputs = [i for i in graph.input if i.name not in dropped]
+            del graph.input[:]
+            graph.input.extend(inputs)
+    return removed
