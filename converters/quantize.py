@@ -317,6 +317,7 @@ def _run_quantizer(
     batches: list[dict[str, np.ndarray]],
     keep_io_types: bool,
     int4_block_size: int,
+    subgraphs: bool,
 ) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -331,7 +332,7 @@ def _run_quantizer(
         quantize_dynamic(
             str(src), str(dst), op_types_to_quantize=types, per_channel=per_channel,
             weight_type=QuantType.QInt8, use_external_data_format=True,
-            extra_options={"EnableSubgraph": True},
+            extra_options={"EnableSubgraph": subgraphs},
         )
     elif method is QuantMethod.STATIC:
 
@@ -363,6 +364,10 @@ def _run_quantizer(
         )
         quantizer.process()
         _save(quantizer.model.model, dst, external=True)
+
+
+def _has_subgraphs(model: onnx.ModelProto) -> bool:
+    return len(list(iter_graphs(model.graph))) > 1
 
 
 def _smoke_run(path: Path, header: onnx.ModelProto, bindings: Bindings) -> None:
@@ -481,12 +486,25 @@ def quantize_model(
             _run_quantizer(
                 method, inferred, quantized, per_channel=per_channel, op_types=op_types,
                 batches=batches, keep_io_types=keep_io_types, int4_block_size=int4_block_size,
+                subgraphs=True,
             )
-        except InputError:
-            raise
         except Exception as e:
-            first = f"{type(e).__name__}: {e}".splitlines()[0][:300]
-            raise ConversionError(src, f"onnxruntime's {method.value} quantization failed: {first}") from e
+            first = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+            if method is not QuantMethod.DYNAMIC or not _has_subgraphs(header):
+                raise ConversionError(src, f"onnxruntime's {method.value} quantization failed: {first}") from e
+            # The subgraph pass trips on ops whose weights sit in an outer scope (an LSTM in an If
+            # branch: "'NoneType' object has no attribute 'dims'"). Quantize the main graph only;
+            # the fallback then stores the subgraphs' weights as INT8.
+            warnings.append(f"onnxruntime's quantizer failed inside subgraphs ({first}); quantized the main graph only")
+            try:
+                _run_quantizer(
+                    method, inferred, quantized, per_channel=per_channel, op_types=op_types,
+                    batches=batches, keep_io_types=keep_io_types, int4_block_size=int4_block_size,
+                    subgraphs=False,
+                )
+            except Exception as e2:
+                first = f"{type(e2).__name__}: {e2}".splitlines()[0][:300]
+                raise ConversionError(src, f"onnxruntime's {method.value} quantization failed: {first}") from e2
         variant = onnx.load(str(quantized))
         fallback_done: list[FallbackTensor] = []
         if fallback and method is not QuantMethod.FP16:

@@ -39,9 +39,11 @@ class WeightCensus:
     """Counted from the graph: parameters, stored weight bytes by dtype, bytes on disk.
 
     Attributes:
-        parameters: elements of float tensors and of low-bit integer weights (INT8/UINT8/INT4/UINT4)
-            stored as initializers or Constant nodes, scales and zero points excluded.
-        weight_bytes_by_dtype: stored bytes of those tensors by ONNX data type name.
+        parameters: elements of float tensors, of low-bit integer weights (INT8/UINT8/INT4/UINT4),
+            of INT32 QDQ biases and of MatMulNBits' packed weights (N x K), stored as initializers
+            or Constant nodes; scales, zero points, shapes and scalars excluded.
+        weight_bytes_by_dtype: stored bytes of those tensors by ONNX data type name
+            (``UINT4 (packed)`` for MatMulNBits weights).
         on_disk_bytes: the model file plus every external data file it references.
     """
 
@@ -106,14 +108,39 @@ def _tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
                     yield t
 
 
-def _meta_names(graph: onnx.GraphProto) -> set[str]:
-    used_as_meta: set[str] = set()
-    used_otherwise: set[str] = set()
-    for node in graph.node:
-        meta = _QUANT_META_INPUTS.get(node.op_type, frozenset())
-        for index, name in enumerate(node.input):
-            (used_as_meta if index in meta else used_otherwise).add(name)
-    return used_as_meta - used_otherwise
+def _uses(graph: onnx.GraphProto) -> dict[str, list[tuple[onnx.NodeProto, int]]]:
+    """Every (node, input index) reading each name of ``graph``, nested subgraphs included."""
+    uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
+    for inner in iter_graphs(graph):
+        for node in inner.node:
+            for index, name in enumerate(node.input):
+                if name:
+                    uses.setdefault(name, []).append((node, index))
+    return uses
+
+
+def _stored_elements(
+    tensor: onnx.TensorProto, uses: list[tuple[onnx.NodeProto, int]]
+) -> tuple[int, str] | None:
+    """Parameters a tensor holds and the type they are stored in, or None when it is not a weight
+    (quantization metadata, shapes, scalars)."""
+    data_type = DataType.from_value(tensor.data_type)
+    count = math.prod(tensor.dims)
+    if data_type is None or count <= 1:  # scalars are constants, not weights
+        return None
+    if uses and all(index in _QUANT_META_INPUTS.get(node.op_type, ()) for node, index in uses):
+        return None
+    for node, index in uses:
+        if node.op_type == "MatMulNBits" and index == 1:
+            # B is packed: (N, blocks, blob) UINT8 holding N x K values of ``bits`` bits.
+            attrs = {a.name: a.i for a in node.attribute}
+            if "N" in attrs and "K" in attrs:
+                return int(attrs["N"] * attrs["K"]), f"UINT{attrs.get('bits', 4)} (packed)"
+    if is_floating(data_type) or data_type in _WEIGHT_TYPES:
+        return count, data_type.name
+    if data_type is DataType.INT32 and any(n.op_type == "DequantizeLinear" and i == 0 for n, i in uses):
+        return count, data_type.name  # a QDQ bias stored as INT32
+    return None
 
 
 def weight_census(path: Path) -> WeightCensus:
@@ -140,16 +167,13 @@ def weight_census(path: Path) -> WeightCensus:
     parameters = 0
     by_dtype = {}
     for graph in iter_graphs(model.graph):
-        meta = _meta_names(graph)
+        uses = _uses(graph)
         for tensor in _tensors(graph):
-            data_type = DataType.from_value(tensor.data_type)
-            if data_type is None or tensor.name in meta:
+            found = _stored_elements(tensor, uses.get(tensor.name, []))
+            if found is None:
                 continue
-            if not (is_floating(data_type) or data_type in _WEIGHT_TYPES):
-                continue
-            count = math.prod(tensor.dims)
-            if count <= 1:  # scalars are constants, not weights
-                continue
+            count, label = found
             parameters += count
-            by_dtype[data_type.name] = by_dtype.get(data_type.name, 0) + nbytes(data_type, count)
+            stored = nbytes(DataType(tensor.data_type), math.prod(tensor.dims))
+            by_dtype[label] = by_dtype.get(label, 0) + stored
     return WeightCensus(parameters, by_dtype, file_bytes(path, model))
