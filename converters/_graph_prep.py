@@ -17,7 +17,6 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from graph_analysis._weights import iter_graphs
 from graph_analysis.dtypes import DataType, is_floating, nbytes
 
 __all__ = [
@@ -28,6 +27,7 @@ __all__ = [
     "dequantize_linear_fallback",
     "float_tensors",
     "graph_makeup",
+    "iter_graphs",
     "lift_constants",
     "prune_unused_initializers",
     "quantized_op_counts",
@@ -107,6 +107,14 @@ class GraphMakeup:
     low_bit_bytes: int
     fp16_bytes: int
     quantized_ops: Mapping[str, int]
+
+
+def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """The graph and every nested subgraph (If/Loop/Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for sub in _subgraphs(node):
+            yield from iter_graphs(sub)
 
 
 def _graph_label(graph: onnx.GraphProto, main: onnx.GraphProto) -> str:
@@ -214,7 +222,9 @@ def graph_makeup(model: onnx.ModelProto) -> GraphMakeup:
             else:
                 other += size
     total = conv + matmul + recurrent + other
-    return GraphMakeup(conv, matmul, recurrent, other, total, low_bit, fp16, quantized_op_counts(model))
+    return GraphMakeup(
+        conv, matmul, recurrent, other, total, low_bit, fp16, quantized_op_counts(model)
+    )
 
 
 def float_tensors(
@@ -248,7 +258,9 @@ def float_tensors(
             reason = reasons.get(tensor.name)
             if reason is None:
                 if any(op.endswith("(in subgraph)") for op in ops):
-                    reason = "read inside a subgraph from an outer scope: the quantizer cannot reach it"
+                    reason = (
+                        "read inside a subgraph from an outer scope: the quantizer cannot reach it"
+                    )
                 else:
                     reason = default_reason
             left.append(
@@ -316,7 +328,11 @@ def dequantize_linear_fallback(
             base = tensor.name
             keep.append(numpy_helper.from_array(quantized, f"{base}_int8"))
             keep.append(numpy_helper.from_array(scale, f"{base}_int8_scale"))
-            keep.append(numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{base}_int8_zero_point"))
+            keep.append(
+                numpy_helper.from_array(
+                    np.zeros_like(scale, dtype=np.int8), f"{base}_int8_zero_point"
+                )
+            )
             attrs = {"axis": axis} if axis_scale else {}
             new_nodes.append(
                 onnx.helper.make_node(

@@ -28,12 +28,13 @@ from converters._graph_prep import (
     dequantize_linear_fallback,
     float_tensors,
     graph_makeup,
+    iter_graphs,
     lift_constants,
     prune_unused_initializers,
     quantized_op_counts,
 )
 from graph_analysis._feeds import graph_input_specs, make_feeds
-from graph_analysis._weights import file_bytes, iter_graphs, load_header
+from graph_analysis._weights import file_bytes
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
 from graph_analysis.errors import (
@@ -45,6 +46,7 @@ from graph_analysis.errors import (
     OutputPathError,
     ShapeBindingError,
 )
+from graph_analysis.loading import load_skeleton, read_model
 
 __all__ = [
     "FallbackTensor",
@@ -182,23 +184,14 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _external_files(path: Path, model: onnx.ModelProto) -> list[Path]:
-    files = []
-    for graph in iter_graphs(model.graph):
-        for tensor in graph.initializer:
-            if tensor.data_location == onnx.TensorProto.EXTERNAL:
-                for entry in tensor.external_data:
-                    if entry.key == "location":
-                        files.append(path.parent / entry.value)
-    return files
-
-
-def _check_paths(src: Path, out: Path, header: onnx.ModelProto) -> None:
-    protected = [src, *_external_files(src, header)]
+def _check_paths(src: Path, out: Path) -> None:
+    protected = [src, *read_model(src).external_files]
     for candidate in (out, out.with_name(out.name + ".data")):
         for guarded in protected:
             if _same_file(candidate, guarded):
-                raise OutputPathError(out, f"would overwrite the input ({guarded}); choose another -o path")
+                raise OutputPathError(
+                    out, f"would overwrite the input ({guarded}); choose another -o path"
+                )
     if out.is_dir():
         raise OutputPathError(out, "is a directory; give a file name such as model.int8.onnx")
     if not out.parent.is_dir():
@@ -211,22 +204,30 @@ def _check_paths(src: Path, out: Path, header: onnx.ModelProto) -> None:
 
 def _check_not_quantized(src: Path, method: QuantMethod, makeup: GraphMakeup) -> list[str]:
     float32_bytes = makeup.total_bytes - makeup.fp16_bytes
-    ops = ", ".join(f"{op} x{n}" for op, n in sorted(makeup.quantized_ops.items())) or "no quantized ops"
+    ops = (
+        ", ".join(f"{op} x{n}" for op, n in sorted(makeup.quantized_ops.items()))
+        or "no quantized ops"
+    )
     if method is QuantMethod.FP16:
         done = makeup.fp16_bytes + makeup.low_bit_bytes
         if done > float32_bytes:
             raise AlreadyQuantizedError(
-                src, f"already quantized: {done} of {done + float32_bytes} weight bytes are FLOAT16 or lower"
+                src,
+                f"already quantized: {done} of {done + float32_bytes} weight bytes are FLOAT16 or lower",
             )
         return []
-    if makeup.low_bit_bytes > float32_bytes or (makeup.quantized_ops and makeup.low_bit_bytes >= float32_bytes):
+    if makeup.low_bit_bytes > float32_bytes or (
+        makeup.quantized_ops and makeup.low_bit_bytes >= float32_bytes
+    ):
         raise AlreadyQuantizedError(
             src,
             f"already quantized: {makeup.low_bit_bytes} of {makeup.low_bit_bytes + makeup.total_bytes} weight "
             f"bytes are stored in 8 bits or fewer ({ops})",
         )
     if makeup.quantized_ops:
-        return [f"the model is already partly quantized ({ops}); only its float weights are quantized"]
+        return [
+            f"the model is already partly quantized ({ops}); only its float weights are quantized"
+        ]
     return []
 
 
@@ -236,7 +237,9 @@ def _load_full(src: Path) -> onnx.ModelProto:
     except FileNotFoundError as e:
         raise ExternalDataError(src, f"external data missing: {e}") from e
     except Exception as e:
-        raise ModelFormatError(src, f"cannot load the model's tensors ({type(e).__name__}: {e})") from e
+        raise ModelFormatError(
+            src, f"cannot load the model's tensors ({type(e).__name__}: {e})"
+        ) from e
 
 
 def _save(model: onnx.ModelProto, path: Path, *, external: bool) -> None:
@@ -244,8 +247,12 @@ def _save(model: onnx.ModelProto, path: Path, *, external: bool) -> None:
     if external:
         (path.parent / data_name).unlink(missing_ok=True)
         onnx.save_model(
-            model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-            location=data_name, size_threshold=1024,
+            model,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data_name,
+            size_threshold=1024,
         )
     else:
         onnx.save_model(model, str(path))
@@ -272,7 +279,9 @@ def _calibration_batches(
         raise InputError(calibration, f"not a readable .npz of calibration inputs ({e})") from e
     missing = [s.name for s in specs if s.name not in arrays]
     if missing:
-        raise ShapeBindingError(calibration, f"no calibration data for input(s) {', '.join(missing)}")
+        raise ShapeBindingError(
+            calibration, f"no calibration data for input(s) {', '.join(missing)}"
+        )
     batches: list[dict[str, np.ndarray]] = []
     for spec in specs:
         value = arrays[spec.name]
@@ -291,8 +300,12 @@ def _infer_shapes(src: Path, dst: Path, *, symbolic: bool, warnings: list[str]) 
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
             quant_pre_process(
-                str(src), str(dst), skip_optimization=True, save_as_external_data=True,
-                all_tensors_to_one_file=True, external_data_location=dst.name + ".data",
+                str(src),
+                str(dst),
+                skip_optimization=True,
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                external_data_location=dst.name + ".data",
             )
             return dst
         except Exception as e:  # symbolic inference fails on some exporters' graphs; onnx's may not
@@ -330,8 +343,12 @@ def _run_quantizer(
     types = list(op_types) if op_types else None
     if method is QuantMethod.DYNAMIC:
         quantize_dynamic(
-            str(src), str(dst), op_types_to_quantize=types, per_channel=per_channel,
-            weight_type=QuantType.QInt8, use_external_data_format=True,
+            str(src),
+            str(dst),
+            op_types_to_quantize=types,
+            per_channel=per_channel,
+            weight_type=QuantType.QInt8,
+            use_external_data_format=True,
             extra_options={"EnableSubgraph": subgraphs},
         )
     elif method is QuantMethod.STATIC:
@@ -344,22 +361,33 @@ def _run_quantizer(
                 return next(self._items, None)
 
         quantize_static(
-            str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=types,
-            per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(src),
+            str(dst),
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=types,
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
             use_external_data_format=True,
         )
     elif method is QuantMethod.FP16:
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         model = onnx.load(str(src))
-        converted = convert_float_to_float16(model, keep_io_types=keep_io_types, disable_shape_infer=True)
+        converted = convert_float_to_float16(
+            model, keep_io_types=keep_io_types, disable_shape_infer=True
+        )
         _save(converted, dst, external=True)
     elif method is QuantMethod.INT4:
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
         model = onnx.load(str(src))
         quantizer = MatMulNBitsQuantizer(
-            model, bits=4, block_size=int4_block_size, is_symmetric=True,
+            model,
+            bits=4,
+            block_size=int4_block_size,
+            is_symmetric=True,
             op_types_to_quantize=tuple(types) if types else ("MatMul",),
         )
         quantizer.process()
@@ -382,7 +410,9 @@ def _smoke_run(path: Path, header: onnx.ModelProto, bindings: Bindings) -> None:
         run_feeds = {}
         for meta in session.get_inputs():
             value = feeds[meta.name]
-            run_feeds[meta.name] = value.astype(np.float16) if meta.type == "tensor(float16)" else value
+            run_feeds[meta.name] = (
+                value.astype(np.float16) if meta.type == "tensor(float16)" else value
+            )
         session.run(None, run_feeds)
     except Exception as e:
         first = f"{type(e).__name__}: {e}".splitlines()[0][:300]
@@ -454,8 +484,8 @@ def quantize_model(
     """
     src, out = Path(src), Path(out)
     bindings = bindings or Bindings()
-    header = load_header(src)
-    _check_paths(src, out, header)
+    header = load_skeleton(src)
+    _check_paths(src, out)
     makeup = graph_makeup(header)
     recommendation = recommend_method(makeup)
     if method is QuantMethod.AUTO:
@@ -465,7 +495,7 @@ def quantize_model(
         warnings.append(f"dynamic int8 on this graph: {recommendation.reason}")
     if method is QuantMethod.INT4 and makeup.conv_bytes:
         warnings.append("int4 is weight-only for MatMul: Conv weights are not 4-bit quantized")
-    source_bytes = file_bytes(src, header)
+    source_bytes = file_bytes(src)
     model = _load_full(src)
     lifted = lift_constants(model)
     batches = (
@@ -479,32 +509,53 @@ def quantize_model(
         _save(model, prepped, external=True)
         del model
         inferred = _infer_shapes(
-            prepped, work / "inferred.onnx", symbolic=method is not QuantMethod.FP16, warnings=warnings
+            prepped,
+            work / "inferred.onnx",
+            symbolic=method is not QuantMethod.FP16,
+            warnings=warnings,
         )
         quantized = work / "quantized.onnx"
         try:
             _run_quantizer(
-                method, inferred, quantized, per_channel=per_channel, op_types=op_types,
-                batches=batches, keep_io_types=keep_io_types, int4_block_size=int4_block_size,
+                method,
+                inferred,
+                quantized,
+                per_channel=per_channel,
+                op_types=op_types,
+                batches=batches,
+                keep_io_types=keep_io_types,
+                int4_block_size=int4_block_size,
                 subgraphs=True,
             )
         except Exception as e:
             first = f"{type(e).__name__}: {e}".splitlines()[0][:200]
             if method is not QuantMethod.DYNAMIC or not _has_subgraphs(header):
-                raise ConversionError(src, f"onnxruntime's {method.value} quantization failed: {first}") from e
+                raise ConversionError(
+                    src, f"onnxruntime's {method.value} quantization failed: {first}"
+                ) from e
             # The subgraph pass trips on ops whose weights sit in an outer scope (an LSTM in an If
             # branch: "'NoneType' object has no attribute 'dims'"). Quantize the main graph only;
             # the fallback then stores the subgraphs' weights as INT8.
-            warnings.append(f"onnxruntime's quantizer failed inside subgraphs ({first}); quantized the main graph only")
+            warnings.append(
+                f"onnxruntime's quantizer failed inside subgraphs ({first}); quantized the main graph only"
+            )
             try:
                 _run_quantizer(
-                    method, inferred, quantized, per_channel=per_channel, op_types=op_types,
-                    batches=batches, keep_io_types=keep_io_types, int4_block_size=int4_block_size,
+                    method,
+                    inferred,
+                    quantized,
+                    per_channel=per_channel,
+                    op_types=op_types,
+                    batches=batches,
+                    keep_io_types=keep_io_types,
+                    int4_block_size=int4_block_size,
                     subgraphs=False,
                 )
             except Exception as e2:
                 first = f"{type(e2).__name__}: {e2}".splitlines()[0][:300]
-                raise ConversionError(src, f"onnxruntime's {method.value} quantization failed: {first}") from e2
+                raise ConversionError(
+                    src, f"onnxruntime's {method.value} quantization failed: {first}"
+                ) from e2
         variant = onnx.load(str(quantized))
         fallback_done: list[FallbackTensor] = []
         if fallback and method is not QuantMethod.FP16:
@@ -514,7 +565,11 @@ def quantize_model(
                 count = sizes[name].num_elements
                 fallback_done.append(FallbackTensor(name, count, sizes[name].nbytes, count))
         prune_unused_initializers(variant)
-        use_external = external_data if external_data is not None else _tensor_bytes(variant) > _EXTERNAL_DATA_BYTES
+        use_external = (
+            external_data
+            if external_data is not None
+            else _tensor_bytes(variant) > _EXTERNAL_DATA_BYTES
+        )
         final = work / out.name
         _save(variant, final, external=use_external)
         _smoke_run(final, header, bindings)
@@ -530,7 +585,9 @@ def quantize_model(
             os.replace(work / (out.name + ".data"), out.with_name(out.name + ".data"))
         os.replace(final, out)
     output_bytes = file_bytes(out)
-    warnings.extend(_size_warnings(method, source_bytes, output_bytes, left, fallback_done, quantized_ops))
+    warnings.extend(
+        _size_warnings(method, source_bytes, output_bytes, left, fallback_done, quantized_ops)
+    )
     return QuantizationResult(
         source=src,
         output=out,
@@ -586,8 +643,13 @@ def _size_warnings(
             if left
             else "the quantization metadata (scales, zero points, Q/DQ nodes) outweighs what was saved"
         )
-        warnings.append(f"the variant is not smaller than the input ({output_bytes} vs {source_bytes} bytes): {why}")
-    if math.isclose(output_bytes, source_bytes, rel_tol=0.02) and not quantized_ops and method is not QuantMethod.FP16:
+        warnings.append(
+            f"the variant is not smaller than the input ({output_bytes} vs {source_bytes} bytes): {why}"
+        )
+    if (
+        math.isclose(output_bytes, source_bytes, rel_tol=0.02)
+        and not quantized_ops
+        and method is not QuantMethod.FP16
+    ):
         warnings.append("nothing was quantized")
     return warnings
-

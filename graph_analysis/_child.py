@@ -64,7 +64,9 @@ def _feeds_for(session: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarr
     for position, meta in enumerate(session.get_inputs()):
         value = feeds[meta.name] if meta.name in feeds else values[position]
         wanted = _ORT_NUMPY.get(meta.type)
-        out[meta.name] = value.astype(wanted) if wanted is not None and value.dtype != wanted else value
+        out[meta.name] = (
+            value.astype(wanted) if wanted is not None and value.dtype != wanted else value
+        )
     return {n: out[n] for n in names}
 
 

@@ -40,7 +40,9 @@ def output_drift(name: str, reference: np.ndarray, other: np.ndarray) -> OutputD
         ValueError: the shapes differ.
     """
     if reference.shape != other.shape:
-        raise ValueError(f"output {name}: shape {other.shape} differs from the reference's {reference.shape}")
+        raise ValueError(
+            f"output {name}: shape {other.shape} differs from the reference's {reference.shape}"
+        )
     ref = np.asarray(reference, dtype=np.float64).ravel()
     oth = np.asarray(other, dtype=np.float64).ravel()
     if ref.size == 0:
@@ -52,11 +54,17 @@ def output_drift(name: str, reference: np.ndarray, other: np.ndarray) -> OutputD
     else:
         cosine = float(np.dot(ref, oth) / norms)
     agreement = None
-    if np.issubdtype(reference.dtype, np.floating) and reference.ndim >= 2 and reference.shape[-1] >= 2:
+    if (
+        np.issubdtype(reference.dtype, np.floating)
+        and reference.ndim >= 2
+        and reference.shape[-1] >= 2
+    ):
         ref_arg = np.argmax(reference.reshape(-1, reference.shape[-1]), axis=-1)
         oth_arg = np.argmax(other.reshape(-1, other.shape[-1]), axis=-1)
         agreement = float(np.mean(ref_arg == oth_arg))
-    return OutputDrift(name, float(diff.max()), float(diff.mean()), cosine, agreement, int(ref.size))
+    return OutputDrift(
+        name, float(diff.max()), float(diff.mean()), cosine, agreement, int(ref.size)
+    )
 
 
 def pair_outputs(

@@ -76,7 +76,9 @@ def graph_input_specs(
     for spec in bindings.shapes:
         if spec.name is None:
             if len(inputs) != 1:
-                raise ShapeBindingError(None, "--input-shape without a name needs a single-input model")
+                raise ShapeBindingError(
+                    None, "--input-shape without a name needs a single-input model"
+                )
             explicit[inputs[0].name] = spec.dims
         elif spec.name not in {i.name for i in inputs}:
             raise ShapeBindingError(None, f"--input-shape {spec.name}: the model has no such input")
@@ -86,24 +88,36 @@ def graph_input_specs(
     for value in inputs:
         tensor_type = value.type.tensor_type
         dtype_name = bindings.dtypes.get(value.name, bindings.dtypes.get(None))
-        data_type = DataType[dtype_name] if dtype_name else DataType.from_value(tensor_type.elem_type)
+        data_type = (
+            DataType[dtype_name] if dtype_name else DataType.from_value(tensor_type.elem_type)
+        )
         if data_type not in _NUMPY:
-            raise ShapeBindingError(None, f"input {value.name}: cannot generate values of type {data_type}")
+            raise ShapeBindingError(
+                None, f"input {value.name}: cannot generate values of type {data_type}"
+            )
         declared = list(tensor_type.shape.dim) if tensor_type.HasField("shape") else []
         if value.name in explicit:
             dims = explicit[value.name]
             if declared and len(dims) != len(declared):
                 raise ShapeBindingError(
-                    None, f"input {value.name}: rank {len(dims)} given, the graph declares {len(declared)}"
+                    None,
+                    f"input {value.name}: rank {len(dims)} given, the graph declares {len(declared)}",
                 )
         else:
-            dims = tuple(_bind_dim(d, i, bindings, default_batch, default_dim) for i, d in enumerate(declared))
+            dims = tuple(
+                _bind_dim(d, i, bindings, default_batch, default_dim)
+                for i, d in enumerate(declared)
+            )
         specs.append(InputSpec(value.name, data_type, tuple(dims)))
     return tuple(specs)
 
 
 def _bind_dim(
-    dim: onnx.TensorShapeProto.Dimension, axis: int, bindings: Bindings, default_batch: int, default_dim: int
+    dim: onnx.TensorShapeProto.Dimension,
+    axis: int,
+    bindings: Bindings,
+    default_batch: int,
+    default_dim: int,
 ) -> int:
     if dim.HasField("dim_value") and dim.dim_value > 0:
         return int(dim.dim_value)

@@ -35,7 +35,11 @@ class ChildMeasurement:
 
 
 def run_child(
-    spec: Mapping[str, Any], feeds: Mapping[str, np.ndarray], *, path_for_errors: str, timeout_s: float
+    spec: Mapping[str, Any],
+    feeds: Mapping[str, np.ndarray],
+    *,
+    path_for_errors: str,
+    timeout_s: float,
 ) -> dict[str, Any]:
     """Run one job in a fresh ``python -m graph_analysis._child`` and return its JSON result.
 
@@ -47,9 +51,13 @@ def run_child(
         np.savez(feeds_path, **dict(feeds))
         result_path = Path(tmp) / "result.json"
         spec_path = Path(tmp) / "spec.json"
-        spec_path.write_text(json.dumps({**spec, "feeds": str(feeds_path), "result": str(result_path)}))
+        spec_path.write_text(
+            json.dumps({**spec, "feeds": str(feeds_path), "result": str(result_path)})
+        )
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH")) if p
+        )
         env.setdefault("OMP_NUM_THREADS", str(spec.get("threads", 1)))
         try:
             proc = subprocess.run(
@@ -61,9 +69,13 @@ def run_child(
                 check=False,
             )
         except subprocess.TimeoutExpired as e:
-            raise MeasurementError(path_for_errors, f"the measuring process ran past {timeout_s:.0f} s") from e
+            raise MeasurementError(
+                path_for_errors, f"the measuring process ran past {timeout_s:.0f} s"
+            ) from e
         if not result_path.exists():
-            tail = (proc.stderr or "").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+            tail = (proc.stderr or "").strip().splitlines()[-1:] or [
+                f"exit status {proc.returncode}"
+            ]
             raise MeasurementError(path_for_errors, f"the measuring process died: {tail[0]}")
         result: dict[str, Any] = json.loads(result_path.read_text())
     if "error" in result:

@@ -16,9 +16,10 @@ from pathlib import Path
 from graph_analysis._drift import OutputDrift
 from graph_analysis._feeds import InputSpec, graph_input_specs, make_feeds
 from graph_analysis._runner import estimate_inference_bytes, measure, run_drift
-from graph_analysis._weights import load_header, weight_census
+from graph_analysis._weights import weight_census
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ModelFormatError
+from graph_analysis.loading import load_skeleton
 
 __all__ = [
     "Comparison",
@@ -28,6 +29,7 @@ __all__ = [
     "ModelDrift",
     "OutputDrift",
     "compare_models",
+    "comparison_to_dict",
     "percentile",
 ]
 
@@ -175,7 +177,7 @@ def compare_models(
         raise ValueError("runs must be >= 1")
     bindings = bindings or Bindings()
     say = progress or (lambda _line: None)
-    specs = graph_input_specs(load_header(paths[0]).graph, bindings)
+    specs = graph_input_specs(load_skeleton(paths[0]).graph, bindings)
     feeds = make_feeds(specs, seed=seed)
     drift_raw: list[object] = [None]
     if len(paths) > 1:
@@ -187,7 +189,15 @@ def compare_models(
         measured = []
         for arena in arena_settings:
             say(f"measuring {path.name} (arena {'on' if arena else 'off'}, {runs} runs)")
-            m = measure(path, bindings, feeds, runs=runs, arena=arena, threads=threads, timeout_s=measure_timeout_s)
+            m = measure(
+                path,
+                bindings,
+                feeds,
+                runs=runs,
+                arena=arena,
+                threads=threads,
+                timeout_s=measure_timeout_s,
+            )
             latency = LatencyStats(
                 statistics.median(m.latencies_ms) if m.latencies_ms else float("nan"),
                 percentile(m.latencies_ms, 90),
@@ -218,7 +228,10 @@ def comparison_to_dict(comparison: Comparison) -> dict[str, object]:
         if arena_on is not None:
             measured = {
                 "peak_bytes": arena_on.peak_bytes,
-                "latency_ms": {"median": arena_on.latency.median_ms, "p90": arena_on.latency.p90_ms},
+                "latency_ms": {
+                    "median": arena_on.latency.median_ms,
+                    "p90": arena_on.latency.p90_ms,
+                },
                 "runs": arena_on.latency.runs,
                 "by_arena": [
                     {
@@ -253,7 +266,10 @@ def comparison_to_dict(comparison: Comparison) -> dict[str, object]:
         )
     return {
         "models": models,
-        "inputs": [{"name": s.name, "data_type": s.data_type.name, "dims": list(s.dims)} for s in comparison.inputs],
+        "inputs": [
+            {"name": s.name, "data_type": s.data_type.name, "dims": list(s.dims)}
+            for s in comparison.inputs
+        ],
         "runs": comparison.runs,
         "threads": comparison.threads,
         "seed": comparison.seed,
