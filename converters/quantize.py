@@ -491,8 +491,6 @@ def quantize_model(
     if method is QuantMethod.AUTO:
         method = recommendation.method
     warnings = _check_not_quantized(src, method, makeup)
-    if method is QuantMethod.DYNAMIC and recommendation.method is QuantMethod.STATIC:
-        warnings.append(f"dynamic int8 on this graph: {recommendation.reason}")
     if method is QuantMethod.INT4 and makeup.conv_bytes:
         warnings.append("int4 is weight-only for MatMul: Conv weights are not 4-bit quantized")
     source_bytes = file_bytes(src)
