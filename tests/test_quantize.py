@@ -1,0 +1,304 @@
+"""quantize_model: every weight storage form, each method, path safety, already-quantized models.
+
+Oracles: sizes are the files' own ``os.stat`` sizes; outputs are compared with the float model run
+in onnxruntime in this process (drift bounds as documented in docs/quantization.md); parameter
+counts against ``graph_analysis.analyze`` of the float source and, for torch models, against
+``sum(p.numel() for p in model.parameters())``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+from converters.quantize import QuantMethod, QuantizationResult, quantize_model
+from fixtures import quant_models as qm
+from graph_analysis import analyze
+from graph_analysis.errors import (
+    AlreadyQuantizedError,
+    ConversionError,
+    OutputPathError,
+)
+
+# Documented drift bounds (docs/quantization.md), cosine similarity of outputs vs the float model.
+COSINE_MIN = {
+    QuantMethod.DYNAMIC: 0.99,
+    QuantMethod.STATIC: 0.99,
+    QuantMethod.FP16: 0.9999,
+    QuantMethod.INT4: 0.98,
+}
+INT8_RATIO_MAX = 0.35  # for models of 1M+ parameters
+FP16_RATIO = (0.45, 0.55)
+
+
+def _save(model: onnx.ModelProto, path: Path, *, external: bool = False) -> Path:
+    if external:
+        onnx.save_model(
+            model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=0
+        )
+    else:
+        onnx.save_model(model, str(path))
+    return path
+
+
+def _disk_bytes(path: Path) -> int:
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _run(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return [np.asarray(o, dtype=np.float64) for o in session.run(None, feeds)]
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel(), b.ravel()
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _feeds(model_path: Path) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for meta in session.get_inputs():
+        shape = [d if isinstance(d, int) else 1 for d in meta.shape]
+        feeds[meta.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+def _check_variant(src: Path, result: QuantizationResult, method: QuantMethod) -> None:
+    """The variant exists, its size is what the files say, it runs and drifts within bounds."""
+    assert result.output.exists()
+    assert result.source_bytes == _disk_bytes(src)
+    assert result.output_bytes == _disk_bytes(result.output)
+    feeds = _feeds(src)
+    for ref, out in zip(_run(src, feeds), _run(result.output, feeds), strict=True):
+        assert ref.shape == out.shape
+        assert _cosine(ref, out) >= COSINE_MIN[method]
+
+
+FORMS: dict[str, Callable[[], onnx.ModelProto]] = {
+    "initializers": qm.mlp,
+    "constant_nodes": lambda: qm.mlp(constants=True),
+    "gemm": qm.gemm_mlp,
+    "if_outer_scope": qm.if_outer_scope,
+    "loop_if_outer_scope": qm.nested_outer_scope,
+    "lstm_in_if": qm.lstm_in_if,
+    "cnn": qm.cnn,
+}
+
+
+@pytest.fixture(scope="module")
+def forms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("forms")
+    paths = {name: _save(build(), folder / f"{name}.onnx") for name, build in FORMS.items()}
+    paths["external_data"] = _save(qm.mlp(seed=3), folder / "external.onnx", external=True)
+    return paths
+
+
+@pytest.mark.parametrize("form", [*FORMS, "external_data"])
+def test_dynamic_int8_shrinks_every_storage_form(forms: dict[str, Path], form: str, tmp_path: Path) -> None:
+    src = forms[form]
+    before = {p: _sha256(p) for p in src.parent.glob(src.name + "*")}
+    result = quantize_model(src, tmp_path / "q.onnx")
+    _check_variant(src, result, QuantMethod.DYNAMIC)
+    assert result.size_ratio <= INT8_RATIO_MAX
+    # Nothing large stays float: the quantizer or the DequantizeLinear fallback got every weight.
+    assert all(t.nbytes < 4096 for t in result.float_tensors), result.float_tensors
+    assert analyze(result.output).parameters.total == analyze(src).parameters.total
+    assert {p: _sha256(p) for p in src.parent.glob(src.name + "*")} == before
+
+
+def test_constant_node_weights_are_lifted(forms: dict[str, Path], tmp_path: Path) -> None:
+    result = quantize_model(forms["constant_nodes"], tmp_path / "q.onnx")
+    assert result.lifted_constants == 8
+    assert result.quantized_ops.get("MatMulInteger") == 4
+    assert not result.fallback_tensors
+
+
+def test_lstm_reading_outer_scope_weights_falls_back_to_dequantize_linear(
+    forms: dict[str, Path], tmp_path: Path
+) -> None:
+    result = quantize_model(forms["lstm_in_if"], tmp_path / "q.onnx")
+    assert {t.name for t in result.fallback_tensors} == {"W", "R", "B", "W_b", "R_b", "B_b"}
+    assert sum(t.float_bytes for t in result.fallback_tensors) == 4 * sum(
+        t.int8_bytes for t in result.fallback_tensors
+    )
+    assert any("DequantizeLinear" in w and "every run" in w for w in result.warnings)
+    model = onnx.load(str(result.output))
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert {n.output[0] for n in dq} == {"W", "R", "B", "W_b", "R_b", "B_b"}
+
+
+@pytest.mark.parametrize("method", [QuantMethod.STATIC, QuantMethod.FP16, QuantMethod.INT4])
+@pytest.mark.parametrize("form", ["initializers", "loop_if_outer_scope", "cnn"])
+def test_other_methods(forms: dict[str, Path], form: str, method: QuantMethod, tmp_path: Path) -> None:
+    src = forms[form]
+    result = quantize_model(src, tmp_path / "q.onnx", method=method, calibration_samples=4)
+    _check_variant(src, result, method)
+    if method is QuantMethod.FP16:
+        assert FP16_RATIO[0] <= result.size_ratio <= FP16_RATIO[1]
+        assert not result.float_tensors
+        # io types kept: same FLOAT inputs as the source
+        assert onnx.load(str(result.output)).graph.input[0].type.tensor_type.elem_type == 1
+    elif method is QuantMethod.STATIC:
+        assert result.size_ratio <= INT8_RATIO_MAX
+        assert result.quantized_ops.get("QuantizeLinear", 0) > 0 or result.fallback_tensors
+    else:
+        assert result.size_ratio <= INT8_RATIO_MAX
+        if form != "cnn":
+            assert result.quantized_ops.get("MatMulNBits", 0) >= 2
+            assert result.size_ratio <= 0.2
+
+
+def test_fp16_io_types_changed_when_asked(forms: dict[str, Path], tmp_path: Path) -> None:
+    result = quantize_model(forms["initializers"], tmp_path / "q.onnx", method=QuantMethod.FP16, keep_io_types=False)
+    graph = onnx.load(str(result.output)).graph
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+
+
+def test_static_calibration_from_npz(forms: dict[str, Path], tmp_path: Path) -> None:
+    data = tmp_path / "calib.npz"
+    np.savez(data, x=np.random.default_rng(0).standard_normal((5, 2, 512)).astype(np.float32))
+    result = quantize_model(forms["initializers"], tmp_path / "q.onnx", method=QuantMethod.STATIC, calibration=data)
+    _check_variant(forms["initializers"], result, QuantMethod.STATIC)
+    with pytest.raises(Exception, match="no calibration data for input"):
+        np.savez(tmp_path / "bad.npz", y=np.zeros((1, 512), np.float32))
+        quantize_model(forms["initializers"], tmp_path / "q2.onnx", method=QuantMethod.STATIC, calibration=tmp_path / "bad.npz")
+
+
+def test_recommendation_follows_the_graph(forms: dict[str, Path], tmp_path: Path) -> None:
+    cnn = quantize_model(forms["cnn"], tmp_path / "cnn.onnx", method=QuantMethod.AUTO, calibration_samples=2)
+    assert cnn.method is QuantMethod.STATIC and cnn.recommendation.method is QuantMethod.STATIC
+    assert cnn.recommendation.makeup.conv_bytes > 0.9 * cnn.recommendation.makeup.total_bytes
+    mlp = quantize_model(forms["initializers"], tmp_path / "mlp.onnx", method=QuantMethod.AUTO)
+    assert mlp.method is QuantMethod.DYNAMIC
+    dyn = quantize_model(forms["cnn"], tmp_path / "cnn_dyn.onnx")
+    assert any("ConvInteger" in w for w in dyn.warnings)
+
+
+def test_op_types_restrict_and_report_what_stays_float(forms: dict[str, Path], tmp_path: Path) -> None:
+    result = quantize_model(forms["initializers"], tmp_path / "q.onnx", op_types=["Conv"])
+    assert result.quantized_ops == {}
+    assert not result.is_smaller
+    assert any("not smaller" in w for w in result.warnings)
+    assert len([t for t in result.float_tensors if t.consumers == ("MatMul",)]) == 4
+    assert all("op types asked for" in t.reason for t in result.float_tensors)
+
+
+def test_already_quantized_is_reported(forms: dict[str, Path], tmp_path: Path) -> None:
+    first = quantize_model(forms["initializers"], tmp_path / "q.onnx")
+    with pytest.raises(AlreadyQuantizedError, match="already quantized"):
+        quantize_model(first.output, tmp_path / "qq.onnx")
+    half = quantize_model(forms["initializers"], tmp_path / "h.onnx", method=QuantMethod.FP16)
+    with pytest.raises(AlreadyQuantizedError, match="FLOAT16"):
+        quantize_model(half.output, tmp_path / "hh.onnx", method=QuantMethod.FP16)
+    assert not (tmp_path / "qq.onnx").exists()
+
+
+def test_never_writes_over_the_input(forms: dict[str, Path], tmp_path: Path) -> None:
+    src = _save(qm.mlp(width=64, layers=1), tmp_path / "m.onnx")
+    digest = _sha256(src)
+    with pytest.raises(OutputPathError, match="overwrite the input"):
+        quantize_model(src, src)
+    os.link(src, tmp_path / "hard.onnx")
+    with pytest.raises(OutputPathError, match="overwrite the input"):
+        quantize_model(src, tmp_path / "hard.onnx")
+    (tmp_path / "soft.onnx").symlink_to(src)
+    with pytest.raises(OutputPathError, match="overwrite the input"):
+        quantize_model(src, tmp_path / "soft.onnx")
+    with pytest.raises(OutputPathError, match="overwrite the input"):
+        quantize_model(src, tmp_path / "sub" / ".." / "m.onnx")
+    assert _sha256(src) == digest
+
+
+def test_output_next_to_external_data_of_the_input_is_refused(tmp_path: Path) -> None:
+    src = _save(qm.mlp(width=64, layers=1), tmp_path / "m.onnx", external=True)
+    (tmp_path / "other").mkdir()
+    # Writing "m.onnx.data" as the variant itself would clobber the input's tensors.
+    with pytest.raises(OutputPathError, match="overwrite the input"):
+        quantize_model(src, tmp_path / "m.onnx.data")
+
+
+def test_unwritable_destinations(tmp_path: Path) -> None:
+    src = _save(qm.mlp(width=64, layers=1), tmp_path / "m.onnx")
+    with pytest.raises(OutputPathError, match="does not exist"):
+        quantize_model(src, tmp_path / "missing" / "q.onnx")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputPathError):
+        quantize_model(src, tmp_path / "afile" / "q.onnx")
+    with pytest.raises(OutputPathError, match="is a directory"):
+        quantize_model(src, tmp_path)
+
+
+def test_failure_leaves_no_partial_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import converters.quantize as module
+
+    src = _save(qm.mlp(width=64, layers=1), tmp_path / "m.onnx")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def boom(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("quantizer exploded")
+
+    monkeypatch.setattr(module, "_run_quantizer", boom)
+    with pytest.raises(ConversionError, match="quantizer exploded"):
+        quantize_model(src, out_dir / "q.onnx")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_cli_quantize_errors_are_one_line_exit_2(tmp_path: Path) -> None:
+    src = _save(qm.mlp(width=64, layers=1), tmp_path / "m.onnx")
+    runner = CliRunner()
+    result = runner.invoke(app, ["quantize", str(src), "-o", str(src)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "overwrite the input" in result.stderr
+    result = runner.invoke(app, ["quantize", str(src), "-o", str(tmp_path / "nope" / "q.onnx")])
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+def test_cli_quantize_json(tmp_path: Path) -> None:
+    import json
+
+    src = _save(qm.mlp(), tmp_path / "m.onnx")
+    result = CliRunner().invoke(
+        app, ["quantize", str(src), "-o", str(tmp_path / "q.onnx"), "--method", "fp16", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["method"] == "fp16"
+    assert data["source_bytes"] == _disk_bytes(src)
+    assert data["output_bytes"] == _disk_bytes(tmp_path / "q.onnx")
+    assert data["recommendation"]["method"] == "dynamic"
+
+
+def test_large_outputs_go_to_external_data(
+    forms: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above the protobuf limit (lowered here to 0 bytes) the variant's tensors go to <out>.data."""
+    import converters.quantize as module
+
+    monkeypatch.setattr(module, "_EXTERNAL_DATA_BYTES", 0)
+    src = forms["external_data"]
+    result = quantize_model(src, tmp_path / "q.onnx")
+    assert result.external_data
+    data = tmp_path / "q.onnx.data"
+    assert data.stat().st_size > 1_000_000 and (tmp_path / "q.onnx").stat().st_size < 10_000
+    _check_variant(src, result, QuantMethod.DYNAMIC)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx", "q.onnx.data"]
