@@ -36,7 +36,10 @@ def quantization_to_dict(result: QuantizationResult) -> dict[str, Any]:
         "external_data": result.external_data,
         "lifted_constants": result.lifted_constants,
         "quantized_ops": dict(result.quantized_ops),
-        "float_tensors": [vars(t) | {"consumers": list(t.consumers)} for t in result.float_tensors],
+        "float_tensors": [
+            vars(t) | {"consumers": list(t.consumers), "dims": list(t.dims)}
+            for t in result.float_tensors
+        ],
         "fallback_tensors": [vars(t) for t in result.fallback_tensors],
         "recommendation": {
             "method": result.recommendation.method.value,

@@ -69,6 +69,7 @@ class FloatTensor:
         name: the initializer's name.
         graph: the graph holding it (``main`` or a subgraph's name).
         data_type: its ONNX data type name.
+        dims: its shape.
         num_elements: elements.
         nbytes: stored bytes.
         consumers: op types that read it (in its graph or nested subgraphs).
@@ -78,6 +79,7 @@ class FloatTensor:
     name: str
     graph: str
     data_type: str
+    dims: tuple[int, ...]
     num_elements: int
     nbytes: int
     consumers: tuple[str, ...]
@@ -268,6 +270,7 @@ def float_tensors(
                     tensor.name,
                     _graph_label(graph, model.graph),
                     data_type.name,
+                    tuple(tensor.dims),
                     count,
                     nbytes(data_type, count),
                     ops,

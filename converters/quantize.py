@@ -426,8 +426,8 @@ def _fallback_axes(
     wanted = set(op_types) if op_types else None
     axes = {}
     for tensor in float_tensors(model, min_elements=min_elements, data_types=FLOAT32_TYPES):
-        if tensor.data_type != "FLOAT":
-            continue
+        if tensor.data_type != "FLOAT" or len(tensor.dims) < 2:
+            continue  # vectors (biases, norm scales) are small and sensitive: left in float
         ops = {op.replace(" (in subgraph)", "") for op in tensor.consumers}
         if wanted is None or (ops and ops <= wanted):
             # MatMul's B is (K, N): one scale per output feature N; Conv/Gemm/LSTM/Gather: axis 0.
@@ -447,7 +447,7 @@ def quantize_model(
     bindings: Bindings | None = None,
     keep_io_types: bool = True,
     fallback: bool = True,
-    fallback_min_elements: int = 1024,
+    fallback_min_elements: int = 4096,
     report_min_elements: int = 1024,
     int4_block_size: int = 32,
     external_data: bool | None = None,
@@ -464,9 +464,9 @@ def quantize_model(
         calibration_samples: STATIC without ``calibration``: how many seeded random inputs to use.
         bindings: shapes for symbolic inputs, for calibration and the test run.
         keep_io_types: FP16 only: keep FLOAT graph inputs and outputs (Casts inside).
-        fallback: store FLOAT weights the quantizer left (``fallback_min_elements``+ elements, and
-            with ``op_types`` only those read by those op types) as INT8 behind DequantizeLinear.
-            Not applied to FP16.
+        fallback: store FLOAT weights the quantizer left (rank 2+, ``fallback_min_elements``+
+            elements, and with ``op_types`` only those read by those op types) as INT8 behind
+            DequantizeLinear. Not applied to FP16.
         fallback_min_elements: smallest weight the fallback converts.
         report_min_elements: smallest float weight listed in ``float_tensors``.
         int4_block_size: INT4 only: elements per quantization block (a power of 2, >= 16).

@@ -76,15 +76,21 @@ def _run_drift(spec: dict[str, Any], feeds: dict[str, np.ndarray]) -> dict[str, 
     reference: dict[str, np.ndarray] | None = None
     results: list[Any] = []
     for path in spec["models"]:
-        session = _session(path, spec["threads"], True)
-        names = [o.name for o in session.get_outputs()]
-        outputs = dict(zip(names, session.run(None, _feeds_for(session, feeds)), strict=True))
-        del session
+        try:
+            session = _session(path, spec["threads"], True)
+            names = [o.name for o in session.get_outputs()]
+            outputs = dict(zip(names, session.run(None, _feeds_for(session, feeds)), strict=True))
+            del session
+        except Exception as e:
+            return {"error": f"{type(e).__name__}: {e}", "model": path}
         if reference is None:
             reference = outputs
             results.append(None)
             continue
-        results.append([vars(d) for d in drift_all(reference, outputs)])
+        try:
+            results.append([vars(d) for d in drift_all(reference, outputs)])
+        except ValueError as e:
+            return {"error": str(e), "model": path}
     return {"drift": results}
 
 

@@ -52,7 +52,7 @@ def output_drift(name: str, reference: np.ndarray, other: np.ndarray) -> OutputD
     if norms == 0.0:
         cosine = 1.0 if float(np.abs(ref).max() + np.abs(oth).max()) == 0.0 else 0.0
     else:
-        cosine = float(np.dot(ref, oth) / norms)
+        cosine = float(np.clip(np.dot(ref, oth) / norms, -1.0, 1.0))
     agreement = None
     if (
         np.issubdtype(reference.dtype, np.floating)

@@ -79,7 +79,8 @@ def run_child(
             raise MeasurementError(path_for_errors, f"the measuring process died: {tail[0]}")
         result: dict[str, Any] = json.loads(result_path.read_text())
     if "error" in result:
-        raise MeasurementError(path_for_errors, f"onnxruntime failed: {result['error']}")
+        where = result.get("model", path_for_errors)
+        raise MeasurementError(where, f"onnxruntime failed: {result['error']}")
     return result
 
 

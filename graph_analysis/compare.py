@@ -18,7 +18,7 @@ from graph_analysis._feeds import InputSpec, graph_input_specs, make_feeds
 from graph_analysis._runner import estimate_inference_bytes, measure, run_drift
 from graph_analysis._weights import weight_census
 from graph_analysis.bindings import Bindings
-from graph_analysis.errors import ModelFormatError
+from graph_analysis.errors import ModelFormatError, ShapeBindingError
 from graph_analysis.loading import load_skeleton
 
 __all__ = [
@@ -140,6 +140,19 @@ def _model_drift(raw: list[dict[str, object]]) -> ModelDrift:
     )
 
 
+def _check_same_inputs(
+    first: Path, first_specs: Sequence[InputSpec], path: Path, specs: Sequence[InputSpec]
+) -> None:
+    """Every model must take the first model's inputs (same count and dims; dtypes may differ)."""
+    theirs = [(s.name, s.dims) for s in specs]
+    ours = [(s.name, s.dims) for s in first_specs]
+    same = len(theirs) == len(ours) and all(a[1] == b[1] for a, b in zip(theirs, ours, strict=True))
+    if not same:
+        raise ShapeBindingError(
+            path, f"its inputs {theirs} differ from those of {first.name} {ours}; cannot compare"
+        )
+
+
 def compare_models(
     paths: Sequence[Path],
     bindings: Bindings | None = None,
@@ -177,15 +190,17 @@ def compare_models(
         raise ValueError("runs must be >= 1")
     bindings = bindings or Bindings()
     say = progress or (lambda _line: None)
+    censuses = [weight_census(path) for path in paths]  # also rejects unreadable files up front
     specs = graph_input_specs(load_skeleton(paths[0]).graph, bindings)
+    for path in paths[1:]:
+        _check_same_inputs(paths[0], specs, path, graph_input_specs(load_skeleton(path).graph, bindings))
     feeds = make_feeds(specs, seed=seed)
     drift_raw: list[object] = [None]
     if len(paths) > 1:
         say(f"running all {len(paths)} models on the same inputs for drift")
         drift_raw = run_drift(list(paths), feeds, threads=threads, timeout_s=measure_timeout_s)
     models = []
-    for index, path in enumerate(paths):
-        census = weight_census(path)
+    for index, (path, census) in enumerate(zip(paths, censuses, strict=True)):
         measured = []
         for arena in arena_settings:
             say(f"measuring {path.name} (arena {'on' if arena else 'off'}, {runs} runs)")
