@@ -10,9 +10,12 @@ the output path atomically. The input is never written.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import tempfile
+import warnings as py_warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -299,14 +302,15 @@ def _infer_shapes(src: Path, dst: Path, *, symbolic: bool, warnings: list[str]) 
         try:
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
-            quant_pre_process(
-                str(src),
-                str(dst),
-                skip_optimization=True,
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                external_data_location=dst.name + ".data",
-            )
+            with _quiet():
+                quant_pre_process(
+                    str(src),
+                    str(dst),
+                    skip_optimization=True,
+                    save_as_external_data=True,
+                    all_tensors_to_one_file=True,
+                    external_data_location=dst.name + ".data",
+                )
             return dst
         except Exception as e:  # symbolic inference fails on some exporters' graphs; onnx's may not
             first = f"{type(e).__name__}: {e}".splitlines()[0][:160]
@@ -321,6 +325,52 @@ def _infer_shapes(src: Path, dst: Path, *, symbolic: bool, warnings: list[str]) 
 
 
 def _run_quantizer(
+    method: QuantMethod,
+    src: Path,
+    dst: Path,
+    *,
+    per_channel: bool,
+    op_types: Sequence[str] | None,
+    batches: list[dict[str, np.ndarray]],
+    keep_io_types: bool,
+    int4_block_size: int,
+    subgraphs: bool,
+) -> None:
+    with _quiet():
+        _dispatch_quantizer(
+            method,
+            src,
+            dst,
+            per_channel=per_channel,
+            op_types=op_types,
+            batches=batches,
+            keep_io_types=keep_io_types,
+            int4_block_size=int4_block_size,
+            subgraphs=subgraphs,
+        )
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep onnxruntime's quantization tools from printing: the library never prints.
+
+    They log through the root logger, emit numpy RuntimeWarnings (a zero activation range) and
+    create sessions that log from C++.
+    """
+    import onnxruntime as ort
+
+    logging.disable(logging.WARNING)
+    ort.set_default_logger_severity(3)
+    try:
+        with py_warnings.catch_warnings(), np.errstate(all="ignore"):
+            py_warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+        ort.set_default_logger_severity(2)
+
+
+def _dispatch_quantizer(
     method: QuantMethod,
     src: Path,
     dst: Path,
@@ -625,9 +675,10 @@ def _size_warnings(
     if fallback_done:
         float_bytes = sum(t.float_bytes for t in fallback_done)
         warnings.append(
-            f"{len(fallback_done)} weight(s) the quantizer could not reach ({float_bytes} bytes as FLOAT) are "
-            "stored as INT8 behind DequantizeLinear: the file and resident weights shrink 4x, but onnxruntime "
-            f"dequantizes them on every run, so up to {float_bytes} bytes of FLOAT copies exist while it runs"
+            f"{len(fallback_done)} weight(s) the {method.value} quantizer left in float ({float_bytes} bytes "
+            "as FLOAT) are stored as INT8 behind DequantizeLinear: the file and resident weights shrink 4x, "
+            "but onnxruntime dequantizes them on every run, so up to "
+            f"{float_bytes} bytes of FLOAT copies exist while it runs"
         )
     if method is QuantMethod.DYNAMIC and quantized_ops.get("ConvInteger"):
         warnings.append(

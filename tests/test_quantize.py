@@ -304,3 +304,75 @@ def test_large_outputs_go_to_external_data(
     assert data.stat().st_size > 1_000_000 and (tmp_path / "q.onnx").stat().st_size < 10_000
     _check_variant(src, result, QuantMethod.DYNAMIC)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx", "q.onnx.data"]
+
+
+def _export_torch(kind: str, folder: Path) -> tuple[Path, int, dict[str, np.ndarray], np.ndarray]:
+    """A tiny ResNet or BERT from a transformers config, exported to ONNX.
+
+    Returns the path, torch's parameter count, the inputs and torch's output on them.
+    """
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    if kind == "resnet":
+        config = transformers.ResNetConfig(
+            embedding_size=32, hidden_sizes=[64, 128, 256], depths=[1, 1, 1], layer_type="basic", num_labels=10
+        )
+        net = transformers.ResNetForImageClassification(config).eval()
+        feeds = {"pixel_values": np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)}
+
+        def forward(pixel_values):  # type: ignore[no-untyped-def]
+            return net(pixel_values=pixel_values).logits
+    else:
+        config = transformers.BertConfig(
+            vocab_size=5000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=512, max_position_embeddings=64, num_labels=3,
+        )
+        net = transformers.BertForSequenceClassification(config).eval()
+        rng = np.random.default_rng(1)
+        feeds = {
+            "input_ids": rng.integers(0, 5000, (1, 16)).astype(np.int64),
+            "attention_mask": np.ones((1, 16), np.int64),
+        }
+
+        def forward(input_ids, attention_mask):  # type: ignore[no-untyped-def]
+            return net(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, *args):  # type: ignore[no-untyped-def]
+            return forward(*args)
+
+    args = tuple(torch.from_numpy(v) for v in feeds.values())
+    wrapper = Wrapper().eval()
+    with torch.no_grad():
+        expected = wrapper(*args).numpy()
+    path = folder / f"{kind}.onnx"
+    torch.onnx.export(
+        wrapper, args, str(path), input_names=list(feeds), output_names=["logits"],
+        dynamo=False, opset_version=17,
+    )
+    return path, sum(p.numel() for p in net.parameters()), feeds, expected
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kind", ["resnet", "bert"])
+def test_models_built_from_configs(kind: str, tmp_path: Path) -> None:
+    """ResNet (Conv-heavy, 1.2M parameters) and BERT (MatMul + embeddings, 1.06M parameters)."""
+    src, torch_parameters, feeds, expected = _export_torch(kind, tmp_path)
+    assert torch_parameters >= 1_000_000
+    for method in (QuantMethod.DYNAMIC, QuantMethod.STATIC, QuantMethod.FP16):
+        result = quantize_model(src, tmp_path / f"{kind}.{method.value}.onnx", method=method, calibration_samples=4)
+        got = _run(result.output, feeds)[0]
+        # Oracle: torch's own output on the same inputs.
+        assert _cosine(expected.astype(np.float64), got) >= COSINE_MIN[method]
+        assert np.argmax(expected) == np.argmax(got)
+        if method is QuantMethod.FP16:
+            assert FP16_RATIO[0] <= result.size_ratio <= FP16_RATIO[1]
+        else:
+            assert result.size_ratio <= INT8_RATIO_MAX
+    auto = quantize_model(src, tmp_path / f"{kind}.auto.onnx", method=QuantMethod.AUTO, calibration_samples=2)
+    assert auto.method is (QuantMethod.STATIC if kind == "resnet" else QuantMethod.DYNAMIC)
