@@ -103,7 +103,7 @@ def _ratio(value: int, reference: int) -> str:
 
 def _drift_cells(model: ModelComparison) -> tuple[str, str, str, str]:
     if model.drift is None:
-        return ("reference",) * 4  # type: ignore[return-value]
+        return ("reference", "reference", "reference", "reference")
     d = model.drift
     agreement = "n/a" if d.argmax_agreement is None else f"{d.argmax_agreement:.1%}"
     return (f"{d.max_abs:.3g}", f"{d.mean_abs:.3g}", f"{d.cosine_similarity:.6f}", agreement)

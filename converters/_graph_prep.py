@@ -155,7 +155,8 @@ def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:
         if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
             data_type = DataType.from_value(attr.t.data_type)
             if data_type is not None and is_floating(data_type):
-                return attr.t
+                tensor: onnx.TensorProto = attr.t
+                return tensor
     return None
 
 
@@ -336,16 +337,15 @@ def dequantize_linear_fallback(
                     np.zeros_like(scale, dtype=np.int8), f"{base}_int8_zero_point"
                 )
             )
-            attrs = {"axis": axis} if axis_scale else {}
-            new_nodes.append(
-                onnx.helper.make_node(
-                    "DequantizeLinear",
-                    [f"{base}_int8", f"{base}_int8_scale", f"{base}_int8_zero_point"],
-                    [base],
-                    name=f"{base}_fallback_DequantizeLinear",
-                    **attrs,
-                )
+            node = onnx.helper.make_node(
+                "DequantizeLinear",
+                [f"{base}_int8", f"{base}_int8_scale", f"{base}_int8_zero_point"],
+                [base],
+                name=f"{base}_fallback_DequantizeLinear",
             )
+            if axis_scale:
+                node.attribute.append(onnx.helper.make_attribute("axis", axis))
+            new_nodes.append(node)
             done.append(base)
         if new_nodes:
             del graph.initializer[:]

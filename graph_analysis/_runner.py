@@ -48,7 +48,7 @@ def run_child(
     """
     with tempfile.TemporaryDirectory(prefix="modelsize-") as tmp:
         feeds_path = Path(tmp) / "feeds.npz"
-        np.savez(feeds_path, **dict(feeds))
+        np.savez(feeds_path, **dict(feeds))  # type: ignore[arg-type]
         result_path = Path(tmp) / "result.json"
         spec_path = Path(tmp) / "spec.json"
         spec_path.write_text(
@@ -99,7 +99,7 @@ def measure(
     Delegates to ``graph_analysis.measure.measure_inference`` when that module exists.
     """
     try:
-        from graph_analysis.measure import measure_inference  # type: ignore[import-not-found]
+        from graph_analysis.measure import measure_inference
     except ImportError:
         measure_inference = None
     if measure_inference is not None:
@@ -115,7 +115,7 @@ def measure(
 def estimate_inference_bytes(path: Path, bindings: Bindings) -> int | None:
     """The memory helper's inference estimate when ``graph_analysis.memory`` exists, else None."""
     try:
-        from graph_analysis.memory import estimate_memory  # type: ignore[import-not-found]
+        from graph_analysis.memory import estimate_memory
     except ImportError:
         return None
     estimate = estimate_memory(path, bindings)
