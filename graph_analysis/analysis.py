@@ -47,7 +47,10 @@ def _storage(tensor: TensorInfo) -> str:
         return "sparse"
     if tensor.external is not None:
         return "external"
-    if tensor.source in (TensorSource.CONSTANT_NODE, TensorSource.ATTRIBUTE) and tensor.payload is None:
+    if (
+        tensor.source in (TensorSource.CONSTANT_NODE, TensorSource.ATTRIBUTE)
+        and tensor.payload is None
+    ):
         return "attribute"
     return "embedded"
 
@@ -113,7 +116,9 @@ def build_report(
             if ci is not None and oi is not None and ci != oi and ci not in duplicate_of:
                 duplicate_of[ci] = (oi, "tied")
     if deep:
-        candidates = [i for i, e in enumerate(entries) if e[3] in _WEIGHT_ROLES and i not in duplicate_of]
+        candidates = [
+            i for i, e in enumerate(entries) if e[3] in _WEIGHT_ROLES and i not in duplicate_of
+        ]
         for match in deep_scan.find_copies([entries[i][1] for i in candidates]):
             copy_index = candidates[match.copy]
             duplicate_of.setdefault(copy_index, (candidates[match.original], match.kind))

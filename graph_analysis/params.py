@@ -72,10 +72,18 @@ _QUANT_WEIGHT_INPUTS: dict[str, frozenset[int]] = {
     "QAttention": frozenset({1, 2}),
 }
 _RUNNING_STAT_INPUTS: dict[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 4})}
-_REDUCE_OPS = (
-    "ReduceSum ReduceMean ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSum "
-    "ReduceLogSumExp ReduceSumSquare"
-).split()
+_REDUCE_OPS = [
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+]
 # Inputs that carry shapes, indices, axes, sizes or scales of a resize: values, not learned weights.
 _SHAPE_INPUTS: dict[str, frozenset[int]] = {
     "Reshape": frozenset({1}),
@@ -202,15 +210,15 @@ def collect_uses(model: ModelFile) -> dict[TensorKey, list[Use]]:
 
         for node in graph.nodes:
             for index, name in enumerate(node.inputs):
-                key = resolve(name) if name else None
-                if key is not None:
-                    uses[key].append(Use(node, index))
+                found = resolve(name) if name else None
+                if found is not None:
+                    uses[found].append(Use(node, index))
             for sub in node.subgraphs:
                 walk(sub, chain)
         for value in graph.outputs:
-            key = resolve(value.name)
-            if key is not None:
-                uses[key].append(Use(None, -1))
+            found = resolve(value.name)
+            if found is not None:
+                uses[found].append(Use(None, -1))
 
     walk(model.graph, [])
     for function in model.functions:
@@ -247,11 +255,15 @@ def classify(tensor: TensorInfo, uses: Sequence[Use]) -> Role:
         return Role.UNUSED
     kinds = {_role_of_use(u) for u in uses}
     dtype = tensor.data_type
-    if "quant_weight" in kinds and (is_integer(dtype) or is_floating(dtype)) and tensor.num_elements > 1:
+    if (
+        "quant_weight" in kinds
+        and (is_integer(dtype) or is_floating(dtype))
+        and tensor.num_elements > 1
+    ):
         return Role.PARAMETER
-    if "data" in kinds and tensor.num_elements > 1:
-        if is_floating(dtype) or dtype in _QUANTIZED_INT_TYPES:
-            return Role.PARAMETER
+    is_weight_type = is_floating(dtype) or dtype in _QUANTIZED_INT_TYPES
+    if "data" in kinds and tensor.num_elements > 1 and is_weight_type:
+        return Role.PARAMETER
     if tensor.num_elements == 1 and is_floating(dtype) and any(_in_weight_slot(u) for u in uses):
         return Role.PARAMETER
     if "running_stat" in kinds:
@@ -266,7 +278,7 @@ _AUTO_NAME = re.compile(r"^(onnx::|_?val_\d|const_|Constant_\d|_v_\d|ortshared_)
 
 
 def _components(name: str) -> list[str]:
-    parts = [p for p in _SPLIT.split(name.split(":")[0]) if p]
+    parts = [p for p in _SPLIT.split(name.split(":", maxsplit=1)[0]) if p]
     merged: list[str] = []
     for part in parts:
         if part.isdigit() and merged:

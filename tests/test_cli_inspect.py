@@ -67,17 +67,26 @@ def test_json_keys_and_structure() -> None:
     assert sum(row["parameters"] for row in top) == data["parameters"]["total"]
     assert sum(row["parameters"] for row in data["by_op"]) == data["parameters"]["total"]
     assert data["constants"]["tensors"] >= 5
-    assert {t["role"] for t in data["tensors"]} == {"parameter", "running_stat", "quant_meta", "constant",
-                                                     "unused"}
+    assert {t["role"] for t in data["tensors"]} == {
+        "parameter",
+        "running_stat",
+        "quant_meta",
+        "constant",
+        "unused",
+    }
 
 
 def test_depth_limits_layer_rows() -> None:
-    result = runner.invoke(app, ["inspect", "fixtures/storage_zoo.onnx", "-f", "json", "--depth", "1"])
+    result = runner.invoke(
+        app, ["inspect", "fixtures/storage_zoo.onnx", "-f", "json", "--depth", "1"]
+    )
     assert {row["depth"] for row in json.loads(result.stdout)["layers"]} == {1}
 
 
 def test_csv_rows_sum_to_total() -> None:
-    result = runner.invoke(app, ["inspect", "fixtures/storage_zoo.onnx", "-f", "csv", "--by", "dtype"])
+    result = runner.invoke(
+        app, ["inspect", "fixtures/storage_zoo.onnx", "-f", "csv", "--by", "dtype"]
+    )
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert sum(int(r["parameters"]) for r in rows) == 960
 
@@ -93,16 +102,23 @@ def test_usage_error_is_exit_2() -> None:
 
 
 def test_installed_entry_point_and_lazy_imports(tmp_path: Path) -> None:
-    exe = shutil.which("modelsize", path=str(Path(sys.executable).parent)) or shutil.which("modelsize")
+    exe = shutil.which("modelsize", path=str(Path(sys.executable).parent)) or shutil.which(
+        "modelsize"
+    )
     if exe is None:
         pytest.skip("the modelsize entry point is not installed in this environment")
     result = subprocess.run(
         [exe, "inspect", "fixtures/seed_simple.onnx", "--format", "json"],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["parameters"]["total"] == 241
-    bad = subprocess.run([exe, "inspect", str(tmp_path)], capture_output=True, text=True, check=False)
+    bad = subprocess.run(
+        [exe, "inspect", str(tmp_path)], capture_output=True, text=True, check=False
+    )
     assert bad.returncode == 2
     assert bad.stderr.strip() == f"modelsize: {tmp_path}: is a directory, not an .onnx file"
     # Analysing an ONNX file must not import the heavy frameworks.
@@ -114,6 +130,7 @@ def test_installed_entry_point_and_lazy_imports(tmp_path: Path) -> None:
         "print(','.join(heavy))"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
-                            env=env, check=True)
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env=env, check=True
+    )
     assert loaded.stdout.strip() == ""

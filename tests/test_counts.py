@@ -37,8 +37,20 @@ def test_storage_zoo_counts_every_storage_form(zoo_path: Path) -> None:
     assert report.parameters.learned == builders.STORAGE_ZOO_LEARNED
     assert report.parameters.running_stats == builders.STORAGE_ZOO_RUNNING
     roles = {t.name: t.role for t in report.tensors}
-    for name in ("emb.weight", "const.weight", "list.weight", "half.weight", "bf.weight", "q8.weight",
-                 "q4.weight", "then.weight", "else.weight", "loop.weight", "sparse.weight", "bn.scale"):
+    for name in (
+        "emb.weight",
+        "const.weight",
+        "list.weight",
+        "half.weight",
+        "bf.weight",
+        "q8.weight",
+        "q4.weight",
+        "then.weight",
+        "else.weight",
+        "loop.weight",
+        "sparse.weight",
+        "bn.scale",
+    ):
         assert roles[name] == Role.PARAMETER, name
     assert roles["bn.mean"] == roles["bn.var"] == Role.RUNNING_STAT
     for name in ("q8.scale", "q8.zp", "q4.scale", "q4.zp"):
@@ -109,9 +121,16 @@ def test_typed_fields_and_int4_in_int32_data(tmp_path: Path) -> None:
         helper.make_node("Concat", ["f32", "f16c"], ["out"], axis=0),
     ]
     scale = numpy_helper.from_array(np.array(1.0, np.float32), "s")
-    graph = helper.make_graph(nodes, "g", [], [helper.make_tensor_value_info("out", TensorProto.FLOAT, None),
-                                               helper.make_tensor_value_info("i4f", TensorProto.FLOAT, None)],
-                              [f32, f16, i4, scale])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [],
+        [
+            helper.make_tensor_value_info("out", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("i4f", TensorProto.FLOAT, None),
+        ],
+        [f32, f16, i4, scale],
+    )
     path = tmp_path / "typed.onnx"
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), path)
     report = analyze(path)
@@ -145,7 +164,9 @@ def test_deep_scan_finds_identical_and_transposed_copies(tmp_path: Path) -> None
     emb = rng.standard_normal((30, 6)).astype(np.float32)
     inits = [
         numpy_helper.from_array(emb, "wte"),
-        numpy_helper.from_array(emb.T.copy(), "lm_head_t"),  # transposed copy (TorchScript-style tie)
+        numpy_helper.from_array(
+            emb.T.copy(), "lm_head_t"
+        ),  # transposed copy (TorchScript-style tie)
         numpy_helper.from_array(emb.copy(), "wte_copy"),  # identical copy
         numpy_helper.from_array(np.ones((6,), np.float32), "ln1.weight"),  # uniform: never merged
         numpy_helper.from_array(np.ones((6,), np.float32), "ln2.weight"),
@@ -158,9 +179,12 @@ def test_deep_scan_finds_identical_and_transposed_copies(tmp_path: Path) -> None
         helper.make_node("Mul", ["c", "ln2.weight"], ["e"]),
     ]
     graph = helper.make_graph(
-        nodes, "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6]),
-         helper.make_tensor_value_info("ids", TensorProto.INT64, [2])],
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, [2]),
+        ],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "ade"],
         inits,
     )
@@ -174,5 +198,7 @@ def test_deep_scan_finds_identical_and_transposed_copies(tmp_path: Path) -> None
     assert deep.size.duplicate_bytes == 2 * 180 * 4
     kinds = {d.kind: d.copies for d in deep.duplicates}
     assert kinds == {"transposed": ("lm_head_t",), "identical": ("wte_copy",)} or set(kinds) == {
-        "transposed", "identical"}
+        "transposed",
+        "identical",
+    }
     assert deep.size.weights_bytes == shallow.size.weights_bytes
