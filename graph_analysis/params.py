@@ -37,6 +37,8 @@ __all__ = [
     "layer_path",
     "output_channel_axis",
     "precision_sizes",
+    "strip_common_prefix",
+    "unpacked_elements",
 ]
 
 DEFAULT_INT4_BLOCK_SIZE = 32
@@ -306,6 +308,53 @@ def layer_path(tensor: TensorInfo, uses: Sequence[Use]) -> tuple[str, ...]:
     if tensor.graph:
         return (tensor.graph,)
     return ()
+
+
+_PACKED_BY_BITS = {2: DataType.UINT2, 4: DataType.UINT4, 8: DataType.UINT8}
+
+
+def unpacked_elements(tensor: TensorInfo, uses: Sequence[Use]) -> tuple[DataType, int] | None:
+    """Logical (type, element count) of a low-bit weight packed into UINT8 bytes, else None.
+
+    MatMulNBits stores an N x K weight of ``bits``-bit values in a UINT8 tensor [N, blocks, blob]:
+    it holds N x K parameters, not N x blocks x blob. GatherBlockQuantized packs 8/bits values per byte.
+    """
+    if tensor.data_type != DataType.UINT8:
+        return None
+    for use in uses:
+        node = use.node
+        if node is None:
+            continue
+        bits = node.attributes.get("bits", 4)
+        if not isinstance(bits, int) or bits not in _PACKED_BY_BITS:
+            continue
+        if node.op_type == "MatMulNBits" and use.index == 1:
+            n, k = node.attributes.get("N"), node.attributes.get("K")
+            if isinstance(n, int) and isinstance(k, int) and n > 0 and k > 0:
+                return _PACKED_BY_BITS[bits], n * k
+        if node.op_type == "GatherBlockQuantized" and use.index == 0:
+            return _PACKED_BY_BITS[bits], tensor.num_elements * (8 // bits)
+    return None
+
+
+def strip_common_prefix(
+    items: Sequence[tuple[tuple[str, ...], int, int]],
+) -> list[tuple[tuple[str, ...], int, int]]:
+    """Drop leading path parts shared by every item (``StatefulPartitionedCall``, ``model``).
+
+    A prefix common to all layers says nothing about where parameters sit, and would make the
+    depth-1 view a single row. At least one part of each path is kept.
+    """
+    paths = [path for path, _n, _b in items if path]
+    if len(paths) < 2 or len(paths) != len(items):
+        return list(items)
+    shortest = min(len(p) for p in paths)
+    common = 0
+    while common < shortest - 1 and all(p[common] == paths[0][common] for p in paths):
+        common += 1
+    if common == 0:
+        return list(items)
+    return [(path[common:], n, b) for path, n, b in items]
 
 
 def dtype_rows(items: Iterable[tuple[DataType, int, int]]) -> tuple[DtypeRow, ...]:

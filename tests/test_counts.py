@@ -202,3 +202,63 @@ def test_deep_scan_finds_identical_and_transposed_copies(tmp_path: Path) -> None
         "identical",
     }
     assert deep.size.weights_bytes == shallow.size.weights_bytes
+
+
+def test_matmulnbits_counts_logical_parameters(tmp_path: Path) -> None:
+    # An int4 MatMulNBits weight of K=64 x N=16 is stored as UINT8 [16, 2 blocks, 16 bytes].
+    packed = numpy_helper.from_array(np.zeros((16, 2, 16), np.uint8), "proj.qweight")
+    scales = numpy_helper.from_array(np.ones((32,), np.float32), "proj.scales")
+    node = helper.make_node(
+        "MatMulNBits",
+        ["x", "proj.qweight", "proj.scales"],
+        ["y"],
+        domain="com.microsoft",
+        K=64,
+        N=16,
+        bits=4,
+        block_size=32,
+        name="/proj/MatMulNBits",
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [packed, scales],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    path = tmp_path / "nbits.onnx"
+    onnx.save_model(model, path)
+    report = analyze(path)
+    assert report.parameters.total == 64 * 16
+    assert {r.data_type: (r.num_elements, r.nbytes) for r in report.parameters.by_dtype} == {
+        "UINT4": (1024, 512)
+    }
+    assert report.by_role[Role.QUANT_META].num_elements == 32
+
+
+def test_common_name_prefix_is_dropped_from_the_layer_tree(tmp_path: Path) -> None:
+    names = [
+        "StatefulPartitionedCall/model/dense/MatMul/ReadVariableOp:0",
+        "StatefulPartitionedCall/model/dense_1/MatMul/ReadVariableOp:0",
+    ]
+    inits = [
+        numpy_helper.from_array(np.ones((4, 4), np.float32) * i, n) for i, n in enumerate(names)
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", names[0]], ["h"]),
+        helper.make_node("MatMul", ["h", names[1]], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        inits,
+    )
+    path = tmp_path / "tf.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    top = {r.key: r.num_parameters for r in analyze(path).layers if r.depth == 1}
+    assert top == {"dense": 16, "dense_1": 16}
