@@ -33,7 +33,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """How big is this model? Exact parameter counts and sizes from ONNX graphs."""
@@ -78,11 +77,17 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 @handle_errors
 def inspect(
     model: Annotated[Path, typer.Argument(help="An .onnx file.")],
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.TABLE,
     by: Annotated[Breakdown, typer.Option("--by", help="Breakdown to show.")] = Breakdown.LAYER,
     depth: Annotated[int, typer.Option("--depth", min=1, help="Layer tree depth.")] = 2,
-    top: Annotated[int | None, typer.Option("--top", min=1, help="Show only the N first rows.")] = None,
-    deep: Annotated[bool, typer.Option("--deep", help="Hash payloads to find copied tensors.")] = False,
+    top: Annotated[
+        int | None, typer.Option("--top", min=1, help="Show only the N first rows.")
+    ] = None,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Hash payloads to find copied tensors.")
+    ] = False,
 ) -> None:
     """Count parameters and size a model: on disk, stored weights, what-if precisions, breakdowns."""
     report = analyze(model, deep=deep)

@@ -47,8 +47,9 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 def _graph_with(tensor: TensorProto) -> onnx.ModelProto:
     node = helper.make_node("Identity", [tensor.name], ["y"])
-    graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info("y", tensor.data_type, None)],
-                              [tensor])
+    graph = helper.make_graph(
+        [node], "g", [], [helper.make_tensor_value_info("y", tensor.data_type, None)], [tensor]
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -66,7 +67,9 @@ def test_text_file(tmp_path: Path) -> None:
 
 
 def test_git_lfs_pointer(tmp_path: Path) -> None:
-    pointer = (b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 12345\n")
+    pointer = (
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 12345\n"
+    )
     _assert_clean_refusal(_write(tmp_path, "lfs.onnx", pointer), "Git LFS pointer")
 
 
@@ -115,8 +118,14 @@ def test_unknown_data_type(tmp_path: Path) -> None:
     _assert_clean_refusal(path, "unknown data type 99")
 
 
-def _external_model(tmp_path: Path, location: str, *, offset: int = 0, length: int | None = None,
-                    file_size: int | None = 64) -> Path:
+def _external_model(
+    tmp_path: Path,
+    location: str,
+    *,
+    offset: int = 0,
+    length: int | None = None,
+    file_size: int | None = 64,
+) -> Path:
     tensor = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4, 4])
     tensor.data_location = TensorProto.EXTERNAL
     entries = {"location": location, "offset": str(offset)}
@@ -169,22 +178,9 @@ def test_missing_external_file_is_a_warning(tmp_path: Path) -> None:
     assert report.parameters.total == 16
     assert report.size.external_data_bytes == 0
     assert any("gone.bin" in w and "missing" in w for w in report.warnings)
-    code, out, err = _run(path)
+    code, out, _err = _run(path)
     assert code == 0
     assert "missing" in out
-
-
-@pytest.mark.parametrize(
-    ("exc", "make"),
-    [
-        (ModelFormatError, lambda p: _write(p, "x.onnx", b"\x08\x07\x3a\xff\xff\xff\x0f")),
-        (CorruptTensorError, lambda p: _negative_dims(p)),
-        (ExternalDataError, lambda p: _external_model(p, "../x.bin")),
-    ],
-)
-def test_library_raises_typed_errors(tmp_path: Path, exc: type[Exception], make: Callable[[Path], Path]) -> None:
-    with pytest.raises(exc, match=r".+"):
-        analyze(make(tmp_path))
 
 
 def _negative_dims(tmp_path: Path) -> Path:
@@ -192,6 +188,21 @@ def _negative_dims(tmp_path: Path) -> Path:
     path = tmp_path / "neg.onnx"
     onnx.save_model(_graph_with(tensor), path)
     return path
+
+
+@pytest.mark.parametrize(
+    ("exc", "make"),
+    [
+        (ModelFormatError, lambda p: _write(p, "x.onnx", b"\x08\x07\x3a\xff\xff\xff\x0f")),
+        (CorruptTensorError, _negative_dims),
+        (ExternalDataError, lambda p: _external_model(p, "../x.bin")),
+    ],
+)
+def test_library_raises_typed_errors(
+    tmp_path: Path, exc: type[Exception], make: Callable[[Path], Path]
+) -> None:
+    with pytest.raises(exc, match=r".+"):
+        analyze(make(tmp_path))
 
 
 def test_input_is_not_modified(zoo_path: Path) -> None:
