@@ -55,7 +55,7 @@ def graph_input_specs(
     bindings: Bindings | None = None,
     *,
     default_batch: int = 1,
-    default_dim: int = 8,
+    default_dim: int = 1,
 ) -> tuple[InputSpec, ...]:
     """Bind every real graph input (initializers excluded) to concrete dims and a data type.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,7 +22,14 @@ import numpy as np
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import MeasurementError
 
-__all__ = ["ChildMeasurement", "estimate_inference_bytes", "measure", "run_child"]
+__all__ = [
+    "ChildMeasurement",
+    "estimate_inference_bytes",
+    "measure",
+    "percentile",
+    "run_child",
+    "run_drift",
+]
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +39,9 @@ class ChildMeasurement:
     """What one fresh child process measured for one model (bytes, milliseconds)."""
 
     peak_bytes: int
-    latencies_ms: tuple[float, ...]
+    median_ms: float
+    p90_ms: float
+    runs: int
 
 
 def run_child(
@@ -94,33 +104,51 @@ def measure(
     threads: int,
     timeout_s: float,
 ) -> ChildMeasurement:
-    """Peak memory and per-run latency of ``path`` in a fresh child process.
+    """Peak memory and latency of ``path`` in a fresh child process.
 
-    Delegates to ``graph_analysis.measure.measure_inference`` when that module exists.
+    Delegates to the memory helper's ``graph_analysis.measure.measure_inference`` (peak resident
+    growth from session creation through the first run) when that module exists; otherwise runs
+    :mod:`graph_analysis._child` on ``feeds``.
     """
     try:
         from graph_analysis.measure import measure_inference
     except ImportError:
         measure_inference = None
     if measure_inference is not None:
-        m = measure_inference(path, bindings, runs=runs, arena=arena)
-        latencies = getattr(m, "latencies_ms", None) or ()
-        return ChildMeasurement(int(m.peak_bytes), tuple(float(x) for x in latencies))
+        m = measure_inference(
+            path, bindings, runs=runs, arena=arena, threads=threads, timeout_s=timeout_s
+        )
+        return ChildMeasurement(
+            int(m.peak_bytes), m.latency_median_s * 1000.0, m.latency_p90_s * 1000.0, int(m.runs)
+        )
     spec = {"job": "measure", "model": str(path), "runs": runs, "arena": arena, "threads": threads}
     result = run_child(spec, feeds, path_for_errors=str(path), timeout_s=timeout_s)
     peak = max(0, int(result["peak_rss_bytes"]) - int(result["baseline_rss_bytes"]))
-    return ChildMeasurement(peak, tuple(float(x) for x in result["latencies_ms"]))
+    latencies = [float(x) for x in result["latencies_ms"]]
+    return ChildMeasurement(
+        peak, statistics.median(latencies), percentile(latencies, 90), len(latencies)
+    )
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def estimate_inference_bytes(path: Path, bindings: Bindings) -> int | None:
-    """The memory helper's inference estimate when ``graph_analysis.memory`` exists, else None."""
+    """The memory helper's estimated inference peak (``estimate_memory(...).inference.peak_bytes``)
+    when ``graph_analysis.memory`` exists, else None."""
     try:
         from graph_analysis.memory import estimate_memory
     except ImportError:
         return None
-    estimate = estimate_memory(path, bindings)
-    total = getattr(estimate, "total_bytes", None) or getattr(estimate, "peak_bytes", None)
-    return int(total) if total is not None else None
+    return int(estimate_memory(path, bindings).inference.peak_bytes)
 
 
 def run_drift(

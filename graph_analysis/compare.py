@@ -8,14 +8,13 @@ its output drift against the first on identical generated inputs (measured).
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from graph_analysis._drift import OutputDrift
 from graph_analysis._feeds import InputSpec, graph_input_specs, make_feeds
-from graph_analysis._runner import estimate_inference_bytes, measure, run_drift
+from graph_analysis._runner import estimate_inference_bytes, measure, percentile, run_drift
 from graph_analysis._weights import weight_census
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ModelFormatError, ShapeBindingError
@@ -117,17 +116,6 @@ class Comparison:
     seed: int
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) by linear interpolation between closest ranks."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def _model_drift(raw: list[dict[str, object]]) -> ModelDrift:
     outputs = tuple(OutputDrift(**d) for d in raw)  # type: ignore[arg-type]
     agreements = [o.argmax_agreement for o in outputs if o.argmax_agreement is not None]
@@ -193,7 +181,9 @@ def compare_models(
     censuses = [weight_census(path) for path in paths]  # also rejects unreadable files up front
     specs = graph_input_specs(load_skeleton(paths[0]).graph, bindings)
     for path in paths[1:]:
-        _check_same_inputs(paths[0], specs, path, graph_input_specs(load_skeleton(path).graph, bindings))
+        _check_same_inputs(
+            paths[0], specs, path, graph_input_specs(load_skeleton(path).graph, bindings)
+        )
     feeds = make_feeds(specs, seed=seed)
     drift_raw: list[object] = [None]
     if len(paths) > 1:
@@ -213,11 +203,7 @@ def compare_models(
                 threads=threads,
                 timeout_s=measure_timeout_s,
             )
-            latency = LatencyStats(
-                statistics.median(m.latencies_ms) if m.latencies_ms else float("nan"),
-                percentile(m.latencies_ms, 90),
-                len(m.latencies_ms),
-            )
+            latency = LatencyStats(m.median_ms, m.p90_ms, m.runs)
             measured.append(MeasuredRun(arena, m.peak_bytes, latency))
         raw = drift_raw[index]
         models.append(
