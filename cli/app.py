@@ -16,7 +16,7 @@ from rich.console import Console
 
 from cli.render import Breakdown, OutputFormat, render_inspect
 from cli.render_quant import render_comparison, render_quantization, render_quantized_comparison
-from converters.quantize import QuantMethod, quantize_model
+from converters.quantize import QuantMethod, quantize_source
 from graph_analysis.analysis import analyze
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.compare import compare_models
@@ -96,44 +96,55 @@ def inspect(
         sys.stdout.write(text)
 
 
-
-
 _INPUT_SHAPE_HELP = "Input shape, NAME=1,3,224,224 (repeatable; bare dims for single-input models)."
+QuantInputShapeOpt = Annotated[
+    list[str] | None, typer.Option("--input-shape", help=_INPUT_SHAPE_HELP)
+]
+QuantDimOpt = Annotated[list[str] | None, typer.Option("--dim", help="Symbolic dim, NAME=VALUE.")]
+QuantBatchOpt = Annotated[int | None, typer.Option("--batch", help="Value of symbolic batch dims.")]
+QuantFormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+QuantRunsOpt = Annotated[int, typer.Option("--runs", min=1, help="Timed runs per model.")]
 
 
 @app.command()
 @handle_errors
 def quantize(
-    model: Annotated[Path, typer.Argument(help="An .onnx file.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the variant.")],
-    method: Annotated[QuantMethod, typer.Option("--method", help="How to quantize.")] = QuantMethod.DYNAMIC,
-    per_channel: Annotated[bool, typer.Option("--per-channel", help="One weight scale per channel.")] = False,
-    op_types: Annotated[list[str] | None, typer.Option("--op-types", help="Only these op types.")] = None,
-    calibration: Annotated[Path | None, typer.Option("--calibration", help="static: .npz inputs.")] = None,
-    samples: Annotated[int, typer.Option("--calibration-samples", min=1, help="static: generated inputs.")] = 8,
-    no_fallback: Annotated[bool, typer.Option("--no-fallback", help="Leave unreachable weights float.")] = False,
-    fp16_io: Annotated[bool, typer.Option("--fp16-io", help="fp16: FLOAT16 graph inputs/outputs too.")] = False,
-    input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help=_INPUT_SHAPE_HELP)] = None,
-    dim: Annotated[list[str] | None, typer.Option("--dim", help="Symbolic dim value, NAME=VALUE.")] = None,
-    batch: Annotated[int | None, typer.Option("--batch", help="Batch size for symbolic batch dims.")] = None,
-    compare: Annotated[bool, typer.Option("--compare", help="Then compare input and variant.")] = False,
-    runs: Annotated[int, typer.Option("--runs", min=1, help="--compare: timed runs per model.")] = 10,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,
+    model: Annotated[str, typer.Argument(help="An .onnx file or a source `convert` takes.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The variant to write.")],
+    method: Annotated[QuantMethod, typer.Option(help="How to quantize.")] = QuantMethod.DYNAMIC,
+    per_channel: Annotated[bool, typer.Option("--per-channel", help="Scale per channel.")] = False,
+    op_types: Annotated[list[str] | None, typer.Option(help="Only these op types.")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="static: .npz of inputs.")] = None,
+    calibration_samples: Annotated[int, typer.Option(min=1, help="static: generated.")] = 8,
+    no_fallback: Annotated[
+        bool, typer.Option("--no-fallback", help="Keep missed weights float.")
+    ] = False,
+    fp16_io: Annotated[
+        bool, typer.Option("--fp16-io", help="fp16: FLOAT16 inputs/outputs.")
+    ] = False,
+    input_shape: QuantInputShapeOpt = None,
+    dim: QuantDimOpt = None,
+    batch: QuantBatchOpt = None,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Then compare input and variant.")
+    ] = False,
+    runs: QuantRunsOpt = 10,
+    fmt: QuantFormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Write an int8 (dynamic/static), fp16 or int4 variant of a model and report what it achieved."""
     bindings = parse_bindings(input_shape or (), dim or (), batch)
     types = [t for item in op_types or () for t in item.split(",") if t]
-    result = quantize_model(
+    result = quantize_source(
         model, output, method=method, per_channel=per_channel, op_types=types or None,
-        calibration=calibration, calibration_samples=samples, bindings=bindings,
+        calibration=calibration, calibration_samples=calibration_samples, bindings=bindings,
         keep_io_types=not fp16_io, fallback=not no_fallback,
-    )
+    )  # fmt: skip
     console = _stdout()
     if not compare:
         text = render_quantization(result, fmt, console=console)
     else:
         with _progress() as say:
-            comparison = compare_models([model, output], bindings, runs=runs, progress=say)
+            comparison = compare_models([result.source, output], bindings, runs=runs, progress=say)
         text = render_quantized_comparison(result, comparison, fmt, console=console)
     if text is not None:
         sys.stdout.write(text)
@@ -142,13 +153,15 @@ def quantize(
 @app.command("compare")
 @handle_errors
 def compare_cmd(
-    models: Annotated[list[Path], typer.Argument(help="Two or more .onnx files; the first is the reference.")],
-    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs per model.")] = 10,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="onnxruntime intra-op threads.")] = 2,
-    input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help=_INPUT_SHAPE_HELP)] = None,
-    dim: Annotated[list[str] | None, typer.Option("--dim", help="Symbolic dim value, NAME=VALUE.")] = None,
-    batch: Annotated[int | None, typer.Option("--batch", help="Batch size for symbolic batch dims.")] = None,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,
+    models: Annotated[
+        list[Path], typer.Argument(help="Two or more .onnx files; the first is the reference.")
+    ],
+    runs: QuantRunsOpt = 10,
+    threads: Annotated[int, typer.Option(min=1, help="onnxruntime intra-op threads.")] = 2,
+    input_shape: QuantInputShapeOpt = None,
+    dim: QuantDimOpt = None,
+    batch: QuantBatchOpt = None,
+    fmt: QuantFormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Compare models side by side: sizes, measured memory and latency, output drift vs the first."""
     bindings = parse_bindings(input_shape or (), dim or (), batch)
@@ -164,7 +177,7 @@ def _progress() -> Iterator[Callable[[str], None]]:
     """A spinner on stderr showing the current measuring step (silent when stderr is not a tty)."""
     console = Console(stderr=True)
     with console.status("preparing") as status:
-        yield lambda line: status.update(line)
+        yield status.update
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ def quantization_to_dict(result: QuantizationResult) -> dict[str, Any]:
             },
         },
         "warnings": list(result.warnings),
+        "converted_from": result.converted_from,
     }
 
 
@@ -62,6 +63,10 @@ def render_quantization(
     if fmt is OutputFormat.JSON:
         return to_json(quantization_to_dict(result)) + "\n"
     ops = ", ".join(f"{op} x{n}" for op, n in sorted(result.quantized_ops.items())) or "none"
+    if result.converted_from is not None:
+        console.print(
+            f"{result.converted_from} exported first to [bold]{result.source}[/bold] (float)"
+        )
     console.print(
         f"[bold]{result.output}[/bold] written ({result.method.value}"
         f"{', per channel' if result.per_channel else ''}): "
@@ -70,7 +75,9 @@ def render_quantization(
     )
     console.print(f"quantized ops: {ops}")
     if result.lifted_constants:
-        console.print(f"Constant-node weights lifted to initializers first: {result.lifted_constants}")
+        console.print(
+            f"Constant-node weights lifted to initializers first: {result.lifted_constants}"
+        )
     if result.fallback_tensors:
         console.print(
             f"stored as INT8 behind DequantizeLinear (the quantizer could not reach them): "
@@ -135,7 +142,9 @@ def comparison_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
     add(
         "inference memory (estimated)",
         [
-            "n/a" if m.estimated_inference_bytes is None else format_bytes(m.estimated_inference_bytes)
+            "n/a"
+            if m.estimated_inference_bytes is None
+            else format_bytes(m.estimated_inference_bytes)
             for m in comparison.models
         ],
     )

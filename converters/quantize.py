@@ -17,9 +17,10 @@ import os
 import tempfile
 import warnings as py_warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -48,6 +49,7 @@ from graph_analysis.errors import (
     ModelFormatError,
     OutputPathError,
     ShapeBindingError,
+    SourceError,
 )
 from graph_analysis.loading import load_skeleton, read_model
 
@@ -59,6 +61,7 @@ __all__ = [
     "QuantizationResult",
     "Recommendation",
     "quantize_model",
+    "quantize_source",
     "recommend_method",
 ]
 
@@ -125,6 +128,7 @@ class QuantizationResult:
         fallback_tensors: weights stored as INT8 behind DequantizeLinear by the fallback.
         recommendation: the method suited to this graph (may differ from ``method``).
         warnings: trade-offs and problems worth telling the user, one sentence each.
+        converted_from: the framework source ``source`` was exported from first, else None.
     """
 
     source: Path
@@ -140,6 +144,7 @@ class QuantizationResult:
     fallback_tensors: tuple[FallbackTensor, ...]
     recommendation: Recommendation
     warnings: tuple[str, ...]
+    converted_from: str | None = None
 
     @property
     def size_ratio(self) -> float:
@@ -702,3 +707,48 @@ def _size_warnings(
     ):
         warnings.append("nothing was quantized")
     return warnings
+
+
+def quantize_source(
+    source: str, out: Path, *, bindings: Bindings | None = None, **options: Any
+) -> QuantizationResult:
+    """Quantize any model source: ``.onnx`` files directly, framework sources converted first.
+
+    A framework source (``file.py:Name``, a Hugging Face folder, ``.keras``, ...) is exported with
+    ``converters.sources.convert_source`` to ``<out stem>.fp32.onnx`` next to ``out`` (kept: it is
+    the float reference for ``compare``), then quantized.
+
+    Args:
+        source: what the user passed on the command line.
+        out: the variant's path.
+        bindings: input shapes, for the export, calibration and the test run.
+        **options: passed to :func:`quantize_model`.
+
+    Raises:
+        SourceError: a framework source in a build without the converters, or an unusable source.
+        Others: as :func:`quantize_model` and ``convert_source``.
+    """
+    path = Path(source)
+    if path.suffix.lower() == ".onnx" or (
+        path.is_file() and path.suffix.lower() not in _FRAMEWORK_SUFFIXES
+    ):
+        return quantize_model(path, out, bindings=bindings, **options)
+    try:
+        from converters.sources import SourceKind, convert_source, detect_source
+    except ImportError:
+        raise SourceError(source, "only .onnx files can be quantized in this build") from None
+    detected = detect_source(source)
+    if detected.kind is SourceKind.ONNX:
+        return quantize_model(Path(detected.location), out, bindings=bindings, **options)
+    out = Path(out)
+    converted = out.with_name(out.stem + ".fp32.onnx")
+    if _same_file(converted, out):
+        raise OutputPathError(out, "name the variant something other than *.fp32.onnx")
+    convert_source(detected, converted, bindings=bindings)
+    result = quantize_model(converted, out, bindings=bindings, **options)
+    return replace(result, converted_from=source)
+
+
+_FRAMEWORK_SUFFIXES = frozenset(
+    {".py", ".pt", ".pt2", ".pth", ".keras", ".h5", ".hdf5", ".bin", ".safetensors"}
+)

@@ -114,7 +114,9 @@ def test_output_drift_unit() -> None:
     assert same.cosine_similarity == pytest.approx(1.0, abs=1e-12)
     flipped = output_drift("y", a, a[::-1].copy())
     assert flipped.argmax_agreement == 0.0 and flipped.max_abs == 2.0
-    assert output_drift("v", np.ones(4, np.float32), np.ones(4, np.float32)).argmax_agreement is None
+    assert (
+        output_drift("v", np.ones(4, np.float32), np.ones(4, np.float32)).argmax_agreement is None
+    )
     assert output_drift("z", np.zeros(3), np.zeros(3)).cosine_similarity == 1.0
     with pytest.raises(ValueError, match="shape"):
         output_drift("y", a, a[:1])
@@ -131,7 +133,9 @@ def test_percentile() -> None:
 def test_bindings_and_bad_inputs(tmp_path: Path) -> None:
     src = tmp_path / "m.onnx"
     onnx.save(qm.mlp(width=64, layers=1), str(src))
-    comparison = compare_models([src], parse_bindings(batch=3), runs=1, arena_settings=(True,), threads=1)
+    comparison = compare_models(
+        [src], parse_bindings(batch=3), runs=1, arena_settings=(True,), threads=1
+    )
     assert comparison.inputs[0].dims == (3, 64)
     assert comparison.models[0].drift is None
     with pytest.raises(ShapeBindingError, match="no such input"):
@@ -158,12 +162,19 @@ def test_a_model_failing_in_onnxruntime_is_named(tmp_path: Path) -> None:
 
 def test_cli_compare_json_and_table(trio: list[Path]) -> None:
     runner = CliRunner()
-    result = runner.invoke(app, ["compare", str(trio[0]), str(trio[1]), "--runs", "2", "--threads", "1", "-f", "json"])
+    result = runner.invoke(
+        app, ["compare", str(trio[0]), str(trio[1]), "--runs", "2", "--threads", "1", "-f", "json"]
+    )
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert [m["path"] for m in data["models"]] == [str(trio[0]), str(trio[1])]
-    assert data["models"][0]["drift"] is None and data["models"][1]["drift"]["cosine_similarity"] > 0.99
-    table = runner.invoke(app, ["compare", str(trio[0]), str(trio[1]), "--runs", "1", "--threads", "1"])
+    assert (
+        data["models"][0]["drift"] is None
+        and data["models"][1]["drift"]["cosine_similarity"] > 0.99
+    )
+    table = runner.invoke(
+        app, ["compare", str(trio[0]), str(trio[1]), "--runs", "1", "--threads", "1"]
+    )
     assert table.exit_code == 0
     for label in ("on disk (counted)", "peak memory, arena on (measured)", "cosine similarity"):
         assert label in table.stdout

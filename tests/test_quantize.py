@@ -43,7 +43,11 @@ FP16_RATIO = (0.45, 0.55)
 def _save(model: onnx.ModelProto, path: Path, *, external: bool = False) -> Path:
     if external:
         onnx.save_model(
-            model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=0
+            model,
+            str(path),
+            save_as_external_data=True,
+            location=path.name + ".data",
+            size_threshold=0,
         )
     else:
         onnx.save_model(model, str(path))
@@ -112,7 +116,9 @@ def forms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("form", [*FORMS, "external_data"])
-def test_dynamic_int8_shrinks_every_storage_form(forms: dict[str, Path], form: str, tmp_path: Path) -> None:
+def test_dynamic_int8_shrinks_every_storage_form(
+    forms: dict[str, Path], form: str, tmp_path: Path
+) -> None:
     src = forms[form]
     before = {p: _sha256(p) for p in src.parent.glob(src.name + "*")}
     result = quantize_model(src, tmp_path / "q.onnx")
@@ -149,7 +155,9 @@ def test_lstm_reading_outer_scope_weights_falls_back_to_dequantize_linear(
 
 @pytest.mark.parametrize("method", [QuantMethod.STATIC, QuantMethod.FP16, QuantMethod.INT4])
 @pytest.mark.parametrize("form", ["initializers", "loop_if_outer_scope", "cnn"])
-def test_other_methods(forms: dict[str, Path], form: str, method: QuantMethod, tmp_path: Path) -> None:
+def test_other_methods(
+    forms: dict[str, Path], form: str, method: QuantMethod, tmp_path: Path
+) -> None:
     src = forms[form]
     result = quantize_model(src, tmp_path / "q.onnx", method=method, calibration_samples=4)
     _check_variant(src, result, method)
@@ -169,7 +177,9 @@ def test_other_methods(forms: dict[str, Path], form: str, method: QuantMethod, t
 
 
 def test_fp16_io_types_changed_when_asked(forms: dict[str, Path], tmp_path: Path) -> None:
-    result = quantize_model(forms["initializers"], tmp_path / "q.onnx", method=QuantMethod.FP16, keep_io_types=False)
+    result = quantize_model(
+        forms["initializers"], tmp_path / "q.onnx", method=QuantMethod.FP16, keep_io_types=False
+    )
     graph = onnx.load(str(result.output)).graph
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
 
@@ -177,15 +187,24 @@ def test_fp16_io_types_changed_when_asked(forms: dict[str, Path], tmp_path: Path
 def test_static_calibration_from_npz(forms: dict[str, Path], tmp_path: Path) -> None:
     data = tmp_path / "calib.npz"
     np.savez(data, x=np.random.default_rng(0).standard_normal((5, 2, 512)).astype(np.float32))
-    result = quantize_model(forms["initializers"], tmp_path / "q.onnx", method=QuantMethod.STATIC, calibration=data)
+    result = quantize_model(
+        forms["initializers"], tmp_path / "q.onnx", method=QuantMethod.STATIC, calibration=data
+    )
     _check_variant(forms["initializers"], result, QuantMethod.STATIC)
     with pytest.raises(Exception, match="no calibration data for input"):
         np.savez(tmp_path / "bad.npz", y=np.zeros((1, 512), np.float32))
-        quantize_model(forms["initializers"], tmp_path / "q2.onnx", method=QuantMethod.STATIC, calibration=tmp_path / "bad.npz")
+        quantize_model(
+            forms["initializers"],
+            tmp_path / "q2.onnx",
+            method=QuantMethod.STATIC,
+            calibration=tmp_path / "bad.npz",
+        )
 
 
 def test_recommendation_follows_the_graph(forms: dict[str, Path], tmp_path: Path) -> None:
-    cnn = quantize_model(forms["cnn"], tmp_path / "cnn.onnx", method=QuantMethod.AUTO, calibration_samples=2)
+    cnn = quantize_model(
+        forms["cnn"], tmp_path / "cnn.onnx", method=QuantMethod.AUTO, calibration_samples=2
+    )
     assert cnn.method is QuantMethod.STATIC and cnn.recommendation.method is QuantMethod.STATIC
     assert cnn.recommendation.makeup.conv_bytes > 0.9 * cnn.recommendation.makeup.total_bytes
     mlp = quantize_model(forms["initializers"], tmp_path / "mlp.onnx", method=QuantMethod.AUTO)
@@ -194,7 +213,9 @@ def test_recommendation_follows_the_graph(forms: dict[str, Path], tmp_path: Path
     assert any("ConvInteger" in w for w in dyn.warnings)
 
 
-def test_op_types_restrict_and_report_what_stays_float(forms: dict[str, Path], tmp_path: Path) -> None:
+def test_op_types_restrict_and_report_what_stays_float(
+    forms: dict[str, Path], tmp_path: Path
+) -> None:
     result = quantize_model(forms["initializers"], tmp_path / "q.onnx", op_types=["Conv"])
     assert result.quantized_ops == {}
     assert not result.is_smaller
@@ -280,7 +301,17 @@ def test_cli_quantize_json(tmp_path: Path) -> None:
 
     src = _save(qm.mlp(), tmp_path / "m.onnx")
     result = CliRunner().invoke(
-        app, ["quantize", str(src), "-o", str(tmp_path / "q.onnx"), "--method", "fp16", "--format", "json"]
+        app,
+        [
+            "quantize",
+            str(src),
+            "-o",
+            str(tmp_path / "q.onnx"),
+            "--method",
+            "fp16",
+            "--format",
+            "json",
+        ],
     )
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
@@ -316,17 +347,30 @@ def _export_torch(kind: str, folder: Path) -> tuple[Path, int, dict[str, np.ndar
     torch.manual_seed(0)
     if kind == "resnet":
         config = transformers.ResNetConfig(
-            embedding_size=32, hidden_sizes=[64, 128, 256], depths=[1, 1, 1], layer_type="basic", num_labels=10
+            embedding_size=32,
+            hidden_sizes=[64, 128, 256],
+            depths=[1, 1, 1],
+            layer_type="basic",
+            num_labels=10,
         )
         net = transformers.ResNetForImageClassification(config).eval()
-        feeds = {"pixel_values": np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)}
+        feeds = {
+            "pixel_values": np.random.default_rng(1)
+            .standard_normal((1, 3, 32, 32))
+            .astype(np.float32)
+        }
 
         def forward(pixel_values):  # type: ignore[no-untyped-def]
             return net(pixel_values=pixel_values).logits
     else:
         config = transformers.BertConfig(
-            vocab_size=5000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=512, max_position_embeddings=64, num_labels=3,
+            vocab_size=5000,
+            hidden_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=512,
+            max_position_embeddings=64,
+            num_labels=3,
         )
         net = transformers.BertForSequenceClassification(config).eval()
         rng = np.random.default_rng(1)
@@ -352,8 +396,13 @@ def _export_torch(kind: str, folder: Path) -> tuple[Path, int, dict[str, np.ndar
         expected = wrapper(*args).numpy()
     path = folder / f"{kind}.onnx"
     torch.onnx.export(
-        wrapper, args, str(path), input_names=list(feeds), output_names=["logits"],
-        dynamo=False, opset_version=17,
+        wrapper,
+        args,
+        str(path),
+        input_names=list(feeds),
+        output_names=["logits"],
+        dynamo=False,
+        opset_version=17,
     )
     return path, sum(p.numel() for p in net.parameters()), feeds, expected
 
@@ -365,7 +414,9 @@ def test_models_built_from_configs(kind: str, tmp_path: Path) -> None:
     src, torch_parameters, feeds, expected = _export_torch(kind, tmp_path)
     assert torch_parameters >= 1_000_000
     for method in (QuantMethod.DYNAMIC, QuantMethod.STATIC, QuantMethod.FP16):
-        result = quantize_model(src, tmp_path / f"{kind}.{method.value}.onnx", method=method, calibration_samples=4)
+        result = quantize_model(
+            src, tmp_path / f"{kind}.{method.value}.onnx", method=method, calibration_samples=4
+        )
         got = _run(result.output, feeds)[0]
         # Oracle: torch's own output on the same inputs.
         assert _cosine(expected.astype(np.float64), got) >= COSINE_MIN[method]
@@ -374,5 +425,56 @@ def test_models_built_from_configs(kind: str, tmp_path: Path) -> None:
             assert FP16_RATIO[0] <= result.size_ratio <= FP16_RATIO[1]
         else:
             assert result.size_ratio <= INT8_RATIO_MAX
-    auto = quantize_model(src, tmp_path / f"{kind}.auto.onnx", method=QuantMethod.AUTO, calibration_samples=2)
+    auto = quantize_model(
+        src, tmp_path / f"{kind}.auto.onnx", method=QuantMethod.AUTO, calibration_samples=2
+    )
     assert auto.method is (QuantMethod.STATIC if kind == "resnet" else QuantMethod.DYNAMIC)
+
+
+def test_framework_sources_are_converted_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """quantize_source exports a framework source to <out>.fp32.onnx, then quantizes that file."""
+    import sys
+    import types
+    from enum import Enum
+
+    from converters.quantize import quantize_source
+
+    class SourceKind(str, Enum):
+        ONNX = "onnx"
+        CODE = "code"
+
+    calls: list[tuple[str, Path]] = []
+
+    def detect_source(arg: str) -> types.SimpleNamespace:
+        return types.SimpleNamespace(kind=SourceKind.CODE, text=arg, location=arg)
+
+    def convert_source(source: types.SimpleNamespace, out_path: Path, **_: object) -> None:
+        calls.append((source.text, Path(out_path)))
+        onnx.save(qm.mlp(), str(out_path))
+
+    fake = types.ModuleType("converters.sources")
+    fake.SourceKind = SourceKind  # type: ignore[attr-defined]
+    fake.detect_source = detect_source  # type: ignore[attr-defined]
+    fake.convert_source = convert_source  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "converters.sources", fake)
+    result = quantize_source("net.py:Net", tmp_path / "net.int8.onnx")
+    assert calls == [("net.py:Net", tmp_path / "net.int8.fp32.onnx")]
+    assert (
+        result.source == tmp_path / "net.int8.fp32.onnx" and result.converted_from == "net.py:Net"
+    )
+    assert result.size_ratio <= INT8_RATIO_MAX
+
+
+def test_framework_source_without_the_converters_is_a_clean_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from converters.quantize import quantize_source
+    from graph_analysis.errors import SourceError
+
+    monkeypatch.setitem(sys.modules, "converters.sources", None)  # import fails
+    with pytest.raises(SourceError, match="only .onnx"):
+        quantize_source("net.py:Net", tmp_path / "q.onnx")
