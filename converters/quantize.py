@@ -50,6 +50,7 @@ from graph_analysis.errors import (
     OutputPathError,
     ShapeBindingError,
     SourceError,
+    UnsupportedModelError,
 )
 from graph_analysis.loading import load_skeleton, read_model
 
@@ -231,6 +232,14 @@ def _check_not_quantized(src: Path, method: QuantMethod, makeup: GraphMakeup) ->
             src,
             f"already quantized: {makeup.low_bit_bytes} of {makeup.low_bit_bytes + makeup.total_bytes} weight "
             f"bytes are stored in 8 bits or fewer ({ops})",
+        )
+    if method in (QuantMethod.DYNAMIC, QuantMethod.STATIC) and makeup.fp16_bytes > float32_bytes:
+        # onnxruntime's int8 quantizers assume FLOAT weights: on a FLOAT16 graph they write a model
+        # that fails type checking ("Type 'tensor(float16)' of input ... does not match").
+        raise UnsupportedModelError(
+            src,
+            f"{makeup.fp16_bytes} of {makeup.total_bytes} weight bytes are FLOAT16: onnxruntime's "
+            "int8 quantizer needs FLOAT weights; quantize the float32 model, or use --method int4",
         )
     if makeup.quantized_ops:
         return [
@@ -453,7 +462,7 @@ def _has_subgraphs(model: onnx.ModelProto) -> bool:
     return len(list(iter_graphs(model.graph))) > 1
 
 
-def _smoke_run(path: Path, header: onnx.ModelProto, bindings: Bindings) -> None:
+def _smoke_run(path: Path, header: onnx.ModelProto, bindings: Bindings, src: Path) -> None:
     import onnxruntime as ort
 
     feeds = make_feeds(graph_input_specs(header.graph, bindings))
@@ -471,7 +480,7 @@ def _smoke_run(path: Path, header: onnx.ModelProto, bindings: Bindings) -> None:
         session.run(None, run_feeds)
     except Exception as e:
         first = f"{type(e).__name__}: {e}".splitlines()[0][:300]
-        raise ConversionError(path, f"the variant does not run in onnxruntime: {first}") from e
+        raise ConversionError(src, f"the variant does not run in onnxruntime: {first}") from e
 
 
 def _fallback_axes(
@@ -534,6 +543,7 @@ def quantize_model(
         ModelFormatError, ExternalDataError: the source cannot be read.
         OutputPathError: ``out`` would overwrite the source (same path, link) or is not writable.
         AlreadyQuantizedError: the weights are already stored at the target precision or lower.
+        UnsupportedModelError: int8 (dynamic/static) asked of a model with FLOAT16 weights.
         ShapeBindingError: inputs cannot be generated for calibration or the test run.
         ConversionError: onnxruntime's tools failed, or the variant does not run.
     """
@@ -625,7 +635,7 @@ def quantize_model(
         )
         final = work / out.name
         _save(variant, final, external=use_external)
-        _smoke_run(final, header, bindings)
+        _smoke_run(final, header, bindings, src)
         left = float_tensors(
             variant,
             min_elements=report_min_elements,

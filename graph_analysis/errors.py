@@ -15,7 +15,8 @@ Tree::
     │   ├── SourceError            a framework source (code, checkpoint, folder) that cannot be used
     │   ├── MissingExtraError      the source needs an optional extra (torch, tensorflow)
     │   ├── OutputPathError        an output path that would overwrite the input or cannot be written
-    │   └── AlreadyQuantizedError  asked to quantize a model whose weights are already low-bit
+    │   ├── AlreadyQuantizedError  asked to quantize a model whose weights are already low-bit
+    │   └── UnsupportedModelError  a valid model this operation cannot handle (FLOAT16 weights to int8)
     └── InternalError              a step of ours or of a framework failed unexpectedly (exit 1)
         ├── ConversionError        an exporter crashed on a valid source
         └── MeasurementError       the measuring child process failed
@@ -39,6 +40,7 @@ __all__ = [
     "OutputPathError",
     "ShapeBindingError",
     "SourceError",
+    "UnsupportedModelError",
 ]
 
 
@@ -94,6 +96,10 @@ class OutputPathError(InputError):
 
 class AlreadyQuantizedError(InputError):
     """The model's weights are already stored in the target (or a lower) precision."""
+
+
+class UnsupportedModelError(InputError):
+    """A valid model that this operation cannot handle; the message says what to do instead."""
 
 
 class InternalError(ModelsizeError):

@@ -27,6 +27,7 @@ from graph_analysis.errors import (
     AlreadyQuantizedError,
     ConversionError,
     OutputPathError,
+    UnsupportedModelError,
 )
 
 # Documented drift bounds (docs/quantization.md), cosine similarity of outputs vs the float model.
@@ -232,6 +233,14 @@ def test_already_quantized_is_reported(forms: dict[str, Path], tmp_path: Path) -
     with pytest.raises(AlreadyQuantizedError, match="FLOAT16"):
         quantize_model(half.output, tmp_path / "hh.onnx", method=QuantMethod.FP16)
     assert not (tmp_path / "qq.onnx").exists()
+
+
+def test_int8_of_a_float16_model_is_refused_cleanly(forms: dict[str, Path], tmp_path: Path) -> None:
+    half = quantize_model(forms["initializers"], tmp_path / "h.onnx", method=QuantMethod.FP16)
+    with pytest.raises(UnsupportedModelError, match="FLOAT16: onnxruntime's int8 quantizer"):
+        quantize_model(half.output, tmp_path / "h8.onnx")
+    int4 = quantize_model(half.output, tmp_path / "h4.onnx", method=QuantMethod.INT4)
+    assert int4.quantized_ops.get("MatMulNBits") == 4 and int4.is_smaller
 
 
 def test_never_writes_over_the_input(forms: dict[str, Path], tmp_path: Path) -> None:
