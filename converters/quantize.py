@@ -311,24 +311,13 @@ def _calibration_batches(
     return batches
 
 
-def _infer_shapes(src: Path, dst: Path, *, symbolic: bool, warnings: list[str]) -> Path:
-    if symbolic:
-        try:
-            from onnxruntime.quantization.shape_inference import quant_pre_process
+def _infer_shapes(src: Path, dst: Path, *, warnings: list[str]) -> Path:
+    """ONNX shape inference into ``dst`` (external data stays where ``src`` references it).
 
-            with _quiet():
-                quant_pre_process(
-                    str(src),
-                    str(dst),
-                    skip_optimization=True,
-                    save_as_external_data=True,
-                    all_tensors_to_one_file=True,
-                    external_data_location=dst.name + ".data",
-                )
-            return dst
-        except Exception as e:  # symbolic inference fails on some exporters' graphs; onnx's may not
-            first = f"{type(e).__name__}: {e}".splitlines()[0][:160]
-            warnings.append(f"symbolic shape inference failed ({first}); used onnx shape inference")
+    onnxruntime's ``quant_pre_process`` would add symbolic shape inference, but importing it imports
+    ``onnxruntime.tools``, which imports PyTorch whenever it is installed (seconds, hundreds of MB),
+    and its optimizer rewrites the graph; the quantizers only need the types ONNX inference gives.
+    """
     try:
         onnx.shape_inference.infer_shapes_path(str(src), str(dst))
         return dst
@@ -571,12 +560,7 @@ def quantize_model(
         prepped = work / "prepped.onnx"
         _save(model, prepped, external=True)
         del model
-        inferred = _infer_shapes(
-            prepped,
-            work / "inferred.onnx",
-            symbolic=method is not QuantMethod.FP16,
-            warnings=warnings,
-        )
+        inferred = _infer_shapes(prepped, work / "inferred.onnx", warnings=warnings)
         quantized = work / "quantized.onnx"
         try:
             _run_quantizer(

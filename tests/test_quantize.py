@@ -487,3 +487,25 @@ def test_framework_source_without_the_converters_is_a_clean_error(
     monkeypatch.setitem(sys.modules, "converters.sources", None)  # import fails
     with pytest.raises(SourceError, match="only .onnx"):
         quantize_source("net.py:Net", tmp_path / "q.onnx")
+
+
+def test_quantize_and_compare_leave_frameworks_unimported(tmp_path: Path) -> None:
+    """The installed entry point, in a subprocess: quantizing an .onnx imports no framework."""
+    import subprocess
+    import sys
+
+    src = _save(qm.mlp(width=64, layers=1), tmp_path / "m.onnx")
+    code = (
+        "import sys\n"
+        "from cli.app import main\n"
+        f"sys.argv = ['modelsize', 'quantize', {str(src)!r}, '-o', {str(tmp_path / 'q.onnx')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in ('torch', 'tensorflow', 'transformers', 'keras') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False,
+        cwd=Path(__file__).resolve().parents[1],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "q.onnx").exists()
