@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.app import app
@@ -509,3 +511,64 @@ def test_quantize_and_compare_leave_frameworks_unimported(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "q.onnx").exists()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=2, max_size=4),
+    scale=st.floats(1e-4, 1e3),
+    axis_last=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_fallback_round_trip_is_within_half_a_step(
+    shape: list[int], scale: float, axis_last: bool, seed: int
+) -> None:
+    """DequantizeLinear(stored INT8) differs from the float weight by at most half a quantization
+    step of its channel, whatever the shape, magnitude and axis; zero channels stay exactly zero."""
+    from converters._graph_prep import dequantize_linear_fallback
+
+    weights = (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+    weights[(0,) * (len(shape) - 1)] = 0.0  # one all-zero row along the last axis
+    axis = len(shape) - 1 if axis_last else 0
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["w"], ["y"])],
+        "g",
+        [],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, shape)],
+        [onnx.numpy_helper.from_array(weights, "w")],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    assert dequantize_linear_fallback(model, {"w"}, axes={"w": axis}) == ["w"]
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert stored["w_int8"].dtype == np.int8 and "w" not in stored
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    restored = session.run(None, {})[0]
+    moved = np.moveaxis(np.abs(weights), axis, 0).reshape(shape[axis], -1)
+    step = np.where(moved.max(axis=1) > 0, moved.max(axis=1) / 127.0, 1.0)
+    bound = np.moveaxis(
+        np.broadcast_to(step[:, None], moved.shape).reshape(
+            [shape[axis]] + [s for i, s in enumerate(shape) if i != axis]
+        ),
+        0,
+        axis,
+    )
+    assert np.all(np.abs(restored - weights) <= bound / 2 * (1 + 1e-5) + 1e-30)
+    assert np.all(restored[weights == 0] == 0)
+
+
+def test_cli_quantize_with_compare_and_op_types(tmp_path: Path) -> None:
+    import json
+
+    src = _save(qm.cnn(), tmp_path / "cnn.onnx")
+    result = CliRunner().invoke(
+        app,
+        ["quantize", str(src), "-o", str(tmp_path / "q.onnx"), "--method", "static",
+         "--op-types", "Conv,Gemm", "--per-channel", "--calibration-samples", "2",
+         "--compare", "--runs", "1", "-f", "json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["quantization"]["per_channel"] is True
+    assert data["models"][0]["path"] == str(src) and data["models"][0]["drift"] is None
+    assert data["models"][1]["drift"]["cosine_similarity"] >= 0.99
+    assert data["models"][1]["size"]["on_disk_bytes"] == (tmp_path / "q.onnx").stat().st_size
