@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from converters.quantize import QuantMethod, quantize_model  # noqa: E402
-from graph_analysis.bindings import Bindings  # noqa: E402
-from graph_analysis.compare import Comparison, compare_models  # noqa: E402
+from converters.quantize import QuantMethod, quantize_model
+from graph_analysis.bindings import Bindings
+from graph_analysis.compare import Comparison, compare_models
 
 _MIB = 1024 * 1024
 
@@ -29,8 +29,15 @@ _MIB = 1024 * 1024
 def _export(module, args: tuple, names: list[str], path: Path) -> None:  # type: ignore[no-untyped-def]
     import torch
 
-    torch.onnx.export(module.eval(), args, str(path), input_names=names, output_names=["out"],
-                      dynamo=False, opset_version=17)
+    torch.onnx.export(
+        module.eval(),
+        args,
+        str(path),
+        input_names=names,
+        output_names=["out"],
+        dynamo=False,
+        opset_version=17,
+    )
 
 
 def build_resnet(folder: Path) -> Path:
@@ -40,8 +47,11 @@ def build_resnet(folder: Path) -> Path:
 
     torch.manual_seed(0)
     config = transformers.ResNetConfig(
-        embedding_size=64, hidden_sizes=[64, 128, 256, 512], depths=[2, 2, 2, 2],
-        layer_type="basic", num_labels=1000,
+        embedding_size=64,
+        hidden_sizes=[64, 128, 256, 512],
+        depths=[2, 2, 2, 2],
+        layer_type="basic",
+        num_labels=1000,
     )
     net = transformers.ResNetForImageClassification(config)
 
@@ -65,8 +75,12 @@ def build_bert(folder: Path) -> Path:
 
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=30522, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-        intermediate_size=1024, num_labels=2,
+        vocab_size=30522,
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=1024,
+        num_labels=2,
     )
     net = transformers.BertForSequenceClassification(config)
 
@@ -105,7 +119,11 @@ def build_lstm(folder: Path) -> Path:
     return path
 
 
-ARCHS: dict[str, Callable[[Path], Path]] = {"resnet": build_resnet, "bert": build_bert, "lstm": build_lstm}
+ARCHS: dict[str, Callable[[Path], Path]] = {
+    "resnet": build_resnet,
+    "bert": build_bert,
+    "lstm": build_lstm,
+}
 METHODS = (QuantMethod.DYNAMIC, QuantMethod.STATIC, QuantMethod.FP16, QuantMethod.INT4)
 
 
@@ -134,8 +152,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--calibration-samples", type=int, default=8)
     args = parser.parse_args()
-    print("| model | variant | file MiB | peak MiB, arena on | peak MiB, arena off | latency ms (median) "
-          "| cosine | max abs | argmax agree |")
+    print(
+        "| model | variant | file MiB | peak MiB, arena on | peak MiB, arena off | latency ms (median) "
+        "| cosine | max abs | argmax agree |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-quantize-") as tmp:
         for arch in args.arch:
@@ -147,19 +167,26 @@ def main() -> int:
             notes = []
             for method in METHODS:
                 result = quantize_model(
-                    src, folder / f"{src.stem}.{method.value}.onnx", method=method,
+                    src,
+                    folder / f"{src.stem}.{method.value}.onnx",
+                    method=method,
                     calibration_samples=args.calibration_samples,
                 )
                 variants.append(result.output)
                 labels.append(method.value)
                 notes += [f"{method.value}: {w}" for w in result.warnings]
-            comparison: Comparison = compare_models(variants, Bindings(), runs=args.runs, threads=args.threads)
+            comparison: Comparison = compare_models(
+                variants, Bindings(), runs=args.runs, threads=args.threads
+            )
             for label, model in zip(labels, comparison.models, strict=True):
                 print(_row(arch, label, model, comparison.models[0]))
             elapsed = time.perf_counter() - start
-            print(f"<!-- {arch}: {comparison.models[0].parameters:,} parameters; {elapsed:.0f} s; "
-                  f"inputs {[(s.name, s.dims) for s in comparison.inputs]}; "
-                  f"notes: {' / '.join(n[:120] for n in notes) or 'none'} -->", flush=True)
+            print(
+                f"<!-- {arch}: {comparison.models[0].parameters:,} parameters; {elapsed:.0f} s; "
+                f"inputs {[(s.name, s.dims) for s in comparison.inputs]}; "
+                f"notes: {' / '.join(n[:120] for n in notes) or 'none'} -->",
+                flush=True,
+            )
     return 0
 
 

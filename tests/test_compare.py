@@ -146,7 +146,7 @@ def test_bindings_and_bad_inputs(tmp_path: Path) -> None:
         compare_models([src, bad], runs=1)
     other = tmp_path / "other.onnx"
     onnx.save(qm.mlp(width=32, layers=1), str(other))
-    with pytest.raises(ShapeBindingError, match="differ from those of m.onnx"):
+    with pytest.raises(ShapeBindingError, match=r"differ from those of m\.onnx"):
         compare_models([src, other], runs=1)
 
 
@@ -156,7 +156,7 @@ def test_a_model_failing_in_onnxruntime_is_named(tmp_path: Path) -> None:
     broken = qm.mlp(width=64, layers=1)
     broken.graph.node[0].op_type = "NoSuchOp"
     onnx.save(broken, str(tmp_path / "broken.onnx"))
-    with pytest.raises(MeasurementError, match="broken.onnx: onnxruntime failed"):
+    with pytest.raises(MeasurementError, match=r"broken\.onnx: onnxruntime failed"):
         compare_models([src, tmp_path / "broken.onnx"], runs=1)
 
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.app import app
-from converters.quantize import QuantMethod, QuantizationResult, quantize_model
+from converters.quantize import QuantizationResult, QuantMethod, quantize_model
 from fixtures import quant_models as qm
 from graph_analysis import analyze
 from graph_analysis.errors import (
@@ -487,7 +487,7 @@ def test_framework_source_without_the_converters_is_a_clean_error(
     from graph_analysis.errors import SourceError
 
     monkeypatch.setitem(sys.modules, "converters.sources", None)  # import fails
-    with pytest.raises(SourceError, match="only .onnx"):
+    with pytest.raises(SourceError, match=r"only \.onnx"):
         quantize_source("net.py:Net", tmp_path / "q.onnx")
 
 
