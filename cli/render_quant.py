@@ -35,6 +35,7 @@ def quantization_to_dict(result: QuantizationResult) -> dict[str, Any]:
         "size_ratio": result.size_ratio,
         "external_data": result.external_data,
         "lifted_constants": result.lifted_constants,
+        "bypassed_identities": result.bypassed_identities,
         "quantized_ops": dict(result.quantized_ops),
         "float_tensors": [
             vars(t) | {"consumers": list(t.consumers), "dims": list(t.dims)}

@@ -24,6 +24,7 @@ __all__ = [
     "QUANTIZED_OPS",
     "FloatTensor",
     "GraphMakeup",
+    "bypass_weight_identities",
     "dequantize_linear_fallback",
     "float_tensors",
     "graph_makeup",
@@ -146,6 +147,52 @@ def lift_constants(model: onnx.ModelProto, *, min_elements: int = 2) -> int:
             del graph.node[:]
             graph.node.extend(keep)
     return lifted
+
+
+def bypass_weight_identities(model: onnx.ModelProto) -> int:
+    """Let readers of ``Identity(initializer)`` read the initializer itself; drop those Identities.
+
+    Exporters route weights through Identity nodes (TorchScript for shared parameters, tf2onnx for
+    ReadVariableOp); the quantizer only quantizes an input that *is* an initializer ("Expected ...
+    to be an initializer"), so such weights would stay float. Readers in nested subgraphs are
+    rewired too, unless a subgraph defines the same name itself. An Identity whose output is a
+    graph output is kept. Returns the number of Identity nodes removed.
+    """
+    removed = 0
+    for graph in list(iter_graphs(model.graph)):
+        initializers = {t.name for t in graph.initializer}
+        outputs = {o.name for o in graph.output}
+        alias: dict[str, str] = {}
+        for node in graph.node:
+            if (
+                node.op_type == "Identity"
+                and node.domain in ("", "ai.onnx")
+                and len(node.input) == 1
+                and (node.input[0] in initializers or node.input[0] in alias)
+                and node.output[0] not in outputs
+            ):
+                alias[node.output[0]] = alias.get(node.input[0], node.input[0])
+        if not alias:
+            continue
+        keep = [n for n in graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+        removed += len(graph.node) - len(keep)
+        del graph.node[:]
+        graph.node.extend(keep)
+        _rename_reads(graph, alias)
+    return removed
+
+
+def _rename_reads(graph: onnx.GraphProto, alias: Mapping[str, str]) -> None:
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            if name in alias:
+                node.input[index] = alias[name]
+        for sub in _subgraphs(node):
+            defined = {o for n in sub.node for o in n.output} | {i.name for i in sub.input}
+            defined |= {t.name for t in sub.initializer}
+            visible = {k: v for k, v in alias.items() if k not in defined}
+            if visible:
+                _rename_reads(sub, visible)
 
 
 def _constant_tensor(node: onnx.NodeProto) -> onnx.TensorProto | None:

@@ -29,6 +29,7 @@ from converters._graph_prep import (
     FLOAT32_TYPES,
     FloatTensor,
     GraphMakeup,
+    bypass_weight_identities,
     dequantize_linear_fallback,
     float_tensors,
     graph_makeup,
@@ -124,6 +125,7 @@ class QuantizationResult:
         output_bytes: counted bytes of the variant (file plus external data).
         external_data: whether the variant's tensors are in ``<output>.data``.
         lifted_constants: Constant-node weights moved into initializers first.
+        bypassed_identities: Identity nodes between a weight and its readers removed first.
         quantized_ops: op-type counts of quantized ops in the variant.
         float_tensors: weights left in a floating type (largest first), with the reason.
         fallback_tensors: weights stored as INT8 behind DequantizeLinear by the fallback.
@@ -140,6 +142,7 @@ class QuantizationResult:
     output_bytes: int
     external_data: bool
     lifted_constants: int
+    bypassed_identities: int
     quantized_ops: Mapping[str, int]
     float_tensors: tuple[FloatTensor, ...]
     fallback_tensors: tuple[FallbackTensor, ...]
@@ -550,6 +553,7 @@ def quantize_model(
     source_bytes = file_bytes(src)
     model = _load_full(src)
     lifted = lift_constants(model)
+    bypassed = bypass_weight_identities(model)
     batches = (
         _calibration_batches(calibration, calibration_samples, header, bindings)
         if method is QuantMethod.STATIC
@@ -644,6 +648,7 @@ def quantize_model(
         output_bytes=output_bytes,
         external_data=use_external,
         lifted_constants=lifted,
+        bypassed_identities=bypassed,
         quantized_ops=quantized_ops,
         float_tensors=left,
         fallback_tensors=tuple(fallback_done),

@@ -102,6 +102,8 @@ def _check_variant(src: Path, result: QuantizationResult, method: QuantMethod) -
 FORMS: dict[str, Callable[[], onnx.ModelProto]] = {
     "initializers": qm.mlp,
     "constant_nodes": lambda: qm.mlp(constants=True),
+    "constants_in_if": qm.constants_in_if,
+    "identity_weights": qm.identity_weights,
     "gemm": qm.gemm_mlp,
     "if_outer_scope": qm.if_outer_scope,
     "loop_if_outer_scope": qm.nested_outer_scope,
@@ -138,6 +140,17 @@ def test_constant_node_weights_are_lifted(forms: dict[str, Path], tmp_path: Path
     assert result.lifted_constants == 8
     assert result.quantized_ops.get("MatMulInteger") == 4
     assert not result.fallback_tensors
+
+
+def test_weights_behind_identity_are_quantized_in_place(
+    forms: dict[str, Path], tmp_path: Path
+) -> None:
+    result = quantize_model(forms["identity_weights"], tmp_path / "q.onnx")
+    assert result.bypassed_identities == 1
+    assert result.quantized_ops.get("MatMulInteger") == 2
+    assert not result.fallback_tensors
+    branches = quantize_model(forms["constants_in_if"], tmp_path / "b.onnx")
+    assert branches.lifted_constants == 2 and branches.quantized_ops.get("MatMulInteger") == 2
 
 
 def test_lstm_reading_outer_scope_weights_falls_back_to_dequantize_linear(
