@@ -179,10 +179,11 @@ def _notes(comparison: Comparison) -> str:
     inputs = ", ".join(
         f"{s.name}: {s.data_type.name}[{','.join(map(str, s.dims))}]" for s in comparison.inputs
     )
+    notes = "".join(f"; {note}" for note in comparison.notes)
     return (
         f"inputs generated with seed {comparison.seed} ({inputs}); {comparison.runs} timed runs after "
         f"one warm-up; {comparison.threads} intra-op thread(s); peak memory = high-water RSS of a "
-        "fresh child process above its RSS before the session was created"
+        f"fresh child process above its RSS before the session was created{notes}"
     )
 
 

@@ -548,6 +548,12 @@ def quantize_model(
     if method is QuantMethod.AUTO:
         method = recommendation.method
     warnings = _check_not_quantized(src, method, makeup)
+    if calibration is not None and method is not QuantMethod.STATIC:
+        warnings.append(
+            f"--calibration is only used by --method static; ignored for {method.value}"
+        )
+    if per_channel and method in (QuantMethod.FP16, QuantMethod.INT4):
+        warnings.append(f"--per-channel does not apply to {method.value}; ignored")
     if method is QuantMethod.INT4 and makeup.conv_bytes:
         warnings.append("int4 is weight-only for MatMul: Conv weights are not 4-bit quantized")
     source_bytes = file_bytes(src)
@@ -559,37 +565,14 @@ def quantize_model(
         if method is QuantMethod.STATIC
         else []
     )
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".modelsize-quantize-") as tmp:
-        work = Path(tmp)
-        prepped = work / "prepped.onnx"
-        _save(model, prepped, external=True)
-        del model
-        inferred = _infer_shapes(prepped, work / "inferred.onnx", warnings=warnings)
-        quantized = work / "quantized.onnx"
-        try:
-            _run_quantizer(
-                method,
-                inferred,
-                quantized,
-                per_channel=per_channel,
-                op_types=op_types,
-                batches=batches,
-                keep_io_types=keep_io_types,
-                int4_block_size=int4_block_size,
-                subgraphs=True,
-            )
-        except Exception as e:
-            first = f"{type(e).__name__}: {e}".splitlines()[0][:200]
-            if method is not QuantMethod.DYNAMIC or not _has_subgraphs(header):
-                raise ConversionError(
-                    src, f"onnxruntime's {method.value} quantization failed: {first}"
-                ) from e
-            # The subgraph pass trips on ops whose weights sit in an outer scope (an LSTM in an If
-            # branch: "'NoneType' object has no attribute 'dims'"). Quantize the main graph only;
-            # the fallback then stores the subgraphs' weights as INT8.
-            warnings.append(
-                f"onnxruntime's quantizer failed inside subgraphs ({first}); quantized the main graph only"
-            )
+    try:
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".modelsize-quantize-") as tmp:
+            work = Path(tmp)
+            prepped = work / "prepped.onnx"
+            _save(model, prepped, external=True)
+            del model
+            inferred = _infer_shapes(prepped, work / "inferred.onnx", warnings=warnings)
+            quantized = work / "quantized.onnx"
             try:
                 _run_quantizer(
                     method,
@@ -600,41 +583,71 @@ def quantize_model(
                     batches=batches,
                     keep_io_types=keep_io_types,
                     int4_block_size=int4_block_size,
-                    subgraphs=False,
+                    subgraphs=True,
                 )
-            except Exception as e2:
-                first = f"{type(e2).__name__}: {e2}".splitlines()[0][:300]
-                raise ConversionError(
-                    src, f"onnxruntime's {method.value} quantization failed: {first}"
-                ) from e2
-        variant = onnx.load(str(quantized))
-        fallback_done: list[FallbackTensor] = []
-        if fallback and method is not QuantMethod.FP16:
-            axes = _fallback_axes(variant, op_types, fallback_min_elements)
-            sizes = {t.name: t for t in float_tensors(variant, min_elements=fallback_min_elements)}
-            for name in dequantize_linear_fallback(variant, set(axes), axes=axes):
-                count = sizes[name].num_elements
-                fallback_done.append(FallbackTensor(name, count, sizes[name].nbytes, count))
-        prune_unused_initializers(variant)
-        use_external = (
-            external_data
-            if external_data is not None
-            else _tensor_bytes(variant) > _EXTERNAL_DATA_BYTES
-        )
-        final = work / out.name
-        _save(variant, final, external=use_external)
-        _smoke_run(final, header, bindings, src)
-        left = float_tensors(
-            variant,
-            min_elements=report_min_elements,
-            data_types=FLOAT32_TYPES if method is QuantMethod.FP16 else _ALL_FLOATS,
-            default_reason=_default_reason(method, op_types),
-        )
-        quantized_ops = quantized_op_counts(variant)
-        del variant
-        if use_external:
-            os.replace(work / (out.name + ".data"), out.with_name(out.name + ".data"))
-        os.replace(final, out)
+            except Exception as e:
+                first = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+                if method is not QuantMethod.DYNAMIC or not _has_subgraphs(header):
+                    raise ConversionError(
+                        src, f"onnxruntime's {method.value} quantization failed: {first}"
+                    ) from e
+                # The subgraph pass trips on ops whose weights sit in an outer scope (an LSTM in an If
+                # branch: "'NoneType' object has no attribute 'dims'"). Quantize the main graph only;
+                # the fallback then stores the subgraphs' weights as INT8.
+                warnings.append(
+                    f"onnxruntime's quantizer failed inside subgraphs ({first}); quantized the main graph only"
+                )
+                try:
+                    _run_quantizer(
+                        method,
+                        inferred,
+                        quantized,
+                        per_channel=per_channel,
+                        op_types=op_types,
+                        batches=batches,
+                        keep_io_types=keep_io_types,
+                        int4_block_size=int4_block_size,
+                        subgraphs=False,
+                    )
+                except Exception as e2:
+                    first = f"{type(e2).__name__}: {e2}".splitlines()[0][:300]
+                    raise ConversionError(
+                        src, f"onnxruntime's {method.value} quantization failed: {first}"
+                    ) from e2
+            variant = onnx.load(str(quantized))
+            fallback_done: list[FallbackTensor] = []
+            if fallback and method is not QuantMethod.FP16:
+                axes = _fallback_axes(variant, op_types, fallback_min_elements)
+                sizes = {
+                    t.name: t for t in float_tensors(variant, min_elements=fallback_min_elements)
+                }
+                for name in dequantize_linear_fallback(variant, set(axes), axes=axes):
+                    count = sizes[name].num_elements
+                    fallback_done.append(FallbackTensor(name, count, sizes[name].nbytes, count))
+            prune_unused_initializers(variant)
+            use_external = (
+                external_data
+                if external_data is not None
+                else _tensor_bytes(variant) > _EXTERNAL_DATA_BYTES
+            )
+            final = work / out.name
+            _save(variant, final, external=use_external)
+            _smoke_run(final, header, bindings, src)
+            left = float_tensors(
+                variant,
+                min_elements=report_min_elements,
+                data_types=FLOAT32_TYPES if method is QuantMethod.FP16 else _ALL_FLOATS,
+                default_reason=_default_reason(method, op_types),
+            )
+            quantized_ops = quantized_op_counts(variant)
+            del variant
+            if use_external:
+                os.replace(work / (out.name + ".data"), out.with_name(out.name + ".data"))
+            os.replace(final, out)
+    except OSError as e:
+        # Disk full, a folder that turned read-only, a quota: nothing was moved into place.
+        raise OutputPathError(out, f"cannot write the variant: {e.strerror or e}") from e
+
     output_bytes = file_bytes(out)
     warnings.extend(
         _size_warnings(method, source_bytes, output_bytes, left, fallback_done, quantized_ops)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from graph_analysis.bindings import Bindings
-from graph_analysis.errors import MeasurementError
+from graph_analysis.errors import MeasurementError, ModelsizeError
 
 __all__ = [
     "ChildMeasurement",
@@ -141,14 +141,21 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def estimate_inference_bytes(path: Path, bindings: Bindings) -> int | None:
-    """The memory helper's estimated inference peak (``estimate_memory(...).inference.peak_bytes``)
-    when ``graph_analysis.memory`` exists, else None."""
+def estimate_inference_bytes(path: Path, bindings: Bindings) -> tuple[int | None, str | None]:
+    """The memory helper's estimated inference peak and None, or None and why it is missing.
+
+    Uses ``estimate_memory(path, bindings).inference.peak_bytes`` when ``graph_analysis.memory``
+    exists. A model the estimator cannot handle (an op it has no shape rule for, ...) gets a note
+    instead of failing the whole comparison.
+    """
     try:
         from graph_analysis.memory import estimate_memory
     except ImportError:
-        return None
-    return int(estimate_memory(path, bindings).inference.peak_bytes)
+        return None, None
+    try:
+        return int(estimate_memory(path, bindings).inference.peak_bytes), None
+    except ModelsizeError as e:
+        return None, f"{path.name}: no inference estimate ({e.message})"
 
 
 def run_drift(

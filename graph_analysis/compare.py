@@ -107,6 +107,7 @@ class Comparison:
         runs: timed runs per measurement.
         threads: onnxruntime intra-op threads.
         seed: the seed of the generated inputs.
+        notes: figures that could not be obtained, and why.
     """
 
     models: tuple[ModelComparison, ...]
@@ -114,6 +115,7 @@ class Comparison:
     runs: int
     threads: int
     seed: int
+    notes: tuple[str, ...] = ()
 
 
 def _model_drift(raw: list[dict[str, object]]) -> ModelDrift:
@@ -190,6 +192,7 @@ def compare_models(
         say(f"running all {len(paths)} models on the same inputs for drift")
         drift_raw = run_drift(list(paths), feeds, threads=threads, timeout_s=measure_timeout_s)
     models = []
+    notes: list[str] = []
     for index, (path, census) in enumerate(zip(paths, censuses, strict=True)):
         measured = []
         for arena in arena_settings:
@@ -206,18 +209,21 @@ def compare_models(
             latency = LatencyStats(m.median_ms, m.p90_ms, m.runs)
             measured.append(MeasuredRun(arena, m.peak_bytes, latency))
         raw = drift_raw[index]
+        estimate, note = estimate_inference_bytes(path, bindings)
+        if note:
+            notes.append(note)
         models.append(
             ModelComparison(
                 path=str(path),
                 parameters=census.parameters,
                 weight_bytes_by_dtype=dict(census.weight_bytes_by_dtype),
                 on_disk_bytes=census.on_disk_bytes,
-                estimated_inference_bytes=estimate_inference_bytes(path, bindings),
+                estimated_inference_bytes=estimate,
                 measured=tuple(measured),
                 drift=_model_drift(raw) if isinstance(raw, list) else None,
             )
         )
-    return Comparison(tuple(models), specs, runs, threads, seed)
+    return Comparison(tuple(models), specs, runs, threads, seed, tuple(notes))
 
 
 def comparison_to_dict(comparison: Comparison) -> dict[str, object]:
@@ -274,4 +280,5 @@ def comparison_to_dict(comparison: Comparison) -> dict[str, object]:
         "runs": comparison.runs,
         "threads": comparison.threads,
         "seed": comparison.seed,
+        "notes": list(comparison.notes),
     }

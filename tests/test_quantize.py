@@ -585,3 +585,33 @@ def test_cli_quantize_with_compare_and_op_types(tmp_path: Path) -> None:
     assert data["models"][0]["path"] == str(src) and data["models"][0]["drift"] is None
     assert data["models"][1]["drift"]["cosine_similarity"] >= 0.99
     assert data["models"][1]["size"]["on_disk_bytes"] == (tmp_path / "q.onnx").stat().st_size
+
+
+def test_a_failed_write_is_a_clean_error_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disk full at the final move (simulated: running as root defeats permission checks)."""
+    import errno
+
+    import converters.quantize as module
+
+    src = _save(qm.mlp(width=64, layers=1), tmp_path / "m.onnx")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+
+    def full(*_args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(module.os, "replace", full)
+    with pytest.raises(OutputPathError, match="No space left on device"):
+        quantize_model(src, out_dir / "q.onnx")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_options_a_method_ignores_are_reported(forms: dict[str, Path], tmp_path: Path) -> None:
+    result = quantize_model(
+        forms["initializers"], tmp_path / "q.onnx", method=QuantMethod.FP16,
+        per_channel=True, calibration=tmp_path / "unused.npz",
+    )  # fmt: skip
+    assert any("--calibration is only used by --method static" in w for w in result.warnings)
+    assert any("--per-channel does not apply to fp16" in w for w in result.warnings)
