@@ -573,57 +573,25 @@ def quantize_model(
             del model
             inferred = _infer_shapes(prepped, work / "inferred.onnx", warnings=warnings)
             quantized = work / "quantized.onnx"
-            try:
-                _run_quantizer(
-                    method,
-                    inferred,
-                    quantized,
-                    per_channel=per_channel,
-                    op_types=op_types,
-                    batches=batches,
-                    keep_io_types=keep_io_types,
-                    int4_block_size=int4_block_size,
-                    subgraphs=True,
-                )
-            except Exception as e:
-                first = f"{type(e).__name__}: {e}".splitlines()[0][:200]
-                if method is not QuantMethod.DYNAMIC or not _has_subgraphs(header):
-                    raise ConversionError(
-                        src, f"onnxruntime's {method.value} quantization failed: {first}"
-                    ) from e
-                # The subgraph pass trips on ops whose weights sit in an outer scope (an LSTM in an If
-                # branch: "'NoneType' object has no attribute 'dims'"). Quantize the main graph only;
-                # the fallback then stores the subgraphs' weights as INT8.
-                warnings.append(
-                    f"onnxruntime's quantizer failed inside subgraphs ({first}); quantized the main graph only"
-                )
-                try:
-                    _run_quantizer(
-                        method,
-                        inferred,
-                        quantized,
-                        per_channel=per_channel,
-                        op_types=op_types,
-                        batches=batches,
-                        keep_io_types=keep_io_types,
-                        int4_block_size=int4_block_size,
-                        subgraphs=False,
-                    )
-                except Exception as e2:
-                    first = f"{type(e2).__name__}: {e2}".splitlines()[0][:300]
-                    raise ConversionError(
-                        src, f"onnxruntime's {method.value} quantization failed: {first}"
-                    ) from e2
+            _quantize_with_retry(
+                method,
+                inferred,
+                quantized,
+                src=src,
+                has_subgraphs=_has_subgraphs(header),
+                warnings=warnings,
+                per_channel=per_channel,
+                op_types=op_types,
+                batches=batches,
+                keep_io_types=keep_io_types,
+                int4_block_size=int4_block_size,
+            )
             variant = onnx.load(str(quantized))
-            fallback_done: list[FallbackTensor] = []
-            if fallback and method is not QuantMethod.FP16:
-                axes = _fallback_axes(variant, op_types, fallback_min_elements)
-                sizes = {
-                    t.name: t for t in float_tensors(variant, min_elements=fallback_min_elements)
-                }
-                for name in dequantize_linear_fallback(variant, set(axes), axes=axes):
-                    count = sizes[name].num_elements
-                    fallback_done.append(FallbackTensor(name, count, sizes[name].nbytes, count))
+            fallback_done = (
+                _apply_fallback(variant, op_types, fallback_min_elements)
+                if fallback and method is not QuantMethod.FP16
+                else []
+            )
             prune_unused_initializers(variant)
             use_external = (
                 external_data
@@ -668,6 +636,56 @@ def quantize_model(
         recommendation=recommendation,
         warnings=tuple(warnings),
     )
+
+
+def _quantize_with_retry(
+    method: QuantMethod,
+    src_copy: Path,
+    dst: Path,
+    *,
+    src: Path,
+    has_subgraphs: bool,
+    warnings: list[str],
+    **options: Any,
+) -> None:
+    """Run the quantizer with subgraphs; for dynamic, retry on the main graph only if that fails.
+
+    The subgraph pass trips on ops whose weights sit in an outer scope (an LSTM in an If branch:
+    "'NoneType' object has no attribute 'dims'"); without it, the fallback stores the subgraphs'
+    weights as INT8.
+    """
+    try:
+        _run_quantizer(method, src_copy, dst, subgraphs=True, **options)
+        return
+    except Exception as e:
+        first = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        if method is not QuantMethod.DYNAMIC or not has_subgraphs:
+            raise ConversionError(
+                src, f"onnxruntime's {method.value} quantization failed: {first}"
+            ) from e
+        warnings.append(
+            f"onnxruntime's quantizer failed inside subgraphs ({first}); quantized the main graph only"
+        )
+    try:
+        _run_quantizer(method, src_copy, dst, subgraphs=False, **options)
+    except Exception as e:
+        first = f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        raise ConversionError(
+            src, f"onnxruntime's {method.value} quantization failed: {first}"
+        ) from e
+
+
+def _apply_fallback(
+    variant: onnx.ModelProto, op_types: Sequence[str] | None, min_elements: int
+) -> list[FallbackTensor]:
+    """Store the FLOAT weights the quantizer left as INT8 behind DequantizeLinear (in place)."""
+    axes = _fallback_axes(variant, op_types, min_elements)
+    sizes = {t.name: t for t in float_tensors(variant, min_elements=min_elements)}
+    done = []
+    for name in dequantize_linear_fallback(variant, set(axes), axes=axes):
+        count = sizes[name].num_elements
+        done.append(FallbackTensor(name, count, sizes[name].nbytes, count))
+    return done
 
 
 def _default_reason(method: QuantMethod, op_types: Sequence[str] | None) -> str:
