@@ -454,10 +454,10 @@ def _has_subgraphs(model: onnx.ModelProto) -> bool:
     return len(list(iter_graphs(model.graph))) > 1
 
 
-def _smoke_run(path: Path, header: onnx.ModelProto, bindings: Bindings, src: Path) -> None:
+def _run_once(path: Path, feeds: Mapping[str, np.ndarray]) -> str | None:
+    """Run ``path`` once in onnxruntime; None when it ran, else the first line of the error."""
     import onnxruntime as ort
 
-    feeds = make_feeds(graph_input_specs(header.graph, bindings))
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
@@ -471,8 +471,23 @@ def _smoke_run(path: Path, header: onnx.ModelProto, bindings: Bindings, src: Pat
             )
         session.run(None, run_feeds)
     except Exception as e:
-        first = f"{type(e).__name__}: {e}".splitlines()[0][:300]
-        raise ConversionError(src, f"the variant does not run in onnxruntime: {first}") from e
+        return f"{type(e).__name__}: {e}".splitlines()[0][:300]
+    return None
+
+
+def _smoke_run(path: Path, header: onnx.ModelProto, bindings: Bindings, src: Path) -> None:
+    """Load and run the variant once; when it fails, tell a bad variant from bad inputs."""
+    feeds = make_feeds(graph_input_specs(header.graph, bindings))
+    failure = _run_once(path, feeds)
+    if failure is None:
+        return
+    if _run_once(src, feeds) is not None:
+        raise ShapeBindingError(
+            src,
+            f"the generated inputs do not run the original model either ({failure}); "
+            "bind the input shapes with --input-shape/--dim/--batch",
+        )
+    raise ConversionError(src, f"the variant does not run in onnxruntime: {failure}")
 
 
 def _fallback_axes(

@@ -25,10 +25,12 @@ from cli.app import app
 from converters.quantize import QuantizationResult, QuantMethod, quantize_model
 from fixtures import quant_models as qm
 from graph_analysis import analyze
+from graph_analysis.bindings import parse_bindings
 from graph_analysis.errors import (
     AlreadyQuantizedError,
     ConversionError,
     OutputPathError,
+    ShapeBindingError,
     UnsupportedModelError,
 )
 
@@ -615,3 +617,28 @@ def test_options_a_method_ignores_are_reported(forms: dict[str, Path], tmp_path:
     )  # fmt: skip
     assert any("--calibration is only used by --method static" in w for w in result.warnings)
     assert any("--per-channel does not apply to fp16" in w for w in result.warnings)
+
+
+def test_inputs_the_model_cannot_run_on_are_a_binding_error(tmp_path: Path) -> None:
+    """A Reshape to a fixed size needs a bound input shape: blame the inputs, not the variant."""
+    weights = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+    graph = onnx.helper.make_graph(
+        [
+            onnx.helper.make_node("Reshape", ["x", "shape"], ["x2"]),
+            onnx.helper.make_node("MatMul", ["x2", "w"], ["y"]),
+        ],
+        "needs_binding",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n"])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 64])],
+        [
+            onnx.numpy_helper.from_array(weights, "w"),
+            onnx.numpy_helper.from_array(np.array([2, 64], np.int64), "shape"),
+        ],
+    )
+    src = _save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]),
+                tmp_path / "m.onnx")  # fmt: skip
+    with pytest.raises(ShapeBindingError, match="do not run the original model either"):
+        quantize_model(src, tmp_path / "q.onnx")
+    assert not (tmp_path / "q.onnx").exists()
+    bound = quantize_model(src, tmp_path / "q.onnx", bindings=parse_bindings(["x=128"]))
+    assert bound.quantized_ops.get("MatMulInteger") == 1
