@@ -32,6 +32,7 @@ __all__ = [
     "lift_constants",
     "prune_unused_initializers",
     "quantized_op_counts",
+    "shared_gathers",
 ]
 
 QUANTIZED_OPS = frozenset(
@@ -231,6 +232,27 @@ def _subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
             yield attr.g
         elif attr.type == onnx.AttributeProto.GRAPHS:
             yield from attr.graphs
+
+
+def shared_gathers(model: onnx.ModelProto) -> list[str]:
+    """Names of Gather nodes whose table other ops also read (a tied embedding / LM head).
+
+    Quantizing such a Gather to GatherBlockQuantized gives it a private 4-bit copy while the float
+    table stays for the other readers: the file grows. Unnamed nodes get a name here, since
+    onnxruntime's quantizers exclude nodes by name.
+    """
+    names = []
+    for graph in iter_graphs(model.graph):
+        initializers = {t.name for t in graph.initializer}
+        readers = _consumers(graph)
+        for index, node in enumerate(graph.node):
+            if not node.name:
+                node.name = f"{node.op_type}_{graph.name}_{index}"
+            if node.op_type != "Gather" or node.input[0] not in initializers:
+                continue
+            if any(op != "Gather" for op in readers.get(node.input[0], [])):
+                names.append(node.name)
+    return names
 
 
 def quantized_op_counts(model: onnx.ModelProto) -> dict[str, int]:

@@ -37,6 +37,7 @@ from converters._graph_prep import (
     lift_constants,
     prune_unused_initializers,
     quantized_op_counts,
+    shared_gathers,
 )
 from graph_analysis._feeds import graph_input_specs, make_feeds
 from graph_analysis._weights import file_bytes
@@ -78,7 +79,8 @@ class QuantMethod(str, Enum):
     DYNAMIC: INT8 weights, activations quantized at run time (MatMulInteger/ConvInteger).
     STATIC: INT8 weights and activations in QDQ form, activation ranges from calibration inputs.
     FP16: weights and compute in FLOAT16, graph inputs/outputs kept FLOAT unless asked.
-    INT4: 4-bit block-quantized weights for MatMul (MatMulNBits), weight-only.
+    INT4: 4-bit block-quantized weights for MatMul (MatMulNBits) and embedding Gathers
+        (GatherBlockQuantized), weight-only.
     AUTO: pick by what the graph is made of (see :func:`recommend_method`).
     """
 
@@ -444,7 +446,10 @@ def _dispatch_quantizer(
             bits=4,
             block_size=int4_block_size,
             is_symmetric=True,
-            op_types_to_quantize=tuple(types) if types else ("MatMul",),
+            nodes_to_exclude=shared_gathers(model),
+            # Gather: embedding tables as GatherBlockQuantized (4-bit blocks along the hidden axis).
+            op_types_to_quantize=tuple(types) if types else ("MatMul", "Gather"),
+            quant_axes=(("MatMul", 0), ("Gather", 1)),
         )
         quantizer.process()
         _save(quantizer.model.model, dst, external=True)
@@ -570,7 +575,9 @@ def quantize_model(
     if per_channel and method in (QuantMethod.FP16, QuantMethod.INT4):
         warnings.append(f"--per-channel does not apply to {method.value}; ignored")
     if method is QuantMethod.INT4 and makeup.conv_bytes:
-        warnings.append("int4 is weight-only for MatMul: Conv weights are not 4-bit quantized")
+        warnings.append(
+            "int4 is weight-only for MatMul and Gather: Conv weights are not 4-bit quantized"
+        )
     source_bytes = file_bytes(src)
     model = _load_full(src)
     lifted = lift_constants(model)
@@ -709,7 +716,7 @@ def _default_reason(method: QuantMethod, op_types: Sequence[str] | None) -> str:
     if method is QuantMethod.FP16:
         return "kept FLOAT by the fp16 converter (an op without a float16 kernel, or an io tensor)"
     if method is QuantMethod.INT4:
-        return "int4 covers MatMul weights only"
+        return "int4 covers MatMul and Gather weights only"
     return f"its consumers have no {method.value} int8 form in onnxruntime and the fallback was off"
 
 

@@ -155,6 +155,16 @@ def test_weights_behind_identity_are_quantized_in_place(
     assert branches.lifted_constants == 2 and branches.quantized_ops.get("MatMulInteger") == 2
 
 
+@pytest.mark.parametrize("method", [QuantMethod.DYNAMIC, QuantMethod.STATIC, QuantMethod.INT4])
+def test_a_tied_embedding_is_stored_once(method: QuantMethod, tmp_path: Path) -> None:
+    """Gather + transposed LM head on one table: no second copy (int4 skips the shared Gather)."""
+    src = _save(qm.tied_embedding(), tmp_path / "tied.onnx")
+    result = quantize_model(src, tmp_path / "q.onnx", method=method, calibration_samples=2)
+    assert result.size_ratio <= 0.26
+    assert not result.float_tensors
+    assert analyze(result.output).parameters.total == 4000 * 256
+
+
 def test_lstm_reading_outer_scope_weights_falls_back_to_dequantize_linear(
     forms: dict[str, Path], tmp_path: Path
 ) -> None:
