@@ -64,26 +64,33 @@ def render_quantization(
     if fmt is OutputFormat.JSON:
         return to_json(quantization_to_dict(result)) + "\n"
     ops = ", ".join(f"{op} x{n}" for op, n in sorted(result.quantized_ops.items())) or "none"
+    lines = []
     if result.converted_from is not None:
-        console.print(
+        lines.append(
             f"{result.converted_from} exported first to [bold]{result.source}[/bold] (float)"
         )
-    console.print(
+    lines.append(
         f"[bold]{result.output}[/bold] written ({result.method.value}"
         f"{', per channel' if result.per_channel else ''}): "
         f"{format_bytes(result.output_bytes)} vs {format_bytes(result.source_bytes)} "
         f"= {result.size_ratio:.2f}x the input (counted, file plus external data)"
     )
-    console.print(f"quantized ops: {ops}")
+    lines.append(f"quantized ops: {ops}")
     if result.lifted_constants:
-        console.print(
+        lines.append(
             f"Constant-node weights lifted to initializers first: {result.lifted_constants}"
         )
+    if result.bypassed_identities:
+        lines.append(
+            f"Identity nodes between weights and readers removed: {result.bypassed_identities}"
+        )
     if result.fallback_tensors:
-        console.print(
-            f"stored as INT8 behind DequantizeLinear (the quantizer could not reach them): "
+        lines.append(
+            "stored as INT8 behind DequantizeLinear (left in float by the quantizer): "
             f"{len(result.fallback_tensors)} tensor(s)"
         )
+    for line in lines:
+        console.print(line, soft_wrap=True)
     if result.float_tensors:
         table = Table(title="Weights left in float", title_justify="left")
         for column in ("tensor", "dtype", "size", "read by", "why"):
@@ -98,10 +105,11 @@ def render_quantization(
     if result.recommendation.method is not result.method:
         console.print(
             f"recommended for this graph: {result.recommendation.method.value} "
-            f"({result.recommendation.reason})"
+            f"({result.recommendation.reason})",
+            soft_wrap=True,
         )
     for warning in result.warnings:
-        console.print(f"[yellow]note:[/yellow] {warning}")
+        console.print(f"[yellow]note:[/yellow] {warning}", soft_wrap=True, markup=True)
     return None
 
 

@@ -629,6 +629,8 @@ def quantize_model(
                 data_types=FLOAT32_TYPES if method is QuantMethod.FP16 else _ALL_FLOATS,
                 default_reason=_default_reason(method, op_types),
             )
+            if fallback and method is not QuantMethod.FP16:
+                left = tuple(_note_fallback_floor(t, fallback_min_elements) for t in left)
             quantized_ops = quantized_op_counts(variant)
             del variant
             if use_external:
@@ -708,6 +710,14 @@ def _apply_fallback(
         count = sizes[name].num_elements
         done.append(FallbackTensor(name, count, sizes[name].nbytes, count))
     return done
+
+
+def _note_fallback_floor(tensor: FloatTensor, min_elements: int) -> FloatTensor:
+    """Say why the fallback, which was on, left this weight float too."""
+    if len(tensor.dims) < 2 or tensor.num_elements < min_elements:
+        floor = f"below the fallback's floor (rank 2+, {min_elements}+ elements)"
+        return replace(tensor, reason=f"{tensor.reason}; {floor}")
+    return tensor
 
 
 def _default_reason(method: QuantMethod, op_types: Sequence[str] | None) -> str:

@@ -652,3 +652,36 @@ def test_inputs_the_model_cannot_run_on_are_a_binding_error(tmp_path: Path) -> N
     assert not (tmp_path / "q.onnx").exists()
     bound = quantize_model(src, tmp_path / "q.onnx", bindings=parse_bindings(["x=128"]))
     assert bound.quantized_ops.get("MatMulInteger") == 1
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.mark.parametrize(
+    ("form", "args", "golden"),
+    [
+        ("lstm_in_if", [], "quantize_lstm_in_if.table.txt"),
+        ("cnn", ["--format", "json"], "quantize_cnn.json"),
+    ],
+)
+def test_golden_quantize_outputs(
+    forms: dict[str, Path],
+    form: str,
+    args: list[str],
+    golden: str,
+    update_golden: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The human table and the JSON, paths normalised (update with pytest --update-golden)."""
+    monkeypatch.setenv("COLUMNS", "120")
+    out = tmp_path / "variant.onnx"
+    result = CliRunner().invoke(app, ["quantize", str(forms[form]), "-o", str(out), *args])
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    text = result.stdout.replace(str(forms[form]), "<input>").replace(str(out), "<output>")
+    path = GOLDEN / golden
+    if update_golden:
+        path.write_text(text)
+    assert path.exists(), f"run pytest --update-golden to create {path}"
+    assert text == path.read_text()
