@@ -181,3 +181,33 @@ def test_cli_compare_json_and_table(trio: list[Path]) -> None:
     assert "0.25x" in table.stdout
     missing = runner.invoke(app, ["compare", str(trio[0]), "nope.onnx"])
     assert missing.exit_code == 2 and missing.stderr.startswith("modelsize: nope.onnx")
+
+
+def test_markdown_and_csv_have_one_column_per_model(comparison) -> None:  # type: ignore[no-untyped-def]
+    import csv
+    import io
+
+    from rich.console import Console
+
+    from cli.render import OutputFormat
+    from cli.render_quant import comparison_rows, render_comparison
+
+    console = Console(file=io.StringIO())
+    rows = comparison_rows(comparison)
+    labels = [label for label, _ in rows]
+    assert labels[:4] == [
+        "parameters (counted)",
+        "weights by dtype (counted)",
+        "on disk (counted)",
+        "inference memory (estimated)",
+    ]
+    assert sum("(measured)" in label for label in labels) == 8  # 2 arena settings x 2 + 4 drift
+    table = list(
+        csv.reader(io.StringIO(render_comparison(comparison, OutputFormat.CSV, console=console)))
+    )
+    assert table[0] == ["figure", "mlp.onnx", "mlp.int8.onnx", "mlp.fp16.onnx"]
+    assert all(len(row) == 4 for row in table) and len(table) == len(rows) + 1
+    markdown = render_comparison(comparison, OutputFormat.MARKDOWN, console=console)
+    assert markdown is not None
+    assert markdown.startswith("| figure |") and markdown.count("\n| ") == len(rows)
+    assert "(1.00x)" in markdown and "reference" in markdown
