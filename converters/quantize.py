@@ -629,8 +629,8 @@ def quantize_model(
                 data_types=FLOAT32_TYPES if method is QuantMethod.FP16 else _ALL_FLOATS,
                 default_reason=_default_reason(method, op_types),
             )
-            if fallback and method is not QuantMethod.FP16:
-                left = tuple(_note_fallback_floor(t, fallback_min_elements) for t in left)
+            if method is not QuantMethod.FP16:
+                left = tuple(_note_fallback(t, fallback, fallback_min_elements) for t in left)
             quantized_ops = quantized_op_counts(variant)
             del variant
             if use_external:
@@ -712,8 +712,10 @@ def _apply_fallback(
     return done
 
 
-def _note_fallback_floor(tensor: FloatTensor, min_elements: int) -> FloatTensor:
-    """Say why the fallback, which was on, left this weight float too."""
+def _note_fallback(tensor: FloatTensor, fallback: bool, min_elements: int) -> FloatTensor:
+    """Say why the DequantizeLinear fallback left this weight float too."""
+    if not fallback:
+        return replace(tensor, reason=f"{tensor.reason}; the fallback was off (--no-fallback)")
     if len(tensor.dims) < 2 or tensor.num_elements < min_elements:
         floor = f"below the fallback's floor (rank 2+, {min_elements}+ elements)"
         return replace(tensor, reason=f"{tensor.reason}; {floor}")
@@ -727,7 +729,7 @@ def _default_reason(method: QuantMethod, op_types: Sequence[str] | None) -> str:
         return "kept FLOAT by the fp16 converter (an op without a float16 kernel, or an io tensor)"
     if method is QuantMethod.INT4:
         return "int4 covers MatMul and Gather weights only"
-    return f"its consumers have no {method.value} int8 form in onnxruntime and the fallback was off"
+    return f"its readers have no {method.value} int8 form in onnxruntime"
 
 
 def _size_warnings(

@@ -181,6 +181,17 @@ def test_lstm_reading_outer_scope_weights_falls_back_to_dequantize_linear(
     assert {n.output[0] for n in dq} == {"W", "R", "W_b", "R_b"}
 
 
+def test_without_the_fallback_unreachable_weights_stay_float_and_say_why(
+    forms: dict[str, Path], tmp_path: Path
+) -> None:
+    result = quantize_model(forms["lstm_in_if"], tmp_path / "q.onnx", fallback=False)
+    assert not result.fallback_tensors and not result.is_smaller
+    by_name = {t.name: t for t in result.float_tensors}
+    assert set(by_name) == {"W", "R", "B", "W_b", "R_b", "B_b"}
+    assert "outer scope" in by_name["W"].reason and "--no-fallback" in by_name["W"].reason
+    assert any("not smaller than the input" in w for w in result.warnings)
+
+
 @pytest.mark.parametrize("method", [QuantMethod.STATIC, QuantMethod.FP16, QuantMethod.INT4])
 @pytest.mark.parametrize("form", ["initializers", "loop_if_outer_scope", "cnn"])
 def test_other_methods(
