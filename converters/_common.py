@@ -1,0 +1,243 @@
+"""Helpers shared by the framework converters: input specs, initializer matching, the final ONNX write."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graph_analysis.bindings import Bindings, ShapeSpec
+from graph_analysis.errors import OutputPathError
+from graph_analysis.framework import (
+    METADATA_KEY,
+    FrameworkInfo,
+    InitializerOrigin,
+    TensorKind,
+    write_framework_json,
+)
+
+__all__ = [
+    "DynamicAxis",
+    "FrameworkTensorData",
+    "InputSpec",
+    "bindings_from_json",
+    "bindings_to_json",
+    "match_initializers",
+    "write_onnx_with_metadata",
+]
+
+# Above this many bytes of tensor data, an ONNX file must keep its weights in an external file
+# (protobuf's 2 GiB message limit, with margin).
+_EXTERNAL_DATA_THRESHOLD = 1_800_000_000
+
+
+class DynamicAxis(str, Enum):
+    """Input axes the exported graph may keep symbolic (``--dynamic``)."""
+
+    BATCH = "batch"
+    """The first axis of every input."""
+    SEQUENCE = "sequence"
+    """The second axis of every integer (token id / mask) input of rank 2 or more."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input used for export: name, concrete example dims, ONNX dtype name, symbolic axes."""
+
+    name: str
+    dims: tuple[int, ...]
+    dtype: str = "FLOAT"
+    dynamic: Mapping[int, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (for the child-process protocol and the conversion result)."""
+        return {
+            "name": self.name,
+            "dims": list(self.dims),
+            "dtype": self.dtype,
+            "dynamic": {str(k): v for k, v in self.dynamic.items()},
+        }
+
+
+def bindings_to_json(bindings: Bindings) -> dict[str, Any]:
+    """Bindings as JSON for the child process."""
+    return {
+        "shapes": [[s.name, list(s.dims)] for s in bindings.shapes],
+        "dims": dict(bindings.dims),
+        "batch": bindings.batch,
+        "dtypes": [[k, v] for k, v in bindings.dtypes.items()],
+    }
+
+
+def bindings_from_json(data: Mapping[str, Any]) -> Bindings:
+    """Inverse of :func:`bindings_to_json`."""
+    return Bindings(
+        shapes=tuple(ShapeSpec(name, tuple(dims)) for name, dims in data.get("shapes", ())),
+        dims=dict(data.get("dims", {})),
+        batch=data.get("batch"),
+        dtypes={k: v for k, v in data.get("dtypes", ())},
+    )
+
+
+def dynamic_axes_for(
+    dims: Sequence[int], dtype: str, dynamic: Iterable[str]
+) -> dict[int, str]:
+    """Which axes of an input of ``dims``/``dtype`` the user asked to keep symbolic."""
+    axes: dict[int, str] = {}
+    wanted = {DynamicAxis(d) for d in dynamic}
+    if DynamicAxis.BATCH in wanted and len(dims) >= 1:
+        axes[0] = "batch"
+    is_integer = dtype.startswith(("INT", "UINT")) or dtype == "BOOL"
+    if DynamicAxis.SEQUENCE in wanted and len(dims) >= 2 and is_integer:
+        axes[1] = "sequence"
+    return axes
+
+
+@dataclass
+class FrameworkTensorData:
+    """A framework tensor as the converter sees it, with its values for content matching."""
+
+    name: str
+    kind: TensorKind
+    trainable: bool
+    values: np.ndarray
+    module: str = ""
+    aliases: tuple[str, ...] = ()
+    layer_hint: str = ""
+
+    @property
+    def num_elements(self) -> int:
+        return int(self.values.size)
+
+
+def _digest(values: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(values).tobytes()).hexdigest()
+
+
+def _hint_score(onnx_name: str, hint: str) -> int:
+    if not hint:
+        return 0
+    return 1 if re.search(rf"(^|[/_.:]){re.escape(hint)}([/:.]|$)", onnx_name) else 0
+
+
+def match_initializers(
+    initializers: Iterable[tuple[str, np.ndarray]],
+    tensors: Sequence[FrameworkTensorData],
+) -> dict[str, InitializerOrigin]:
+    """Find which framework tensor each ONNX initializer holds.
+
+    First by name (the framework name or one of its aliases, e.g. a tied weight's second name),
+    then by content: the same values in the same shape, or the same multiset of values in another
+    layout (a transposed copy, an HWIO kernel written OIHW). Among tensors with identical content
+    (a fresh LayerNorm's all-ones weights), one whose layer name appears in the initializer name
+    wins, then one not matched yet.
+
+    Returns:
+        ``{onnx_name: origin}`` for every initializer that holds a framework tensor.
+    """
+    by_alias: dict[str, FrameworkTensorData] = {}
+    for t in tensors:
+        for alias in (t.name, *t.aliases):
+            by_alias.setdefault(alias, t)
+    exact: dict[tuple[Any, ...], list[FrameworkTensorData]] = {}
+    layout: dict[tuple[Any, ...], list[FrameworkTensorData]] = {}
+    for t in tensors:
+        exact.setdefault((t.values.shape, t.values.dtype.str, _digest(t.values)), []).append(t)
+        flat = np.sort(t.values.reshape(-1), kind="stable")
+        layout.setdefault((t.values.size, t.values.dtype.str, _digest(flat)), []).append(t)
+
+    result: dict[str, InitializerOrigin] = {}
+    matched: set[str] = set()
+    pending: list[tuple[str, np.ndarray]] = []
+    for name, values in initializers:
+        tensor = by_alias.get(name)
+        if tensor is not None and tensor.values.size == values.size:
+            result[name] = InitializerOrigin(
+                tensor.name, tensor.kind, tensor.trainable, tensor.values.shape != values.shape
+            )
+            matched.add(tensor.name)
+        else:
+            pending.append((name, values))
+    for name, values in pending:
+        if values.size == 0:
+            continue
+        layout_changed = False
+        candidates = exact.get((values.shape, values.dtype.str, _digest(values)), [])
+        if not candidates and values.ndim >= 1:
+            flat = np.sort(values.reshape(-1), kind="stable")
+            candidates = layout.get((values.size, values.dtype.str, _digest(flat)), [])
+            layout_changed = bool(candidates)
+        if not candidates:
+            continue
+        best = max(
+            candidates,
+            key=lambda t: (_hint_score(name, t.layer_hint), t.name not in matched),
+        )
+        result[name] = InitializerOrigin(best.name, best.kind, best.trainable, layout_changed)
+        matched.add(best.name)
+    return result
+
+
+def write_onnx_with_metadata(exported: Path, out_path: Path, info: FrameworkInfo) -> int:
+    """Write the exported model to ``out_path`` with the framework info in its metadata, atomically.
+
+    The model goes to a temporary file in the destination folder and is renamed into place; models
+    whose tensors pass ~1.8 GB keep their weights in ``<out name>.data`` next to it.
+
+    Returns:
+        The size in bytes of the written ``.onnx`` file.
+
+    Raises:
+        OutputPathError: the destination cannot be written.
+    """
+    import onnx
+
+    model = onnx.load(str(exported))
+    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=METADATA_KEY, value=write_framework_json(info))
+    data_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
+    out_path = out_path.resolve()
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{out_path.stem}-", suffix=".onnx.tmp", dir=out_path.parent
+        )
+        os.close(fd)
+    except OSError as e:
+        raise OutputPathError(out_path, f"cannot write here: {e.strerror or e}") from e
+    try:
+        if data_bytes > _EXTERNAL_DATA_THRESHOLD:
+            onnx.save_model(
+                model,
+                tmp_name,
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=out_path.name + ".data",
+            )
+        else:
+            onnx.save_model(model, tmp_name)
+        os.replace(tmp_name, out_path)
+    except OSError as e:
+        raise OutputPathError(out_path, f"cannot write the model: {e.strerror or e}") from e
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return out_path.stat().st_size
+
+
+def onnx_initializer_arrays(path: Path) -> list[tuple[str, np.ndarray]]:
+    """Every initializer of an exported model as (name, values), main graph only."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    return [(t.name, numpy_helper.to_array(t)) for t in model.graph.initializer]

@@ -1,0 +1,493 @@
+"""The framework's own counts recorded in an exported ONNX file, and their reconciliation with the graph.
+
+A converter (``converters.from_torch`` / ``converters.from_tensorflow``) writes one metadata property,
+:data:`METADATA_KEY`, holding JSON (schema below). This module is its read side and is framework-free:
+it never imports torch or tensorflow.
+
+Metadata JSON (``schema`` 1)::
+
+    {
+      "schema": 1,
+      "framework": {"name": "torch", "version": "2.13.0"},
+      "exporter": "torch.onnx.export(dynamo=True, optimize=False)",
+      "fallback_reason": null,
+      "totals": {"total": 241, "trainable": 241, "non_trainable": 0, "buffers": 0},
+      "tensors": [   # every framework tensor: unique parameters (tied once) and buffers
+        {"name": "fc1.weight", "kind": "parameter", "trainable": true, "elements": 200,
+         "module": "Linear", "all_zero": false}, ...
+      ],
+      "initializers": {  # ONNX initializer name -> the framework tensor it holds
+        "fc1.weight": {"framework_name": "fc1.weight", "kind": "parameter", "trainable": true,
+                       "layout_changed": false}, ...
+      }
+    }
+
+Framework definitions: PyTorch ``total`` is the sum of ``numel()`` over unique ``parameters()`` (tied
+weights once), ``trainable`` those with ``requires_grad``, ``buffers`` the sum over ``buffers()``
+(not part of ``total``). Keras ``total`` is ``count_params()``, trainable/non-trainable its weights
+lists, ``buffers`` 0.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+__all__ = [
+    "METADATA_KEY",
+    "SCHEMA_VERSION",
+    "Cause",
+    "FrameworkInfo",
+    "FrameworkTensor",
+    "FrameworkTotals",
+    "InitializerOrigin",
+    "Reconciliation",
+    "ReconciliationEntry",
+    "TensorKind",
+    "duplicate_tensor_names",
+    "framework_info_to_dict",
+    "read_framework_info",
+    "reconcile",
+    "reconciliation_to_dict",
+    "write_framework_json",
+]
+
+METADATA_KEY = "modelsize.framework"
+SCHEMA_VERSION = 1
+
+# Roles of the analysis core (graph_analysis.params) that count as parameters.
+_PARAMETER_ROLE = "parameter"
+
+
+class TensorKind(str, Enum):
+    """What a framework tensor is, by the framework's own definition."""
+
+    PARAMETER = "parameter"
+    BUFFER = "buffer"
+
+
+class Cause(str, Enum):
+    """Why the graph's parameter count differs from the framework's, one value per kind of change."""
+
+    DUPLICATE_STORAGE = "duplicate_storage"
+    """A framework tensor (a tied weight) written more than once; counted once, the copies cost bytes."""
+    BATCHNORM_FOLDED = "batchnorm_folded"
+    """BatchNorm scale/shift/statistics folded into the preceding Conv/MatMul by the exporter."""
+    ZERO_BIAS_DROPPED = "zero_bias_dropped"
+    """An all-zero bias the exporter removed (adding zero is a no-op)."""
+    REWRITTEN = "rewritten_by_exporter"
+    """A framework tensor replaced by an exporter tensor of the same element count (fused, re-laid)."""
+    CONSTANTS_FOLDED = "constants_folded"
+    """Parameters in the graph with no framework counterpart: folded constants, fused weights."""
+    REMOVED = "removed_by_exporter"
+    """A framework parameter absent from the graph (unused by the exported forward, folded away)."""
+    BUFFER_IN_GRAPH = "buffer_in_graph"
+    """A buffer (running statistics, position ids) present in the graph but not in ``parameters()``."""
+    OTHER_ROLE = "counted_under_other_role"
+    """A framework parameter present in the graph but classified as a running statistic or constant."""
+    UNEXPLAINED = "unexplained"
+    """What remains after every known cause: should be zero."""
+
+
+@dataclass(frozen=True)
+class FrameworkTotals:
+    """Element counts by the framework's own definition."""
+
+    total: int
+    trainable: int
+    non_trainable: int
+    buffers: int
+
+
+@dataclass(frozen=True)
+class FrameworkTensor:
+    """One framework tensor (a unique parameter or a buffer)."""
+
+    name: str
+    kind: TensorKind
+    trainable: bool
+    num_elements: int
+    module: str = ""
+    is_all_zero: bool = False
+
+
+@dataclass(frozen=True)
+class InitializerOrigin:
+    """The framework tensor an ONNX initializer holds.
+
+    ``layout_changed`` is True when the initializer holds the same values re-laid out (a transposed
+    tied embedding, an HWIO kernel written OIHW).
+    """
+
+    framework_name: str
+    kind: TensorKind
+    trainable: bool
+    layout_changed: bool = False
+
+
+@dataclass(frozen=True)
+class FrameworkInfo:
+    """What the converter recorded about the framework model behind an ONNX file."""
+
+    name: str
+    version: str
+    exporter: str
+    totals: FrameworkTotals
+    tensors: tuple[FrameworkTensor, ...] = ()
+    initializers: Mapping[str, InitializerOrigin] = field(default_factory=dict)
+    fallback_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ReconciliationEntry:
+    """One difference between the framework's count and the graph's.
+
+    Attributes:
+        cause: the kind of change.
+        tensors: the tensor names involved (framework names for tensors missing from the graph,
+            ONNX names otherwise).
+        elements: elements of those tensors.
+        nbytes: bytes of those tensors in the graph (0 for tensors absent from it).
+        delta_elements: this entry's signed contribution to ``graph_total - framework_total``
+            (0 for duplicate storage counted once and for buffers not counted as parameters).
+    """
+
+    cause: Cause
+    tensors: tuple[str, ...]
+    elements: int
+    nbytes: int
+    delta_elements: int
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """How the graph's parameter count follows from the framework's.
+
+    ``framework_total + sum(e.delta_elements for e in entries) == graph_total`` always holds; any
+    remainder is an :attr:`Cause.UNEXPLAINED` entry, so ``is_exact`` says whether every element is
+    accounted for by a known cause.
+    """
+
+    framework_total: int
+    graph_total: int
+    entries: tuple[ReconciliationEntry, ...]
+
+    @property
+    def is_exact(self) -> bool:
+        """True when no element is left unexplained."""
+        return all(e.cause is not Cause.UNEXPLAINED for e in self.entries)
+
+
+class _TensorRecordLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> Any: ...
+    @property
+    def num_elements(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+
+
+class _ParametersLike(Protocol):
+    @property
+    def total(self) -> int: ...
+
+
+class _ReportLike(Protocol):
+    @property
+    def tensors(self) -> Iterable[_TensorRecordLike]: ...
+    @property
+    def parameters(self) -> _ParametersLike: ...
+
+
+def _role_name(role: Any) -> str:
+    return str(getattr(role, "value", role))
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON (de)serialisation
+
+
+def framework_info_to_dict(info: FrameworkInfo) -> dict[str, Any]:
+    """The metadata JSON object for ``info`` (the schema in this module's docstring)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "framework": {"name": info.name, "version": info.version},
+        "exporter": info.exporter,
+        "fallback_reason": info.fallback_reason,
+        "totals": {
+            "total": info.totals.total,
+            "trainable": info.totals.trainable,
+            "non_trainable": info.totals.non_trainable,
+            "buffers": info.totals.buffers,
+        },
+        "tensors": [
+            {
+                "name": t.name,
+                "kind": t.kind.value,
+                "trainable": t.trainable,
+                "elements": t.num_elements,
+                "module": t.module,
+                "all_zero": t.is_all_zero,
+            }
+            for t in info.tensors
+        ],
+        "initializers": {
+            name: {
+                "framework_name": o.framework_name,
+                "kind": o.kind.value,
+                "trainable": o.trainable,
+                "layout_changed": o.layout_changed,
+            }
+            for name, o in info.initializers.items()
+        },
+    }
+
+
+def write_framework_json(info: FrameworkInfo) -> str:
+    """The compact JSON text stored under :data:`METADATA_KEY`."""
+    return json.dumps(framework_info_to_dict(info), separators=(",", ":"))
+
+
+def read_framework_info(metadata: Mapping[str, str]) -> FrameworkInfo | None:
+    """Read the framework info a converter stored in a model's ``metadata_props``.
+
+    Args:
+        metadata: the model's metadata properties (``report.metadata``).
+
+    Returns:
+        The info, or None when the model carries none, or carries a schema this version does not
+        read, or the JSON is damaged (the metadata is advisory: a bad entry never stops an analysis).
+    """
+    text = metadata.get(METADATA_KEY)
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        if data.get("schema") != SCHEMA_VERSION:
+            return None
+        totals = data["totals"]
+        return FrameworkInfo(
+            name=str(data["framework"]["name"]),
+            version=str(data["framework"]["version"]),
+            exporter=str(data["exporter"]),
+            fallback_reason=data.get("fallback_reason"),
+            totals=FrameworkTotals(
+                total=int(totals["total"]),
+                trainable=int(totals["trainable"]),
+                non_trainable=int(totals["non_trainable"]),
+                buffers=int(totals["buffers"]),
+            ),
+            tensors=tuple(
+                FrameworkTensor(
+                    name=str(t["name"]),
+                    kind=TensorKind(t["kind"]),
+                    trainable=bool(t["trainable"]),
+                    num_elements=int(t["elements"]),
+                    module=str(t.get("module", "")),
+                    is_all_zero=bool(t.get("all_zero", False)),
+                )
+                for t in data.get("tensors", ())
+            ),
+            initializers={
+                str(name): InitializerOrigin(
+                    framework_name=str(o["framework_name"]),
+                    kind=TensorKind(o["kind"]),
+                    trainable=bool(o["trainable"]),
+                    layout_changed=bool(o.get("layout_changed", False)),
+                )
+                for name, o in data.get("initializers", {}).items()
+            },
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Duplicates and reconciliation
+
+
+def duplicate_tensor_names(info: FrameworkInfo) -> dict[str, str]:
+    """Initializers that are exporter-written copies of a framework tensor another one already holds.
+
+    For the analysis core: each key is an ONNX initializer name to count as duplicate storage (its
+    bytes are real, its elements are not new parameters), the value the initializer kept as the
+    original. The original is the initializer named like the framework tensor if there is one, else
+    one holding it in the framework's own layout, else the first by name.
+
+    Returns:
+        ``{copy_name: original_name}``; empty when no framework tensor is written twice.
+    """
+    by_framework: dict[str, list[str]] = {}
+    for onnx_name, origin in info.initializers.items():
+        by_framework.setdefault(origin.framework_name, []).append(onnx_name)
+    copies: dict[str, str] = {}
+    for framework_name, onnx_names in by_framework.items():
+        if len(onnx_names) < 2:
+            continue
+
+        def rank(n: str, fw: str = framework_name) -> tuple[int, int, str]:
+            return (n != fw, info.initializers[n].layout_changed, n)
+
+        ordered = sorted(onnx_names, key=rank)
+        for copy in ordered[1:]:
+            copies[copy] = ordered[0]
+    return copies
+
+
+def _is_batchnorm(module: str) -> bool:
+    return "batchnorm" in module.lower() or "batchnormalization" in module.lower()
+
+
+def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
+    """Explain, tensor by tensor, how the graph's parameter count follows from the framework's.
+
+    Args:
+        report: the analysis of the exported graph (``graph_analysis.analyze``): its ``tensors``
+            (name, role, num_elements, nbytes) and ``parameters.total``.
+        info: the framework info read from the same file (:func:`read_framework_info`).
+
+    Returns:
+        A :class:`Reconciliation` whose entries sum exactly to the difference; tensors written more
+        than once are listed as duplicate storage whether or not the core counted them once.
+    """
+    records = {r.name: r for r in report.tensors}
+    copies = duplicate_tensor_names(info)
+    graph_total = int(report.parameters.total)
+    framework_total = info.totals.total
+
+    entries: list[ReconciliationEntry] = []
+
+    def add(cause: Cause, names: list[str], elements: int, nbytes: int, delta: int) -> None:
+        if names:
+            entries.append(ReconciliationEntry(cause, tuple(names), elements, nbytes, delta))
+
+    # Which graph tensors hold each framework tensor.
+    holders: dict[str, list[str]] = {}
+    for onnx_name, origin in info.initializers.items():
+        if onnx_name in records:
+            holders.setdefault(origin.framework_name, []).append(onnx_name)
+
+    # 1. Copies of one framework tensor: duplicate storage.
+    dup_names = [n for n in copies if n in records]
+    dup_counted = [n for n in dup_names if _role_name(records[n].role) == _PARAMETER_ROLE]
+    # A copy the core already discounted (role "duplicate" or similar) changes nothing; one it
+    # still counts as a parameter adds its elements.
+    add(
+        Cause.DUPLICATE_STORAGE,
+        sorted(dup_names),
+        sum(records[n].num_elements for n in dup_names),
+        sum(records[n].nbytes for n in dup_names),
+        sum(records[n].num_elements for n in dup_counted),
+    )
+
+    # 2. Framework parameters missing from the graph, or present under another role.
+    missing: list[FrameworkTensor] = []
+    other_role: list[str] = []
+    for tensor in info.tensors:
+        names = [n for n in holders.get(tensor.name, []) if n not in copies]
+        if tensor.kind is TensorKind.BUFFER:
+            continue
+        if not names:
+            missing.append(tensor)
+        elif all(_role_name(records[n].role) != _PARAMETER_ROLE for n in names):
+            other_role.append(names[0])
+
+    # Graph parameters no framework tensor accounts for (fused weights, folded constants).
+    unmapped = sorted(
+        (
+            r
+            for r in report.tensors
+            if _role_name(r.role) == _PARAMETER_ROLE and r.name not in info.initializers
+        ),
+        key=lambda r: r.name,
+    )
+    # Pair a missing framework tensor with an unmapped graph tensor of the same element count:
+    # the exporter rewrote it (BatchNorm scale folded into a Conv kernel, a weight re-laid out).
+    free = list(unmapped)
+    rewritten_fw: list[FrameworkTensor] = []
+    rewritten_graph: list[_TensorRecordLike] = []
+    still_missing: list[FrameworkTensor] = []
+    for tensor in missing:
+        match = next((r for r in free if r.num_elements == tensor.num_elements), None)
+        if match is not None and not _is_batchnorm(tensor.module) and not tensor.is_all_zero:
+            free.remove(match)
+            rewritten_fw.append(tensor)
+            rewritten_graph.append(match)
+        else:
+            still_missing.append(tensor)
+    add(
+        Cause.REWRITTEN,
+        [r.name for r in rewritten_graph],
+        sum(r.num_elements for r in rewritten_graph),
+        sum(r.nbytes for r in rewritten_graph),
+        0,
+    )
+    batchnorm = [t for t in still_missing if _is_batchnorm(t.module)]
+    zero_bias = [t for t in still_missing if not _is_batchnorm(t.module) and t.is_all_zero]
+    removed = [t for t in still_missing if t not in batchnorm and t not in zero_bias]
+    for cause, group in (
+        (Cause.BATCHNORM_FOLDED, batchnorm),
+        (Cause.ZERO_BIAS_DROPPED, zero_bias),
+        (Cause.REMOVED, removed),
+    ):
+        elements = sum(t.num_elements for t in group)
+        add(cause, [t.name for t in group], elements, 0, -elements)
+    add(
+        Cause.OTHER_ROLE,
+        sorted(other_role),
+        sum(records[n].num_elements for n in other_role),
+        sum(records[n].nbytes for n in other_role),
+        -sum(records[n].num_elements for n in other_role),
+    )
+    add(
+        Cause.CONSTANTS_FOLDED,
+        [r.name for r in free],
+        sum(r.num_elements for r in free),
+        sum(r.nbytes for r in free),
+        sum(r.num_elements for r in free),
+    )
+
+    # 3. Buffers present in the graph: informational unless the core counted them as parameters.
+    buffer_names = sorted(
+        n
+        for tensor in info.tensors
+        if tensor.kind is TensorKind.BUFFER
+        for n in holders.get(tensor.name, [])
+        if n not in copies
+    )
+    add(
+        Cause.BUFFER_IN_GRAPH,
+        buffer_names,
+        sum(records[n].num_elements for n in buffer_names),
+        sum(records[n].nbytes for n in buffer_names),
+        sum(
+            records[n].num_elements
+            for n in buffer_names
+            if _role_name(records[n].role) == _PARAMETER_ROLE
+        ),
+    )
+
+    explained = sum(e.delta_elements for e in entries)
+    remainder = graph_total - framework_total - explained
+    if remainder:
+        entries.append(ReconciliationEntry(Cause.UNEXPLAINED, (), abs(remainder), 0, remainder))
+    return Reconciliation(framework_total, graph_total, tuple(entries))
+
+
+def reconciliation_to_dict(reconciliation: Reconciliation) -> list[dict[str, Any]]:
+    """The JSON ``reconciliation`` list: one object per entry (bytes as ints)."""
+    return [
+        {
+            "cause": e.cause.value,
+            "tensors": list(e.tensors),
+            "elements": e.elements,
+            "bytes": e.nbytes,
+            "delta_elements": e.delta_elements,
+        }
+        for e in reconciliation.entries
+    ]
