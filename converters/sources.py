@@ -29,6 +29,7 @@ from graph_analysis.framework import (
     read_framework_info,
     reconcile,
     reconciliation_to_dict,
+    tied_copies_from_metadata,
 )
 
 __all__ = [
@@ -319,7 +320,8 @@ def convert_source(
 def _analyze(path: Path, deep: bool) -> Any:
     from graph_analysis import analyze
 
-    return analyze(path, deep=deep)
+    # The converter's record of tied parameters marks exporter-written copies as duplicates.
+    return analyze(path, deep=deep, tied_copies=tied_copies_from_metadata)
 
 
 def inspect_source(
@@ -370,12 +372,12 @@ def inspect_source(
     )
 
 
-def inspection_to_dict(inspection: SourceInspection) -> dict[str, Any]:
-    """The JSON object for ``inspect``: the report's JSON plus ``framework``, ``reconciliation``
-    and, for converted sources, ``conversion``."""
+def inspection_to_dict(inspection: SourceInspection, *, depth: int | None = None) -> dict[str, Any]:
+    """The JSON object for ``inspect``: the report's JSON (``depth`` limits its layer rows) plus
+    ``framework``, ``reconciliation`` and, for converted sources, ``conversion``."""
     from graph_analysis import report_to_dict
 
-    data: dict[str, Any] = dict(report_to_dict(inspection.report))
+    data: dict[str, Any] = dict(report_to_dict(inspection.report, depth=depth))
     info = inspection.framework
     if info is not None:
         raw = framework_info_to_dict(info)

@@ -52,14 +52,15 @@ __all__ = [
     "read_framework_info",
     "reconcile",
     "reconciliation_to_dict",
+    "tied_copies_from_metadata",
     "write_framework_json",
 ]
 
 METADATA_KEY = "modelsize.framework"
 SCHEMA_VERSION = 1
 
-# Roles of the analysis core (graph_analysis.params) that count as parameters.
-_PARAMETER_ROLE = "parameter"
+# Roles the analysis core counts in ``parameters.total`` (learned parameters + running statistics).
+_COUNTED_ROLES = frozenset({"parameter", "running_stat"})
 
 
 class TensorKind(str, Enum):
@@ -86,8 +87,10 @@ class Cause(str, Enum):
     """A framework parameter absent from the graph (unused by the exported forward, folded away)."""
     BUFFER_IN_GRAPH = "buffer_in_graph"
     """A buffer (running statistics, position ids) present in the graph but not in ``parameters()``."""
-    OTHER_ROLE = "counted_under_other_role"
-    """A framework parameter present in the graph but classified as a running statistic or constant."""
+    OTHER_ROLE = "not_counted_in_graph"
+    """A framework parameter present in the graph but not counted there (classified as a constant)."""
+    IDENTICAL_CONTENT = "identical_content"
+    """A framework parameter whose values equal another's; the deep scan counted the two once."""
     UNEXPLAINED = "unexplained"
     """What remains after every known cause: should be zero."""
 
@@ -206,6 +209,11 @@ class _ReportLike(Protocol):
 
 def _role_name(role: Any) -> str:
     return str(getattr(role, "value", role))
+
+
+def _is_counted(record: _TensorRecordLike) -> bool:
+    """Whether the core counted this tensor in ``parameters.total`` (copies count once)."""
+    return _role_name(record.role) in _COUNTED_ROLES and not getattr(record, "duplicate_of", None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,6 +347,16 @@ def duplicate_tensor_names(info: FrameworkInfo) -> dict[str, str]:
     return copies
 
 
+def tied_copies_from_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """``{copy: original}`` for the analysis core's ``tied_copies`` hook (``analyze(tied_copies=...)``).
+
+    Reads the converter's record in ``metadata`` (:func:`read_framework_info`) and returns
+    :func:`duplicate_tensor_names`; empty when the model carries no framework info.
+    """
+    info = read_framework_info(metadata)
+    return duplicate_tensor_names(info) if info is not None else {}
+
+
 def _is_batchnorm(module: str) -> bool:
     return "batchnorm" in module.lower() or "batchnormalization" in module.lower()
 
@@ -374,7 +392,7 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
 
     # 1. Copies of one framework tensor: duplicate storage.
     dup_names = [n for n in copies if n in records]
-    dup_counted = [n for n in dup_names if _role_name(records[n].role) == _PARAMETER_ROLE]
+    dup_counted = [n for n in dup_names if _is_counted(records[n])]
     # A copy the core already discounted (role "duplicate" or similar) changes nothing; one it
     # still counts as a parameter adds its elements.
     add(
@@ -388,21 +406,25 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
     # 2. Framework parameters missing from the graph, or present under another role.
     missing: list[FrameworkTensor] = []
     other_role: list[str] = []
+    same_content: list[str] = []
     for tensor in info.tensors:
         names = [n for n in holders.get(tensor.name, []) if n not in copies]
         if tensor.kind is TensorKind.BUFFER:
             continue
         if not names:
             missing.append(tensor)
-        elif all(_role_name(records[n].role) != _PARAMETER_ROLE for n in names):
-            other_role.append(names[0])
+        elif not any(_is_counted(records[n]) for n in names):
+            if getattr(records[names[0]], "duplicate_of", None):
+                same_content.append(names[0])
+            else:
+                other_role.append(names[0])
 
     # Graph parameters no framework tensor accounts for (fused weights, folded constants).
     unmapped = sorted(
         (
             r
             for r in report.tensors
-            if _role_name(r.role) == _PARAMETER_ROLE and r.name not in info.initializers
+            if _is_counted(r) and r.name not in info.initializers
         ),
         key=lambda r: r.name,
     )
@@ -437,13 +459,14 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
     ):
         elements = sum(t.num_elements for t in group)
         add(cause, [t.name for t in group], elements, 0, -elements)
-    add(
-        Cause.OTHER_ROLE,
-        sorted(other_role),
-        sum(records[n].num_elements for n in other_role),
-        sum(records[n].nbytes for n in other_role),
-        -sum(records[n].num_elements for n in other_role),
-    )
+    for cause, names in ((Cause.OTHER_ROLE, other_role), (Cause.IDENTICAL_CONTENT, same_content)):
+        add(
+            cause,
+            sorted(names),
+            sum(records[n].num_elements for n in names),
+            sum(records[n].nbytes for n in names),
+            -sum(records[n].num_elements for n in names),
+        )
     add(
         Cause.CONSTANTS_FOLDED,
         [r.name for r in free],
@@ -468,7 +491,7 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
         sum(
             records[n].num_elements
             for n in buffer_names
-            if _role_name(records[n].role) == _PARAMETER_ROLE
+            if _is_counted(records[n])
         ),
     )
 
