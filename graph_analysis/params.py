@@ -7,7 +7,8 @@ The rule (also in README.md, "What is counted"):
 * ``running_stat``: BatchNormalization's mean/var inputs.
 * ``quant_meta``: scale and zero-point inputs of the quantization operators.
 * ``parameter``: read as data (not as a shape, index, axes or scale) and either floating-point with
-  more than one element, or an integer weight of a quantized operator (DequantizeLinear's input,
+  more than one element, a one-element float in a weight slot (Gemm/Conv/MatMul weight or bias, a
+  normalization's scale or bias), or an integer weight of a quantized operator (DequantizeLinear's input,
   MatMulInteger/ConvInteger/QLinear*/MatMulNBits weights), or a 2/4/8/16-bit integer tensor with more
   than one element read as data.
 * ``constant``: everything else that is read: shape/index/axes tensors, scalars, masks, strings.
@@ -115,6 +116,26 @@ _SHAPE_INPUTS: dict[str, frozenset[int]] = {
     "Clip": frozenset({1, 2}),
     **{op: frozenset({1}) for op in _REDUCE_OPS},
 }
+# Inputs that hold learned weights of the op. A one-element float read here is a parameter (a Linear
+# layer with one output has a bias of shape [1]); elsewhere a one-element float is a constant such as an
+# epsilon or a 0.5 in GELU.
+_WEIGHT_SLOTS: dict[str, frozenset[int]] = {
+    "Conv": frozenset({1, 2}),
+    "ConvTranspose": frozenset({1, 2}),
+    "Gemm": frozenset({1, 2}),
+    "MatMul": frozenset({1}),
+    "BatchNormalization": frozenset({1, 2}),
+    "LayerNormalization": frozenset({1, 2}),
+    "InstanceNormalization": frozenset({1, 2}),
+    "GroupNormalization": frozenset({1, 2}),
+    "RMSNormalization": frozenset({1}),
+    "SimplifiedLayerNormalization": frozenset({1}),
+    "SkipLayerNormalization": frozenset({2, 3, 4}),
+    "PRelu": frozenset({1}),
+    "LSTM": frozenset({1, 2, 3}),
+    "GRU": frozenset({1, 2, 3}),
+    "RNN": frozenset({1, 2, 3}),
+}
 _QUANTIZED_INT_TYPES = frozenset(
     {
         DataType.INT8,
@@ -212,6 +233,10 @@ def _role_of_use(use: Use) -> str:
     return "data"
 
 
+def _in_weight_slot(use: Use) -> bool:
+    return use.node is not None and use.index in _WEIGHT_SLOTS.get(use.node.op_type, ())
+
+
 def classify(tensor: TensorInfo, uses: Sequence[Use]) -> Role:
     """The role of one tensor given how it is read (see the module docstring for the rule)."""
     if tensor.source == TensorSource.ATTRIBUTE:
@@ -227,6 +252,8 @@ def classify(tensor: TensorInfo, uses: Sequence[Use]) -> Role:
     if "data" in kinds and tensor.num_elements > 1:
         if is_floating(dtype) or dtype in _QUANTIZED_INT_TYPES:
             return Role.PARAMETER
+    if tensor.num_elements == 1 and is_floating(dtype) and any(_in_weight_slot(u) for u in uses):
+        return Role.PARAMETER
     if "running_stat" in kinds:
         return Role.RUNNING_STAT
     if "quant_meta" in kinds:
