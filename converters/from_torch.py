@@ -347,13 +347,18 @@ def _example_tensors(specs: Sequence[InputSpec]) -> dict[str, Any]:
     return tensors
 
 
-def _check_forward(model: Any, inputs: dict[str, Any], specs: Sequence[InputSpec], source: str) -> None:
+def _check_forward(
+    model: Any, inputs: dict[str, Any], specs: Sequence[InputSpec], source: str, positional: bool
+) -> None:
     import torch
 
     shapes = ", ".join(f"{s.name} {tuple(s.dims)} {s.dtype}" for s in specs)
     try:
         with torch.no_grad():
-            model(**inputs)
+            if positional:
+                model(*(inputs[s.name] for s in specs))
+            else:
+                model(**inputs)
     except Exception as e:
         raise ShapeBindingError(
             source, f"the model rejects the input ({shapes}): {_first_line(e)}"
@@ -365,12 +370,16 @@ def _check_forward(model: Any, inputs: dict[str, Any], specs: Sequence[InputSpec
 
 
 def _export(
-    model: Any, inputs: dict[str, Any], specs: Sequence[InputSpec], path: Path
+    model: Any, inputs: dict[str, Any], specs: Sequence[InputSpec], path: Path, positional: bool
 ) -> tuple[str, str | None]:
-    """Export with dynamo (optimize=False), falling back to TorchScript. Returns (exporter, why)."""
+    """Export with dynamo (optimize=False), falling back to TorchScript. Returns (exporter, why).
+
+    ``model`` may be an ``ExportedProgram`` (exported as is, with positional inputs).
+    """
     import torch
 
     names = [s.name for s in specs]
+    args = tuple(inputs[n] for n in names)
     fallback_reason: str | None = None
     is_script = isinstance(model, torch.jit.ScriptModule)
     if is_script:
@@ -378,16 +387,19 @@ def _export(
     else:
         report_progress("exporting with the dynamo exporter")
         try:
-            dynamic_shapes = None
+            dynamic_shapes: Any = None
             if any(s.dynamic for s in specs):
                 dim = torch.export.Dim
-                dynamic_shapes = {
-                    s.name: {a: dim(label) for a, label in s.dynamic.items()} or None for s in specs
-                }
+                per_input = [
+                    {a: dim(label) for a, label in s.dynamic.items()} or None for s in specs
+                ]
+                dynamic_shapes = (
+                    tuple(per_input) if positional else dict(zip(names, per_input, strict=True))
+                )
             program = torch.onnx.export(
                 model,
-                (),
-                kwargs=inputs,
+                args if positional else (),
+                kwargs=None if positional else inputs,
                 dynamo=True,
                 optimize=False,
                 dynamic_shapes=dynamic_shapes,
@@ -400,7 +412,6 @@ def _export(
         except Exception as e:
             fallback_reason = f"dynamo exporter failed: {_first_line(e)}"
     report_progress("exporting with the TorchScript exporter")
-    args = tuple(inputs[n] for n in names)
     try:
         torch.onnx.export(
             model,
@@ -449,6 +460,7 @@ def convert_torch(
     import torch
 
     notes: list[str] = []
+    export_target: Any = None
     parsed = bindings_from_json(bindings)
     defaults: dict[str, tuple[tuple[int, ...], str]] | None = None
     report_progress("loading the model")
@@ -468,6 +480,7 @@ def convert_torch(
             program = torch.export.load(location)
         except Exception as e:
             raise SourceError(source, f"not a loadable torch.export program: {_first_line(e)}") from e
+        export_target = program
         model = program.module()
         example = getattr(program, "example_inputs", None)
         if example is not None and not parsed.shapes:
@@ -488,17 +501,21 @@ def convert_torch(
             defaults, _ = _hf_default_inputs(model)
     else:
         raise SourceError(source, f"not a PyTorch source ({kind})")
-    model.eval()
+    if kind != "torch_export":  # an exported program's module is already in its traced mode
+        model.eval()
     tensors, totals = _collect_tensors(model)
     specs = _resolve_inputs(model, parsed, dynamic, defaults, notes)
     inputs = _example_tensors(specs)
     report_progress("checking the model on the example input")
-    _check_forward(model, inputs, specs, source)
+    positional = kind in ("torch_export", "torchscript")
+    _check_forward(model, inputs, specs, source, positional)
 
     out = Path(out_path)
     with tempfile.TemporaryDirectory(prefix=".modelsize-export-", dir=out.parent) as tmp:
         exported = Path(tmp) / "model.onnx"
-        exporter, fallback_reason = _export(model, inputs, specs, exported)
+        exporter, fallback_reason = _export(
+            export_target if export_target is not None else model, inputs, specs, exported, positional
+        )
         report_progress("recording framework counts")
         mapping = match_initializers(onnx_initializer_arrays(exported), tensors)
         info = FrameworkInfo(
