@@ -125,7 +125,8 @@ def _digest(values: np.ndarray) -> str:
 def _hint_score(onnx_name: str, hint: str) -> int:
     if not hint:
         return 0
-    return 1 if re.search(rf"(^|[/_.:]){re.escape(hint)}([/:.]|$)", onnx_name) else 0
+    # Keras 3 scopes repeat a layer name with a numeric suffix ("dense" -> "functional/dense_1/").
+    return 1 if re.search(rf"(^|[/_.:]){re.escape(hint)}(_\d+)?([/:.]|$)", onnx_name) else 0
 
 
 def match_initializers(
