@@ -104,14 +104,14 @@ def render_conversion(result: ConversionResult, fmt: OutputFormat, console: Cons
     fw = result.framework
     console.print(
         Text.assemble(
-            ("wrote ", "bold"), str(result.onnx_path),
+            ("wrote ", "bold"),
+            str(result.onnx_path),
             f" with {result.exporter}; {fw.name} {fw.version} counts {fw.total:,} parameters "
             f"({fw.trainable:,} trainable, {fw.non_trainable:,} frozen), buffers {fw.buffers:,}",
         )
     )
     inputs = ", ".join(
-        f"{i.name} {tuple(i.dims)} {i.dtype}"
-        + (f" dynamic {dict(i.dynamic)}" if i.dynamic else "")
+        f"{i.name} {tuple(i.dims)} {i.dtype}" + (f" dynamic {dict(i.dynamic)}" if i.dynamic else "")
         for i in result.inputs
     )
     console.print(f"inputs: {inputs}")

@@ -2,7 +2,8 @@
 
 The parent sends ``{"func": "module:function", "kwargs": {...}}`` on the child's stdin. The child
 moves its own stdout onto stderr (frameworks print freely; that goes to a log the parent keeps) and
-writes protocol lines on a private pipe: ``progress <text>`` while working, then one ``result <json>``
+writes protocol lines on a private pipe: ``progress <text>`` while working, then one
+``result <json>``
 or ``error <json>`` line. A :class:`~graph_analysis.errors.ModelsizeError` raised in the child is
 raised again in the parent with the same class; anything else becomes a ``ConversionError``.
 """
@@ -135,7 +136,8 @@ def run_in_child(
                 except queue.Empty:
                     _kill(proc)
                     raise errors.ConversionError(
-                        source, f"conversion did not finish within {timeout_s:.0f} s and was stopped"
+                        source,
+                        f"conversion did not finish within {timeout_s:.0f} s and was stopped",
                     ) from None
                 if line is None:
                     break
@@ -171,7 +173,7 @@ def run_in_child(
 
 
 def _main() -> None:
-    global _channel
+    global _channel  # noqa: PLW0603  (one channel per child process, set once at start)
     # Keep a private copy of stdout for the protocol; everything printed goes to stderr (the log).
     channel_fd = os.dup(1)
     os.dup2(2, 1)

@@ -1,4 +1,4 @@
-"""Helpers shared by the framework converters: input specs, initializer matching, the final ONNX write."""
+"""Shared by the framework converters: input specs, initializer matching, the final write."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+from onnx import numpy_helper
 
 from graph_analysis.bindings import Bindings, ShapeSpec
 from graph_analysis.errors import OutputPathError
@@ -50,7 +52,7 @@ class DynamicAxis(str, Enum):
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One model input used for export: name, concrete example dims, ONNX dtype name, symbolic axes."""
+    """One model input used for export: name, example dims, ONNX dtype name, symbolic axes."""
 
     name: str
     dims: tuple[int, ...]
@@ -87,9 +89,7 @@ def bindings_from_json(data: Mapping[str, Any]) -> Bindings:
     )
 
 
-def dynamic_axes_for(
-    dims: Sequence[int], dtype: str, dynamic: Iterable[str]
-) -> dict[int, str]:
+def dynamic_axes_for(dims: Sequence[int], dtype: str, dynamic: Iterable[str]) -> dict[int, str]:
     """Which axes of an input of ``dims``/``dtype`` the user asked to keep symbolic."""
     axes: dict[int, str] = {}
     wanted = {DynamicAxis(d) for d in dynamic}
@@ -199,8 +199,6 @@ def write_onnx_with_metadata(exported: Path, out_path: Path, info: FrameworkInfo
     Raises:
         OutputPathError: the destination cannot be written.
     """
-    import onnx
-
     model = onnx.load(str(exported))
     kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
@@ -237,8 +235,5 @@ def write_onnx_with_metadata(exported: Path, out_path: Path, info: FrameworkInfo
 
 def onnx_initializer_arrays(path: Path) -> list[tuple[str, np.ndarray]]:
     """Every initializer of an exported model as (name, values), main graph only."""
-    import onnx
-    from onnx import numpy_helper
-
     model = onnx.load(str(path))
     return [(t.name, numpy_helper.to_array(t)) for t in model.graph.initializer]

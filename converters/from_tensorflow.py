@@ -1,9 +1,10 @@
 """TensorFlow/Keras to ONNX: Keras 3 ``.keras``, legacy ``.h5`` and SavedModel folders, via tf2onnx.
 
 Runs inside the converter child process (``converters._child``); tensorflow, keras and tf2onnx are
-imported inside the functions. Keras files load with ``safe_mode=True`` (a Lambda layer's Python code
-is never run) and ``compile=False``. The model is converted through a ``tf.function`` with an input
-signature (``tf2onnx.convert.from_function``): tf2onnx's ``from_keras`` fails on some Keras 3 models.
+imported inside the functions. Keras files load with ``safe_mode=True`` (a Lambda layer's
+Python code is never run) and ``compile=False``. The model is converted through a
+``tf.function`` with an input signature (``tf2onnx.convert.from_function``): ``from_keras``
+fails on some Keras 3 models.
 
 tf2onnx always runs TensorFlow's grappler constant folding and its own optimizers: BatchNorm is
 folded into the preceding Conv, all-zero biases disappear. These changes are not prevented (turning
@@ -116,9 +117,9 @@ def _keras_tensors(model: Any) -> tuple[list[FrameworkTensorData], FrameworkTota
     return tensors, FrameworkTotals(total, trainable, total - trainable, 0)
 
 
-def _variable_tensors(variables: Sequence[Any], trainable: Sequence[Any]) -> tuple[
-    list[FrameworkTensorData], FrameworkTotals
-]:
+def _variable_tensors(
+    variables: Sequence[Any], trainable: Sequence[Any]
+) -> tuple[list[FrameworkTensorData], FrameworkTotals]:
     def key(v: Any) -> str:
         return str(getattr(v, "path", None) or v.name).removesuffix(":0")
 
@@ -161,12 +162,14 @@ def _resolve_specs(
             given[declared[0][0]] = spec.dims
         elif spec.name not in {d[0] for d in declared}:
             names = ", ".join(d[0] for d in declared)
-            raise ShapeBindingError(None, f"the model has no input {spec.name!r}; its inputs: {names}")
+            raise ShapeBindingError(
+                None, f"the model has no input {spec.name!r}; its inputs: {names}"
+            )
         else:
             given[spec.name] = spec.dims
     result: list[tuple[InputSpec, tuple[int | None, ...]]] = []
-    for name, dims, dtype in declared:
-        dtype = bindings.dtypes.get(name, bindings.dtypes.get(None, dtype))
+    for name, dims, declared_dtype in declared:
+        dtype = bindings.dtypes.get(name, bindings.dtypes.get(None, declared_dtype))
         if dtype not in _TF_DTYPES:
             raise ShapeBindingError(None, f"--input-dtype {dtype} is not supported for TensorFlow")
         if name in given:
@@ -299,10 +302,8 @@ def convert_tensorflow(
         framework, version = "tensorflow", tf.__version__
         # A Keras export records the layers' own trainable split (a frozen layer's variables stay
         # tf.Variable(trainable=True)); other SavedModels only have the variables' flags.
-        recorded = getattr(loaded, "trainable_variables", None)
-        trainable = list(recorded) if isinstance(recorded, (list, tuple)) or hasattr(
-            recorded, "__iter__"
-        ) else list(signature.trainable_variables)
+        recorded: Any = getattr(loaded, "trainable_variables", None)
+        trainable = list(recorded if recorded is not None else signature.trainable_variables)
         tensors, totals = _variable_tensors(signature.variables, trainable)
         _, kw_specs = signature.structured_input_signature
         declared = [
@@ -387,4 +388,6 @@ def _check_keras_call(
     try:
         model(inputs if len(inputs) > 1 else inputs[0], training=False)
     except Exception as e:
-        raise ShapeBindingError(source, f"the model rejects the input ({shapes}): {_first_line(e)}") from e
+        raise ShapeBindingError(
+            source, f"the model rejects the input ({shapes}): {_first_line(e)}"
+        ) from e

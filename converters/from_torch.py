@@ -71,7 +71,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def _import_code(location: str, attr: str, source: str) -> Any:
-    """Import ``file.py`` or ``package.module`` and return its attribute ``attr`` (dotted allowed)."""
+    """Import ``file.py`` or ``package.module``; return its attribute ``attr`` (may be dotted)."""
     try:
         if location.endswith(".py"):
             path = Path(location).resolve()
@@ -122,7 +122,9 @@ def _load_state_dict(model: Any, weights: str, source: str) -> None:
         # weights_only: a checkpoint is a pickle; never run code from it.
         loaded = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise SourceError(weights, f"not a readable weights-only checkpoint: {_first_line(e)}") from e
+        raise SourceError(
+            weights, f"not a readable weights-only checkpoint: {_first_line(e)}"
+        ) from e
     state = loaded
     if isinstance(loaded, Mapping):
         for key in ("state_dict", "model_state_dict", "model"):
@@ -163,8 +165,10 @@ def _load_hf_folder(folder: str, source: str, notes: list[str]) -> Any:
         if has_weights:
             model = cls.from_pretrained(folder, config=config, local_files_only=True)
         else:
-            notes.append("the folder has no weights: parameters randomly initialised from config.json")
-            model = cls.from_config(config) if cls is transformers.AutoModel else cls(config)
+            notes.append(
+                "the folder has no weights: parameters randomly initialised from config.json"
+            )
+            model = cls.from_config(config) if cls is transformers.AutoModel else cls(config)  # type: ignore[no-untyped-call]
     except Exception as e:
         raise SourceError(source, f"cannot build the model: {_first_line(e)}") from e
     return model
@@ -187,7 +191,7 @@ def _module_types(model: Any) -> dict[str, str]:
 
 
 def _collect_tensors(model: Any) -> tuple[list[FrameworkTensorData], FrameworkTotals]:
-    """Unique parameters (tied once, with every alias) and buffers, by the framework's definition."""
+    """Unique parameters (tied once, with every alias) and buffers, as torch defines them."""
     modules = _module_types(model)
     by_id: dict[int, FrameworkTensorData] = {}
     ordered: list[FrameworkTensorData] = []
@@ -303,9 +307,9 @@ def _resolve_inputs(
                 chosen[spec.name] = (spec.dims, "FLOAT")
         if defaults:
             # Integer inputs (token ids) keep their dtype when only their shape is given.
-            for key, (dims, dtype) in list(chosen.items()):
+            for key, (given_dims, _) in list(chosen.items()):
                 if key in defaults:
-                    chosen[key] = (dims, defaults[key][1])
+                    chosen[key] = (given_dims, defaults[key][1])
     elif defaults:
         chosen = dict(defaults)
     else:
@@ -315,10 +319,13 @@ def _resolve_inputs(
         chosen[names[0]] = (dims, dtype)
         notes.append(f"input {names[0]} of shape {dims} ({why}); set it with --input-shape")
     specs: list[InputSpec] = []
-    for name, (dims, dtype) in chosen.items():
-        dtype = bindings.dtypes.get(name, bindings.dtypes.get(None, dtype))
+    for name, (chosen_dims, default_dtype) in chosen.items():
+        dims = chosen_dims
+        dtype = bindings.dtypes.get(name, bindings.dtypes.get(None, default_dtype))
         if dtype not in _TORCH_DTYPES:
-            raise ShapeBindingError(None, f"--input-dtype {dtype} is not supported for PyTorch export")
+            raise ShapeBindingError(
+                None, f"--input-dtype {dtype} is not supported for PyTorch export"
+            )
         if bindings.batch is not None and dims:
             dims = (bindings.batch, *dims[1:])
         axes = dynamic_axes_for(dims, dtype, dynamic)
@@ -472,14 +479,18 @@ def convert_torch(
             notes.append(f"weights loaded from {weights} (weights_only=True)")
     elif kind == "torchscript":
         try:
-            model = torch.jit.load(location, map_location="cpu")
+            model = torch.jit.load(location, map_location="cpu")  # type: ignore[no-untyped-call]
         except Exception as e:
-            raise SourceError(source, f"not a loadable TorchScript archive: {_first_line(e)}") from e
+            raise SourceError(
+                source, f"not a loadable TorchScript archive: {_first_line(e)}"
+            ) from e
     elif kind == "torch_export":
         try:
             program = torch.export.load(location)
         except Exception as e:
-            raise SourceError(source, f"not a loadable torch.export program: {_first_line(e)}") from e
+            raise SourceError(
+                source, f"not a loadable torch.export program: {_first_line(e)}"
+            ) from e
         export_target = program
         model = program.module()
         example = getattr(program, "example_inputs", None)
@@ -487,10 +498,14 @@ def convert_torch(
             args, kwargs = example
             names = _forward_names(model) or [f"input_{i}" for i in range(len(args))]
             defaults = {
-                n: (tuple(int(d) for d in t.shape), _onnx_dtype_name(t)) for n, t in zip(names, args)
+                n: (tuple(int(d) for d in t.shape), _onnx_dtype_name(t))
+                for n, t in zip(names, args, strict=False)
             }
             defaults.update(
-                {k: (tuple(int(d) for d in t.shape), _onnx_dtype_name(t)) for k, t in kwargs.items()}
+                {
+                    k: (tuple(int(d) for d in t.shape), _onnx_dtype_name(t))
+                    for k, t in kwargs.items()
+                }
             )
     elif kind == "hf_folder":
         model = _load_hf_folder(location, source, notes)
@@ -514,7 +529,11 @@ def convert_torch(
     with tempfile.TemporaryDirectory(prefix=".modelsize-export-", dir=out.parent) as tmp:
         exported = Path(tmp) / "model.onnx"
         exporter, fallback_reason = _export(
-            export_target if export_target is not None else model, inputs, specs, exported, positional
+            export_target if export_target is not None else model,
+            inputs,
+            specs,
+            exported,
+            positional,
         )
         report_progress("recording framework counts")
         mapping = match_initializers(onnx_initializer_arrays(exported), tensors)

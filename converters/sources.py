@@ -20,6 +20,7 @@ from typing import Any
 
 from converters._child import ProgressCallback, run_in_child
 from converters._common import DynamicAxis, InputSpec, bindings_to_json
+from graph_analysis import analyze, report_to_dict
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import MissingExtraError, OutputPathError, SourceError
 from graph_analysis.framework import (
@@ -125,7 +126,7 @@ class ConversionResult:
 
 @dataclass(frozen=True)
 class SourceInspection:
-    """An analysed source: the graph report, and for framework sources their info and reconciliation."""
+    """An analysed source: the graph report; for framework sources, info and reconciliation."""
 
     report: Any
     framework: FrameworkInfo | None = None
@@ -159,7 +160,9 @@ def _classify_torch_file(path: Path, text: str) -> SourceKind:
         return SourceKind.TORCH_EXPORT
     if any(n.endswith("data.pkl") for n in names):
         return SourceKind.TORCH_CHECKPOINT
-    raise SourceError(text, "a zip file that is neither a TorchScript, torch.export nor torch.save archive")
+    raise SourceError(
+        text, "a zip file that is neither a TorchScript, torch.export nor torch.save archive"
+    )
 
 
 def detect_source(arg: str) -> Source:
@@ -213,11 +216,13 @@ def _require_extra(source: Source) -> None:
             source.text, "PyTorch models need the torch extra: pip install 'modelsize[torch]'"
         )
     if source.kind.framework == "tensorflow" and (
-        importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf2onnx") is None
+        importlib.util.find_spec("tensorflow") is None
+        or importlib.util.find_spec("tf2onnx") is None
     ):
         raise MissingExtraError(
             source.text,
-            "TensorFlow/Keras models need the tensorflow extra: pip install 'modelsize[tensorflow]'",
+            "TensorFlow/Keras models need the tensorflow extra: "
+            "pip install 'modelsize[tensorflow]'",
         )
 
 
@@ -266,7 +271,9 @@ def convert_source(
     out = Path(out_path).resolve()
     if not out.parent.is_dir():
         raise OutputPathError(out_path, "the output folder does not exist")
-    if out == Path(source.location).resolve() or (weights is not None and out == Path(weights).resolve()):
+    if out == Path(source.location).resolve() or (
+        weights is not None and out == Path(weights).resolve()
+    ):
         raise OutputPathError(out_path, "the output would overwrite the input")
     _require_extra(source)
     module = (
@@ -318,8 +325,6 @@ def convert_source(
 
 
 def _analyze(path: Path, deep: bool) -> Any:
-    from graph_analysis import analyze
-
     # The converter's record of tied parameters marks exporter-written copies as duplicates.
     return analyze(path, deep=deep, tied_copies=tied_copies_from_metadata)
 
@@ -334,7 +339,7 @@ def inspect_source(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     on_progress: ProgressCallback | None = None,
 ) -> SourceInspection:
-    """Analyse any source: ONNX files directly, framework sources after converting them to a temp dir.
+    """Analyse any source: ONNX files directly, framework sources converted in a temp folder.
 
     The framework info comes from the ONNX file's metadata (so an ONNX file exported earlier by
     ``modelsize convert`` is reconciled too).
@@ -375,8 +380,6 @@ def inspect_source(
 def inspection_to_dict(inspection: SourceInspection, *, depth: int | None = None) -> dict[str, Any]:
     """The JSON object for ``inspect``: the report's JSON (``depth`` limits its layer rows) plus
     ``framework``, ``reconciliation`` and, for converted sources, ``conversion``."""
-    from graph_analysis import report_to_dict
-
     data: dict[str, Any] = dict(report_to_dict(inspection.report, depth=depth))
     info = inspection.framework
     if info is not None:

@@ -1,8 +1,8 @@
-"""The framework's own counts recorded in an exported ONNX file, and their reconciliation with the graph.
+"""The framework's own counts recorded in an exported ONNX file, reconciled with the graph's.
 
-A converter (``converters.from_torch`` / ``converters.from_tensorflow``) writes one metadata property,
-:data:`METADATA_KEY`, holding JSON (schema below). This module is its read side and is framework-free:
-it never imports torch or tensorflow.
+A converter (``converters.from_torch`` / ``converters.from_tensorflow``) writes one metadata
+property, :data:`METADATA_KEY`, holding JSON (schema below). This module is its read side and is
+framework-free: it never imports torch or tensorflow.
 
 Metadata JSON (``schema`` 1)::
 
@@ -22,10 +22,10 @@ Metadata JSON (``schema`` 1)::
       }
     }
 
-Framework definitions: PyTorch ``total`` is the sum of ``numel()`` over unique ``parameters()`` (tied
-weights once), ``trainable`` those with ``requires_grad``, ``buffers`` the sum over ``buffers()``
-(not part of ``total``). Keras ``total`` is ``count_params()``, trainable/non-trainable its weights
-lists, ``buffers`` 0.
+Framework definitions: PyTorch ``total`` is the sum of ``numel()`` over unique ``parameters()``
+(tied weights once), ``trainable`` those with ``requires_grad``, ``buffers`` the sum over
+``buffers()`` (not part of ``total``). Keras ``total`` is ``count_params()``,
+trainable/non-trainable its weights lists, ``buffers`` 0.
 """
 
 from __future__ import annotations
@@ -71,24 +71,24 @@ class TensorKind(str, Enum):
 
 
 class Cause(str, Enum):
-    """Why the graph's parameter count differs from the framework's, one value per kind of change."""
+    """Why the graph's parameter count differs from the framework's: one value per change."""
 
     DUPLICATE_STORAGE = "duplicate_storage"
-    """A framework tensor (a tied weight) written more than once; counted once, the copies cost bytes."""
+    """A framework tensor (a tied weight) written twice or more: counted once, copies cost bytes."""
     BATCHNORM_FOLDED = "batchnorm_folded"
     """BatchNorm scale/shift/statistics folded into the preceding Conv/MatMul by the exporter."""
     ZERO_BIAS_DROPPED = "zero_bias_dropped"
     """An all-zero bias the exporter removed (adding zero is a no-op)."""
     REWRITTEN = "rewritten_by_exporter"
-    """A framework tensor replaced by an exporter tensor of the same element count (fused, re-laid)."""
+    """A framework tensor replaced by an exporter tensor of as many elements (fused, re-laid)."""
     CONSTANTS_FOLDED = "constants_folded"
     """Parameters in the graph with no framework counterpart: folded constants, fused weights."""
     REMOVED = "removed_by_exporter"
     """A framework parameter absent from the graph (unused by the exported forward, folded away)."""
     BUFFER_IN_GRAPH = "buffer_in_graph"
-    """A buffer (running statistics, position ids) present in the graph but not in ``parameters()``."""
+    """A buffer (running statistics, position ids) in the graph but not in ``parameters()``."""
     OTHER_ROLE = "not_counted_in_graph"
-    """A framework parameter present in the graph but not counted there (classified as a constant)."""
+    """A framework parameter in the graph but not counted there (classified as a constant)."""
     IDENTICAL_CONTENT = "identical_content"
     """A framework parameter whose values equal another's; the deep scan counted the two once."""
     UNEXPLAINED = "unexplained"
@@ -269,7 +269,7 @@ def read_framework_info(metadata: Mapping[str, str]) -> FrameworkInfo | None:
 
     Returns:
         The info, or None when the model carries none, or carries a schema this version does not
-        read, or the JSON is damaged (the metadata is advisory: a bad entry never stops an analysis).
+        read, or the JSON is damaged (the metadata is advisory: it never stops an analysis).
     """
     text = metadata.get(METADATA_KEY)
     if not text:
@@ -320,7 +320,7 @@ def read_framework_info(metadata: Mapping[str, str]) -> FrameworkInfo | None:
 
 
 def duplicate_tensor_names(info: FrameworkInfo) -> dict[str, str]:
-    """Initializers that are exporter-written copies of a framework tensor another one already holds.
+    """Initializers that are exporter-written copies of a framework tensor another one holds.
 
     For the analysis core: each key is an ONNX initializer name to count as duplicate storage (its
     bytes are real, its elements are not new parameters), the value the initializer kept as the
@@ -348,7 +348,7 @@ def duplicate_tensor_names(info: FrameworkInfo) -> dict[str, str]:
 
 
 def tied_copies_from_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    """``{copy: original}`` for the analysis core's ``tied_copies`` hook (``analyze(tied_copies=...)``).
+    """``{copy: original}`` for the analysis core's hook ``analyze(tied_copies=...)``.
 
     Reads the converter's record in ``metadata`` (:func:`read_framework_info`) and returns
     :func:`duplicate_tensor_names`; empty when the model carries no framework info.
@@ -421,11 +421,7 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
 
     # Graph parameters no framework tensor accounts for (fused weights, folded constants).
     unmapped = sorted(
-        (
-            r
-            for r in report.tensors
-            if _is_counted(r) and r.name not in info.initializers
-        ),
+        (r for r in report.tensors if _is_counted(r) and r.name not in info.initializers),
         key=lambda r: r.name,
     )
     # Pair a missing framework tensor with an unmapped graph tensor of the same element count:
@@ -488,11 +484,7 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
         buffer_names,
         sum(records[n].num_elements for n in buffer_names),
         sum(records[n].nbytes for n in buffer_names),
-        sum(
-            records[n].num_elements
-            for n in buffer_names
-            if _is_counted(records[n])
-        ),
+        sum(records[n].num_elements for n in buffer_names if _is_counted(records[n])),
     )
 
     explained = sum(e.delta_elements for e in entries)

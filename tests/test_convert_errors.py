@@ -115,9 +115,7 @@ def test_corrupted_checkpoint(tmp_path: Path) -> None:
     torch.save(SimpleModel().state_dict(), ckpt)
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[: len(data) // 2])
-    _assert_one_line(
-        *_run("inspect", f"{SEED}:SimpleModel", "--weights", str(ckpt)), "checkpoint"
-    )
+    _assert_one_line(*_run("inspect", f"{SEED}:SimpleModel", "--weights", str(ckpt)), "checkpoint")
 
 
 @torch_only
@@ -128,6 +126,8 @@ def test_checkpoint_of_another_model(tmp_path: Path) -> None:
     ckpt = tmp_path / "simple.pt"
     torch.save(SimpleModel().state_dict(), ckpt)
     _assert_one_line(
-        *_run("inspect", f"{SEED}:ComplexModel", "--input-shape", "1,3,32,32", "--weights", str(ckpt)),
+        *_run(
+            "inspect", f"{SEED}:ComplexModel", "--input-shape", "1,3,32,32", "--weights", str(ckpt)
+        ),
         "does not fit",
     )

@@ -58,14 +58,21 @@ def _info(tensors: list[FrameworkTensor], inits: dict[str, InitializerOrigin]) -
     trainable = sum(t.num_elements for t in tensors if t.kind is P and t.trainable)
     buffers = sum(t.num_elements for t in tensors if t.kind is B)
     return FrameworkInfo(
-        "torch", "2.13.0", "test", FrameworkTotals(total, trainable, total - trainable, buffers),
-        tuple(tensors), inits,
+        "torch",
+        "2.13.0",
+        "test",
+        FrameworkTotals(total, trainable, total - trainable, buffers),
+        tuple(tensors),
+        inits,
     )
 
 
 def test_json_round_trip() -> None:
     info = _info(
-        [FrameworkTensor("w", P, True, 6, "Linear"), FrameworkTensor("rm", B, False, 3, "BatchNorm2d")],
+        [
+            FrameworkTensor("w", P, True, 6, "Linear"),
+            FrameworkTensor("rm", B, False, 3, "BatchNorm2d"),
+        ],
         {"w": InitializerOrigin("w", P, True), "w_t": InitializerOrigin("w", P, True, True)},
     )
     assert read_framework_info({METADATA_KEY: write_framework_json(info)}) == info
@@ -124,8 +131,10 @@ def test_folded_batchnorm_and_dropped_zero_bias() -> None:
     info = _info(tensors, {"d": InitializerOrigin("dense/kernel", P, True, True)})
     # Graph: a fused conv kernel (27) and fused bias (3), the dense kernel re-laid out.
     report = _report(
-        Rec("fused_w", "parameter", 27, 108), Rec("fused_b", "parameter", 3, 12),
-        Rec("d", "parameter", 12, 48), Rec("shape", "constant", 2, 16),
+        Rec("fused_w", "parameter", 27, 108),
+        Rec("fused_b", "parameter", 3, 12),
+        Rec("d", "parameter", 12, 48),
+        Rec("shape", "constant", 2, 16),
     )
     rec = reconcile(report, info)
     causes = {e.cause: e for e in rec.entries}
@@ -146,7 +155,8 @@ def test_running_statistics_are_buffers_in_graph() -> None:
     ]
     inits = {n: InitializerOrigin(n, t.kind, t.trainable) for t in tensors for n in [t.name]}
     report = _report(
-        Rec("bn.weight", "parameter", 4, 16), Rec("bn.running_mean", "running_stat", 4, 16),
+        Rec("bn.weight", "parameter", 4, 16),
+        Rec("bn.running_mean", "running_stat", 4, 16),
         Rec("pos_ids", "constant", 8, 64),
     )
     rec = reconcile(report, info := _info(tensors, inits))

@@ -64,8 +64,12 @@ def test_gpt2_layer_norms_are_not_merged(gpt2: tuple[SourceInspection, int, Any]
 def bert(tmp_path_factory: pytest.TempPathFactory) -> tuple[SourceInspection, int, int]:
     folder = tmp_path_factory.mktemp("bert")
     config = transformers.BertConfig(
-        vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=48, max_position_embeddings=32,
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=32,
     )
     total, buffers = _save(transformers.BertModel(config), folder)
     return inspect_source(str(folder)), total, buffers

@@ -57,7 +57,9 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         [keras.Input((6,), name="features"), keras.layers.Dense(4), keras.layers.Dense(3)]
     )
     seq.save(folder / "seq.keras")
-    lam = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda v: v * 2), keras.layers.Dense(2)])
+    lam = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Lambda(lambda v: v * 2), keras.layers.Dense(2)]
+    )
     lam.save(folder / "lambda.keras")
     return {"folder": folder, "functional": _counts(model), "sequential": _counts(seq)}
 
@@ -79,7 +81,9 @@ def _check_reconciled(ins: SourceInspection, total: int, trainable: int) -> None
     assert total + sum(e.delta_elements for e in rec.entries) == ins.report.parameters.total
 
 
-def test_functional_with_batchnorm_and_frozen_layer(saved: dict[str, Any], functional: SourceInspection) -> None:
+def test_functional_with_batchnorm_and_frozen_layer(
+    saved: dict[str, Any], functional: SourceInspection
+) -> None:
     total, trainable = saved["functional"]
     assert (total, trainable) == (165, 132)
     _check_reconciled(functional, total, trainable)
@@ -93,7 +97,9 @@ def test_functional_with_batchnorm_and_frozen_layer(saved: dict[str, Any], funct
     assert origins["frozen_dense/kernel"].trainable is False
     assert origins["head/kernel"].trainable is True
     assert "head/bias" in origins
-    assert functional.report.parameters.total == 165 - 16 - 4 - 5  # BN; conv and frozen dense biases
+    assert (
+        functional.report.parameters.total == 165 - 16 - 4 - 5
+    )  # BN; conv and frozen dense biases
 
 
 def test_legacy_h5(saved: dict[str, Any]) -> None:
@@ -126,7 +132,9 @@ def _one_line_exit_2(*args: str) -> str:
 
 
 def test_lambda_layer_refused_under_safe_mode(saved: dict[str, Any], tmp_path: Path) -> None:
-    line = _one_line_exit_2("convert", str(saved["folder"] / "lambda.keras"), "-o", str(tmp_path / "m.onnx"))
+    line = _one_line_exit_2(
+        "convert", str(saved["folder"] / "lambda.keras"), "-o", str(tmp_path / "m.onnx")
+    )
     assert "Lambda" in line and "safe_mode" in line
     assert not (tmp_path / "m.onnx").exists()
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.torch
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "fixtures" / "seed_models.py"
 
-BN_MODEL = '''
+BN_MODEL = """
 import torch.nn as nn
 
 
@@ -44,7 +44,7 @@ class ConvBN(nn.Module):
     def forward(self, x):
         y = self.bn(self.conv(x)).mean((2, 3))
         return self.fc(self.ln2(self.ln1(y)))
-'''
+"""
 
 
 def _oracle(model: Any) -> tuple[int, int, int]:
@@ -77,7 +77,8 @@ def simple() -> SourceInspection:
 @pytest.fixture(scope="module")
 def frozen_complex() -> SourceInspection:
     return inspect_source(
-        f"{SEED}:frozen_conv_complex_model", bindings=parse_bindings(["1,3,32,32"]),
+        f"{SEED}:frozen_conv_complex_model",
+        bindings=parse_bindings(["1,3,32,32"]),
         dynamic_axes=["batch"],
     )
 
@@ -114,9 +115,11 @@ def conv_bn(tmp_path_factory: pytest.TempPathFactory) -> tuple[SourceInspection,
     return ins, namespace["ConvBN"]()
 
 
-def test_batchnorm_is_not_folded_and_layernorms_not_merged(conv_bn: tuple[SourceInspection, Any]) -> None:
+def test_batchnorm_is_not_folded_and_layernorms_not_merged(
+    conv_bn: tuple[SourceInspection, Any],
+) -> None:
     ins, model = conv_bn
-    total, trainable, buffers = _oracle(model)
+    total, _, buffers = _oracle(model)
     assert ins.framework is not None and ins.reconciliation is not None
     assert (ins.framework.totals.total, ins.framework.totals.buffers) == (total, buffers)
     # The graph counts BatchNorm's running mean/var (2 x 8) on top of parameters();
@@ -167,7 +170,7 @@ def test_state_dict_checkpoint_with_code(tmp_path: Path) -> None:
     assert (weights["fc1.weight"] == model.fc1.weight.detach().numpy()).all()
 
 
-TIED_MODEL = '''
+TIED_MODEL = """
 import torch.nn as nn
 
 
@@ -180,13 +183,17 @@ class Tied(nn.Module):
 
     def forward(self, ids):
         return self.head(self.emb(ids))
-'''
+"""
 
 
 def test_exporter_written_transposed_copy_is_counted_once(tmp_path: Path) -> None:
     """The TorchScript exporter with constant folding writes a tied embedding twice (transposed):
     the recorded mapping makes the analysis count it once and show the copy as duplicate storage."""
-    from converters._common import match_initializers, onnx_initializer_arrays, write_onnx_with_metadata
+    from converters._common import (
+        match_initializers,
+        onnx_initializer_arrays,
+        write_onnx_with_metadata,
+    )
     from converters.from_torch import _collect_tensors
     from graph_analysis.framework import FrameworkInfo, FrameworkTensor
 
@@ -195,15 +202,24 @@ def test_exporter_written_transposed_copy_is_counted_once(tmp_path: Path) -> Non
     model = namespace["Tied"]().eval()
     raw = tmp_path / "raw.onnx"
     torch.onnx.export(
-        model, (torch.zeros(1, 4, dtype=torch.long),), str(raw), dynamo=False, do_constant_folding=True
+        model,
+        (torch.zeros(1, 4, dtype=torch.long),),
+        str(raw),
+        dynamo=False,
+        do_constant_folding=True,
     )
     tensors, totals = _collect_tensors(model)
     assert totals.total == _oracle(model)[0] == 800
     mapping = match_initializers(onnx_initializer_arrays(raw), tensors)
     assert len(mapping) == 2 and {o.framework_name for o in mapping.values()} == {"emb.weight"}
     info = FrameworkInfo(
-        "torch", torch.__version__, "test", totals,
-        tuple(FrameworkTensor(t.name, t.kind, t.trainable, t.num_elements, t.module) for t in tensors),
+        "torch",
+        torch.__version__,
+        "test",
+        totals,
+        tuple(
+            FrameworkTensor(t.name, t.kind, t.trainable, t.num_elements, t.module) for t in tensors
+        ),
         mapping,
     )
     out = tmp_path / "tied.onnx"
