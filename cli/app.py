@@ -30,7 +30,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """How big is this model? Exact parameter counts and sizes from ONNX graphs."""
@@ -73,40 +72,63 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 InputShapeOpt = Annotated[
     list[str],
-    typer.Option("--input-shape", help="Example input shape for framework sources: 1,3,224,224 or NAME=1,3,224,224 (repeatable)."),
+    typer.Option(
+        "--input-shape",
+        help="Example input shape for framework sources: 1,3,224,224 or NAME=1,3,224,224 "
+        "(repeatable).",
+    ),
 ]
 InputDtypeOpt = Annotated[
-    list[str], typer.Option("--input-dtype", help="Input data type where not FLOAT: INT64 or NAME=INT64 (repeatable).")
+    list[str],
+    typer.Option("--input-dtype", help="Input data type where not FLOAT: INT64 or NAME=INT64."),
 ]
 DynamicOpt = Annotated[
-    list[DynamicAxis], typer.Option("--dynamic", help="Keep this axis symbolic in the exported graph (repeatable).")
+    list[DynamicAxis],
+    typer.Option("--dynamic", help="Keep this axis symbolic in the exported graph (repeatable)."),
 ]
 WeightsOpt = Annotated[
-    Path | None, typer.Option("--weights", help="state_dict checkpoint for a file.py:Name source (loaded weights_only).")
+    Path | None,
+    typer.Option("--weights", help="state_dict checkpoint for a file.py:Name source."),
 ]
 
 
 @app.command()
 @handle_errors
 def inspect(
-    model: Annotated[str, typer.Argument(help="An .onnx file, or a framework source (see `convert`).")],
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.TABLE,
+    model: Annotated[str, typer.Argument(help="An .onnx file or a framework source (`convert`).")],
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.TABLE,
     by: Annotated[Breakdown, typer.Option("--by", help="Breakdown to show.")] = Breakdown.LAYER,
     depth: Annotated[int, typer.Option("--depth", min=1, help="Layer tree depth.")] = 2,
-    top: Annotated[int | None, typer.Option("--top", min=1, help="Show only the N first rows.")] = None,
-    deep: Annotated[bool, typer.Option("--deep", help="Hash payloads to find copied tensors.")] = False,
+    top: Annotated[
+        int | None, typer.Option("--top", min=1, help="Show only the N first rows.")
+    ] = None,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Hash payloads to find copied tensors.")
+    ] = False,
     input_shape: InputShapeOpt = [],  # noqa: B006  (typer reads list defaults, never mutates them)
     input_dtype: InputDtypeOpt = [],  # noqa: B006
     dynamic: DynamicOpt = [],  # noqa: B006
     weights: WeightsOpt = None,
 ) -> None:
-    """Count parameters and size a model: on disk, stored weights, what-if precisions, breakdowns."""
+    """Count parameters and size a model: on disk, stored weights, what-if precisions, breakdowns.
+
+    Framework sources (see `convert`) are exported to ONNX in a temporary folder first; the output
+    then also shows the framework's own counts and reconciles them with the graph's.
+    """
     bindings = parse_bindings(input_shape, input_dtypes=input_dtype)
     with progress_reporter() as on_progress:
         inspection = inspect_source(
-            model, bindings=bindings, dynamic_axes=dynamic, weights=weights, deep=deep, on_progress=on_progress
+            model,
+            bindings=bindings,
+            dynamic_axes=dynamic,
+            weights=weights,
+            deep=deep,
+            on_progress=on_progress,
         )
-    text = render_source_inspection(inspection, fmt, by=by, depth=depth, top=top, console=_stdout())
+    console = _stdout()
+    text = render_source_inspection(inspection, fmt, by=by, depth=depth, top=top, console=console)
     if text is not None:
         sys.stdout.write(text)
 
@@ -117,22 +139,28 @@ def convert(
     source: Annotated[
         str,
         typer.Argument(
-            help="file.py:Name or package.module:Name (nn.Module class or factory), a TorchScript .pt, a .pt2, "
-            "a Hugging Face folder, a .keras/.h5 file or a SavedModel folder."
+            help="file.py:Name or package.module:Name (nn.Module class or factory), a TorchScript "
+            ".pt, a torch.export .pt2, a Hugging Face folder, a .keras/.h5 file or a SavedModel."
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write.")],
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format (table or json).")] = OutputFormat.TABLE,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format (table or json).")
+    ] = OutputFormat.TABLE,
     input_shape: InputShapeOpt = [],  # noqa: B006
     input_dtype: InputDtypeOpt = [],  # noqa: B006
     dynamic: DynamicOpt = [],  # noqa: B006
     weights: WeightsOpt = None,
 ) -> None:
-    """Export a PyTorch, Hugging Face or TensorFlow/Keras model to ONNX, recording the framework's counts."""
+    """Export a PyTorch, Hugging Face or Keras/TensorFlow model to ONNX with the framework's counts."""
     bindings = parse_bindings(input_shape, input_dtypes=input_dtype)
     with progress_reporter() as on_progress:
         result = convert_source(
-            detect_source(source), output, bindings=bindings, dynamic_axes=dynamic, weights=weights,
+            detect_source(source),
+            output,
+            bindings=bindings,
+            dynamic_axes=dynamic,
+            weights=weights,
             on_progress=on_progress,
         )
     text = render_conversion(result, fmt, _stdout())

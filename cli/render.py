@@ -58,15 +58,24 @@ def _breakdown_rows(
 ) -> tuple[str, list[tuple[str, int, int, int]]]:
     """(key column title, rows of (key, parameters, bytes, tensors))."""
     if by == Breakdown.DTYPE:
-        rows = [(r.data_type, r.num_elements, r.nbytes, r.tensors) for r in report.parameters.by_dtype]
+        rows = [
+            (r.data_type, r.num_elements, r.nbytes, r.tensors) for r in report.parameters.by_dtype
+        ]
         title = "data type"
     elif by == Breakdown.OP:
         rows = [(r.key, r.num_parameters, r.nbytes, r.tensors) for r in report.by_op]
         title = "read by op"
     else:
         chosen: Sequence[GroupRow] = [r for r in report.layers if r.depth <= depth]
-        rows = [("  " * (r.depth - 1) + r.key.split(".")[-1] if r.depth > 1 else r.key,
-                 r.num_parameters, r.nbytes, r.tensors) for r in chosen]
+        rows = [
+            (
+                "  " * (r.depth - 1) + r.key.split(".")[-1] if r.depth > 1 else r.key,
+                r.num_parameters,
+                r.nbytes,
+                r.tensors,
+            )
+            for r in chosen
+        ]
         title = f"layer (depth {depth})"
     if top is not None:
         rows = rows[:top]
@@ -77,8 +86,10 @@ def heaviest_layers(report: ModelReport, depth: int, top: int) -> list[GroupRow]
     """The ``top`` heaviest layers at ``depth`` (or shallower, where a branch ends earlier)."""
     keys = {r.key for r in report.layers}
     candidates = [
-        r for r in report.layers
-        if r.depth == depth or (r.depth < depth and not any(k.startswith(r.key + ".") for k in keys))
+        r
+        for r in report.layers
+        if r.depth == depth
+        or (r.depth < depth and not any(k.startswith(r.key + ".") for k in keys))
     ]
     return sorted(candidates, key=lambda r: -r.num_parameters)[:top]
 
@@ -115,7 +126,9 @@ def render_inspect(
     table.add_column("tensors", justify="right")
     total = max(1, report.parameters.total)
     for key, params, size, tensors in rows:
-        table.add_row(key, f"{params:,}", f"{100 * params / total:.1f}%", format_bytes(size), str(tensors))
+        table.add_row(
+            key, f"{params:,}", f"{100 * params / total:.1f}%", format_bytes(size), str(tensors)
+        )
     console.print(table)
     for warning in report.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"))
@@ -127,7 +140,8 @@ def _summary_table(report: ModelReport, depth: int, top: int) -> Group:
     producer = f"{report.producer_name} {report.producer_version}".strip() or "unknown producer"
     opset = report.opsets.get("", report.opsets.get("ai.onnx", 0))
     header = Text.assemble(
-        (report.path, "bold"), f"  ONNX IR {report.ir_version}, opset {opset}, {producer}, ",
+        (report.path, "bold"),
+        f"  ONNX IR {report.ir_version}, opset {opset}, {producer}, ",
         f"{report.num_nodes:,} nodes, {report.num_subgraphs} subgraphs",
     )
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -135,25 +149,36 @@ def _summary_table(report: ModelReport, depth: int, top: int) -> Group:
     table.add_column()
     table.add_column(style="dim")
     table.add_row(
-        "Parameters", f"{p.total:,}",
+        "Parameters",
+        f"{p.total:,}",
         f"counted: {p.learned:,} learned + {p.running_stats:,} running statistics, in {p.tensors} tensors",
     )
     table.add_row(
-        "On disk", format_bytes(s.on_disk_bytes),
+        "On disk",
+        format_bytes(s.on_disk_bytes),
         f"file sizes: model {format_bytes(s.model_file_bytes)} + external data "
         f"{format_bytes(s.external_data_bytes)}",
     )
     dtypes = ", ".join(f"{r.data_type} {format_bytes(r.nbytes)}" for r in s.by_dtype) or "none"
-    table.add_row("Weights", format_bytes(s.weights_bytes), f"counted (elements x bit width): {dtypes}")
+    table.add_row(
+        "Weights", format_bytes(s.weights_bytes), f"counted (elements x bit width): {dtypes}"
+    )
     deep = "deep scan" if report.deep_scanned else "deep scan off (--deep finds identical copies)"
     table.add_row(
-        "Duplicates", format_bytes(s.duplicate_bytes),
+        "Duplicates",
+        format_bytes(s.duplicate_bytes),
         f"copies of another tensor, counted once; {deep}; shared external ranges {format_bytes(s.aliased_bytes)}",
     )
-    table.add_row("Constants", format_bytes(s.constants_bytes), "shape/index tensors and scalars, not parameters")
+    table.add_row(
+        "Constants",
+        format_bytes(s.constants_bytes),
+        "shape/index tensors and scalars, not parameters",
+    )
     for ps in s.by_precision:
         extra = f" incl. {format_bytes(ps.overhead_nbytes)} scales" if ps.overhead_nbytes else ""
-        table.add_row(f"  at {ps.precision.value}", format_bytes(ps.nbytes), f"what-if estimate{extra}")
+        table.add_row(
+            f"  at {ps.precision.value}", format_bytes(ps.nbytes), f"what-if estimate{extra}"
+        )
     heavy = Table(title=f"Heaviest layers (depth {depth})", title_justify="left")
     heavy.add_column("layer")
     heavy.add_column("parameters", justify="right")
@@ -175,7 +200,9 @@ def _markdown(report: ModelReport, title: str, rows: list[tuple[str, int, int, i
         f"| weights | {format_bytes(s.weights_bytes)} ({s.weights_bytes:,} B) |",
         f"| duplicate storage | {format_bytes(s.duplicate_bytes)} |",
     ]
-    lines += [f"| at {p.precision.value} (what-if) | {format_bytes(p.nbytes)} |" for p in s.by_precision]
+    lines += [
+        f"| at {p.precision.value} (what-if) | {format_bytes(p.nbytes)} |" for p in s.by_precision
+    ]
     lines += ["", f"| {title} | parameters | bytes | tensors |", "|---|---:|---:|---:|"]
     lines += [f"| {k.strip()} | {n:,} | {b:,} | {t} |" for k, n, b, t in rows]
     return "\n".join(lines) + "\n"

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from typing import Protocol
 
 __all__ = [
-    "VARINT",
+    "FIXED32",
     "FIXED64",
     "LEN",
-    "FIXED32",
+    "VARINT",
     "Buffer",
     "WireError",
     "count_varints",

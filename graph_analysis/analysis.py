@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -20,7 +21,9 @@ from graph_analysis.params import (
     group_rows,
     layer_path,
     precision_sizes,
+    strip_common_prefix,
     tensor_key,
+    unpacked_elements,
 )
 from graph_analysis.report import (
     DuplicateGroup,
@@ -47,7 +50,10 @@ def _storage(tensor: TensorInfo) -> str:
         return "sparse"
     if tensor.external is not None:
         return "external"
-    if tensor.source in (TensorSource.CONSTANT_NODE, TensorSource.ATTRIBUTE) and tensor.payload is None:
+    if (
+        tensor.source in (TensorSource.CONSTANT_NODE, TensorSource.ATTRIBUTE)
+        and tensor.payload is None
+    ):
         return "attribute"
     return "embedded"
 
@@ -113,7 +119,9 @@ def build_report(
             if ci is not None and oi is not None and ci != oi and ci not in duplicate_of:
                 duplicate_of[ci] = (oi, "tied")
     if deep:
-        candidates = [i for i, e in enumerate(entries) if e[3] in _WEIGHT_ROLES and i not in duplicate_of]
+        candidates = [
+            i for i, e in enumerate(entries) if e[3] in _WEIGHT_ROLES and i not in duplicate_of
+        ]
         for match in deep_scan.find_copies([entries[i][1] for i in candidates]):
             copy_index = candidates[match.copy]
             duplicate_of.setdefault(copy_index, (candidates[match.original], match.kind))
@@ -131,6 +139,12 @@ def build_report(
         layer = layer_path(tensor, tensor_uses)
         dup = duplicate_of.get(index)
         original = entries[dup[0]][1].name if dup else None
+        # Packed low-bit weights (MatMulNBits, GatherBlockQuantized) count their logical elements;
+        # their bytes stay the stored ones.
+        dtype, elements, stored = tensor.data_type, tensor.num_elements, tensor.nbytes
+        unpacked = unpacked_elements(tensor, tensor_uses) if role == Role.PARAMETER else None
+        if unpacked is not None:
+            dtype, elements = unpacked
         records.append(
             TensorRecord(
                 name=tensor.name,
@@ -138,10 +152,10 @@ def build_report(
                 source=tensor.source.value,
                 storage=_storage(tensor),
                 role=role,
-                data_type=tensor.data_type.name,
+                data_type=dtype.name,
                 dims=tensor.dims,
-                num_elements=tensor.num_elements,
-                nbytes=tensor.nbytes,
+                num_elements=elements,
+                nbytes=stored,
                 stored_nbytes=tensor.stored_nbytes,
                 consumers=tuple(dict.fromkeys(u.op_type for u in tensor_uses)),
                 layer=layer,
@@ -152,26 +166,26 @@ def build_report(
         if dup is not None:
             groups[dup].append(index)
             if dup[1] == "alias":
-                aliased_bytes += tensor.nbytes
+                aliased_bytes += stored
                 continue
             if role in _WEIGHT_ROLES:
-                duplicate_bytes += tensor.nbytes
-                weights_bytes += tensor.nbytes
-                weight_dtypes.append((tensor.data_type, tensor.num_elements, tensor.nbytes))
+                duplicate_bytes += stored
+                weights_bytes += stored
+                weight_dtypes.append((dtype, elements, stored))
             continue
         acc = role_acc[role]
         acc[0] += 1
-        acc[1] += tensor.num_elements
-        acc[2] += tensor.nbytes
+        acc[1] += elements
+        acc[2] += stored
         if role in _WEIGHT_ROLES:
-            weights_bytes += tensor.nbytes
-            weight_dtypes.append((tensor.data_type, tensor.num_elements, tensor.nbytes))
+            weights_bytes += stored
+            weight_dtypes.append((dtype, elements, stored))
         if role in _COUNTED_ROLES:
-            counted.append((tensor, tensor_uses))
-            param_dtypes.append((tensor.data_type, tensor.num_elements, tensor.nbytes))
-            layer_items.append((layer, tensor.num_elements, tensor.nbytes))
+            counted.append((dataclasses.replace(tensor, num_elements=elements), tensor_uses))
+            param_dtypes.append((dtype, elements, stored))
+            layer_items.append((layer, elements, stored))
             first_op = tensor_uses[0].op_type if tensor_uses else "<none>"
-            op_items.append(((first_op,), tensor.num_elements, tensor.nbytes))
+            op_items.append(((first_op,), elements, stored))
 
     by_role = {role: RoleTotals(*role_acc[role]) for role in Role}
     learned = by_role[Role.PARAMETER].num_elements
@@ -216,7 +230,7 @@ def build_report(
         parameters=parameters,
         size=size,
         by_role=by_role,
-        layers=group_rows(layer_items),
+        layers=group_rows(strip_common_prefix(layer_items)),
         by_op=tuple(r for r in group_rows(op_items) if r.depth == 1),
         duplicates=duplicates,
         deep_scanned=deep,

@@ -35,7 +35,9 @@ def _view(tensor: TensorInfo) -> np.memmap | None:
     payload = tensor.payload
     if payload is None or payload.encoding == Encoding.OTHER or payload.length == 0:
         return None
-    return np.memmap(payload.path, dtype=np.uint8, mode="r", offset=payload.offset, shape=(payload.length,))
+    return np.memmap(
+        payload.path, dtype=np.uint8, mode="r", offset=payload.offset, shape=(payload.length,)
+    )
 
 
 def _digest(view: np.ndarray) -> tuple[bytes, bool]:
@@ -115,7 +117,9 @@ def find_copies(tensors: Sequence[TensorInfo], *, min_elements: int = 2) -> list
             continue
         views[index] = view
         encoding = tensor.payload.encoding.value if tensor.payload else ""
-        groups[(tensor.data_type.value, tensor.num_elements, (hash(encoding),), digest)].append(index)
+        groups[(tensor.data_type.value, tensor.num_elements, (hash(encoding),), digest)].append(
+            index
+        )
     matches: list[CopyMatch] = []
     copied: set[int] = set()
     for members in groups.values():

@@ -386,7 +386,12 @@ class _Reader:
                 value_info.append(self._value_info(a, b))
         nodes, node_tensors = self._nodes(node_ranges, path)
         return GraphInfo(
-            name, path, nodes, tuple(tensors) + node_tensors, tuple(inputs), tuple(outputs),
+            name,
+            path,
+            nodes,
+            tuple(tensors) + node_tensors,
+            tuple(inputs),
+            tuple(outputs),
             tuple(value_info),
         )
 
@@ -401,7 +406,9 @@ class _Reader:
             tensors.extend(held)
         return tuple(nodes), tuple(tensors)
 
-    def _node(self, start: int, end: int, path: str, index: int) -> tuple[NodeInfo, list[TensorInfo]]:
+    def _node(
+        self, start: int, end: int, path: str, index: int
+    ) -> tuple[NodeInfo, list[TensorInfo]]:
         buf = self.buf
         inputs: list[str] = []
         outputs: list[str] = []
@@ -429,8 +436,14 @@ class _Reader:
         is_constant = op_type == "Constant" and domain in ("", "ai.onnx")
         for a, b in attr_ranges:
             self._attribute(
-                a, b, path=path, label=label, constant_name=outputs[0] if is_constant and outputs else None,
-                attributes=attributes, subgraphs=subgraphs, tensors=tensors,
+                a,
+                b,
+                path=path,
+                label=label,
+                constant_name=outputs[0] if is_constant and outputs else None,
+                attributes=attributes,
+                subgraphs=subgraphs,
+                tensors=tensors,
             )
         node = NodeInfo(
             name, op_type, domain, tuple(inputs), tuple(outputs), path, attributes, tuple(subgraphs)
@@ -451,7 +464,10 @@ class _Reader:
     ) -> None:
         buf = self.buf
         fields = list(_wire.iter_fields(buf, start, end))
-        name = next((_string(buf, a, b) for fno, wt, _f, a, b in fields if fno == _ATTR_NAME and wt == LEN), "")
+        name = next(
+            (_string(buf, a, b) for fno, wt, _f, a, b in fields if fno == _ATTR_NAME and wt == LEN),
+            "",
+        )
         tensor_name = constant_name if constant_name is not None else f"{label}:{name}"
         source = TensorSource.CONSTANT_NODE if constant_name is not None else TensorSource.ATTRIBUTE
         floats: list[float] = []
@@ -504,9 +520,7 @@ class _Reader:
         if value is not None:
             data_type, dims, stored = value
             tensors.append(
-                TensorInfo(
-                    constant_name, data_type, dims, math.prod(dims), source, path, stored
-                )
+                TensorInfo(constant_name, data_type, dims, math.prod(dims), source, path, stored)
             )
 
     # -- tensors --------------------------------------------------------------------------------
@@ -549,7 +563,9 @@ class _Reader:
         if data_type is None or data_type == DataType.UNDEFINED:
             raise CorruptTensorError(self.path, f"{what} has unknown data type {raw_value}")
         if has_segment:
-            self.warnings.append(f"{what} is a segment of a larger tensor; only this segment is counted")
+            self.warnings.append(
+                f"{what} is a segment of a larger tensor; only this segment is counted"
+            )
         if any(d < 0 for d in dims):
             raise CorruptTensorError(self.path, f"{what} has a negative dim {tuple(dims)}")
         shape = tuple(dims)
@@ -573,7 +589,9 @@ class _Reader:
                 )
             payload = PayloadRef(self.path, raw[0], stored, Encoding.RAW)
         else:
-            stored, payload = self._typed_payload(what, data_type, numel, typed_counts, typed_ranges)
+            stored, payload = self._typed_payload(
+                what, data_type, numel, typed_counts, typed_ranges
+            )
         return TensorInfo(name, data_type, shape, numel, source, graph, stored, payload, external)
 
     def _typed_payload(
@@ -617,12 +635,16 @@ class _Reader:
             length_text = entries.get("length")
             length = int(length_text) if length_text not in (None, "") else None
         except ValueError as e:
-            raise ExternalDataError(self.path, f"{what}: external offset/length is not a number") from e
+            raise ExternalDataError(
+                self.path, f"{what}: external offset/length is not a number"
+            ) from e
         if offset < 0 or (length is not None and length < 0):
             raise ExternalDataError(self.path, f"{what}: negative external offset or length")
         need = nbytes(data_type, numel) if data_type != DataType.STRING else None
         if data_type == DataType.STRING:
-            raise CorruptTensorError(self.path, f"{what}: STRING tensors cannot be stored externally")
+            raise CorruptTensorError(
+                self.path, f"{what}: STRING tensors cannot be stored externally"
+            )
         if length is not None and length != need:
             raise CorruptTensorError(
                 self.path,
@@ -650,9 +672,13 @@ class _Reader:
         """Resolve an external location, refusing anything that leaves the model's folder."""
         pure = location.replace("\\", "/")
         if pure.startswith("/") or os.path.isabs(location) or (len(pure) > 1 and pure[1] == ":"):
-            raise ExternalDataError(self.path, f"{what}: absolute external path {location!r} refused")
+            raise ExternalDataError(
+                self.path, f"{what}: absolute external path {location!r} refused"
+            )
         if ".." in pure.split("/"):
-            raise ExternalDataError(self.path, f"{what}: external path {location!r} leaves the model folder")
+            raise ExternalDataError(
+                self.path, f"{what}: external path {location!r} leaves the model folder"
+            )
         target = (self.folder / pure).resolve()
         if target != self.folder and self.folder not in target.parents:
             raise ExternalDataError(
@@ -683,7 +709,9 @@ class _Reader:
         if nnz > numel:
             raise CorruptTensorError(self.path, f"{what} stores {nnz} values for {numel} elements")
         if indices is not None and indices.num_elements not in (nnz, nnz * len(dims)):
-            raise CorruptTensorError(self.path, f"{what}: {indices.num_elements} indices for {nnz} values")
+            raise CorruptTensorError(
+                self.path, f"{what}: {indices.num_elements} indices for {nnz} values"
+            )
         stored = values.stored_nbytes + (indices.stored_nbytes if indices else 0)
         return TensorInfo(
             values.name, values.data_type, tuple(dims), numel, source, graph, stored, nnz=nnz
@@ -701,7 +729,9 @@ class _Reader:
                 elem, shape = self._type(a, b)
         return ValueInfo(name, elem, shape)
 
-    def _type(self, start: int, end: int) -> tuple[DataType | None, tuple[int | str | None, ...] | None]:
+    def _type(
+        self, start: int, end: int
+    ) -> tuple[DataType | None, tuple[int | str | None, ...] | None]:
         buf = self.buf
         for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
             if fno in (1, 8) and wt == LEN:  # tensor_type, sparse_tensor_type
@@ -925,7 +955,9 @@ class _Stripper:
             return handle.read(length)
 
 
-def load_skeleton(path: str | os.PathLike[str], *, keep_max_elements: int = 1024) -> onnx.ModelProto:
+def load_skeleton(
+    path: str | os.PathLike[str], *, keep_max_elements: int = 1024
+) -> onnx.ModelProto:
     """Load the model as an ``onnx.ModelProto`` without its large weights.
 
     Tensors with more than ``keep_max_elements`` elements keep name, data type and dims, but their

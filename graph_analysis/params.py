@@ -37,6 +37,8 @@ __all__ = [
     "layer_path",
     "output_channel_axis",
     "precision_sizes",
+    "strip_common_prefix",
+    "unpacked_elements",
 ]
 
 DEFAULT_INT4_BLOCK_SIZE = 32
@@ -72,10 +74,18 @@ _QUANT_WEIGHT_INPUTS: dict[str, frozenset[int]] = {
     "QAttention": frozenset({1, 2}),
 }
 _RUNNING_STAT_INPUTS: dict[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 4})}
-_REDUCE_OPS = (
-    "ReduceSum ReduceMean ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSum "
-    "ReduceLogSumExp ReduceSumSquare"
-).split()
+_REDUCE_OPS = [
+    "ReduceSum",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+]
 # Inputs that carry shapes, indices, axes, sizes or scales of a resize: values, not learned weights.
 _SHAPE_INPUTS: dict[str, frozenset[int]] = {
     "Reshape": frozenset({1}),
@@ -202,15 +212,15 @@ def collect_uses(model: ModelFile) -> dict[TensorKey, list[Use]]:
 
         for node in graph.nodes:
             for index, name in enumerate(node.inputs):
-                key = resolve(name) if name else None
-                if key is not None:
-                    uses[key].append(Use(node, index))
+                found = resolve(name) if name else None
+                if found is not None:
+                    uses[found].append(Use(node, index))
             for sub in node.subgraphs:
                 walk(sub, chain)
         for value in graph.outputs:
-            key = resolve(value.name)
-            if key is not None:
-                uses[key].append(Use(None, -1))
+            found = resolve(value.name)
+            if found is not None:
+                uses[found].append(Use(None, -1))
 
     walk(model.graph, [])
     for function in model.functions:
@@ -247,11 +257,15 @@ def classify(tensor: TensorInfo, uses: Sequence[Use]) -> Role:
         return Role.UNUSED
     kinds = {_role_of_use(u) for u in uses}
     dtype = tensor.data_type
-    if "quant_weight" in kinds and (is_integer(dtype) or is_floating(dtype)) and tensor.num_elements > 1:
+    if (
+        "quant_weight" in kinds
+        and (is_integer(dtype) or is_floating(dtype))
+        and tensor.num_elements > 1
+    ):
         return Role.PARAMETER
-    if "data" in kinds and tensor.num_elements > 1:
-        if is_floating(dtype) or dtype in _QUANTIZED_INT_TYPES:
-            return Role.PARAMETER
+    is_weight_type = is_floating(dtype) or dtype in _QUANTIZED_INT_TYPES
+    if "data" in kinds and tensor.num_elements > 1 and is_weight_type:
+        return Role.PARAMETER
     if tensor.num_elements == 1 and is_floating(dtype) and any(_in_weight_slot(u) for u in uses):
         return Role.PARAMETER
     if "running_stat" in kinds:
@@ -266,7 +280,7 @@ _AUTO_NAME = re.compile(r"^(onnx::|_?val_\d|const_|Constant_\d|_v_\d|ortshared_)
 
 
 def _components(name: str) -> list[str]:
-    parts = [p for p in _SPLIT.split(name.split(":")[0]) if p]
+    parts = [p for p in _SPLIT.split(name.split(":", maxsplit=1)[0]) if p]
     merged: list[str] = []
     for part in parts:
         if part.isdigit() and merged:
@@ -294,6 +308,53 @@ def layer_path(tensor: TensorInfo, uses: Sequence[Use]) -> tuple[str, ...]:
     if tensor.graph:
         return (tensor.graph,)
     return ()
+
+
+_PACKED_BY_BITS = {2: DataType.UINT2, 4: DataType.UINT4, 8: DataType.UINT8}
+
+
+def unpacked_elements(tensor: TensorInfo, uses: Sequence[Use]) -> tuple[DataType, int] | None:
+    """Logical (type, element count) of a low-bit weight packed into UINT8 bytes, else None.
+
+    MatMulNBits stores an N x K weight of ``bits``-bit values in a UINT8 tensor [N, blocks, blob]:
+    it holds N x K parameters, not N x blocks x blob. GatherBlockQuantized packs 8/bits values per byte.
+    """
+    if tensor.data_type != DataType.UINT8:
+        return None
+    for use in uses:
+        node = use.node
+        if node is None:
+            continue
+        bits = node.attributes.get("bits", 4)
+        if not isinstance(bits, int) or bits not in _PACKED_BY_BITS:
+            continue
+        if node.op_type == "MatMulNBits" and use.index == 1:
+            n, k = node.attributes.get("N"), node.attributes.get("K")
+            if isinstance(n, int) and isinstance(k, int) and n > 0 and k > 0:
+                return _PACKED_BY_BITS[bits], n * k
+        if node.op_type == "GatherBlockQuantized" and use.index == 0:
+            return _PACKED_BY_BITS[bits], tensor.num_elements * (8 // bits)
+    return None
+
+
+def strip_common_prefix(
+    items: Sequence[tuple[tuple[str, ...], int, int]],
+) -> list[tuple[tuple[str, ...], int, int]]:
+    """Drop leading path parts shared by every item (``StatefulPartitionedCall``, ``model``).
+
+    A prefix common to all layers says nothing about where parameters sit, and would make the
+    depth-1 view a single row. At least one part of each path is kept.
+    """
+    paths = [path for path, _n, _b in items if path]
+    if len(paths) < 2 or len(paths) != len(items):
+        return list(items)
+    shortest = min(len(p) for p in paths)
+    common = 0
+    while common < shortest - 1 and all(p[common] == paths[0][common] for p in paths):
+        common += 1
+    if common == 0:
+        return list(items)
+    return [(path[common:], n, b) for path, n, b in items]
 
 
 def dtype_rows(items: Iterable[tuple[DataType, int, int]]) -> tuple[DtypeRow, ...]:

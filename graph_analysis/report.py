@@ -194,7 +194,8 @@ class ModelReport:
 
 def _dtype_dict(rows: tuple[DtypeRow, ...]) -> dict[str, dict[str, int]]:
     return {
-        r.data_type: {"tensors": r.tensors, "elements": r.num_elements, "bytes": r.nbytes} for r in rows
+        r.data_type: {"tensors": r.tensors, "elements": r.num_elements, "bytes": r.nbytes}
+        for r in rows
     }
 
 
@@ -241,13 +242,23 @@ def report_to_dict(report: ModelReport, *, depth: int | None = None) -> dict[str
         "quantization_metadata": _role_dict(report, Role.QUANT_META),
         "unused": _role_dict(report, Role.UNUSED),
         "layers": [
-            {"path": r.key, "depth": r.depth, "parameters": r.num_parameters, "bytes": r.nbytes,
-             "tensors": r.tensors}
+            {
+                "path": r.key,
+                "depth": r.depth,
+                "parameters": r.num_parameters,
+                "bytes": r.nbytes,
+                "tensors": r.tensors,
+            }
             for r in report.layers
             if depth is None or r.depth <= depth
         ],
         "by_op": [
-            {"op_type": r.key, "parameters": r.num_parameters, "bytes": r.nbytes, "tensors": r.tensors}
+            {
+                "op_type": r.key,
+                "parameters": r.num_parameters,
+                "bytes": r.nbytes,
+                "tensors": r.tensors,
+            }
             for r in report.by_op
         ],
         "deep_scan": report.deep_scanned,

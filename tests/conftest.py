@@ -12,7 +12,9 @@ FIXTURES = ROOT / "fixtures"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--update-golden", action="store_true", default=False,
+        "--update-golden",
+        action="store_true",
+        default=False,
         help="rewrite tests/golden/* from the current output instead of comparing",
     )
 

@@ -37,8 +37,20 @@ def test_storage_zoo_counts_every_storage_form(zoo_path: Path) -> None:
     assert report.parameters.learned == builders.STORAGE_ZOO_LEARNED
     assert report.parameters.running_stats == builders.STORAGE_ZOO_RUNNING
     roles = {t.name: t.role for t in report.tensors}
-    for name in ("emb.weight", "const.weight", "list.weight", "half.weight", "bf.weight", "q8.weight",
-                 "q4.weight", "then.weight", "else.weight", "loop.weight", "sparse.weight", "bn.scale"):
+    for name in (
+        "emb.weight",
+        "const.weight",
+        "list.weight",
+        "half.weight",
+        "bf.weight",
+        "q8.weight",
+        "q4.weight",
+        "then.weight",
+        "else.weight",
+        "loop.weight",
+        "sparse.weight",
+        "bn.scale",
+    ):
         assert roles[name] == Role.PARAMETER, name
     assert roles["bn.mean"] == roles["bn.var"] == Role.RUNNING_STAT
     for name in ("q8.scale", "q8.zp", "q4.scale", "q4.zp"):
@@ -109,9 +121,16 @@ def test_typed_fields_and_int4_in_int32_data(tmp_path: Path) -> None:
         helper.make_node("Concat", ["f32", "f16c"], ["out"], axis=0),
     ]
     scale = numpy_helper.from_array(np.array(1.0, np.float32), "s")
-    graph = helper.make_graph(nodes, "g", [], [helper.make_tensor_value_info("out", TensorProto.FLOAT, None),
-                                               helper.make_tensor_value_info("i4f", TensorProto.FLOAT, None)],
-                              [f32, f16, i4, scale])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [],
+        [
+            helper.make_tensor_value_info("out", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("i4f", TensorProto.FLOAT, None),
+        ],
+        [f32, f16, i4, scale],
+    )
     path = tmp_path / "typed.onnx"
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), path)
     report = analyze(path)
@@ -145,7 +164,9 @@ def test_deep_scan_finds_identical_and_transposed_copies(tmp_path: Path) -> None
     emb = rng.standard_normal((30, 6)).astype(np.float32)
     inits = [
         numpy_helper.from_array(emb, "wte"),
-        numpy_helper.from_array(emb.T.copy(), "lm_head_t"),  # transposed copy (TorchScript-style tie)
+        numpy_helper.from_array(
+            emb.T.copy(), "lm_head_t"
+        ),  # transposed copy (TorchScript-style tie)
         numpy_helper.from_array(emb.copy(), "wte_copy"),  # identical copy
         numpy_helper.from_array(np.ones((6,), np.float32), "ln1.weight"),  # uniform: never merged
         numpy_helper.from_array(np.ones((6,), np.float32), "ln2.weight"),
@@ -158,9 +179,12 @@ def test_deep_scan_finds_identical_and_transposed_copies(tmp_path: Path) -> None
         helper.make_node("Mul", ["c", "ln2.weight"], ["e"]),
     ]
     graph = helper.make_graph(
-        nodes, "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6]),
-         helper.make_tensor_value_info("ids", TensorProto.INT64, [2])],
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6]),
+            helper.make_tensor_value_info("ids", TensorProto.INT64, [2]),
+        ],
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in "ade"],
         inits,
     )
@@ -174,5 +198,67 @@ def test_deep_scan_finds_identical_and_transposed_copies(tmp_path: Path) -> None
     assert deep.size.duplicate_bytes == 2 * 180 * 4
     kinds = {d.kind: d.copies for d in deep.duplicates}
     assert kinds == {"transposed": ("lm_head_t",), "identical": ("wte_copy",)} or set(kinds) == {
-        "transposed", "identical"}
+        "transposed",
+        "identical",
+    }
     assert deep.size.weights_bytes == shallow.size.weights_bytes
+
+
+def test_matmulnbits_counts_logical_parameters(tmp_path: Path) -> None:
+    # An int4 MatMulNBits weight of K=64 x N=16 is stored as UINT8 [16, 2 blocks, 16 bytes].
+    packed = numpy_helper.from_array(np.zeros((16, 2, 16), np.uint8), "proj.qweight")
+    scales = numpy_helper.from_array(np.ones((32,), np.float32), "proj.scales")
+    node = helper.make_node(
+        "MatMulNBits",
+        ["x", "proj.qweight", "proj.scales"],
+        ["y"],
+        domain="com.microsoft",
+        K=64,
+        N=16,
+        bits=4,
+        block_size=32,
+        name="/proj/MatMulNBits",
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [packed, scales],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    path = tmp_path / "nbits.onnx"
+    onnx.save_model(model, path)
+    report = analyze(path)
+    assert report.parameters.total == 64 * 16
+    assert {r.data_type: (r.num_elements, r.nbytes) for r in report.parameters.by_dtype} == {
+        "UINT4": (1024, 512)
+    }
+    assert report.by_role[Role.QUANT_META].num_elements == 32
+
+
+def test_common_name_prefix_is_dropped_from_the_layer_tree(tmp_path: Path) -> None:
+    names = [
+        "StatefulPartitionedCall/model/dense/MatMul/ReadVariableOp:0",
+        "StatefulPartitionedCall/model/dense_1/MatMul/ReadVariableOp:0",
+    ]
+    inits = [
+        numpy_helper.from_array(np.ones((4, 4), np.float32) * i, n) for i, n in enumerate(names)
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", names[0]], ["h"]),
+        helper.make_node("MatMul", ["h", names[1]], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        inits,
+    )
+    path = tmp_path / "tf.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    top = {r.key: r.num_parameters for r in analyze(path).layers if r.depth == 1}
+    assert top == {"dense": 16, "dense_1": 16}
