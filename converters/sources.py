@@ -8,6 +8,7 @@ into a temporary folder, analyses the graph and reconciles its counts with the f
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import re
 import tempfile
@@ -20,7 +21,7 @@ from typing import Any
 
 from converters._child import ProgressCallback, run_in_child
 from converters._common import DynamicAxis, InputSpec, bindings_to_json
-from graph_analysis import analyze, report_to_dict
+from graph_analysis import ModelReport, analyze, report_to_dict
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import MissingExtraError, OutputPathError, SourceError
 from graph_analysis.framework import (
@@ -128,7 +129,7 @@ class ConversionResult:
 class SourceInspection:
     """An analysed source: the graph report; for framework sources, info and reconciliation."""
 
-    report: Any
+    report: ModelReport
     framework: FrameworkInfo | None = None
     reconciliation: Reconciliation | None = None
     conversion: ConversionResult | None = None
@@ -324,7 +325,7 @@ def convert_source(
     )
 
 
-def _analyze(path: Path, deep: bool) -> Any:
+def _analyze(path: Path, deep: bool) -> ModelReport:
     # The converter's record of tied parameters marks exporter-written copies as duplicates.
     return analyze(path, deep=deep, tied_copies=tied_copies_from_metadata)
 
@@ -367,6 +368,8 @@ def inspect_source(
         if on_progress is not None:
             on_progress("analysing the exported graph")
         report = _analyze(result.onnx_path, deep)
+    # The exported file is gone with the temp folder: name the user's source instead.
+    report = dataclasses.replace(report, path=f"{arg} (exported to ONNX)")
     info = read_framework_info(report.metadata)
     return SourceInspection(
         report,
