@@ -174,6 +174,9 @@ def run_in_child(
 
 def _main() -> None:
     global _channel  # noqa: PLW0603  (one channel per child process, set once at start)
+    # Run as ``python -m``, this module is ``__main__``: register it under its own name too, so the
+    # converters' ``report_progress`` writes on this channel.
+    sys.modules.setdefault("converters._child", sys.modules[__name__])
     # Keep a private copy of stdout for the protocol; everything printed goes to stderr (the log).
     channel_fd = os.dup(1)
     os.dup2(2, 1)
