@@ -284,6 +284,11 @@ def _hf_default_inputs(model: Any) -> tuple[dict[str, tuple[tuple[int, ...], str
     raise ShapeBindingError(None, f"give the input shape with --input-shape (main input {main!r})")
 
 
+def _default_dtype(name: str) -> str:
+    """Token ids and masks (``input_ids``, ``attention_mask``) are integers; anything else float."""
+    return "INT64" if name.endswith("ids") or "mask" in name else "FLOAT"
+
+
 def _resolve_inputs(
     model: Any,
     bindings: Bindings,
@@ -298,13 +303,13 @@ def _resolve_inputs(
             if spec.name is None:
                 if not names:
                     raise ShapeBindingError(None, "cannot tell the model's first input name")
-                chosen[names[0]] = (spec.dims, "FLOAT")
+                chosen[names[0]] = (spec.dims, _default_dtype(names[0]))
             elif names and spec.name not in names:
                 raise ShapeBindingError(
                     None, f"the model has no input {spec.name!r}; forward takes {', '.join(names)}"
                 )
             else:
-                chosen[spec.name] = (spec.dims, "FLOAT")
+                chosen[spec.name] = (spec.dims, _default_dtype(spec.name))
         if defaults:
             # Integer inputs (token ids) keep their dtype when only their shape is given.
             for key, (given_dims, _) in list(chosen.items()):

@@ -231,3 +231,44 @@ def test_exporter_written_transposed_copy_is_counted_once(tmp_path: Path) -> Non
     assert entry.cause is Cause.DUPLICATE_STORAGE
     assert (entry.elements, entry.nbytes, entry.delta_elements) == (800, 3200, 0)
     assert ins.report.size.duplicate_bytes == 3200
+
+
+def test_cli_convert_then_inspect_the_onnx_file(tmp_path: Path) -> None:
+    """`convert` records the framework counts in the file; `inspect OUT.onnx` reads them back."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    out = tmp_path / "complex.onnx"
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        [
+            "convert",
+            f"{SEED}:frozen_conv_complex_model",
+            "-o",
+            str(out),
+            "--input-shape",
+            "1,3,32,32",
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    conversion = json.loads(result.stdout)
+    assert conversion["framework"]["total"] == 493_298
+    assert conversion["framework"]["trainable"] == 492_850
+    assert conversion["inputs"] == [
+        {"name": "x", "dims": [1, 3, 32, 32], "dtype": "FLOAT", "dynamic": {}}
+    ]
+    result = runner.invoke(app, ["inspect", str(out), "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["parameters"]["total"] == 493_298
+    assert data["framework"]["name"] == "torch"
+    assert data["framework"]["trainable"] == 492_850
+    assert data["framework"]["non_trainable"] == 448
+    assert data["reconciliation"] == []
+    assert "conversion" not in data  # an ONNX file: nothing converted now
