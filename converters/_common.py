@@ -146,35 +146,49 @@ def match_initializers(
     """
     by_alias: dict[str, FrameworkTensorData] = {}
     for t in tensors:
+        t.values = canonical_values(t.values)
         for alias in (t.name, *t.aliases):
             by_alias.setdefault(alias, t)
-    exact: dict[tuple[Any, ...], list[FrameworkTensorData]] = {}
-    layout: dict[tuple[Any, ...], list[FrameworkTensorData]] = {}
+    # Content keys are computed lazily, only for framework tensors as large as an initializer that
+    # found no name match (sorting every weight of a large model would cost more than the export).
+    by_size: dict[tuple[int, str], list[FrameworkTensorData]] = {}
     for t in tensors:
-        exact.setdefault((t.values.shape, t.values.dtype.str, _digest(t.values)), []).append(t)
-        flat = np.sort(t.values.reshape(-1), kind="stable")
-        layout.setdefault((t.values.size, t.values.dtype.str, _digest(flat)), []).append(t)
+        by_size.setdefault((t.values.size, t.values.dtype.str), []).append(t)
+    exact_keys: dict[int, str] = {}
+    layout_keys: dict[int, str] = {}
+
+    def exact_key(values: np.ndarray) -> str:
+        return f"{values.shape}:{_digest(values)}"
+
+    def layout_key(values: np.ndarray) -> str:
+        return _digest(np.sort(values.reshape(-1), kind="stable"))
 
     result: dict[str, InitializerOrigin] = {}
     matched: set[str] = set()
     pending: list[tuple[str, np.ndarray]] = []
-    for name, values in initializers:
+    for name, raw in initializers:
+        values = canonical_values(raw)
         tensor = by_alias.get(name)
-        if tensor is not None and tensor.values.size == values.size:
+        if tensor is not None and _same_values(tensor.values, values):
             result[name] = InitializerOrigin(
                 tensor.name, tensor.kind, tensor.trainable, tensor.values.shape != values.shape
             )
             matched.add(tensor.name)
         else:
+            # No such name, or the exporter kept the name but changed the values (folded).
             pending.append((name, values))
     for name, values in pending:
-        if values.size == 0:
+        group = by_size.get((values.size, values.dtype.str), [])
+        if values.size == 0 or not group:
             continue
+        key = exact_key(values)
+        candidates = [t for t in group if exact_keys.setdefault(id(t), exact_key(t.values)) == key]
         layout_changed = False
-        candidates = exact.get((values.shape, values.dtype.str, _digest(values)), [])
         if not candidates and values.ndim >= 1:
-            flat = np.sort(values.reshape(-1), kind="stable")
-            candidates = layout.get((values.size, values.dtype.str, _digest(flat)), [])
+            key = layout_key(values)
+            candidates = [
+                t for t in group if layout_keys.setdefault(id(t), layout_key(t.values)) == key
+            ]
             layout_changed = bool(candidates)
         if not candidates:
             continue
@@ -185,6 +199,25 @@ def match_initializers(
         result[name] = InitializerOrigin(best.name, best.kind, best.trainable, layout_changed)
         matched.add(best.name)
     return result
+
+
+def canonical_values(values: np.ndarray) -> np.ndarray:
+    """The array with types numpy does not know natively (bfloat16, float8, ...) seen as raw
+    unsigned integers of the same width, so both sides of a comparison agree on the dtype."""
+    if values.dtype.kind in "iub" or values.dtype.name in ("float16", "float32", "float64"):
+        return values
+    if values.dtype.name in ("complex64", "complex128"):
+        return values
+    return np.ascontiguousarray(values).view(f"u{values.dtype.itemsize}")
+
+
+def _same_values(framework: np.ndarray, onnx_values: np.ndarray) -> bool:
+    """Whether an initializer holds exactly the framework tensor's values (any layout)."""
+    if framework.size != onnx_values.size or framework.dtype != onnx_values.dtype:
+        return False
+    if framework.shape == onnx_values.shape:
+        return bool(np.array_equal(framework, onnx_values, equal_nan=framework.dtype.kind == "f"))
+    return bool(np.array_equal(np.sort(framework.reshape(-1)), np.sort(onnx_values.reshape(-1))))
 
 
 def write_onnx_with_metadata(exported: Path, out_path: Path, info: FrameworkInfo) -> int:

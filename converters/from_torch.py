@@ -179,7 +179,9 @@ def _to_numpy(tensor: Any) -> Any:
 
     values = tensor.detach().cpu().contiguous()
     if values.dtype == torch.bfloat16:  # numpy has no bfloat16; match by the raw bits
-        values = values.view(torch.int16)
+        return values.view(torch.int16).numpy().view("u2")
+    if values.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+        return values.view(torch.uint8).numpy()
     return values.numpy()
 
 
