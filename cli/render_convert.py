@@ -17,7 +17,7 @@ from converters.sources import (
     conversion_to_dict,
     inspection_to_dict,
 )
-from graph_analysis.framework import Reconciliation
+from graph_analysis.framework import FrameworkInfo, Reconciliation, trainable_by_layer
 
 __all__ = ["progress_reporter", "render_conversion", "render_source_inspection"]
 
@@ -60,6 +60,19 @@ def _reconciliation_table(reconciliation: Reconciliation) -> Table:
     return table
 
 
+def _frozen_table(info: FrameworkInfo, depth: int) -> Table | None:
+    rows = trainable_by_layer(info, depth=depth)
+    if not any(r.frozen for r in rows):
+        return None
+    table = Table(title=f"Frozen layers (framework, depth {depth})", title_justify="left")
+    table.add_column("layer")
+    table.add_column("trainable", justify="right")
+    table.add_column("frozen", justify="right")
+    for r in rows:
+        table.add_row(r.layer, f"{r.trainable:,}", f"{r.frozen:,}")
+    return table
+
+
 def render_source_inspection(
     inspection: SourceInspection,
     fmt: OutputFormat,
@@ -88,6 +101,9 @@ def render_source_inspection(
     )
     if info.fallback_reason:
         console.print(Text(f"fallback: {info.fallback_reason}", style="yellow"))
+    frozen = _frozen_table(info, depth)
+    if frozen is not None:
+        console.print(frozen)
     for note in inspection.notes:
         console.print(Text(f"note: {note}", style="dim"))
     if rec is not None and rec.entries:

@@ -32,6 +32,7 @@ from graph_analysis.framework import (
     reconcile,
     reconciliation_to_dict,
     tied_copies_from_metadata,
+    trainable_by_layer,
 )
 
 __all__ = [
@@ -393,6 +394,10 @@ def inspection_to_dict(inspection: SourceInspection, *, depth: int | None = None
             "exporter": info.exporter,
             "fallback_reason": info.fallback_reason,
             **raw["totals"],
+            "layers": [
+                {"layer": row.layer, "trainable": row.trainable, "frozen": row.frozen}
+                for row in trainable_by_layer(info, depth=depth or 1)
+            ],
         }
     if inspection.reconciliation is not None:
         data["reconciliation"] = reconciliation_to_dict(inspection.reconciliation)

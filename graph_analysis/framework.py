@@ -31,6 +31,7 @@ trainable/non-trainable its weights lists, ``buffers`` 0.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -44,6 +45,7 @@ __all__ = [
     "FrameworkTensor",
     "FrameworkTotals",
     "InitializerOrigin",
+    "LayerTrainability",
     "Reconciliation",
     "ReconciliationEntry",
     "TensorKind",
@@ -53,6 +55,7 @@ __all__ = [
     "reconcile",
     "reconciliation_to_dict",
     "tied_copies_from_metadata",
+    "trainable_by_layer",
     "write_framework_json",
 ]
 
@@ -182,6 +185,15 @@ class Reconciliation:
     def is_exact(self) -> bool:
         """True when no element is left unexplained."""
         return all(e.cause is not Cause.UNEXPLAINED for e in self.entries)
+
+
+@dataclass(frozen=True)
+class LayerTrainability:
+    """Trainable and frozen parameter elements under one framework layer (the framework's names)."""
+
+    layer: str
+    trainable: int
+    frozen: int
 
 
 class _TensorRecordLike(Protocol):
@@ -355,6 +367,24 @@ def tied_copies_from_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     """
     info = read_framework_info(metadata)
     return duplicate_tensor_names(info) if info is not None else {}
+
+
+def trainable_by_layer(info: FrameworkInfo, *, depth: int = 1) -> tuple[LayerTrainability, ...]:
+    """Trainable vs frozen parameter elements per framework layer, ``depth`` levels deep.
+
+    Layers come from the framework's tensor names (``encoder.layer.0.attention.weight`` ->
+    ``encoder.layer`` at depth 2; Keras ``dense/kernel`` -> ``dense``), in first-seen order.
+    Buffers are not parameters and are left out.
+    """
+    rows: dict[str, list[int]] = {}
+    for tensor in info.tensors:
+        if tensor.kind is not TensorKind.PARAMETER:
+            continue
+        parts = re.split(r"[./]", tensor.name)[:-1] or [tensor.name]
+        key = ".".join(parts[:depth])
+        row = rows.setdefault(key, [0, 0])
+        row[0 if tensor.trainable else 1] += tensor.num_elements
+    return tuple(LayerTrainability(k, t, f) for k, (t, f) in rows.items())
 
 
 def _is_batchnorm(module: str) -> bool:

@@ -173,3 +173,22 @@ def test_unexplained_remainder_is_reported() -> None:
     rec = reconcile(report, info)
     assert not rec.is_exact
     assert rec.entries[-1].cause is Cause.UNEXPLAINED and rec.entries[-1].delta_elements == 3
+
+
+def test_trainable_by_layer_follows_framework_names() -> None:
+    from graph_analysis.framework import LayerTrainability, trainable_by_layer
+
+    info = _info(
+        [
+            FrameworkTensor("encoder.layer.0.w", P, False, 6),
+            FrameworkTensor("encoder.layer.1.w", P, True, 4),
+            FrameworkTensor("encoder.norm.running_mean", B, False, 9),
+            FrameworkTensor("dense/kernel", P, True, 5),
+        ],
+        {},
+    )
+    assert trainable_by_layer(info) == (
+        LayerTrainability("encoder", 4, 6),
+        LayerTrainability("dense", 5, 0),
+    )
+    assert trainable_by_layer(info, depth=3)[0] == LayerTrainability("encoder.layer.0", 0, 6)

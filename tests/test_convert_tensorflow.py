@@ -23,7 +23,11 @@ from converters.sources import SourceInspection, SourceKind, detect_source, insp
 from graph_analysis.bindings import parse_bindings  # noqa: E402
 from graph_analysis.framework import Cause  # noqa: E402
 
-pytestmark = pytest.mark.tensorflow
+pytestmark = [
+    pytest.mark.tensorflow,
+    # Keras variables' __array__ warns under NumPy 2 on every weight read.
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
 
 
 def _counts(model: Any) -> tuple[int, int]:

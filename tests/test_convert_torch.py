@@ -271,4 +271,5 @@ def test_cli_convert_then_inspect_the_onnx_file(tmp_path: Path) -> None:
     assert data["framework"]["trainable"] == 492_850
     assert data["framework"]["non_trainable"] == 448
     assert data["reconciliation"] == []
+    assert data["framework"]["layers"][0] == {"layer": "conv1", "trainable": 0, "frozen": 448}
     assert "conversion" not in data  # an ONNX file: nothing converted now
