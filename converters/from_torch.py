@@ -102,6 +102,8 @@ def _build_from_code(location: str, attr: str, source: str) -> Any:
     import torch
 
     obj = _import_code(location, attr, source)
+    if isinstance(obj, torch.nn.Module):  # a module-level instance: use it as it is
+        return obj
     if not callable(obj):
         raise SourceError(source, f"{attr} is a {type(obj).__name__}, not a model class or factory")
     try:

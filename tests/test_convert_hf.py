@@ -71,7 +71,11 @@ def bert(tmp_path_factory: pytest.TempPathFactory) -> tuple[SourceInspection, in
         intermediate_size=48,
         max_position_embeddings=32,
     )
-    total, buffers = _save(transformers.BertModel(config), folder)
+    # Only config.json: the model is built with random weights (and a note says so).
+    config.save_pretrained(folder)
+    model = transformers.BertModel(config)
+    total = sum(p.numel() for p in model.parameters())
+    buffers = sum(b.numel() for b in model.buffers())
     return inspect_source(str(folder)), total, buffers
 
 
@@ -88,3 +92,5 @@ def test_tiny_bert(bert: tuple[SourceInspection, int, int]) -> None:
     )
     assert all(e.cause is Cause.BUFFER_IN_GRAPH for e in ins.reconciliation.entries)
     assert ins.report.parameters.total == total
+    assert ins.conversion is not None
+    assert any("randomly initialised" in n for n in ins.conversion.notes)
