@@ -277,13 +277,19 @@ def convert_tensorflow(
         model = _load_keras(location, source)
         framework, version = "keras", keras.__version__
         tensors, totals = _keras_tensors(model)
+        try:
+            model_inputs = list(model.inputs)
+        except (AttributeError, ValueError) as e:
+            raise SourceError(
+                source, "the Keras model declares no inputs (a subclassed model never built)"
+            ) from e
         declared = [
             (
                 str(t.name).split(":")[0],
                 tuple(None if d is None else int(d) for d in t.shape),
                 _onnx_dtype(t.dtype),
             )
-            for t in model.inputs
+            for t in model_inputs
         ]
         specs = _resolve_specs(declared, parsed, dynamic)
         _check_keras_call(model, specs, source, tf)

@@ -145,6 +145,23 @@ def test_torchscript_archive(tmp_path: Path) -> None:
     assert ins.conversion.fallback_reason  # says why the dynamo exporter was not used
 
 
+def test_torchscript_exporter_writes_a_tied_weight_once(tmp_path: Path) -> None:
+    """Without constant folding the TorchScript exporter keeps one initializer for a tied weight."""
+    import importlib.util
+
+    (tmp_path / "tied_src.py").write_text(TIED_MODEL)  # torch.jit.script reads the source
+    spec = importlib.util.spec_from_file_location("tied_src", tmp_path / "tied_src.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.Tied()
+    path = tmp_path / "tied_ts.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    ins = inspect_source(str(path))
+    _check_exact(ins, 800, 800)
+    assert [t.name for t in ins.report.tensors if t.role == "parameter"] == ["emb.weight"]
+
+
 def test_torch_export_program(tmp_path: Path) -> None:
     model = _seed("ComplexModel").eval()
     program = torch.export.export(model, (torch.randn(1, 3, 32, 32),))
