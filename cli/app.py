@@ -14,7 +14,12 @@ import typer
 from rich.console import Console
 
 from cli.render import Breakdown, OutputFormat
-from cli.render_convert import progress_reporter, render_conversion, render_source_inspection
+from cli.render_convert import (
+    ConvertFormat,
+    progress_reporter,
+    render_conversion,
+    render_source_inspection,
+)
 from converters.sources import DynamicAxis, convert_source, detect_source, inspect_source
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.errors import ModelsizeError
@@ -145,8 +150,8 @@ def convert(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write.")],
     fmt: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Output format (table or json).")
-    ] = OutputFormat.TABLE,
+        ConvertFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = ConvertFormat.TABLE,
     input_shape: InputShapeOpt = [],  # noqa: B006
     input_dtype: InputDtypeOpt = [],  # noqa: B006
     dynamic: DynamicOpt = [],  # noqa: B006

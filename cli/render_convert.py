@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 
 from rich.console import Console
 from rich.table import Table
@@ -19,7 +20,14 @@ from converters.sources import (
 )
 from graph_analysis.framework import FrameworkInfo, Reconciliation, trainable_by_layer
 
-__all__ = ["progress_reporter", "render_conversion", "render_source_inspection"]
+__all__ = ["ConvertFormat", "progress_reporter", "render_conversion", "render_source_inspection"]
+
+
+class ConvertFormat(str, Enum):
+    """How ``convert`` prints what it wrote."""
+
+    TABLE = "table"
+    JSON = "json"
 
 
 @contextmanager
@@ -113,9 +121,9 @@ def render_source_inspection(
     return None
 
 
-def render_conversion(result: ConversionResult, fmt: OutputFormat, console: Console) -> str | None:
+def render_conversion(result: ConversionResult, fmt: ConvertFormat, console: Console) -> str | None:
     """Render ``convert``'s result: JSON text, or a few lines on ``console``."""
-    if fmt == OutputFormat.JSON:
+    if fmt == ConvertFormat.JSON:
         return to_json(conversion_to_dict(result))
     fw = result.framework
     console.print(
