@@ -461,7 +461,12 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
     rewritten_graph: list[_TensorRecordLike] = []
     still_missing: list[FrameworkTensor] = []
     for tensor in missing:
-        match = next((r for r in free if r.num_elements == tensor.num_elements), None)
+        same_size = [r for r in free if r.num_elements == tensor.num_elements]
+        # Prefer the graph tensor whose name carries the framework layer's name.
+        layer = re.split(r"[./]", tensor.name)[-2] if re.search(r"[./]", tensor.name) else ""
+        match = next((r for r in same_size if layer and layer in r.name), None) or next(
+            iter(same_size), None
+        )
         if match is not None and not _is_batchnorm(tensor.module) and not tensor.is_all_zero:
             free.remove(match)
             rewritten_fw.append(tensor)
