@@ -32,6 +32,7 @@ __all__ = [
     "InputSpec",
     "bindings_from_json",
     "bindings_to_json",
+    "find_merged",
     "match_initializers",
     "write_onnx_with_metadata",
 ]
@@ -199,6 +200,31 @@ def match_initializers(
         result[name] = InitializerOrigin(best.name, best.kind, best.trainable, layout_changed)
         matched.add(best.name)
     return result
+
+
+def find_merged(
+    tensors: Sequence[FrameworkTensorData], mapping: Mapping[str, InitializerOrigin]
+) -> dict[str, str]:
+    """Framework tensors the exporter stored only once because another has the same values.
+
+    Returns:
+        ``{framework name: ONNX initializer}`` for each framework tensor no initializer holds
+        whose values equal (same shape) those of a tensor an initializer does hold.
+    """
+    held = {origin.framework_name: onnx_name for onnx_name, origin in mapping.items()}
+    by_key: dict[tuple[Any, ...], str] = {}
+    keys_needed = {(t.values.shape, t.values.dtype.str) for t in tensors if t.name not in held}
+    for t in tensors:
+        shape_key = (t.values.shape, t.values.dtype.str)
+        if t.name in held and shape_key in keys_needed:
+            by_key.setdefault((*shape_key, _digest(t.values)), held[t.name])
+    merged: dict[str, str] = {}
+    for t in tensors:
+        if t.name not in held and t.values.size:
+            onnx_name = by_key.get((t.values.shape, t.values.dtype.str, _digest(t.values)))
+            if onnx_name is not None:
+                merged[t.name] = onnx_name
+    return merged
 
 
 def canonical_values(values: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ the optimizers off breaks conversions); they are recorded and reconciled element
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from converters._common import (
     FrameworkTensorData,
     InputSpec,
     bindings_from_json,
+    find_merged,
     match_initializers,
     onnx_initializer_arrays,
     write_onnx_with_metadata,
@@ -33,6 +35,8 @@ from converters._common import (
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ConversionError, ShapeBindingError, SourceError
 from graph_analysis.framework import FrameworkInfo, FrameworkTensor, FrameworkTotals, TensorKind
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # exporters colour their messages
 
 __all__ = ["convert_tensorflow"]
 
@@ -53,7 +57,7 @@ _TF_DTYPES = {
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
+    text = _ANSI.sub("", str(e)).strip()
     first = text.splitlines()[0] if text else ""
     return f"{type(e).__name__}: {first}"[:400] if first else type(e).__name__
 
@@ -349,6 +353,7 @@ def convert_tensorflow(
         exported.write_bytes(model_proto.SerializeToString())
         del model_proto
         mapping = match_initializers(onnx_initializer_arrays(exported), tensors)
+        merged = find_merged(tensors, mapping)
         info = FrameworkInfo(
             name=framework,
             version=version,
@@ -362,6 +367,7 @@ def convert_tensorflow(
                     t.num_elements,
                     t.module,
                     bool(t.values.size) and not bool(np.any(t.values)),
+                    merged.get(t.name, ""),
                 )
                 for t in tensors
             ),

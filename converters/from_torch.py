@@ -12,11 +12,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from converters._child import report_progress
 from converters._common import (
@@ -24,6 +27,7 @@ from converters._common import (
     InputSpec,
     bindings_from_json,
     dynamic_axes_for,
+    find_merged,
     match_initializers,
     onnx_initializer_arrays,
     write_onnx_with_metadata,
@@ -36,6 +40,8 @@ from graph_analysis.framework import (
     FrameworkTotals,
     TensorKind,
 )
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # exporters colour their messages
 
 __all__ = ["convert_torch"]
 
@@ -61,7 +67,7 @@ _HF_WEIGHT_FILES = (
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
+    text = _ANSI.sub("", str(e)).strip()
     first = text.splitlines()[0] if text else ""
     return f"{type(e).__name__}: {first}"[:400] if first else type(e).__name__
 
@@ -269,23 +275,35 @@ def _guess_first_input(model: Any) -> tuple[tuple[int, ...], str, str]:
 
 
 def _hf_default_inputs(model: Any) -> tuple[dict[str, tuple[tuple[int, ...], str]], str]:
+    """Dummy inputs from a transformers model's config: (inputs, what was chosen, for a note)."""
     config = model.config
     main = getattr(model, "main_input_name", "input_ids")
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    seq = min(_DEFAULT_SEQUENCE, int(limit)) if limit else _DEFAULT_SEQUENCE
+    inputs: dict[str, tuple[tuple[int, ...], str]] = {}
     if main == "input_ids":
-        limit = getattr(config, "max_position_embeddings", None) or getattr(
-            config, "n_positions", None
-        )
-        seq = min(_DEFAULT_SEQUENCE, int(limit)) if limit else _DEFAULT_SEQUENCE
-        return {"input_ids": ((1, seq), "INT64")}, f"dummy input_ids of shape (1, {seq})"
-    if main == "pixel_values":
+        inputs["input_ids"] = ((1, seq), "INT64")
+    elif main == "pixel_values":
         channels = int(getattr(config, "num_channels", 3))
         size = getattr(config, "image_size", 224)
         height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-        return (
-            {"pixel_values": ((1, channels, height, width), "FLOAT")},
-            f"dummy pixel_values of shape (1, {channels}, {height}, {width})",
+        inputs["pixel_values"] = ((1, channels, height, width), "FLOAT")
+    elif main == "input_values":  # raw audio (wav2vec2-like): one second at 16 kHz
+        inputs["input_values"] = ((1, 16000), "FLOAT")
+    elif main == "input_features" and hasattr(config, "num_mel_bins"):
+        # Whisper-like encoders take exactly 2 x max_source_positions frames.
+        frames = 2 * int(getattr(config, "max_source_positions", 1500))
+        inputs["input_features"] = ((1, int(config.num_mel_bins), frames), "FLOAT")
+    else:
+        raise ShapeBindingError(
+            None, f"give the input shape with --input-shape (main input {main!r})"
         )
-    raise ShapeBindingError(None, f"give the input shape with --input-shape (main input {main!r})")
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in _forward_names(
+        model
+    ):
+        inputs["decoder_input_ids"] = ((1, seq), "INT64")
+    described = ", ".join(f"{name} {dims}" for name, (dims, _) in inputs.items())
+    return inputs, f"dummy inputs from config.json: {described}"
 
 
 def _default_dtype(name: str) -> str:
@@ -428,21 +446,79 @@ def _export(
         except Exception as e:
             fallback_reason = f"dynamo exporter failed: {_first_line(e)}"
     report_progress("exporting with the TorchScript exporter")
+    # The TorchScript exporter merges initializers with equal values (a fresh model's LayerNorm
+    # weights) when the root module is not training, and under TrainingMode.EVAL its eval peephole
+    # folds BatchNorm into Conv. Exporting in PRESERVE mode with only the root module flagged as
+    # training keeps every parameter while all submodules stay in eval mode (Dropout, BatchNorm
+    # export as inference). The root's own forward may read self.training, so the result is
+    # checked against the eval-mode output; if it differs, the plain eval export is used.
     try:
-        torch.onnx.export(
-            model,
-            args,
-            str(path),
-            dynamo=False,
-            input_names=names,
-            do_constant_folding=False,
-            dynamic_axes={s.name: dict(s.dynamic) for s in specs if s.dynamic} or None,
-        )
+        _torchscript_export(model, args, inputs, specs, path, positional, preserve=True)
+        if _outputs_match(model, path, inputs, specs, positional):
+            exporter = "torch.onnx.export(dynamo=False, do_constant_folding=False, PRESERVE)"
+            return exporter, fallback_reason
+    except Exception:  # retried below in plain eval mode, whose error is reported
+        pass
+    try:
+        _torchscript_export(model, args, inputs, specs, path, positional, preserve=False)
     except Exception as e:
         raise ConversionError(
             None, f"{fallback_reason}; TorchScript exporter failed: {_first_line(e)}"
         ) from e
     return "torch.onnx.export(dynamo=False, do_constant_folding=False)", fallback_reason
+
+
+def _torchscript_export(
+    model: Any,
+    args: tuple[Any, ...],
+    inputs: dict[str, Any],
+    specs: Sequence[InputSpec],
+    path: Path,
+    positional: bool,
+    *,
+    preserve: bool,
+) -> None:
+    import torch
+
+    model.eval()
+    if preserve:
+        model.training = True  # the root only: see _export
+    try:
+        torch.onnx.export(
+            model,
+            args if positional else (),
+            str(path),
+            # By keyword: the inputs given need not be the first parameters of forward().
+            kwargs=None if positional else inputs,
+            dynamo=False,
+            input_names=[s.name for s in specs],
+            do_constant_folding=False,
+            training=torch.onnx.TrainingMode.PRESERVE if preserve else torch.onnx.TrainingMode.EVAL,
+            dynamic_axes={s.name: dict(s.dynamic) for s in specs if s.dynamic} or None,
+        )
+    finally:
+        model.eval()
+
+
+def _outputs_match(
+    model: Any, path: Path, inputs: dict[str, Any], specs: Sequence[InputSpec], positional: bool
+) -> bool:
+    """Whether the exported graph's first output equals the eval-mode model's (onnxruntime)."""
+    import onnxruntime
+    import torch
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {i.name: inputs[i.name].numpy() for i in session.get_inputs() if i.name in inputs}
+    if len(feed) != len(session.get_inputs()):
+        return False
+    got = session.run(None, feed)[0]
+    with torch.no_grad():
+        out = model(*(inputs[s.name] for s in specs)) if positional else model(**inputs)
+    leaves = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+    if not leaves or tuple(leaves[0].shape) != tuple(got.shape):
+        return False
+    expected = leaves[0].detach().float().numpy()
+    return bool(np.allclose(got.astype(np.float64), expected, rtol=1e-3, atol=1e-4))
 
 
 def convert_torch(
@@ -546,6 +622,7 @@ def convert_torch(
         )
         report_progress("recording framework counts")
         mapping = match_initializers(onnx_initializer_arrays(exported), tensors)
+        merged = find_merged(tensors, mapping)
         info = FrameworkInfo(
             name="torch",
             version=torch.__version__,
@@ -560,6 +637,7 @@ def convert_torch(
                     t.num_elements,
                     t.module,
                     bool(t.values.size) and not bool(t.values.any()),
+                    merged.get(t.name, ""),
                 )
                 for t in tensors
             ),

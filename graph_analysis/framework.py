@@ -93,7 +93,8 @@ class Cause(str, Enum):
     OTHER_ROLE = "not_counted_in_graph"
     """A framework parameter in the graph but not counted there (classified as a constant)."""
     IDENTICAL_CONTENT = "identical_content"
-    """A framework parameter whose values equal another's; the deep scan counted the two once."""
+    """A framework parameter whose values equal another's: the exporter stored the two once (a
+    fresh model's all-ones norm weights), or the deep scan counted them once."""
     UNEXPLAINED = "unexplained"
     """What remains after every known cause: should be zero."""
 
@@ -118,6 +119,9 @@ class FrameworkTensor:
     num_elements: int
     module: str = ""
     is_all_zero: bool = False
+    merged_into: str = ""
+    """The ONNX initializer that holds this tensor's values for another framework tensor, when
+    the exporter merged identical tensors (empty otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,7 @@ def framework_info_to_dict(info: FrameworkInfo) -> dict[str, Any]:
                 "elements": t.num_elements,
                 "module": t.module,
                 "all_zero": t.is_all_zero,
+                "merged_into": t.merged_into,
             }
             for t in info.tensors
         ],
@@ -310,6 +315,7 @@ def read_framework_info(metadata: Mapping[str, str]) -> FrameworkInfo | None:
                     num_elements=int(t["elements"]),
                     module=str(t.get("module", "")),
                     is_all_zero=bool(t.get("all_zero", False)),
+                    merged_into=str(t.get("merged_into", "")),
                 )
                 for t in data.get("tensors", ())
             ),
@@ -437,11 +443,14 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
     missing: list[FrameworkTensor] = []
     other_role: list[str] = []
     same_content: list[str] = []
+    merged: list[FrameworkTensor] = []
     for tensor in info.tensors:
         names = [n for n in holders.get(tensor.name, []) if n not in copies]
         if tensor.kind is TensorKind.BUFFER:
             continue
-        if not names:
+        if not names and tensor.merged_into in records:
+            merged.append(tensor)
+        elif not names:
             missing.append(tensor)
         elif not any(_is_counted(records[n]) for n in names):
             if getattr(records[names[0]], "duplicate_of", None):
@@ -490,14 +499,21 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
     ):
         elements = sum(t.num_elements for t in group)
         add(cause, [t.name for t in group], elements, 0, -elements)
-    for cause, names in ((Cause.OTHER_ROLE, other_role), (Cause.IDENTICAL_CONTENT, same_content)):
-        add(
-            cause,
-            sorted(names),
-            sum(records[n].num_elements for n in names),
-            sum(records[n].nbytes for n in names),
-            -sum(records[n].num_elements for n in names),
-        )
+    add(
+        Cause.OTHER_ROLE,
+        sorted(other_role),
+        sum(records[n].num_elements for n in other_role),
+        sum(records[n].nbytes for n in other_role),
+        -sum(records[n].num_elements for n in other_role),
+    )
+    merged_elements = sum(t.num_elements for t in merged)
+    add(
+        Cause.IDENTICAL_CONTENT,
+        sorted(same_content) + [t.name for t in merged],
+        sum(records[n].num_elements for n in same_content) + merged_elements,
+        sum(records[n].nbytes for n in same_content),
+        -sum(records[n].num_elements for n in same_content) - merged_elements,
+    )
     add(
         Cause.CONSTANTS_FOLDED,
         [r.name for r in free],

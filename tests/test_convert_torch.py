@@ -141,7 +141,7 @@ def test_torchscript_archive(tmp_path: Path) -> None:
     ins = inspect_source(str(path))
     _check_exact(ins, 241, 241)
     assert ins.conversion is not None
-    assert "dynamo=False" in ins.conversion.exporter
+    assert "dynamo=False" in ins.conversion.exporter and "PRESERVE" in ins.conversion.exporter
     assert ins.conversion.fallback_reason  # says why the dynamo exporter was not used
 
 
@@ -290,3 +290,65 @@ def test_cli_convert_then_inspect_the_onnx_file(tmp_path: Path) -> None:
     assert data["reconciliation"] == []
     assert data["framework"]["layers"][0] == {"layer": "conv1", "trainable": 0, "frozen": 448}
     assert "conversion" not in data  # an ONNX file: nothing converted now
+
+
+def test_fallback_to_torchscript_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from converters._common import InputSpec
+    from converters.from_torch import _export
+
+    real_export = torch.onnx.export
+
+    def dynamo_breaks(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("dynamo"):
+            raise RuntimeError("data-dependent control flow\nmore lines")
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", dynamo_breaks)
+    model = _seed("SimpleModel").eval()
+    spec = InputSpec("x", (1, 10), "FLOAT", {0: "batch"})
+    path = tmp_path / "fallback.onnx"
+    exporter, reason = _export(model, {"x": torch.randn(1, 10)}, [spec], path, positional=False)
+    assert exporter == "torch.onnx.export(dynamo=False, do_constant_folding=False, PRESERVE)"
+    assert reason == "dynamo exporter failed: RuntimeError: data-dependent control flow"
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    assert sorted(i.name for i in graph.initializer) == [
+        "fc1.bias",
+        "fc1.weight",
+        "fc2.bias",
+        "fc2.weight",
+    ]
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+class _RootDropout(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(10, 10)
+        self.ln1 = torch.nn.LayerNorm(10)
+        self.ln2 = torch.nn.LayerNorm(10)  # equal to ln1: merged by a plain eval export
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.ln2(self.ln1(self.fc(x)))
+        return torch.nn.functional.dropout(y, 0.5, self.training)  # the root reads self.training
+
+
+def test_torchscript_fallback_keeps_equal_tensors_unless_the_root_reads_training(
+    tmp_path: Path,
+) -> None:
+    """PRESERVE export (root flagged training) keeps ln1/ln2 apart; when the root's own forward
+    depends on training, the outputs differ and the plain eval export is used instead."""
+    import onnx
+
+    from converters._common import InputSpec
+    from converters.from_torch import _export
+
+    spec = InputSpec("x", (2, 10), "FLOAT")
+    model = _RootDropout().eval()
+    script = torch.jit.script(model)  # a ScriptModule goes straight to the TorchScript exporter
+    path = tmp_path / "root.onnx"
+    exporter, _ = _export(script, {"x": torch.randn(2, 10)}, [spec], path, positional=True)
+    assert "PRESERVE" not in exporter
+    names = {i.name for i in onnx.load(str(path)).graph.initializer}
+    assert "ln2.weight" not in names  # merged with ln1.weight: reported as identical_content
