@@ -94,3 +94,22 @@ def test_tiny_bert(bert: tuple[SourceInspection, int, int]) -> None:
     assert ins.report.parameters.total == total
     assert ins.conversion is not None
     assert any("randomly initialised" in n for n in ins.conversion.notes)
+
+
+def test_tiny_t5_encoder_decoder(tmp_path: Path) -> None:
+    """Encoder-decoder: decoder_input_ids are added; with this torch the dynamo exporter fails on
+    T5 and the TorchScript fallback must keep the six equal (all-ones) norm weights apart."""
+    config = transformers.T5Config(
+        vocab_size=64, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2
+    )
+    total, _ = _save(transformers.T5ForConditionalGeneration(config), tmp_path)
+    ins = inspect_source(str(tmp_path))
+    assert ins.framework is not None and ins.reconciliation is not None
+    assert ins.framework.totals.total == total
+    assert ins.reconciliation.is_exact
+    assert Cause.IDENTICAL_CONTENT not in {e.cause for e in ins.reconciliation.entries}
+    assert Cause.REMOVED not in {e.cause for e in ins.reconciliation.entries}
+    assert ins.conversion is not None
+    assert [i.name for i in ins.conversion.inputs] == ["input_ids", "decoder_input_ids"]
+    if ins.conversion.fallback_reason:
+        assert "PRESERVE" in ins.conversion.exporter
