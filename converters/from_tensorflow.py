@@ -29,9 +29,8 @@ from converters._common import (
     bindings_from_json,
     find_merged,
     match_initializers,
-    onnx_initializer_arrays,
-    write_onnx_with_metadata,
 )
+from converters._onnx_io import onnx_initializer_arrays, write_onnx_with_metadata
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ConversionError, ShapeBindingError, SourceError
 from graph_analysis.framework import FrameworkInfo, FrameworkTensor, FrameworkTotals, TensorKind

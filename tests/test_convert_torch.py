@@ -206,11 +206,8 @@ class Tied(nn.Module):
 def test_exporter_written_transposed_copy_is_counted_once(tmp_path: Path) -> None:
     """The TorchScript exporter with constant folding writes a tied embedding twice (transposed):
     the recorded mapping makes the analysis count it once and show the copy as duplicate storage."""
-    from converters._common import (
-        match_initializers,
-        onnx_initializer_arrays,
-        write_onnx_with_metadata,
-    )
+    from converters._common import match_initializers
+    from converters._onnx_io import onnx_initializer_arrays, write_onnx_with_metadata
     from converters.from_torch import _collect_tensors
     from graph_analysis.framework import FrameworkInfo, FrameworkTensor
 
