@@ -148,6 +148,30 @@ def test_wrong_input_shape(saved: dict[str, Any]) -> None:
     assert "does not fit" in line
 
 
+def test_plain_tf_module_saved_model(tmp_path: Path) -> None:
+    """A SavedModel not made by Keras: counts from the signature's variables and their flags."""
+    import tensorflow as tf
+
+    class Affine(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = tf.Variable(tf.random.normal([4, 3]), name="w")
+            self.b = tf.Variable(tf.ones([3]), name="b")
+            self.scale = tf.Variable(2.0, trainable=False, name="scale")
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def __call__(self, x: Any) -> Any:
+            return {"y": (tf.matmul(x, self.w) + self.b) * self.scale}
+
+    module = Affine()
+    tf.saved_model.save(
+        module, str(tmp_path / "affine"), signatures={"serving_default": module.__call__}
+    )
+    ins = inspect_source(str(tmp_path / "affine"))
+    _check_reconciled(ins, 16, 15)
+    assert ins.conversion is not None and ins.conversion.inputs[0].dynamic == {0: "batch"}
+
+
 @pytest.mark.slow
 def test_mobilenet_v2(tmp_path: Path) -> None:
     model = keras.applications.MobileNetV2(weights=None)
