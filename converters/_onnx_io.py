@@ -51,6 +51,8 @@ def write_onnx_with_metadata(exported: Path, out_path: Path, info: FrameworkInfo
         raise OutputPathError(out_path, f"cannot write here: {e.strerror or e}") from e
     try:
         if data_bytes > _EXTERNAL_DATA_THRESHOLD:
+            # onnx appends to an existing data file: the output's old companion goes first.
+            out_path.with_name(out_path.name + ".data").unlink(missing_ok=True)
             onnx.save_model(
                 model,
                 tmp_name,
