@@ -23,11 +23,18 @@ __all__ = ["onnx_initializer_arrays", "write_onnx_with_metadata"]
 _EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
 
-def write_onnx_with_metadata(exported: Path, out_path: Path, info: FrameworkInfo) -> int:
+def write_onnx_with_metadata(
+    exported: Path,
+    out_path: Path,
+    info: FrameworkInfo,
+    *,
+    external_data_threshold: int = _EXTERNAL_DATA_THRESHOLD,
+) -> int:
     """Write the exported model to ``out_path`` with the framework info in its metadata, atomically.
 
     The model goes to a temporary file in the destination folder and is renamed into place; models
-    whose tensors pass ~1.8 GB keep their weights in ``<out name>.data`` next to it.
+    whose tensors pass ``external_data_threshold`` bytes (default ~1.8 GB, under protobuf's 2 GiB
+    limit) keep their weights in ``<out name>.data`` next to it.
 
     Returns:
         The size in bytes of the written ``.onnx`` file.
@@ -40,7 +47,7 @@ def write_onnx_with_metadata(exported: Path, out_path: Path, info: FrameworkInfo
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
     model.metadata_props.add(key=METADATA_KEY, value=write_framework_json(info))
-    data_bytes = sum(len(t.raw_data) for t in model.graph.initializer)
+    data_bytes = sum(t.ByteSize() for t in model.graph.initializer)
     out_path = out_path.resolve()
     try:
         fd, tmp_name = tempfile.mkstemp(
@@ -50,7 +57,7 @@ def write_onnx_with_metadata(exported: Path, out_path: Path, info: FrameworkInfo
     except OSError as e:
         raise OutputPathError(out_path, f"cannot write here: {e.strerror or e}") from e
     try:
-        if data_bytes > _EXTERNAL_DATA_THRESHOLD:
+        if data_bytes > external_data_threshold:
             # onnx appends to an existing data file: the output's old companion goes first.
             out_path.with_name(out_path.name + ".data").unlink(missing_ok=True)
             onnx.save_model(
@@ -59,6 +66,7 @@ def write_onnx_with_metadata(exported: Path, out_path: Path, info: FrameworkInfo
                 save_as_external_data=True,
                 all_tensors_to_one_file=True,
                 location=out_path.name + ".data",
+                size_threshold=0,
             )
         else:
             onnx.save_model(model, tmp_name)

@@ -349,3 +349,25 @@ def test_torchscript_fallback_keeps_equal_tensors_unless_the_root_reads_training
     assert "PRESERVE" not in exporter
     names = {i.name for i in onnx.load(str(path)).graph.initializer}
     assert "ln2.weight" not in names  # merged with ln1.weight: reported as identical_content
+
+
+def test_external_data_output_is_replaced_not_appended(tmp_path: Path) -> None:
+    from converters._onnx_io import write_onnx_with_metadata
+    from converters.from_torch import _collect_tensors
+    from graph_analysis import analyze
+    from graph_analysis.framework import FrameworkInfo, read_framework_info
+
+    model = _seed("SimpleModel").eval()
+    raw = tmp_path / "raw.onnx"
+    torch.onnx.export(model, (torch.randn(1, 10),), str(raw), dynamo=False)
+    _, totals = _collect_tensors(model)
+    info = FrameworkInfo("torch", torch.__version__, "test", totals)
+    out = tmp_path / "big.onnx"
+    data = tmp_path / "big.onnx.data"
+    for _ in range(2):
+        write_onnx_with_metadata(raw, out, info, external_data_threshold=0)
+        assert data.stat().st_size == 241 * 4
+    report = analyze(out)
+    assert report.parameters.total == 241
+    assert report.size.external_data_bytes == 241 * 4
+    assert read_framework_info(report.metadata) == info
