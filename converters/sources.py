@@ -173,7 +173,7 @@ def detect_source(arg: str) -> Source:
     Reads only file names and archive listings; imports nothing and runs nothing.
 
     Raises:
-        SourceError: no such file, a ``.py`` file without ``:Name``, an unknown file type.
+        SourceError: no such file, a ``.py`` file without ``:Name``, an unreadable archive.
     """
     path = Path(arg)
     if path.is_dir():
@@ -196,7 +196,8 @@ def detect_source(arg: str) -> Source:
             raise SourceError(arg, "name the model class or factory: file.py:Name")
         if suffix == ".pt2" or suffix in _ZIP_SUFFIXES:
             return Source(_classify_torch_file(path, arg), arg, str(path))
-        raise SourceError(arg, f"unknown model file type {suffix or '(no suffix)'!r}")
+        # Any other file is read as ONNX: its reader says precisely what is wrong if it is not.
+        return Source(SourceKind.ONNX, arg, str(path))
     location, sep, attr = arg.rpartition(":")
     if sep and attr:
         if not all(part.isidentifier() for part in attr.split(".")):
