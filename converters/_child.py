@@ -129,28 +129,34 @@ def run_in_child(
             threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
             deadline = time.monotonic() + timeout_s
             outcome: tuple[str, str] | None = None
-            while True:
-                remaining = deadline - time.monotonic()
-                try:
-                    line = lines.get(timeout=max(remaining, 0.01))
-                except queue.Empty:
-                    _kill(proc)
-                    raise errors.ConversionError(
-                        source,
-                        f"conversion did not finish within {timeout_s:.0f} s and was stopped",
-                    ) from None
-                if line is None:
-                    break
-                kind, _, payload = line.partition(" ")
-                if kind == "progress" and on_progress is not None:
-                    on_progress(payload)
-                elif kind in ("result", "error"):
-                    outcome = (kind, payload)
             try:
-                returncode = proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
-            except subprocess.TimeoutExpired:
-                _kill(proc)
-                returncode = proc.returncode
+                while True:
+                    remaining = deadline - time.monotonic()
+                    try:
+                        line = lines.get(timeout=max(remaining, 0.01))
+                    except queue.Empty:
+                        _kill(proc)
+                        raise errors.ConversionError(
+                            source,
+                            f"conversion did not finish within {timeout_s:.0f} s and was stopped",
+                        ) from None
+                    if line is None:
+                        break
+                    kind, _, payload = line.partition(" ")
+                    if kind == "progress" and on_progress is not None:
+                        on_progress(payload)
+                    elif kind in ("result", "error"):
+                        outcome = (kind, payload)
+                try:
+                    returncode = proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
+                except subprocess.TimeoutExpired:
+                    _kill(proc)
+                    returncode = proc.returncode
+            except BaseException:
+                # Interrupted (Ctrl-C) or failed here: the child has its own session, stop it too.
+                if proc.poll() is None:
+                    _kill(proc)
+                raise
         if outcome is None:
             if returncode is not None and returncode < 0:
                 sig = signal.Signals(-returncode).name

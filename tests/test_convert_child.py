@@ -46,6 +46,24 @@ def test_hanging_child_is_stopped() -> None:
     assert time.monotonic() - start < 30
 
 
+def test_interrupted_parent_stops_the_child() -> None:
+    import os
+
+    pids: list[int] = []
+
+    def interrupt(text: str) -> None:
+        pids.append(int(text.split()[1]))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_in_child(
+            "fixtures.child_targets:hang", {"seconds": 60}, source="s", on_progress=interrupt
+        )
+    (pid,) = pids
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped
+
+
 @pytest.mark.parametrize(
     ("arg", "kind"),
     [
