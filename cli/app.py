@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
-from cli.render import Breakdown, OutputFormat, render_inspect
+from cli.render import Breakdown, OutputFormat
+from cli.render_convert import (
+    ConvertFormat,
+    progress_reporter,
+    render_conversion,
+    render_source_inspection,
+)
 from cli.render_quant import render_comparison, render_quantization, render_quantized_comparison
 from converters.quantize import QuantMethod, quantize_source
-from graph_analysis.analysis import analyze
+from converters.sources import DynamicAxis, convert_source, detect_source, inspect_source
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.compare import compare_models
 from graph_analysis.errors import ModelsizeError
@@ -73,10 +78,32 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+InputShapeOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--input-shape",
+        help="Example input shape for framework sources: 1,3,224,224 or NAME=1,3,224,224 "
+        "(repeatable).",
+    ),
+]
+InputDtypeOpt = Annotated[
+    list[str],
+    typer.Option("--input-dtype", help="Input data type where not FLOAT: INT64 or NAME=INT64."),
+]
+DynamicOpt = Annotated[
+    list[DynamicAxis],
+    typer.Option("--dynamic", help="Keep this axis symbolic in the exported graph (repeatable)."),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option("--weights", help="state_dict checkpoint for a file.py:Name source."),
+]
+
+
 @app.command()
 @handle_errors
 def inspect(
-    model: Annotated[Path, typer.Argument(help="An .onnx file.")],
+    model: Annotated[str, typer.Argument(help="An .onnx file or a framework source (`convert`).")],
     fmt: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output format.")
     ] = OutputFormat.TABLE,
@@ -88,10 +115,63 @@ def inspect(
     deep: Annotated[
         bool, typer.Option("--deep", help="Hash payloads to find copied tensors.")
     ] = False,
+    input_shape: InputShapeOpt = [],  # noqa: B006  (typer reads list defaults, never mutates them)
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
+    dynamic: DynamicOpt = [],  # noqa: B006
+    weights: WeightsOpt = None,
 ) -> None:
-    """Count parameters and size a model: on disk, stored weights, what-if precisions, breakdowns."""
-    report = analyze(model, deep=deep)
-    text = render_inspect(report, fmt, by=by, depth=depth, top=top, console=_stdout())
+    """Count parameters and size a model: on disk, stored weights, what-if precisions, breakdowns.
+
+    Framework sources (see `convert`) are exported to ONNX in a temporary folder first; the output
+    then also shows the framework's own counts and reconciles them with the graph's.
+    """
+    bindings = parse_bindings(input_shape, input_dtypes=input_dtype)
+    with progress_reporter() as on_progress:
+        inspection = inspect_source(
+            model,
+            bindings=bindings,
+            dynamic_axes=dynamic,
+            weights=weights,
+            deep=deep,
+            on_progress=on_progress,
+        )
+    console = _stdout()
+    text = render_source_inspection(inspection, fmt, by=by, depth=depth, top=top, console=console)
+    if text is not None:
+        sys.stdout.write(text)
+
+
+@app.command()
+@handle_errors
+def convert(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="file.py:Name or package.module:Name (nn.Module class or factory), a TorchScript "
+            ".pt, a torch.export .pt2, a Hugging Face folder, a .keras/.h5 file or a SavedModel."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write.")],
+    fmt: Annotated[
+        ConvertFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = ConvertFormat.TABLE,
+    input_shape: InputShapeOpt = [],  # noqa: B006
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
+    dynamic: DynamicOpt = [],  # noqa: B006
+    weights: WeightsOpt = None,
+) -> None:
+    """Export a PyTorch, Hugging Face or Keras/TensorFlow model to ONNX with the framework's counts."""
+    bindings = parse_bindings(input_shape, input_dtypes=input_dtype)
+    with progress_reporter() as on_progress:
+        result = convert_source(
+            detect_source(source),
+            output,
+            bindings=bindings,
+            dynamic_axes=dynamic,
+            weights=weights,
+            on_progress=on_progress,
+        )
+    text = render_conversion(result, fmt, _stdout())
     if text is not None:
         sys.stdout.write(text)
 
@@ -123,6 +203,7 @@ def quantize(
         bool, typer.Option("--fp16-io", help="fp16: FLOAT16 inputs/outputs.")
     ] = False,
     input_shape: QuantInputShapeOpt = None,
+    input_dtype: InputDtypeOpt = [],  # noqa: B006  (typer reads list defaults, never mutates them)
     dim: QuantDimOpt = None,
     batch: QuantBatchOpt = None,
     compare: Annotated[
@@ -132,20 +213,20 @@ def quantize(
     fmt: QuantFormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Write an int8 (dynamic/static), fp16 or int4 variant of a model and report what it achieved."""
-    bindings = parse_bindings(input_shape or (), dim or (), batch)
+    bindings = parse_bindings(input_shape or (), dim or (), batch, input_dtype)
     types = [t for item in op_types or () for t in item.split(",") if t]
-    result = quantize_source(
-        model, output, method=method, per_channel=per_channel, op_types=types or None,
-        calibration=calibration, calibration_samples=calibration_samples, bindings=bindings,
-        keep_io_types=not fp16_io, fallback=not no_fallback,
-    )  # fmt: skip
-    console = _stdout()
-    if not compare:
-        text = render_quantization(result, fmt, console=console)
-    else:
-        with _progress() as say:
+    with progress_reporter() as say:
+        result = quantize_source(
+            model, output, method=method, per_channel=per_channel, op_types=types or None,
+            calibration=calibration, calibration_samples=calibration_samples, bindings=bindings,
+            keep_io_types=not fp16_io, fallback=not no_fallback, on_progress=say,
+        )  # fmt: skip
+        if compare:
             comparison = compare_models([result.source, output], bindings, runs=runs, progress=say)
-        text = render_quantized_comparison(result, comparison, fmt, console=console)
+    if not compare:
+        text = render_quantization(result, fmt, console=_stdout())
+    else:
+        text = render_quantized_comparison(result, comparison, fmt, console=_stdout())
     if text is not None:
         sys.stdout.write(text)
 
@@ -165,19 +246,11 @@ def compare_cmd(
 ) -> None:
     """Compare models side by side: sizes, measured memory and latency, output drift vs the first."""
     bindings = parse_bindings(input_shape or (), dim or (), batch)
-    with _progress() as say:
+    with progress_reporter() as say:
         comparison = compare_models(models, bindings, runs=runs, threads=threads, progress=say)
     text = render_comparison(comparison, fmt, console=_stdout())
     if text is not None:
         sys.stdout.write(text)
-
-
-@contextlib.contextmanager
-def _progress() -> Iterator[Callable[[str], None]]:
-    """A spinner on stderr showing the current measuring step (silent when stderr is not a tty)."""
-    console = Console(stderr=True)
-    with console.status("preparing") as status:
-        yield status.update
 
 
 def main() -> None:

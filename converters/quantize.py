@@ -16,7 +16,7 @@ import math
 import os
 import tempfile
 import warnings as py_warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -774,7 +774,12 @@ def _size_warnings(
 
 
 def quantize_source(
-    source: str, out: Path, *, bindings: Bindings | None = None, **options: Any
+    source: str,
+    out: Path,
+    *,
+    bindings: Bindings | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    **options: Any,
 ) -> QuantizationResult:
     """Quantize any model source: ``.onnx`` files directly, framework sources converted first.
 
@@ -786,16 +791,19 @@ def quantize_source(
         source: what the user passed on the command line.
         out: the variant's path.
         bindings: input shapes, for the export, calibration and the test run.
+        on_progress: called with the name of each slow step (conversion, quantization).
         **options: passed to :func:`quantize_model`.
 
     Raises:
         SourceError: a framework source in a build without the converters, or an unusable source.
         Others: as :func:`quantize_model` and ``convert_source``.
     """
+    say = on_progress or (lambda _step: None)
     path = Path(source)
     if path.suffix.lower() == ".onnx" or (
         path.is_file() and path.suffix.lower() not in _FRAMEWORK_SUFFIXES
     ):
+        say(f"quantizing {path.name}")
         return quantize_model(path, out, bindings=bindings, **options)
     try:
         from converters.sources import SourceKind, convert_source, detect_source
@@ -808,7 +816,8 @@ def quantize_source(
     converted = out.with_name(out.stem + ".fp32.onnx")
     if _same_file(converted, out):
         raise OutputPathError(out, "name the variant something other than *.fp32.onnx")
-    convert_source(detected, converted, bindings=bindings)
+    convert_source(detected, converted, bindings=bindings, on_progress=on_progress)
+    say(f"quantizing {converted.name}")
     result = quantize_model(converted, out, bindings=bindings, **options)
     return replace(result, converted_from=source)
 
