@@ -39,6 +39,7 @@ from converters._graph_prep import (
     quantized_op_counts,
     shared_gathers,
 )
+from converters.sources import SourceKind, convert_source, detect_source
 from graph_analysis._feeds import graph_input_specs, make_feeds
 from graph_analysis._weights import file_bytes
 from graph_analysis.bindings import Bindings
@@ -51,7 +52,6 @@ from graph_analysis.errors import (
     ModelFormatError,
     OutputPathError,
     ShapeBindingError,
-    SourceError,
     UnsupportedModelError,
 )
 from graph_analysis.loading import load_skeleton, read_model
@@ -784,8 +784,8 @@ def quantize_source(
     """Quantize any model source: ``.onnx`` files directly, framework sources converted first.
 
     A framework source (``file.py:Name``, a Hugging Face folder, ``.keras``, ...) is exported with
-    ``converters.sources.convert_source`` to ``<out stem>.fp32.onnx`` next to ``out`` (kept: it is
-    the float reference for ``compare``), then quantized.
+    :func:`converters.sources.convert_source` to ``<out stem>.fp32.onnx`` next to ``out`` (kept: it
+    is the float reference for ``compare``), then quantized.
 
     Args:
         source: what the user passed on the command line.
@@ -795,22 +795,14 @@ def quantize_source(
         **options: passed to :func:`quantize_model`.
 
     Raises:
-        SourceError: a framework source in a build without the converters, or an unusable source.
-        Others: as :func:`quantize_model` and ``convert_source``.
+        SourceError, MissingExtraError: as :func:`converters.sources.detect_source` and
+            ``convert_source``.
+        Others: as :func:`quantize_model`.
     """
     say = on_progress or (lambda _step: None)
-    path = Path(source)
-    if path.suffix.lower() == ".onnx" or (
-        path.is_file() and path.suffix.lower() not in _FRAMEWORK_SUFFIXES
-    ):
-        say(f"quantizing {path.name}")
-        return quantize_model(path, out, bindings=bindings, **options)
-    try:
-        from converters.sources import SourceKind, convert_source, detect_source
-    except ImportError:
-        raise SourceError(source, "only .onnx files can be quantized in this build") from None
     detected = detect_source(source)
     if detected.kind is SourceKind.ONNX:
+        say(f"quantizing {Path(detected.location).name}")
         return quantize_model(Path(detected.location), out, bindings=bindings, **options)
     out = Path(out)
     converted = out.with_name(out.stem + ".fp32.onnx")
@@ -820,8 +812,3 @@ def quantize_source(
     say(f"quantizing {converted.name}")
     result = quantize_model(converted, out, bindings=bindings, **options)
     return replace(result, converted_from=source)
-
-
-_FRAMEWORK_SUFFIXES = frozenset(
-    {".py", ".pt", ".pt2", ".pth", ".keras", ".h5", ".hdf5", ".bin", ".safetensors"}
-)

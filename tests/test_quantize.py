@@ -482,49 +482,35 @@ def test_framework_sources_are_converted_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """quantize_source exports a framework source to <out>.fp32.onnx, then quantizes that file."""
-    import sys
-    import types
-    from enum import Enum
-
+    import converters.quantize as module
     from converters.quantize import quantize_source
-
-    class SourceKind(str, Enum):
-        ONNX = "onnx"
-        CODE = "code"
+    from converters.sources import Source, SourceKind
 
     calls: list[tuple[str, Path]] = []
 
-    def detect_source(arg: str) -> types.SimpleNamespace:
-        return types.SimpleNamespace(kind=SourceKind.CODE, text=arg, location=arg)
-
-    def convert_source(source: types.SimpleNamespace, out_path: Path, **_: object) -> None:
+    def convert_source(source: Source, out_path: Path, **_: object) -> None:
         calls.append((source.text, Path(out_path)))
         onnx.save(qm.mlp(), str(out_path))
 
-    fake = types.ModuleType("converters.sources")
-    fake.SourceKind = SourceKind  # type: ignore[attr-defined]
-    fake.detect_source = detect_source  # type: ignore[attr-defined]
-    fake.convert_source = convert_source  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "converters.sources", fake)
-    result = quantize_source("net.py:Net", tmp_path / "net.int8.onnx")
-    assert calls == [("net.py:Net", tmp_path / "net.int8.fp32.onnx")]
-    assert (
-        result.source == tmp_path / "net.int8.fp32.onnx" and result.converted_from == "net.py:Net"
-    )
+    monkeypatch.setattr(module, "detect_source", lambda arg: Source(SourceKind.HF_FOLDER, arg, arg))
+    monkeypatch.setattr(module, "convert_source", convert_source)
+    result = quantize_source("my-model-folder", tmp_path / "net.int8.onnx")
+    assert calls == [("my-model-folder", tmp_path / "net.int8.fp32.onnx")]
+    assert result.source == tmp_path / "net.int8.fp32.onnx"
+    assert result.converted_from == "my-model-folder"
     assert result.size_ratio <= INT8_RATIO_MAX
 
 
-def test_framework_source_without_the_converters_is_a_clean_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import sys
-
+def test_sources_that_do_not_exist_are_a_clean_error(tmp_path: Path) -> None:
     from converters.quantize import quantize_source
     from graph_analysis.errors import SourceError
 
-    monkeypatch.setitem(sys.modules, "converters.sources", None)  # import fails
-    with pytest.raises(SourceError, match=r"only \.onnx"):
-        quantize_source("net.py:Net", tmp_path / "q.onnx")
+    with pytest.raises(SourceError):
+        quantize_source(str(tmp_path / "net.py"), tmp_path / "q.onnx")
+    result = CliRunner().invoke(
+        app, ["quantize", str(tmp_path / "nope.pt"), "-o", str(tmp_path / "q.onnx")]
+    )
+    assert result.exit_code == 2 and result.stderr.startswith("modelsize: ")
 
 
 def test_quantize_and_compare_leave_frameworks_unimported(tmp_path: Path) -> None:
