@@ -1,4 +1,4 @@
-"""Parent side of the child-process jobs in :mod:`graph_analysis._child`: spawn, wait, read back.
+"""Parent side of the child-process jobs in :mod:`graph_analysis._ort_child`: spawn, wait, read back.
 
 Also the thin adapter to the memory helper's ``measure_inference`` / ``estimate_memory``: used when
 they are importable, else the measurement here (peak RSS of a fresh child over its baseline).
@@ -51,7 +51,7 @@ def run_child(
     path_for_errors: str,
     timeout_s: float,
 ) -> dict[str, Any]:
-    """Run one job in a fresh ``python -m graph_analysis._child`` and return its JSON result.
+    """Run one job in a fresh ``python -m graph_analysis._ort_child`` and return its JSON result.
 
     Raises:
         MeasurementError: the child crashed, timed out or reported an error.
@@ -71,7 +71,7 @@ def run_child(
         env.setdefault("OMP_NUM_THREADS", str(spec.get("threads", 1)))
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "graph_analysis._child", str(spec_path)],
+                [sys.executable, "-m", "graph_analysis._ort_child", str(spec_path)],
                 env=env,
                 capture_output=True,
                 text=True,
@@ -108,7 +108,7 @@ def measure(
 
     Delegates to the memory helper's ``graph_analysis.measure.measure_inference`` (peak resident
     growth from session creation through the first run) when that module exists; otherwise runs
-    :mod:`graph_analysis._child` on ``feeds``.
+    :mod:`graph_analysis._ort_child` on ``feeds``.
     """
     try:
         from graph_analysis.measure import measure_inference

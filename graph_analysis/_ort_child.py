@@ -1,6 +1,6 @@
 """Child-process entry point that runs models in onnxruntime: drift and (fallback) measurement.
 
-Run as ``python -m graph_analysis._child SPEC.json``; the spec names the job, the models, the
+Run as ``python -m graph_analysis._ort_child SPEC.json``; the spec names the job, the models, the
 ``.npz`` of feeds and the JSON file to write the result to (stdout is left to onnxruntime's logs).
 A fresh process per job keeps one model's allocations out of another's figures.
 """
