@@ -200,6 +200,8 @@ def test_other_methods(
     src = forms[form]
     result = quantize_model(src, tmp_path / "q.onnx", method=method, calibration_samples=4)
     _check_variant(src, result, method)
+    # Every weight is still there, whatever it is stored as (INT8, FLOAT16, packed UINT4).
+    assert analyze(result.output).parameters.total == analyze(src).parameters.total
     if method is QuantMethod.FP16:
         assert FP16_RATIO[0] <= result.size_ratio <= FP16_RATIO[1]
         assert not result.float_tensors
