@@ -459,15 +459,23 @@ def _has_subgraphs(model: onnx.ModelProto) -> bool:
     return len(list(iter_graphs(model.graph))) > 1
 
 
-def _run_once(path: Path, feeds: Mapping[str, np.ndarray]) -> str | None:
-    """Run ``path`` once in onnxruntime; None when it ran, else the first line of the error."""
+def _run_once(path: Path, feeds: Mapping[str, np.ndarray] | None) -> tuple[str, str] | None:
+    """Load ``path`` in onnxruntime and, with ``feeds``, run it once.
+
+    Returns None when that worked, else ``("load" | "run", first line of the error)``.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    options.log_severity_level = 3
+    options.log_severity_level = 4
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        return "load", f"{type(e).__name__}: {e}".splitlines()[0][:300]
+    if feeds is None:
+        return None
+    try:
         run_feeds = {}
         for meta in session.get_inputs():
             value = feeds[meta.name]
@@ -476,23 +484,40 @@ def _run_once(path: Path, feeds: Mapping[str, np.ndarray]) -> str | None:
             )
         session.run(None, run_feeds)
     except Exception as e:
-        return f"{type(e).__name__}: {e}".splitlines()[0][:300]
+        return "run", f"{type(e).__name__}: {e}".splitlines()[0][:300]
     return None
 
 
+def _refuse_if_source_does_not_load(src: Path) -> None:
+    """After a failure: blame the input when onnxruntime cannot load even the original."""
+    failure = _run_once(src, None)
+    if failure is not None:
+        raise UnsupportedModelError(
+            src, f"onnxruntime {_onnxruntime_version()} cannot load the model itself: {failure[1]}"
+        )
+
+
+def _onnxruntime_version() -> str:
+    """The onnxruntime version the variants are made and checked with."""
+    import onnxruntime as ort
+
+    return str(ort.__version__)
+
+
 def _smoke_run(path: Path, header: onnx.ModelProto, bindings: Bindings, src: Path) -> None:
-    """Load and run the variant once; when it fails, tell a bad variant from bad inputs."""
+    """Load and run the variant once; when it fails, tell a bad variant from bad input."""
     feeds = make_feeds(graph_input_specs(header.graph, bindings))
     failure = _run_once(path, feeds)
     if failure is None:
         return
+    _refuse_if_source_does_not_load(src)
     if _run_once(src, feeds) is not None:
         raise ShapeBindingError(
             src,
-            f"the generated inputs do not run the original model either ({failure}); "
+            f"the generated inputs do not run the original model either ({failure[1]}); "
             "bind the input shapes with --input-shape/--dim/--batch",
         )
-    raise ConversionError(src, f"the variant does not run in onnxruntime: {failure}")
+    raise ConversionError(src, f"the variant does not run in onnxruntime: {failure[1]}")
 
 
 def _fallback_axes(
@@ -683,6 +708,7 @@ def _quantize_with_retry(
         return
     except Exception as e:
         first = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        _refuse_if_source_does_not_load(src)
         if method is not QuantMethod.DYNAMIC or not has_subgraphs:
             raise ConversionError(
                 src, f"onnxruntime's {method.value} quantization failed: {first}"

@@ -684,3 +684,15 @@ def test_golden_quantize_outputs(
         path.write_text(text)
     assert path.exists(), f"run pytest --update-golden to create {path}"
     assert text == path.read_text()
+
+
+def test_a_model_onnxruntime_cannot_load_is_refused_as_such(tmp_path: Path) -> None:
+    model = qm.mlp(width=64, layers=1)
+    model.graph.node.append(
+        onnx.helper.make_node("Mystery", ["r0"], ["extra"], domain="com.example")
+    )
+    model.opset_import.append(onnx.helper.make_opsetid("com.example", 1))
+    src = _save(model, tmp_path / "custom.onnx")
+    with pytest.raises(UnsupportedModelError, match="cannot load the model itself"):
+        quantize_model(src, tmp_path / "q.onnx")
+    assert not (tmp_path / "q.onnx").exists()
