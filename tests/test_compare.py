@@ -14,6 +14,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.app import app
@@ -211,3 +213,28 @@ def test_markdown_and_csv_have_one_column_per_model(comparison) -> None:  # type
     assert markdown is not None
     assert markdown.startswith("| figure |") and markdown.count("\n| ") == len(rows)
     assert "(1.00x)" in markdown and "reference" in markdown
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    seed=st.integers(0, 2**16),
+    scale=st.floats(1e-3, 1e3),
+)
+def test_drift_invariants(shape: list[int], seed: int, scale: float) -> None:
+    """Symmetric in its two arguments, zero against itself, cosine within [-1, 1], and
+    max_abs >= mean_abs."""
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal(shape) * scale).astype(np.float32)
+    b = (a + rng.standard_normal(shape) * scale * 0.1).astype(np.float32)
+    ab, ba = output_drift("y", a, b), output_drift("y", b, a)
+    assert (ab.max_abs, ab.mean_abs, ab.argmax_agreement) == (
+        ba.max_abs,
+        ba.mean_abs,
+        ba.argmax_agreement,
+    )
+    assert ab.cosine_similarity == pytest.approx(ba.cosine_similarity, abs=1e-12)
+    assert -1.0 <= ab.cosine_similarity <= 1.0
+    assert ab.max_abs >= ab.mean_abs >= 0.0
+    same = output_drift("y", a, a)
+    assert same.max_abs == 0.0 and same.argmax_agreement in (None, 1.0)
