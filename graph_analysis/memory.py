@@ -1,0 +1,571 @@
+"""Inference and training memory estimates from an ONNX graph (weights, live activations, runtime).
+
+Everything here is *estimated* from the graph: tensor sizes are counted (dims x data type, after
+binding the inputs and inferring shapes); how the runtime and the training framework use them is a
+model whose constants are named keyword arguments, derived from measurements (see docs/memory.md and
+``benchmarks/calibrate_runtime.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import onnx
+
+from graph_analysis._liveness import ALIAS_OPS, GraphLiveness, LiveTensor, analyze_liveness
+from graph_analysis.bindings import Bindings
+from graph_analysis.dtypes import DataType, is_floating, nbytes
+from graph_analysis.shapes import (
+    MAIN_GRAPH,
+    InferredShapes,
+    infer_shapes,
+    iter_graphs,
+    load_model_skeleton,
+)
+
+__all__ = [
+    "InferenceEstimate",
+    "LiveTensor",
+    "MemoryEstimate",
+    "Optimizer",
+    "OrtCpuModel",
+    "Precision",
+    "TrainingEstimate",
+    "TrainingItem",
+    "estimate_memory",
+    "memory_to_dict",
+]
+
+MiB = 1 << 20
+
+
+class Optimizer(str, Enum):
+    """Optimizers whose per-parameter state the training estimate knows."""
+
+    SGD = "sgd"
+    MOMENTUM = "momentum"
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+
+class Precision(str, Enum):
+    """Training precision: all fp32, all fp16/bf16, or mixed (16-bit compute, fp32 master)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    MIXED = "mixed"
+
+
+#: fp32 buffers the optimizer keeps per trainable parameter.
+OPTIMIZER_STATE_BUFFERS: Mapping[Optimizer, int] = {
+    Optimizer.SGD: 0,
+    Optimizer.MOMENTUM: 1,
+    Optimizer.ADAM: 2,
+    Optimizer.ADAMW: 2,
+}
+
+# Ops that keep (some of) their activation inputs for backward, and ops that keep their output.
+# Chosen after PyTorch's autograd formulas (tools/autograd/derivatives.yaml): linear maps and
+# products need their inputs, pointwise nonlinearities whose derivative is a function of the result
+# keep the result; additions, shape ops, reductions to a mean and concatenations keep nothing.
+SAVES_INPUTS = frozenset(
+    {
+        "MatMul", "Gemm", "Conv", "ConvTranspose", "Mul", "Div", "Pow", "Gelu", "Erf", "Log",
+        "LayerNormalization", "BatchNormalization", "InstanceNormalization", "GroupNormalization",
+        "MaxPool", "LeakyRelu", "Clip", "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus",
+        "PRelu", "Where", "Gather", "GatherElements", "Einsum", "ReduceMax", "ReduceMin",
+        "ReduceL2", "Sin", "Cos", "Abs", "Sign", "Min", "Max", "SimplifiedLayerNormalization",
+        "SkipLayerNormalization", "FastGelu", "BiasGelu", "Attention", "MultiHeadAttention",
+    }
+)
+SAVES_OUTPUTS = frozenset(
+    {"Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Exp", "Sqrt", "Reciprocal", "MaxPool"}
+)
+
+
+@dataclass(frozen=True)
+class OrtCpuModel:
+    """The onnxruntime CPU memory model: how a session's peak resident growth follows the graph.
+
+    ``peak = session_fixed + max(load_factor x W, resident_factor x W + prepack_factor x W_packed
+    + arena_factor x A + run_fixed)`` with ``W`` the weight bytes, ``W_packed`` the weights that
+    MatMul/Gemm kernels pre-pack and ``A`` the activation liveness peak. The first term of the max
+    is session creation (the file's bytes, the parsed protobuf and the initializer tensors coexist),
+    the second one inference. Constants derived from measurements with onnxruntime 1.32 on Linux
+    x86-64, default session options, one intra-op thread (benchmarks/calibrate_runtime.py; the
+    table is in docs/memory.md).
+
+    Attributes:
+        session_fixed_bytes: growth from creating a session for a trivial model (9.4 MiB measured).
+        run_fixed_bytes: growth from the first ``run`` beyond weights and activations (7-11 MiB
+            measured: thread-pool work buffers, kernel scratch, the execution frame).
+        load_factor: creation peak per weight byte (2.0 measured, with or without pre-packing).
+        resident_factor: weight bytes resident after creation per weight byte (1.0 measured:
+            the original of a pre-packed initializer is released).
+        prepack_factor: extra resident bytes per pre-packable weight byte (0 measured on 1.32).
+        arena_factor: resident bytes per byte of the activation liveness peak (1.0 measured with
+            the arena on and off: memory patterns place activations as the liveness model does).
+    """
+
+    session_fixed_bytes: int = 9_856_000
+    run_fixed_bytes: int = 8 * MiB
+    load_factor: float = 2.0
+    resident_factor: float = 1.0
+    prepack_factor: float = 0.0
+    arena_factor: float = 1.0
+
+
+# Ops whose constant second input (a weight matrix) onnxruntime's MLAS kernels pre-pack.
+PREPACK_OPS = frozenset({"MatMul", "Gemm", "FusedMatMul"})
+
+
+@dataclass(frozen=True)
+class InferenceEstimate:
+    """Estimated memory for one inference with onnxruntime on CPU.
+
+    Attributes:
+        weights_bytes: counted: every initializer and Constant payload, dims x data type.
+        prepackable_bytes: counted: weights consumed by ops whose kernels keep a pre-packed copy.
+        activations_peak_bytes: estimated: most activation bytes live at once over the node order.
+        activations_sum_bytes: counted: the naive sum of every activation tensor (no reuse).
+        largest_activation_bytes: counted: the largest single activation tensor.
+        inputs_bytes: counted: the graph inputs (part of the activations).
+        runtime_overhead_bytes: estimated: what the runtime adds beyond weights and activations,
+            ``peak_bytes - weights_bytes - activations_peak_bytes`` (fixed session and run costs,
+            or the extra weight copy held during session creation when that is the peak).
+        peak_bytes: estimated peak resident growth of the process, session creation through one
+            inference, per :class:`OrtCpuModel`.
+        peak_nodes: the node(s) running at the activation peak.
+        peak_tensors: the largest tensors live at the activation peak (up to 10).
+        runtime: the runtime model used.
+    """
+
+    weights_bytes: int
+    prepackable_bytes: int
+    activations_peak_bytes: int
+    activations_sum_bytes: int
+    largest_activation_bytes: int
+    inputs_bytes: int
+    runtime_overhead_bytes: int
+    peak_bytes: int
+    peak_nodes: tuple[str, ...]
+    peak_tensors: tuple[LiveTensor, ...]
+    runtime: OrtCpuModel
+
+
+@dataclass(frozen=True)
+class TrainingItem:
+    """One line of the training estimate: what, bytes, and the formula that gave them."""
+
+    name: str
+    nbytes: int
+    formula: str
+
+
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """Estimated peak memory of one training step (forward, backward, optimizer step).
+
+    Attributes:
+        optimizer: the optimizer assumed.
+        precision: the precision assumed.
+        checkpointing: fraction of saved activations kept (1.0: no activation checkpointing).
+        trainable_parameters: counted: elements of floating-point initializers that are parameters
+            (BatchNorm running statistics and integer tensors excluded).
+        frozen_bytes: counted: non-trainable buffers (running statistics, integer tensors).
+        items: the itemised lines (weights, gradients, optimizer state, master copy, saved
+            activations, working memory, framework overhead).
+        peak_bytes: the sum of the items.
+        basis: what the figure models (PyTorch on CPU, or framework-neutral).
+    """
+
+    optimizer: Optimizer
+    precision: Precision
+    checkpointing: float
+    trainable_parameters: int
+    frozen_bytes: int
+    items: tuple[TrainingItem, ...]
+    peak_bytes: int
+    basis: str
+
+    def item(self, name: str) -> int:
+        """Bytes of the item called ``name`` (0 when absent)."""
+        return next((i.nbytes for i in self.items if i.name == name), 0)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The result of :func:`estimate_memory`: shapes used, inference and (optionally) training."""
+
+    path: str | None
+    shapes: InferredShapes
+    inference: InferenceEstimate
+    training: TrainingEstimate | None = None
+    assumptions: Mapping[str, object] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _weights(model: onnx.ModelProto) -> dict[tuple[str, str], tuple[DataType | None, int]]:
+    """``(graph, name) -> (data_type, num_elements)`` of every initializer and Constant tensor."""
+    found: dict[tuple[str, str], tuple[DataType | None, int]] = {}
+    for path, graph in iter_graphs(model.graph):
+        for init in graph.initializer:
+            found[(path, init.name)] = (DataType.from_value(init.data_type), _count(init.dims))
+        for sparse in graph.sparse_initializer:
+            # A sparse initializer holds its non-zero values and their indices.
+            values, indices = sparse.values, sparse.indices
+            count = _count(values.dims) + _count(indices.dims)
+            found[(path, values.name)] = (DataType.from_value(values.data_type), count)
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
+                for attr in node.attribute:
+                    if attr.type == onnx.AttributeProto.TENSOR:
+                        found[(path, node.output[0])] = (
+                            DataType.from_value(attr.t.data_type),
+                            _count(attr.t.dims),
+                        )
+    return found
+
+
+def _count(dims: object) -> int:
+    total = 1
+    for d in dims:  # type: ignore[attr-defined]
+        total *= int(d)
+    return total
+
+
+def _bytes_of(entry: tuple[DataType | None, int]) -> int:
+    data_type, count = entry
+    return nbytes(data_type, count) if data_type is not None else 0
+
+
+def _consumers(model: onnx.ModelProto) -> dict[tuple[str, str], list[tuple[str, int]]]:
+    """``(graph, name) -> [(op_type, input_index)]`` for every use, scopes resolved lexically."""
+    uses: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    defined: dict[str, set[str]] = {}
+    for path, graph in iter_graphs(model.graph):
+        names = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+        names |= {o for n in graph.node for o in n.output if o}
+        defined[path] = names
+    for path, graph in iter_graphs(model.graph):
+        for node in graph.node:
+            for k, name in enumerate(node.input):
+                if not name:
+                    continue
+                scope = path
+                while name not in defined.get(scope, set()) and scope != MAIN_GRAPH:
+                    scope = scope.rsplit("/", 1)[0]
+                uses.setdefault((scope, name), []).append((node.op_type, k))
+    return uses
+
+
+def _size_function(shapes: InferredShapes) -> tuple[dict[tuple[str, str], int], object]:
+    sizes: dict[tuple[str, str], int] = {}
+    for t in shapes.tensors:
+        if t.nbytes is not None:
+            sizes[(t.graph, t.name)] = t.nbytes
+    for u in shapes.unknown:
+        sizes[(u.graph, u.name)] = u.assumed_nbytes
+
+    def size_of(graph_path: str, name: str) -> int:
+        scope = graph_path
+        while True:
+            if (scope, name) in sizes:
+                return sizes[(scope, name)]
+            if scope == MAIN_GRAPH:
+                return 0
+            scope = scope.rsplit("/", 1)[0]
+
+    return sizes, size_of
+
+
+def estimate_memory(
+    model: str | Path | onnx.ModelProto,
+    bindings: Bindings | None = None,
+    *,
+    train: bool = False,
+    optimizer: Optimizer = Optimizer.ADAM,
+    precision: Precision = Precision.FP32,
+    checkpointing: float = 1.0,
+    runtime: OrtCpuModel | None = None,
+    default_dim: int | None = 1,
+    inputs_live_whole_run: bool = True,
+    alias_ops: frozenset[str] = ALIAS_OPS,
+    training_framework_bytes: int = 48 * MiB,
+    pytorch_basis: bool = False,
+) -> MemoryEstimate:
+    """Estimate inference (and optionally training) memory of an ONNX model.
+
+    Args:
+        model: a path (read as a weight-free skeleton) or a loaded model (not modified).
+        bindings: input bindings (``--input-shape``/``--dim``/``--batch``).
+        train: also estimate one training step.
+        optimizer: optimizer whose state is counted (``train`` only).
+        precision: training precision (``train`` only).
+        checkpointing: fraction of saved activations kept for backward, in (0, 1]: 1.0 without
+            activation checkpointing, about ``1/sqrt(layers)`` with checkpointing every sqrt(n).
+        runtime: the onnxruntime CPU model (defaults: measured constants).
+        default_dim: value for dims nobody bound; None makes an unbound dim an error.
+        inputs_live_whole_run: graph inputs are held by the caller for the whole run.
+        alias_ops: ops whose output is a view of their input (no new buffer).
+        training_framework_bytes: fixed framework memory a training step adds (autograd engine,
+            kernels' workspaces), measured for PyTorch on CPU.
+        pytorch_basis: label the training figure as modelling PyTorch on CPU (the source was a
+            PyTorch model) rather than framework-neutral.
+
+    Raises:
+        ShapeBindingError: a binding that does not fit the graph.
+        ModelFormatError: not an ONNX model.
+        ValueError: ``checkpointing`` outside (0, 1].
+    """
+    if not 0.0 < checkpointing <= 1.0:
+        raise ValueError(f"checkpointing must be in (0, 1], got {checkpointing}")
+    path: str | None = None
+    if isinstance(model, (str, Path)):
+        path = str(model)
+        model = load_model_skeleton(model)
+    runtime = runtime or OrtCpuModel()
+    shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path)
+    weights = _weights(model)
+    weight_names_main = frozenset(name for (g, name) in weights if g == MAIN_GRAPH)
+    _sizes, size_of = _size_function(shapes)
+    liveness = analyze_liveness(
+        model.graph,
+        size_of,  # type: ignore[arg-type]
+        weights=weight_names_main,
+        inputs_live_whole_run=inputs_live_whole_run,
+        alias_ops=alias_ops,
+    )
+    uses = _consumers(model)
+    weights_bytes = sum(_bytes_of(e) for e in weights.values())
+    prepackable = sum(
+        _bytes_of(entry)
+        for key, entry in weights.items()
+        if any(op in PREPACK_OPS and k == 1 for op, k in uses.get(key, []))
+    )
+    inputs_bytes = sum(t.nbytes or 0 for t in shapes.inputs)
+    inference = _inference_estimate(weights_bytes, prepackable, liveness, inputs_bytes, runtime)
+    training = None
+    if train:
+        training = _training_estimate(
+            model, shapes, weights, uses, liveness, size_of,
+            optimizer=Optimizer(optimizer),
+            precision=Precision(precision),
+            checkpointing=checkpointing,
+            alias_ops=alias_ops,
+            framework_bytes=training_framework_bytes,
+            pytorch_basis=pytorch_basis,
+        )
+    assumptions: dict[str, object] = {
+        "default_dim": default_dim,
+        "inputs_live_whole_run": inputs_live_whole_run,
+        "alias_ops": sorted(alias_ops),
+        "runtime": runtime,
+    }
+    return MemoryEstimate(path, shapes, inference, training, assumptions)
+
+
+def _inference_estimate(
+    weights_bytes: int,
+    prepackable: int,
+    liveness: GraphLiveness,
+    inputs_bytes: int,
+    runtime: OrtCpuModel,
+) -> InferenceEstimate:
+    creation = runtime.load_factor * weights_bytes
+    running = (
+        runtime.resident_factor * weights_bytes
+        + runtime.prepack_factor * prepackable
+        + runtime.arena_factor * liveness.peak_bytes
+        + runtime.run_fixed_bytes
+    )
+    peak = int(runtime.session_fixed_bytes + max(creation, running))
+    return InferenceEstimate(
+        weights_bytes=weights_bytes,
+        prepackable_bytes=prepackable,
+        activations_peak_bytes=liveness.peak_bytes,
+        activations_sum_bytes=liveness.sum_bytes,
+        largest_activation_bytes=liveness.largest_tensor_bytes,
+        inputs_bytes=inputs_bytes,
+        runtime_overhead_bytes=peak - weights_bytes - liveness.peak_bytes,
+        peak_bytes=peak,
+        peak_nodes=liveness.peak_nodes,
+        peak_tensors=liveness.peak_tensors[:10],
+        runtime=runtime,
+    )
+
+
+def _training_estimate(
+    model: onnx.ModelProto,
+    shapes: InferredShapes,
+    weights: Mapping[tuple[str, str], tuple[DataType | None, int]],
+    uses: Mapping[tuple[str, str], list[tuple[str, int]]],
+    liveness: GraphLiveness,
+    size_of: object,
+    *,
+    optimizer: Optimizer,
+    precision: Precision,
+    checkpointing: float,
+    alias_ops: frozenset[str],
+    framework_bytes: int,
+    pytorch_basis: bool,
+) -> TrainingEstimate:
+    trainable = 0
+    frozen_bytes = 0
+    for key, entry in weights.items():
+        data_type, count = entry
+        key_uses = uses.get(key, [])
+        if not key_uses:
+            continue  # unused initializer: no gradient, and runtimes drop it
+        is_running_stat = all(op == "BatchNormalization" and k in (3, 4) for op, k in key_uses)
+        if data_type is not None and is_floating(data_type) and not is_running_stat:
+            trainable += count
+        else:
+            frozen_bytes += _bytes_of(entry)
+
+    half = precision in (Precision.FP16, Precision.BF16, Precision.MIXED)
+    value_bytes = 2 if half else 4
+    state_buffers = OPTIMIZER_STATE_BUFFERS[optimizer]
+    state_bytes = 4 if precision is Precision.MIXED else value_bytes
+    saved = _saved_activation_bytes(model, shapes, alias_ops)
+    saved_scaled = int(saved * checkpointing * (0.5 if half else 1.0))
+    working = int(liveness.peak_bytes * (0.5 if half else 1.0))
+    p = "P"
+    items = [
+        TrainingItem("weights", trainable * value_bytes + frozen_bytes,
+                     f"{p} x {value_bytes} B + frozen buffers"),
+        TrainingItem("gradients", trainable * value_bytes, f"{p} x {value_bytes} B (trainable only)"),
+        TrainingItem(
+            "optimizer_state",
+            trainable * state_buffers * state_bytes,
+            f"{p} x {state_buffers} buffer(s) x {state_bytes} B ({optimizer.value})",
+        ),
+        TrainingItem(
+            "master_weights",
+            trainable * 4 if precision is Precision.MIXED else 0,
+            f"{p} x 4 B (fp32 master copy, mixed only)",
+        ),
+        TrainingItem(
+            "saved_activations",
+            saved_scaled,
+            f"sum of tensors kept for backward x {checkpointing:g} (checkpointing)"
+            + (" x 1/2 (16-bit)" if half else ""),
+        ),
+        TrainingItem(
+            "working_activations",
+            working,
+            "peak of live forward activations (backward's temporaries)" + (" x 1/2" if half else ""),
+        ),
+        TrainingItem("framework_overhead", framework_bytes, "fixed: autograd engine, kernels"),
+    ]
+    basis = (
+        "PyTorch training step on CPU (eager, set_to_none grads)"
+        if pytorch_basis
+        else "framework-neutral (constants measured with PyTorch on CPU)"
+    )
+    return TrainingEstimate(
+        optimizer=optimizer,
+        precision=precision,
+        checkpointing=checkpointing,
+        trainable_parameters=trainable,
+        frozen_bytes=frozen_bytes,
+        items=tuple(items),
+        peak_bytes=sum(i.nbytes for i in items),
+        basis=basis,
+    )
+
+
+def _saved_activation_bytes(
+    model: onnx.ModelProto, shapes: InferredShapes, alias_ops: frozenset[str]
+) -> int:
+    """Bytes of the activation buffers autograd keeps for backward (main graph and subgraphs)."""
+    lookup = shapes.lookup()
+    sizes = {key: t.nbytes or 0 for key, t in lookup.items()}
+    for u in shapes.unknown:
+        sizes[(u.graph, u.name)] = u.assumed_nbytes
+    total = 0
+    for path, graph in iter_graphs(model.graph):
+        weights = {i.name for i in graph.initializer}
+        weights |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+        root: dict[str, str] = {}
+        saved: set[str] = set()
+        for node in graph.node:
+            ins = [i for i in node.input if i]
+            if node.op_type in alias_ops and ins and node.output:
+                root[node.output[0]] = root.get(ins[0], ins[0])
+            if node.op_type in SAVES_INPUTS:
+                saved.update(root.get(i, i) for i in ins if i not in weights)
+            if node.op_type in SAVES_OUTPUTS:
+                saved.update(root.get(o, o) for o in node.output if o)
+        total += sum(_lookup_size(sizes, path, name) for name in saved)
+    return total
+
+
+def _lookup_size(sizes: Mapping[tuple[str, str], int], path: str, name: str) -> int:
+    scope = path
+    while True:
+        if (scope, name) in sizes:
+            return sizes[(scope, name)]
+        if scope == MAIN_GRAPH:
+            return 0
+        scope = scope.rsplit("/", 1)[0]
+
+
+def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
+    """The estimate as plain JSON-ready data (bytes as ints)."""
+    inf = estimate.inference
+    result: dict[str, object] = {
+        "path": estimate.path,
+        "inputs": {t.name: list(t.dims or ()) for t in estimate.shapes.inputs},
+        "dim_values": dict(estimate.shapes.dim_values),
+        "defaulted_dims": list(estimate.shapes.defaulted),
+        "shape_engines": list(estimate.shapes.engines),
+        "unknown_tensors": [
+            {"name": u.name, "graph": u.graph, "producer": u.producer,
+             "assumed_bytes": u.assumed_nbytes, "treatment": u.treatment}
+            for u in estimate.shapes.unknown
+        ],
+        "inference": {
+            "weights_bytes": inf.weights_bytes,
+            "prepackable_bytes": inf.prepackable_bytes,
+            "activations_peak_bytes": inf.activations_peak_bytes,
+            "activations_sum_bytes": inf.activations_sum_bytes,
+            "largest_activation_bytes": inf.largest_activation_bytes,
+            "inputs_bytes": inf.inputs_bytes,
+            "runtime_overhead_bytes": inf.runtime_overhead_bytes,
+            "peak_bytes": inf.peak_bytes,
+            "peak_nodes": list(inf.peak_nodes),
+            "peak_tensors": [
+                {"name": t.name, "graph": t.graph, "bytes": t.nbytes} for t in inf.peak_tensors
+            ],
+            "runtime_model": {
+                "session_fixed_bytes": inf.runtime.session_fixed_bytes,
+                "run_fixed_bytes": inf.runtime.run_fixed_bytes,
+                "load_factor": inf.runtime.load_factor,
+                "resident_factor": inf.runtime.resident_factor,
+                "prepack_factor": inf.runtime.prepack_factor,
+                "arena_factor": inf.runtime.arena_factor,
+            },
+        },
+    }
+    if estimate.training is not None:
+        tr = estimate.training
+        training: dict[str, object] = {
+            "optimizer": tr.optimizer.value,
+            "precision": tr.precision.value,
+            "checkpointing": tr.checkpointing,
+            "trainable_parameters": tr.trainable_parameters,
+            "basis": tr.basis,
+        }
+        for item in tr.items:
+            training[f"{item.name}_bytes"] = item.nbytes
+        training["peak_bytes"] = tr.peak_bytes
+        training["formulas"] = {item.name: item.formula for item in tr.items}
+        result["training"] = training
+    return result
