@@ -1,0 +1,142 @@
+"""Measured PyTorch training-step memory: one model, a few steps, in a fresh child process.
+
+The source is a ``file.py:Name`` (an ``nn.Module`` subclass or factory taking no arguments, or a
+module instance). The child imports the source's module, records its resident set as the baseline,
+resets the peak counter, builds the model, and runs ``steps`` training steps (forward, a
+mean-square loss on the first floating-point output, backward, optimizer step,
+``zero_grad(set_to_none=True)``). Reported: the peak resident growth over the baseline (weights,
+gradients, optimizer state, saved activations, framework memory), per step.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from graph_analysis.errors import MeasurementError, SourceError
+from graph_analysis.measure import InputSpec
+from graph_analysis.memory import Optimizer, Precision
+
+__all__ = ["TrainingMeasurement", "measure_training_step"]
+
+_CHILD = Path(__file__).with_name("_torch_train_child.py")
+
+
+@dataclass(frozen=True)
+class TrainingMeasurement:
+    """What a PyTorch training step really used on CPU (measured, in a fresh child process).
+
+    Attributes:
+        source: the ``file.py:Name`` measured.
+        optimizer: the optimizer used.
+        precision: the precision used (mixed: bfloat16 autocast on CPU).
+        model_bytes: resident growth once the model is built (weights and construction leftovers).
+        peak_bytes: peak resident growth over all steps (steady state from the second step on).
+        first_step_peak_bytes: peak growth through the first step (optimizer state created there).
+        param_bytes: counted: ``sum(p.numel() * p.element_size())`` in the child.
+        num_parameters: ``sum(p.numel() for p in model.parameters())``.
+        trainable_parameters: the same over parameters with ``requires_grad``.
+        step_seconds: wall time of each step.
+        torch_version: the PyTorch measured.
+    """
+
+    source: str
+    optimizer: Optimizer
+    precision: Precision
+    model_bytes: int
+    peak_bytes: int
+    first_step_peak_bytes: int
+    param_bytes: int
+    num_parameters: int
+    trainable_parameters: int
+    step_seconds: tuple[float, ...]
+    torch_version: str
+
+
+def measure_training_step(
+    source: str,
+    inputs: Sequence[InputSpec],
+    *,
+    optimizer: Optimizer = Optimizer.ADAM,
+    precision: Precision = Precision.FP32,
+    steps: int = 2,
+    threads: int = 1,
+    timeout_s: float = 900.0,
+) -> TrainingMeasurement:
+    """Run ``steps`` training steps of a PyTorch source in a child process and measure peak RSS.
+
+    Args:
+        source: ``path/to/file.py:Name``; runs that file's code (only for sources the user named).
+        inputs: the inputs to feed (names matched to ``forward``'s parameters when they all match,
+            else passed positionally in order).
+        optimizer: SGD, SGD with momentum 0.9, Adam or AdamW (PyTorch defaults otherwise).
+        precision: fp32, fp16/bf16 (model cast), or mixed (bfloat16 autocast on CPU).
+        steps: training steps; 2 or more includes a steady-state step.
+        threads: ``torch.set_num_threads``.
+        timeout_s: the child is killed after this many seconds.
+
+    Raises:
+        SourceError: ``source`` is not ``file.py:Name`` or the file does not exist.
+        MissingExtraError: torch is not installed.
+        MeasurementError: the child failed.
+    """
+    file_name, sep, attr = source.rpartition(":")
+    if not sep or not attr or not file_name.endswith(".py"):
+        raise SourceError(source, "expected a PyTorch source as path/to/file.py:Name")
+    if not Path(file_name).is_file():
+        raise SourceError(source, "no such file")
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        from graph_analysis.errors import MissingExtraError
+
+        raise MissingExtraError(
+            source, "PyTorch models need the torch extra: pip install 'modelsize[torch]'"
+        )
+    request = {
+        "source": f"{Path(file_name).resolve()}:{attr}",
+        "optimizer": Optimizer(optimizer).value,
+        "precision": Precision(precision).value,
+        "steps": max(1, steps),
+        "threads": threads,
+        "inputs": [{"name": i.name, "elem_type": i.elem_type, "dims": list(i.dims)} for i in inputs],
+    }
+    try:
+        completed = subprocess.run(
+            [sys.executable, str(_CHILD)],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise MeasurementError(source, f"the training step took longer than {timeout_s:.0f} s") from e
+    if completed.returncode != 0:
+        tail = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise MeasurementError(
+            source, f"training child failed (exit {completed.returncode}): {tail[:300]}"
+        )
+    try:
+        data = json.loads(completed.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as e:
+        raise MeasurementError(source, "the training child returned no result") from e
+    baseline = int(data["baseline_rss_bytes"])
+    peaks = [int(p) - baseline for p in data["step_peak_bytes"]]
+    return TrainingMeasurement(
+        source=source,
+        optimizer=Optimizer(optimizer),
+        precision=Precision(precision),
+        model_bytes=max(0, int(data["model_rss_bytes"]) - baseline),
+        peak_bytes=max(peaks),
+        first_step_peak_bytes=peaks[0],
+        param_bytes=int(data["param_bytes"]),
+        num_parameters=int(data["num_parameters"]),
+        trainable_parameters=int(data["trainable_parameters"]),
+        step_seconds=tuple(float(s) for s in data["step_seconds"]),
+        torch_version=str(data["torch_version"]),
+    )
