@@ -35,13 +35,18 @@ CASES: dict[str, tuple[InputSpec, ...]] = {
 }
 
 
-def export(name: str, inputs: tuple[InputSpec, ...], folder: Path) -> Path:
-    """Export the architecture to ONNX with a dynamic batch dim, returning the first output only."""
+def export(name: str, inputs: tuple[InputSpec, ...], folder: Path, *, training: bool = False) -> Path:
+    """Export the architecture to ONNX with a dynamic batch dim, returning the first output only.
+
+    ``training``: export in training mode (BatchNorm kept, not folded into Conv), the graph the
+    training estimate should read.
+    """
     import torch
 
     import benchmarks.architectures as archs
 
-    model = getattr(archs, name)().eval()
+    model = getattr(archs, name)()
+    model.train(training)
 
     class First(torch.nn.Module):
         def __init__(self) -> None:
@@ -58,12 +63,13 @@ def export(name: str, inputs: tuple[InputSpec, ...], folder: Path) -> Path:
         torch.ones(i.dims, dtype=torch.int64) if i.elem_type == INT64 else torch.randn(i.dims)
         for i in inputs
     )
-    path = folder / f"{name}.onnx"
+    path = folder / f"{name}{'_train' if training else ''}.onnx"
+    mode = torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL
     with torch.no_grad():
         torch.onnx.export(
             First(), args, str(path), dynamo=False, input_names=[i.name for i in inputs],
             output_names=["output"], dynamic_axes={i.name: {0: "batch"} for i in inputs},
-            opset_version=17,
+            opset_version=17, training=mode, do_constant_folding=not training,
         )
     return path
 

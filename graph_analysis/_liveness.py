@@ -148,6 +148,10 @@ def analyze_liveness(
             if root is not None:
                 last[root] = max(last[root], step)
         is_alias = node.op_type in alias_ops and node.domain in ("", "ai.onnx")
+        if is_alias and node.input and node.input[0] in local_weights and node.output:
+            # A view of a weight (exporters alias tied or deduplicated weights with Identity).
+            local_weights.add(node.output[0])
+            frozen_weights = frozenset(local_weights)
         for k, out in enumerate(node.output):
             if not out or out in local_weights:
                 continue

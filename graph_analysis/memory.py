@@ -301,7 +301,8 @@ def estimate_memory(
     default_dim: int | None = 1,
     inputs_live_whole_run: bool = True,
     alias_ops: frozenset[str] = ALIAS_OPS,
-    training_framework_bytes: int = 80 * MiB,
+    training_framework_bytes: int = 1 * MiB,
+    loss_output_factor: float = 2.0,
     optimizer_temporaries: float = 2.0,
     pytorch_basis: bool = False,
 ) -> MemoryEstimate:
@@ -319,8 +320,11 @@ def estimate_memory(
         default_dim: value for dims nobody bound; None makes an unbound dim an error.
         inputs_live_whole_run: graph inputs are held by the caller for the whole run.
         alias_ops: ops whose output is a view of their input (no new buffer).
-        training_framework_bytes: fixed framework memory a training step adds (autograd engine,
-            kernels' workspaces): 80 MiB measured for PyTorch 2.13 on CPU with a 4x4 Linear.
+        training_framework_bytes: fixed memory a training step adds beyond its tensors (about
+            1 MiB measured for PyTorch 2.13 on CPU once the process has run one step; the one-time
+            initialisation, about 80 MiB of lazy imports, is the process's, not the model's).
+        loss_output_factor: multiples of the graph outputs' bytes the loss adds (the loss's own
+            intermediate, e.g. log-softmax, and the outputs' gradient).
         optimizer_temporaries: temporaries of the optimizer step, in multiples of the largest
             trainable tensor, for Adam/AdamW (PyTorch's single-tensor Adam on CPU computes
             ``exp_avg_sq.sqrt() / bias_correction`` out of place: 2 measured); SGD updates in place.
@@ -369,6 +373,7 @@ def estimate_memory(
             alias_ops=alias_ops,
             framework_bytes=training_framework_bytes,
             optimizer_temporaries=optimizer_temporaries,
+            loss_output_factor=loss_output_factor,
             pytorch_basis=pytorch_basis,
         )
     assumptions: dict[str, object] = {
@@ -424,6 +429,7 @@ def _training_estimate(
     alias_ops: frozenset[str],
     framework_bytes: int,
     optimizer_temporaries: float,
+    loss_output_factor: float,
     pytorch_basis: bool,
 ) -> TrainingEstimate:
     trainable = 0
@@ -446,6 +452,12 @@ def _training_estimate(
     state_buffers = OPTIMIZER_STATE_BUFFERS[optimizer]
     state_bytes = 4 if precision is Precision.MIXED else value_bytes
     saved = _saved_activation_bytes(model, shapes, alias_ops)
+    lookup = shapes.lookup()
+    outputs_bytes = sum(
+        lookup[(MAIN_GRAPH, o.name)].nbytes or 0
+        for o in model.graph.output
+        if (MAIN_GRAPH, o.name) in lookup
+    )
     saved_scaled = int(saved * checkpointing * (0.5 if half else 1.0))
     working = int(liveness.peak_bytes * (0.5 if half else 1.0))
     p = "P"
@@ -478,6 +490,11 @@ def _training_estimate(
             "working_activations",
             working,
             "peak of live forward activations (backward's temporaries)" + (" x 1/2" if half else ""),
+        ),
+        TrainingItem(
+            "loss_and_output_gradients",
+            int(outputs_bytes * loss_output_factor * (0.5 if half else 1.0)),
+            f"graph outputs x {loss_output_factor:g} (loss intermediate + output gradient)",
         ),
         TrainingItem("framework_overhead", framework_bytes, "fixed: autograd engine, kernels"),
     ]
@@ -515,6 +532,8 @@ def _saved_activation_bytes(
         for node in graph.node:
             ins = [i for i in node.input if i]
             if node.op_type in alias_ops and ins and node.output:
+                if ins[0] in weights:
+                    weights.add(node.output[0])
                 root[node.output[0]] = root.get(ins[0], ins[0])
             if node.op_type in SAVES_INPUTS:
                 saved.update(root.get(i, i) for i in ins if i not in weights)

@@ -45,9 +45,9 @@ __all__ = [
 #: The graph path of the main graph; subgraphs are ``<parent>/<node>.<attribute>``.
 MAIN_GRAPH = ""
 
-# Integer tensors up to this many elements keep their payload in the skeleton: they are the shape
-# and axis constants that shape inference needs to read (Reshape targets, Slice starts, ...).
-_KEEP_INT_ELEMENTS = 4096
+# Tensors up to this many elements keep their payload in the skeleton: they are the shape, axis and
+# scalar constants that shape inference needs to read (Reshape targets, Slice starts, Range limits).
+_KEEP_ELEMENTS = 4096
 
 
 @dataclass(frozen=True)
@@ -199,8 +199,7 @@ def _strip_tensor(tensor: onnx.TensorProto) -> None:
     count = 1
     for d in tensor.dims:
         count *= d
-    is_int = tensor.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
-    if is_int and count <= _KEEP_INT_ELEMENTS:
+    if count <= _KEEP_ELEMENTS:
         return
     for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
                   "uint64_data", "string_data"):
