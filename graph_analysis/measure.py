@@ -19,9 +19,17 @@ from pathlib import Path
 
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import MeasurementError, ModelFormatError
+from graph_analysis.memory import MemoryEstimate, Optimizer, Precision, estimate_memory
 from graph_analysis.shapes import bind_inputs, load_model_skeleton
 
-__all__ = ["InferenceMeasurement", "InputSpec", "measure_inference", "model_input_specs"]
+__all__ = [
+    "InferenceMeasurement",
+    "InputSpec",
+    "MemoryComparison",
+    "compare_memory",
+    "measure_inference",
+    "model_input_specs",
+]
 
 _CHILD = Path(__file__).with_name("_measure_child.py")
 
@@ -187,3 +195,63 @@ def measure_inference(
         peak_is_exact=bool(data["hwm_reset"]),
         onnxruntime_version=str(data["onnxruntime_version"]),
     )
+
+
+@dataclass(frozen=True)
+class MemoryComparison:
+    """An estimate next to what onnxruntime really used (arena on, and off when measured).
+
+    Attributes:
+        estimate: the graph-based estimate (its ``inference.peak_bytes`` is compared).
+        measurements: one per arena setting measured, arena on first.
+    """
+
+    estimate: MemoryEstimate
+    measurements: tuple[InferenceMeasurement, ...]
+
+    def ratio(self, measurement: InferenceMeasurement) -> float:
+        """``estimate.inference.peak_bytes / measurement.peak_bytes`` (inf when nothing grew)."""
+        if measurement.peak_bytes <= 0:
+            return float("inf")
+        return self.estimate.inference.peak_bytes / measurement.peak_bytes
+
+
+def compare_memory(
+    path: str | Path,
+    bindings: Bindings | None = None,
+    *,
+    runs: int = 10,
+    arenas: tuple[bool, ...] = (True, False),
+    threads: int | None = 1,
+    estimate: MemoryEstimate | None = None,
+    train: bool = False,
+    optimizer: Optimizer = Optimizer.ADAM,
+    precision: Precision = Precision.FP32,
+    checkpointing: float = 1.0,
+) -> MemoryComparison:
+    """Estimate ``path``'s memory and measure it in onnxruntime for each arena setting.
+
+    Args:
+        path: the ONNX model.
+        bindings: input bindings, used for both the estimate and the generated inputs.
+        runs: latency runs per measurement.
+        arenas: the ``enable_cpu_mem_arena`` settings to measure, each in its own child.
+        threads: intra-op threads of the measured sessions.
+        estimate: a ready estimate (else computed with the training options below).
+        train, optimizer, precision, checkpointing: passed to
+            :func:`graph_analysis.memory.estimate_memory`.
+
+    Raises:
+        ShapeBindingError, ModelFormatError: bad bindings or model.
+        MeasurementError: a child failed.
+    """
+    if estimate is None:
+        estimate = estimate_memory(
+            path, bindings, train=train, optimizer=optimizer, precision=precision,
+            checkpointing=checkpointing,
+        )
+    measured = tuple(
+        measure_inference(path, bindings, runs=runs, arena=arena, threads=threads)
+        for arena in arenas
+    )
+    return MemoryComparison(estimate, measured)

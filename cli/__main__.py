@@ -1,0 +1,5 @@
+"""``python -m cli``: run the modelsize command line."""
+
+from cli.app import main
+
+main()
