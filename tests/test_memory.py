@@ -1,0 +1,254 @@
+"""Memory estimates: exact activation bytes on hand-built graphs, liveness invariants, training lines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+from graph_analysis.bindings import parse_bindings
+from graph_analysis.memory import (
+    OrtCpuModel,
+    Optimizer,
+    Precision,
+    estimate_memory,
+    memory_to_dict,
+)
+
+F32 = TensorProto.FLOAT
+
+
+def _make(nodes, inputs, outputs, initializers=()) -> onnx.ModelProto:  # type: ignore[no-untyped-def]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _vi(name: str, dims: list[object] | None, elem_type: int = F32) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem_type, dims)
+
+
+def test_chain_peak_is_input_plus_two_live_tensors() -> None:
+    # X(400 B) -> A -> B -> Y: at node 1, X (held by the caller), A and B are live.
+    nodes = [
+        helper.make_node("Relu", ["X"], ["A"]),
+        helper.make_node("Tanh", ["A"], ["B"]),
+        helper.make_node("Sigmoid", ["B"], ["Y"]),
+    ]
+    est = estimate_memory(_make(nodes, [_vi("X", [10, 10])], [_vi("Y", None)]))
+    inf = est.inference
+    assert inf.activations_peak_bytes == 3 * 400
+    assert inf.activations_sum_bytes == 4 * 400
+    assert inf.largest_activation_bytes == 400
+    assert inf.inputs_bytes == 400
+
+
+def test_fan_out_keeps_branches_alive_and_reports_peak_node() -> None:
+    nodes = [helper.make_node("Relu", ["X"], [f"B{k}"], name=f"branch{k}") for k in range(3)]
+    nodes.append(helper.make_node("Sum", ["B0", "B1", "B2"], ["Y"], name="sum"))
+    inf = estimate_memory(_make(nodes, [_vi("X", [2, 50])], [_vi("Y", None)])).inference
+    assert inf.activations_peak_bytes == 5 * 400  # X, B0..B2 and Y while Sum runs
+    assert inf.peak_nodes == ("sum (Sum)",)
+    assert {t.name for t in inf.peak_tensors} == {"X", "B0", "B1", "B2", "Y"}
+
+
+def test_reshape_is_a_view_and_outputs_live_to_the_end() -> None:
+    shape = numpy_helper.from_array(np.array([100], dtype=np.int64), "shape")
+    nodes = [
+        helper.make_node("Relu", ["X"], ["A"]),
+        helper.make_node("Reshape", ["A", "shape"], ["R"]),  # shares A's buffer
+        helper.make_node("Tanh", ["R"], ["Y1"]),
+        helper.make_node("Sigmoid", ["X"], ["Y2"]),
+    ]
+    model = _make(nodes, [_vi("X", [10, 10])], [_vi("Y1", None), _vi("Y2", None)], [shape])
+    inf = estimate_memory(model).inference
+    # Node 3: X, Y1 (output, to the end) and Y2; A/R died after Tanh. Node 2: X, A(=R), Y1.
+    assert inf.activations_peak_bytes == 3 * 400
+    assert inf.weights_bytes == 8
+
+
+def test_dtype_widths_count_in_activation_bytes() -> None:
+    nodes = [helper.make_node("Cast", ["X"], ["H"], to=TensorProto.FLOAT16),
+             helper.make_node("Cast", ["H"], ["Y"], to=TensorProto.INT64)]
+    inf = estimate_memory(_make(nodes, [_vi("X", ["n", 8])], [_vi("Y", None)]),
+                          parse_bindings(batch=4)).inference
+    # X 4*8*4 = 128, H 4*8*2 = 64, Y 4*8*8 = 256; at node 1: X, H, Y.
+    assert inf.activations_peak_bytes == 128 + 64 + 256
+
+
+def test_subgraph_peak_is_added_while_its_node_runs() -> None:
+    model = onnx.parser.parse_model(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[4, 25] X, bool c) => (float[4, 25] Y) {
+          Y = If(c) <
+            then_branch = t () => (float[4, 25] a) { t1 = Relu(X)  t2 = Tanh(t1)  a = Sigmoid(t2) },
+            else_branch = e () => (float[4, 25] b) { b = Relu(X) }
+          >
+        }
+        """
+    )
+    inf = estimate_memory(model, parse_bindings(["c="])).inference
+    # Main graph at If: X (400), c (1), Y (400); then-branch peak: two of t1, t2, a (t1 dies
+    # after Tanh). The branch output is counted apart from Y: onnxruntime copies it out.
+    assert inf.activations_peak_bytes == 400 + 1 + 400 + 2 * 400
+    assert any("then_branch" in n for n in inf.peak_nodes)
+
+
+def test_runtime_model_formula() -> None:
+    w = numpy_helper.from_array(np.zeros((64, 64), dtype=np.float32), "W")
+    nodes = [helper.make_node("MatMul", ["X", "W"], ["Y"])]
+    model = _make(nodes, [_vi("X", [1, 64])], [_vi("Y", None)], [w])
+    runtime = OrtCpuModel(session_fixed_bytes=1000, run_fixed_bytes=100, load_factor=2.0,
+                          resident_factor=1.0, prepack_factor=1.0, arena_factor=1.0)
+    inf = estimate_memory(model, runtime=runtime).inference
+    weights, acts = 64 * 64 * 4, 2 * 64 * 4
+    assert inf.prepackable_bytes == weights
+    assert inf.peak_bytes == 1000 + max(2 * weights, weights + weights + acts + 100)
+    assert inf.runtime_overhead_bytes == inf.peak_bytes - weights - acts
+
+
+# --- hypothesis: liveness invariants on random DAGs -------------------------------------------
+
+_UNARY = ["Relu", "Tanh", "Sigmoid", "Neg", "Abs"]
+
+
+@st.composite
+def random_dags(draw: st.DrawFn) -> onnx.ModelProto:
+    num_nodes = draw(st.integers(1, 12))
+    widths = draw(st.lists(st.integers(1, 6), min_size=num_nodes, max_size=num_nodes))
+    names = ["X"]
+    nodes = []
+    for k in range(num_nodes):
+        if draw(st.booleans()) and len(names) >= 2:
+            a, b = draw(st.permutations(names))[:2]
+            # Broadcasting Add of two rank-2 tensors with a widened last dim via Concat.
+            nodes.append(helper.make_node("Concat", [a, b], [f"T{k}"], axis=1))
+        else:
+            src = draw(st.sampled_from(names))
+            nodes.append(helper.make_node(draw(st.sampled_from(_UNARY)), [src], [f"T{k}"]))
+            if widths[k] > 3:
+                nodes[-1] = helper.make_node("Tile", [src, "reps"], [f"T{k}"])
+        names.append(f"T{k}")
+    outputs = draw(st.lists(st.sampled_from(names[1:]), min_size=1, max_size=3, unique=True))
+    reps = numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "reps")
+    return _make(nodes, [_vi("X", [2, 3])], [_vi(o, None) for o in outputs], [reps])
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_dags())
+def test_peak_between_largest_tensor_and_sum(model: onnx.ModelProto) -> None:
+    inf = estimate_memory(model).inference
+    assert inf.largest_activation_bytes <= inf.activations_peak_bytes <= inf.activations_sum_bytes
+    assert all(t.nbytes <= inf.activations_peak_bytes for t in inf.peak_tensors)
+
+
+@settings(max_examples=40, deadline=None)
+@given(random_dags(), st.integers(1, 10_000))
+def test_unused_initializer_changes_no_activation_figure(model: onnx.ModelProto, size: int) -> None:
+    before = estimate_memory(model).inference
+    extra = onnx.ModelProto()
+    extra.CopyFrom(model)
+    extra.graph.initializer.append(
+        numpy_helper.from_array(np.zeros(size, dtype=np.float32), "unused")
+    )
+    after = estimate_memory(extra).inference
+    assert after.activations_peak_bytes == before.activations_peak_bytes
+    assert after.activations_sum_bytes == before.activations_sum_bytes
+    assert after.weights_bytes == before.weights_bytes + 4 * size
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+def _mlp() -> onnx.ModelProto:
+    """X[8,16] -> MatMul W1[16,32] + b1 -> Relu -> MatMul W2[32,4]; plus a BatchNorm with stats."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((16, 32), dtype=np.float32), "W1"),
+        numpy_helper.from_array(np.zeros(32, dtype=np.float32), "b1"),
+        numpy_helper.from_array(rng.standard_normal((32, 4), dtype=np.float32), "W2"),
+        numpy_helper.from_array(np.ones(4, dtype=np.float32), "scale"),
+        numpy_helper.from_array(np.zeros(4, dtype=np.float32), "bias"),
+        numpy_helper.from_array(np.zeros(4, dtype=np.float32), "mean"),
+        numpy_helper.from_array(np.ones(4, dtype=np.float32), "var"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W1"], ["H"]),
+        helper.make_node("Add", ["H", "b1"], ["Hb"]),
+        helper.make_node("Relu", ["Hb"], ["R"]),
+        helper.make_node("MatMul", ["R", "W2"], ["O"]),
+        helper.make_node("BatchNormalization", ["O", "scale", "bias", "mean", "var"], ["Y"]),
+    ]
+    return _make(nodes, [_vi("X", [8, 16])], [_vi("Y", None)], inits)
+
+
+TRAINABLE = 16 * 32 + 32 + 32 * 4 + 4 + 4  # running mean/var excluded
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "precision", "weights", "grads", "state", "master"),
+    [
+        (Optimizer.SGD, Precision.FP32, 4 * TRAINABLE + 32, 4 * TRAINABLE, 0, 0),
+        (Optimizer.MOMENTUM, Precision.FP32, 4 * TRAINABLE + 32, 4 * TRAINABLE, 4 * TRAINABLE, 0),
+        (Optimizer.ADAM, Precision.FP32, 4 * TRAINABLE + 32, 4 * TRAINABLE, 8 * TRAINABLE, 0),
+        (Optimizer.ADAMW, Precision.BF16, 2 * TRAINABLE + 32, 2 * TRAINABLE, 4 * TRAINABLE, 0),
+        (Optimizer.ADAM, Precision.MIXED, 2 * TRAINABLE + 32, 2 * TRAINABLE, 8 * TRAINABLE,
+         4 * TRAINABLE),
+    ],
+)
+def test_training_lines(
+    optimizer: Optimizer, precision: Precision, weights: int, grads: int, state: int, master: int
+) -> None:
+    tr = estimate_memory(_mlp(), train=True, optimizer=optimizer, precision=precision).training
+    assert tr is not None
+    assert tr.trainable_parameters == TRAINABLE
+    assert tr.item("weights") == weights
+    assert tr.item("gradients") == grads
+    assert tr.item("optimizer_state") == state
+    assert tr.item("master_weights") == master
+    assert tr.peak_bytes == sum(i.nbytes for i in tr.items)
+
+
+def test_saved_activations_and_checkpointing() -> None:
+    full = estimate_memory(_mlp(), train=True).training
+    half = estimate_memory(_mlp(), train=True, checkpointing=0.5).training
+    assert full is not None and half is not None
+    # Saved: X (MatMul input), R (Relu output and MatMul input, once), O (BatchNorm input).
+    expected = 4 * (8 * 16 + 8 * 32 + 8 * 4)
+    assert full.item("saved_activations") == expected
+    assert half.item("saved_activations") == expected // 2
+    with pytest.raises(ValueError, match="checkpointing"):
+        estimate_memory(_mlp(), train=True, checkpointing=0.0)
+
+
+def test_json_keys() -> None:
+    data = memory_to_dict(estimate_memory(_mlp(), train=True))
+    text = json.dumps(data)
+    inference = data["inference"]
+    assert isinstance(inference, dict)
+    for key in ("weights_bytes", "activations_peak_bytes", "runtime_overhead_bytes", "peak_bytes"):
+        assert isinstance(inference[key], int)
+    training = data["training"]
+    assert isinstance(training, dict) and isinstance(training["peak_bytes"], int)
+    assert "formulas" in training and '"gradients_bytes"' in text
+
+
+@pytest.mark.torch
+def test_trainable_parameters_match_torch(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(
+        torch.nn.Linear(12, 24), torch.nn.ReLU(), torch.nn.Linear(24, 3)
+    ).eval()
+    path = tmp_path / "mlp.onnx"
+    torch.onnx.export(model, (torch.randn(2, 12),), str(path), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    tr = estimate_memory(path, parse_bindings(batch=2), train=True).training
+    assert tr is not None
+    assert tr.trainable_parameters == sum(p.numel() for p in model.parameters())
