@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import benchmarks.architectures as archs  # noqa: E402
 from converters.torch_train import measure_training_step  # noqa: E402
 from graph_analysis.bindings import Bindings, ShapeSpec  # noqa: E402
 from graph_analysis.measure import InputSpec, measure_inference  # noqa: E402
@@ -35,15 +36,15 @@ CASES: dict[str, tuple[InputSpec, ...]] = {
 }
 
 
-def export(name: str, inputs: tuple[InputSpec, ...], folder: Path, *, training: bool = False) -> Path:
+def export(
+    name: str, inputs: tuple[InputSpec, ...], folder: Path, *, training: bool = False
+) -> Path:
     """Export the architecture to ONNX with a dynamic batch dim, returning the first output only.
 
     ``training``: export in training mode (BatchNorm kept, not folded into Conv), the graph the
     training estimate should read.
     """
     import torch
-
-    import benchmarks.architectures as archs
 
     model = getattr(archs, name)()
     model.train(training)
@@ -67,9 +68,16 @@ def export(name: str, inputs: tuple[InputSpec, ...], folder: Path, *, training: 
     mode = torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL
     with torch.no_grad():
         torch.onnx.export(
-            First(), args, str(path), dynamo=False, input_names=[i.name for i in inputs],
-            output_names=["output"], dynamic_axes={i.name: {0: "batch"} for i in inputs},
-            opset_version=17, training=mode, do_constant_folding=not training,
+            First(),
+            args,
+            str(path),
+            dynamo=False,
+            input_names=[i.name for i in inputs],
+            output_names=["output"],
+            dynamic_axes={i.name: {0: "batch"} for i in inputs},
+            opset_version=17,
+            training=mode,
+            do_constant_folding=not training,
         )
     return path
 
@@ -81,8 +89,9 @@ def main(names: list[str]) -> None:
             inputs = CASES[name]
             path = export(name, inputs, Path(tmp))
             bindings = Bindings(shapes=tuple(ShapeSpec(i.name, i.dims) for i in inputs))
-            est = estimate_memory(path, bindings, train=True, optimizer=Optimizer.ADAM,
-                                  pytorch_basis=True)
+            est = estimate_memory(
+                path, bindings, train=True, optimizer=Optimizer.ADAM, pytorch_basis=True
+            )
             on = measure_inference(path, bindings, runs=3, arena=True)
             off = measure_inference(path, bindings, runs=3, arena=False)
             train = measure_training_step(f"{SOURCE}:{name}", inputs, optimizer=Optimizer.ADAM)
@@ -94,7 +103,8 @@ def main(names: list[str]) -> None:
                 f"A {est.inference.activations_peak_bytes / MiB:6.1f} (sum "
                 f"{est.inference.activations_sum_bytes / MiB:6.1f})  "
                 f"inf est {est.inference.peak_bytes / MiB:6.1f} meas on {on.peak_bytes / MiB:6.1f} "
-                f"off {off.peak_bytes / MiB:6.1f} ratio {est.inference.peak_bytes / on.peak_bytes:5.2f}"
+                f"off {off.peak_bytes / MiB:6.1f} "
+                f"ratio {est.inference.peak_bytes / on.peak_bytes:5.2f}"
                 f" | train est {tr.peak_bytes / MiB:6.1f} meas {train.peak_bytes / MiB:6.1f} "
                 f"(1st {train.first_step_peak_bytes / MiB:6.1f}) "
                 f"ratio {tr.peak_bytes / train.peak_bytes:5.2f}  saved "
@@ -103,14 +113,17 @@ def main(names: list[str]) -> None:
                 flush=True,
             )
     print()
-    print("| model | weights MiB | act. peak MiB | inference est. MiB | measured (arena on/off) MiB"
-          " | ratio | training est. MiB | measured MiB | ratio |")
+    print(
+        "| model | weights MiB | act. peak MiB | inference est. MiB | measured (arena on/off) MiB"
+        " | ratio | training est. MiB | measured MiB | ratio |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, est, on, off, train in rows:
         tr = est.training
         print(
             f"| {name} | {est.inference.weights_bytes / MiB:.1f} | "
-            f"{est.inference.activations_peak_bytes / MiB:.1f} | {est.inference.peak_bytes / MiB:.1f}"
+            f"{est.inference.activations_peak_bytes / MiB:.1f} | "
+            f"{est.inference.peak_bytes / MiB:.1f}"
             f" | {on.peak_bytes / MiB:.1f} / {off.peak_bytes / MiB:.1f} | "
             f"{est.inference.peak_bytes / on.peak_bytes:.2f} | {tr.peak_bytes / MiB:.1f} | "
             f"{train.peak_bytes / MiB:.1f} | {tr.peak_bytes / train.peak_bytes:.2f} |"

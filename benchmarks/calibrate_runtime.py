@@ -18,8 +18,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graph_analysis.bindings import Bindings  # noqa: E402
-from graph_analysis.measure import measure_inference  # noqa: E402
+from graph_analysis.bindings import Bindings
+from graph_analysis.measure import measure_inference
+from graph_analysis.memory import estimate_memory
 
 MiB = 1 << 20
 
@@ -34,7 +35,9 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
 def matmul_model(folder: Path, weight_mib: int, op: str = "MatMul") -> Path:
     """X[1, n] -> op with an n x n weight: weights ``weight_mib`` MiB, activations tiny."""
     n = int((weight_mib * MiB / 4) ** 0.5)
-    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((n, n), dtype=np.float32), "W")
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((n, n), dtype=np.float32), "W"
+    )
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, n])
     y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
     node = helper.make_node(op, ["X", "W"], ["Y"])
@@ -72,14 +75,14 @@ def fan_model(folder: Path, act_mib: int, width: int = 4) -> Path:
     n = act_mib * MiB // 4
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, n])
     y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
-    nodes = [helper.make_node("Sigmoid" if k % 2 else "Tanh", ["X"], [f"B{k}"]) for k in range(width)]
+    nodes = [
+        helper.make_node("Sigmoid" if k % 2 else "Tanh", ["X"], [f"B{k}"]) for k in range(width)
+    ]
     nodes.append(helper.make_node("Sum", [f"B{k}" for k in range(width)], ["Y"]))
     return _save(helper.make_graph(nodes, "g", [x], [y]), folder / f"fan_{act_mib}.onnx")
 
 
 def main() -> None:
-    from graph_analysis.memory import estimate_memory
-
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         cases = [chain_model(folder, 1)]

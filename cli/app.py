@@ -42,7 +42,7 @@ def _run(action: Callable[[], T]) -> T:
 
 
 @app.command()
-def memory(
+def memory(  # noqa: PLR0917 - typer maps parameters to options
     model: Path,
     input_shape: InputShapeOpt = [],  # noqa: B006 - typer reads the default, never mutates it
     dim: DimOpt = [],  # noqa: B006
@@ -51,15 +51,22 @@ def memory(
     optimizer: Annotated[Optimizer, typer.Option("--optimizer")] = Optimizer.ADAM,
     precision: Annotated[Precision, typer.Option("--precision")] = Precision.FP32,
     checkpointing: Annotated[
-        float, typer.Option("--checkpointing", min=0.01, max=1.0, help="fraction of saved activations kept")
+        float,
+        typer.Option(
+            "--checkpointing", min=0.01, max=1.0, help="fraction of saved activations kept"
+        ),
     ] = 1.0,
     measure: Annotated[bool, typer.Option("--measure", help="also measure in onnxruntime")] = False,
     output_format: FormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Estimate inference (and with --train, training) memory; --measure adds measurements."""
     bindings = _run(lambda: parse_bindings(input_shape, dim, batch))
-    options = {"train": train, "optimizer": optimizer, "precision": precision,
-               "checkpointing": checkpointing}
+    options = {
+        "train": train,
+        "optimizer": optimizer,
+        "precision": precision,
+        "checkpointing": checkpointing,
+    }
     console = Console()
     if measure:
         comparison = _run(lambda: compare_memory(model, bindings, runs=5, **options))  # type: ignore[arg-type]
@@ -70,7 +77,7 @@ def memory(
 
 
 @app.command()
-def measure(
+def measure(  # noqa: PLR0917 - typer maps parameters to options
     model: Path,
     input_shape: InputShapeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006

@@ -74,14 +74,16 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
     table.add_column("how")
     table.add_row("weights", _mib(inf.weights_bytes), "counted: initializers + constants")
     table.add_row(
-        "activations (peak live)", _mib(inf.activations_peak_bytes),
+        "activations (peak live)",
+        _mib(inf.activations_peak_bytes),
         "estimated: liveness over the node order",
     )
     table.add_row(
         "activations (naive sum)", _mib(inf.activations_sum_bytes), "counted: no reuse (not added)"
     )
     table.add_row(
-        "runtime overhead", _mib(inf.runtime_overhead_bytes),
+        "runtime overhead",
+        _mib(inf.runtime_overhead_bytes),
         "estimated: session + run fixed costs, pre-packed weight copies",
     )
     table.add_row("peak (process growth)", _mib(inf.peak_bytes), "estimated", style="bold")
@@ -119,8 +121,9 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
         train.add_column("formula")
         for item in tr.items:
             train.add_row(item.name.replace("_", " "), _mib(item.nbytes), item.formula)
-        train.add_row("peak", _mib(tr.peak_bytes), f"sum; P = {tr.trainable_parameters:,}",
-                      style="bold")
+        train.add_row(
+            "peak", _mib(tr.peak_bytes), f"sum; P = {tr.trainable_parameters:,}", style="bold"
+        )
         tables.append(train)
     return tables
 
@@ -134,9 +137,7 @@ def render_estimate(estimate: MemoryEstimate, output: OutputFormat, console: Con
         console.print(table)
 
 
-def render_comparison(
-    comparison: MemoryComparison, output: OutputFormat, console: Console
-) -> None:
+def render_comparison(comparison: MemoryComparison, output: OutputFormat, console: Console) -> None:
     """Print an estimate with its measurements side by side (ratio = estimated / measured)."""
     if output is OutputFormat.JSON:
         console.print_json(json.dumps(comparison_to_dict(comparison)))
@@ -144,8 +145,14 @@ def render_comparison(
     for table in _estimate_tables(comparison.estimate):
         console.print(table)
     table = Table(title="Measured (onnxruntime CPU, fresh child process)", title_justify="left")
-    for column in ("arena", "session peak", "peak", "estimate / measured", "latency median",
-                   "latency p90"):
+    for column in (
+        "arena",
+        "session peak",
+        "peak",
+        "estimate / measured",
+        "latency median",
+        "latency p90",
+    ):
         table.add_column(column, justify="right")
     for m in comparison.measurements:
         table.add_row(

@@ -59,8 +59,15 @@ def _load(source: str) -> Any:
     return getattr(module, attr)
 
 
-_TORCH_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64",
-                 16: "bfloat16"}
+_TORCH_DTYPES = {
+    1: "float32",
+    6: "int32",
+    7: "int64",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    16: "bfloat16",
+}
 
 
 def _first_tensor(out: Any) -> Any:
@@ -187,7 +194,9 @@ def _warm_up(torch: Any, optimizer_name: str) -> None:
     thread, and about 80 MiB of imports such as ``torch._dynamo`` on the first ``step``): costs
     of the process, not of the model, that the measurement leaves out.
     """
-    layers = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    layers = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 1, 1), torch.nn.Flatten(), torch.nn.Linear(4, 2)
+    )
     optimizer = _optimizer(torch, optimizer_name, list(layers.parameters()))
     layers(torch.ones(1, 1, 2, 2)).pow(2).mean().backward()
     optimizer.step()

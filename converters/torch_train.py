@@ -10,6 +10,7 @@ gradients, optimizer state, saved activations, framework memory), per step.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from graph_analysis.errors import MeasurementError, SourceError
+from graph_analysis.errors import MeasurementError, MissingExtraError, SourceError
 from graph_analysis.measure import InputSpec
 from graph_analysis.memory import Optimizer, Precision
 
@@ -89,11 +90,7 @@ def measure_training_step(
         raise SourceError(source, "expected a PyTorch source as path/to/file.py:Name")
     if not Path(file_name).is_file():
         raise SourceError(source, "no such file")
-    import importlib.util
-
     if importlib.util.find_spec("torch") is None:
-        from graph_analysis.errors import MissingExtraError
-
         raise MissingExtraError(
             source, "PyTorch models need the torch extra: pip install 'modelsize[torch]'"
         )
@@ -103,7 +100,9 @@ def measure_training_step(
         "precision": Precision(precision).value,
         "steps": max(1, steps),
         "threads": threads,
-        "inputs": [{"name": i.name, "elem_type": i.elem_type, "dims": list(i.dims)} for i in inputs],
+        "inputs": [
+            {"name": i.name, "elem_type": i.elem_type, "dims": list(i.dims)} for i in inputs
+        ],
     }
     try:
         completed = subprocess.run(
@@ -115,7 +114,9 @@ def measure_training_step(
             check=False,
         )
     except subprocess.TimeoutExpired as e:
-        raise MeasurementError(source, f"the training step took longer than {timeout_s:.0f} s") from e
+        raise MeasurementError(
+            source, f"the training step took longer than {timeout_s:.0f} s"
+        ) from e
     if completed.returncode != 0:
         tail = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise MeasurementError(

@@ -14,6 +14,9 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
+import onnxruntime as ort
+
 
 def _status_bytes(field: str) -> int | None:
     try:
@@ -52,15 +55,24 @@ def _reset_hwm() -> bool:
 
 
 _NUMPY_DTYPES = {
-    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
-    9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 14: "complex64",
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
+    14: "complex64",
     15: "complex128",
 }
 
 
 def _make_inputs(specs: list[dict[str, Any]]) -> dict[str, Any]:
-    import numpy as np
-
     rng = np.random.default_rng(0)
     feeds: dict[str, Any] = {}
     for spec in specs:
@@ -80,9 +92,6 @@ def _make_inputs(specs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     request = json.loads(sys.stdin.read())
-    import numpy as np
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.enable_cpu_mem_arena = bool(request["arena"])
     if request.get("threads"):

@@ -104,7 +104,9 @@ def model_input_specs(
         if value_info.name in initializers:
             continue
         if not value_info.type.HasField("tensor_type"):
-            raise ModelFormatError(path, f"input {value_info.name!r} is not a tensor; cannot feed it")
+            raise ModelFormatError(
+                path, f"input {value_info.name!r} is not a tensor; cannot feed it"
+            )
         tensor_type = value_info.type.tensor_type
         dims = tuple(d.dim_value for d in tensor_type.shape.dim)
         specs.append(InputSpec(value_info.name, tensor_type.elem_type, dims))
@@ -153,7 +155,9 @@ def measure_inference(
         "arena": arena,
         "threads": threads,
         "runs": max(1, runs),
-        "inputs": [{"name": i.name, "elem_type": i.elem_type, "dims": list(i.dims)} for i in inputs],
+        "inputs": [
+            {"name": i.name, "elem_type": i.elem_type, "dims": list(i.dims)} for i in inputs
+        ],
     }
     try:
         completed = subprocess.run(
@@ -247,7 +251,11 @@ def compare_memory(
     """
     if estimate is None:
         estimate = estimate_memory(
-            path, bindings, train=train, optimizer=optimizer, precision=precision,
+            path,
+            bindings,
+            train=train,
+            optimizer=optimizer,
+            precision=precision,
             checkpointing=checkpointing,
         )
     measured = tuple(

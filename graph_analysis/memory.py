@@ -74,12 +74,48 @@ OPTIMIZER_STATE_BUFFERS: Mapping[Optimizer, int] = {
 # keep the result; additions, shape ops, reductions to a mean and concatenations keep nothing.
 SAVES_INPUTS = frozenset(
     {
-        "MatMul", "Gemm", "Conv", "ConvTranspose", "Mul", "Div", "Pow", "Gelu", "Erf", "Log",
-        "LayerNormalization", "BatchNormalization", "InstanceNormalization", "GroupNormalization",
-        "MaxPool", "LeakyRelu", "Clip", "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus",
-        "PRelu", "Where", "Gather", "GatherElements", "Einsum", "ReduceMax", "ReduceMin",
-        "ReduceL2", "Sin", "Cos", "Abs", "Sign", "Min", "Max", "SimplifiedLayerNormalization",
-        "SkipLayerNormalization", "FastGelu", "BiasGelu", "Attention", "MultiHeadAttention",
+        "MatMul",
+        "Gemm",
+        "Conv",
+        "ConvTranspose",
+        "Mul",
+        "Div",
+        "Pow",
+        "Gelu",
+        "Erf",
+        "Log",
+        "LayerNormalization",
+        "BatchNormalization",
+        "InstanceNormalization",
+        "GroupNormalization",
+        "MaxPool",
+        "LeakyRelu",
+        "Clip",
+        "HardSigmoid",
+        "HardSwish",
+        "Elu",
+        "Selu",
+        "Softplus",
+        "PRelu",
+        "Where",
+        "Gather",
+        "GatherElements",
+        "Einsum",
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceL2",
+        "Sin",
+        "Cos",
+        "Abs",
+        "Sign",
+        "Min",
+        "Max",
+        "SimplifiedLayerNormalization",
+        "SkipLayerNormalization",
+        "FastGelu",
+        "BiasGelu",
+        "Attention",
+        "MultiHeadAttention",
     }
 )
 SAVES_OUTPUTS = frozenset(
@@ -366,7 +402,12 @@ def estimate_memory(
     training = None
     if train:
         training = _training_estimate(
-            model, shapes, weights, uses, liveness, size_of,
+            model,
+            shapes,
+            weights,
+            uses,
+            liveness,
+            size_of,
             optimizer=Optimizer(optimizer),
             precision=Precision(precision),
             checkpointing=checkpointing,
@@ -415,7 +456,7 @@ def _inference_estimate(
     )
 
 
-def _training_estimate(
+def _training_estimate(  # noqa: PLR0917 - private, called once with every argument named
     model: onnx.ModelProto,
     shapes: InferredShapes,
     weights: Mapping[tuple[str, str], tuple[DataType | None, int]],
@@ -462,9 +503,14 @@ def _training_estimate(
     working = int(liveness.peak_bytes * (0.5 if half else 1.0))
     p = "P"
     items = [
-        TrainingItem("weights", trainable * value_bytes + frozen_bytes,
-                     f"{p} x {value_bytes} B + frozen buffers"),
-        TrainingItem("gradients", trainable * value_bytes, f"{p} x {value_bytes} B (trainable only)"),
+        TrainingItem(
+            "weights",
+            trainable * value_bytes + frozen_bytes,
+            f"{p} x {value_bytes} B + frozen buffers",
+        ),
+        TrainingItem(
+            "gradients", trainable * value_bytes, f"{p} x {value_bytes} B (trainable only)"
+        ),
         TrainingItem(
             "optimizer_state",
             trainable * state_buffers * state_bytes,
@@ -477,7 +523,9 @@ def _training_estimate(
         ),
         TrainingItem(
             "optimizer_temporaries",
-            int(largest_trainable * optimizer_temporaries * state_bytes) if state_buffers == 2 else 0,
+            int(largest_trainable * optimizer_temporaries * state_bytes)
+            if state_buffers == 2
+            else 0,
             f"largest trainable tensor x {optimizer_temporaries:g} x {state_bytes} B (Adam/AdamW)",
         ),
         TrainingItem(
@@ -489,7 +537,8 @@ def _training_estimate(
         TrainingItem(
             "working_activations",
             working,
-            "peak of live forward activations (backward's temporaries)" + (" x 1/2" if half else ""),
+            "peak of live forward activations (backward's temporaries)"
+            + (" x 1/2" if half else ""),
         ),
         TrainingItem(
             "loss_and_output_gradients",
@@ -567,8 +616,13 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
         "defaulted_dims": list(estimate.shapes.defaulted),
         "shape_engines": list(estimate.shapes.engines),
         "unknown_tensors": [
-            {"name": u.name, "graph": u.graph, "producer": u.producer,
-             "assumed_bytes": u.assumed_nbytes, "treatment": u.treatment}
+            {
+                "name": u.name,
+                "graph": u.graph,
+                "producer": u.producer,
+                "assumed_bytes": u.assumed_nbytes,
+                "treatment": u.treatment,
+            }
             for u in estimate.shapes.unknown
         ],
         "inference": {

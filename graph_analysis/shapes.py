@@ -3,10 +3,12 @@
 Works on the weight-free skeleton of a model (initializer dims and data types kept, float payloads
 dropped), so inferring shapes never loads weights. The steps, in order:
 
-1. **Bind** the graph inputs' symbolic or unknown dims from :class:`~graph_analysis.bindings.Bindings`
-   (``--input-shape``, ``--dim``, ``--batch``). A dim counts as unknown when it has a ``dim_param``
-   (``batch``, ``p2o.DynamicDimension.0``, ``?``, ...), a ``dim_value`` <= 0 (``-1``, ``0``: some
-   exporters write these for "dynamic") or neither. Dims nobody bound take ``default_dim`` (reported).
+1. **Bind** the graph inputs' symbolic or unknown dims from
+   :class:`~graph_analysis.bindings.Bindings` (``--input-shape``, ``--dim``, ``--batch``). A dim
+   counts as unknown when it has a ``dim_param`` (``batch``, ``p2o.DynamicDimension.0``, ``?``,
+   ...), a ``dim_value`` <= 0 (``-1``, ``0``: some exporters write these for "dynamic") or
+   neither. Dims nobody bound take ``default_dim``
+   (reported).
 2. **Infer** with ``onnx.shape_inference`` (with data propagation, so Shape->Gather->Reshape chains
    resolve), including If/Loop/Scan subgraphs.
 3. Where that leaves tensors without a concrete shape, run onnxruntime's symbolic shape inference
@@ -155,7 +157,7 @@ def load_model_skeleton(path: str | Path) -> onnx.ModelProto:
         ModelFormatError: the file is not a readable ONNX model.
     """
     try:
-        from graph_analysis import loading  # type: ignore[attr-defined]
+        from graph_analysis import loading  # type: ignore[attr-defined]  # noqa: PLC0415
 
         load_skeleton = loading.load_skeleton
     except (ImportError, AttributeError):
@@ -201,8 +203,15 @@ def _strip_tensor(tensor: onnx.TensorProto) -> None:
         count *= d
     if count <= _KEEP_ELEMENTS:
         return
-    for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data",
-                  "uint64_data", "string_data"):
+    for field in (
+        "raw_data",
+        "float_data",
+        "int32_data",
+        "int64_data",
+        "double_data",
+        "uint64_data",
+        "string_data",
+    ):
         tensor.ClearField(field)
 
 
@@ -292,7 +301,9 @@ def bind_inputs(
                 )
             explicit[inputs[0].name] = spec.dims
         elif spec.name not in names:
-            raise ShapeBindingError(path, f"--input-shape {spec.name}: no such input (inputs: {names})")
+            raise ShapeBindingError(
+                path, f"--input-shape {spec.name}: no such input (inputs: {names})"
+            )
         else:
             explicit[spec.name] = spec.dims
 
@@ -372,7 +383,8 @@ def bind_inputs(
                 }
             )
             raise ShapeBindingError(
-                path, f"--dim {name}: no input has a dim named {name!r} (symbolic dims: {available})"
+                path,
+                f"--dim {name}: no input has a dim named {name!r} (symbolic dims: {available})",
             )
     return bound, dim_values, tuple(defaulted)
 
@@ -398,7 +410,9 @@ def _shape_of(value_info: onnx.ValueInfoProto, graph: str) -> TensorShape:
 
 
 def _initializer_shape(tensor: onnx.TensorProto, graph: str) -> TensorShape:
-    return TensorShape(tensor.name, graph, DataType.from_value(tensor.data_type), tuple(tensor.dims))
+    return TensorShape(
+        tensor.name, graph, DataType.from_value(tensor.data_type), tuple(tensor.dims)
+    )
 
 
 def _collect(model: onnx.ModelProto) -> dict[tuple[str, str], TensorShape]:
@@ -416,7 +430,9 @@ def _collect(model: onnx.ModelProto) -> dict[tuple[str, str], TensorShape]:
                 for attr in node.attribute:
                     if attr.type == onnx.AttributeProto.TENSOR:
                         found[(path, node.output[0])] = TensorShape(
-                            node.output[0], path, DataType.from_value(attr.t.data_type),
+                            node.output[0],
+                            path,
+                            DataType.from_value(attr.t.data_type),
                             tuple(attr.t.dims),
                         )
     return found
@@ -452,7 +468,8 @@ def _run_onnx_inference(model: onnx.ModelProto, path: str | Path | None) -> onnx
 
 def _run_symbolic_inference(model: onnx.ModelProto) -> onnx.ModelProto | None:
     try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+        # Imported on demand: a large pure-Python module, only needed where onnx's inference stops.
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference  # noqa: PLC0415
     except ImportError:
         return None
     try:
@@ -557,4 +574,3 @@ def _treat_unknown(
         assumed[key] = value
         unknown.append(UnknownTensor(out, path, node.op_type, shape, value, treatment))
     return unknown
-

@@ -43,8 +43,11 @@ def mlp_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         helper.make_node("MatMul", ["R", "W2"], ["Y"]),
     ]
     graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 1024])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", 1024])], inits,
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 1024])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", 1024])],
+        inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     return _save(model, tmp_path_factory.mktemp("m") / "mlp.onnx")
@@ -59,8 +62,11 @@ def embedding_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         helper.make_node("ReduceMean", ["E"], ["Y"], axes=[1], keepdims=0),
     ]
     graph = helper.make_graph(
-        nodes, "emb", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], [table],
+        nodes,
+        "emb",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        [table],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     return _save(model, tmp_path_factory.mktemp("e") / "emb.onnx")
@@ -98,7 +104,8 @@ def test_integer_inputs_are_generated_with_their_dtype(embedding_path: Path) -> 
 
 def test_failing_child_is_a_measurement_error(tmp_path: Path) -> None:
     graph = helper.make_graph(
-        [helper.make_node("Mystery", ["X"], ["Y"], domain="com.example")], "g",
+        [helper.make_node("Mystery", ["X"], ["Y"], domain="com.example")],
+        "g",
         [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2])],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [2])],
     )
@@ -125,7 +132,7 @@ def test_compare_and_cli_json(mlp_path: Path) -> None:
     assert all(m["peak_bytes"] > 0 and m["ratio"] > 0 for m in data["measured"])
 
 
-_TORCH_SOURCE = '''
+_TORCH_SOURCE = """
 import torch
 
 
@@ -133,7 +140,7 @@ def mlp():
     return torch.nn.Sequential(
         torch.nn.Linear(1024, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024)
     )
-'''
+"""
 
 
 @pytest.mark.torch
@@ -150,12 +157,19 @@ def test_training_step_estimate_within_30_percent(tmp_path: Path) -> None:
     exec(compile(_TORCH_SOURCE, str(source), "exec"), namespace)
     model = namespace["mlp"]().eval()  # type: ignore[operator]
     path = tmp_path / "mlp.onnx"
-    torch.onnx.export(model, (torch.randn(2, 1024),), str(path), dynamo=False,
-                      input_names=["input"], dynamic_axes={"input": {0: "batch"}})
+    torch.onnx.export(
+        model,
+        (torch.randn(2, 1024),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        dynamic_axes={"input": {0: "batch"}},
+    )
     inputs = [InputSpec("input", TensorProto.FLOAT, (512, 1024))]
     measured = measure_training_step(f"{source}:mlp", inputs, optimizer=Optimizer.ADAM)
-    estimate = estimate_memory(path, parse_bindings(batch=512), train=True,
-                               optimizer=Optimizer.ADAM, pytorch_basis=True).training
+    estimate = estimate_memory(
+        path, parse_bindings(batch=512), train=True, optimizer=Optimizer.ADAM, pytorch_basis=True
+    ).training
     assert estimate is not None
     assert measured.num_parameters == estimate.trainable_parameters
     # Weights + gradients + two Adam buffers are 16 MiB; measured must hold at least those.

@@ -1,4 +1,4 @@
-"""Memory estimates: exact activation bytes on hand-built graphs, liveness invariants, training lines."""
+"""Memory estimates: exact activation bytes on hand-built graphs, liveness invariants, training."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.memory import (
-    OrtCpuModel,
     Optimizer,
+    OrtCpuModel,
     Precision,
     estimate_memory,
     memory_to_dict,
@@ -74,10 +74,13 @@ def test_reshape_is_a_view_and_outputs_live_to_the_end() -> None:
 
 
 def test_dtype_widths_count_in_activation_bytes() -> None:
-    nodes = [helper.make_node("Cast", ["X"], ["H"], to=TensorProto.FLOAT16),
-             helper.make_node("Cast", ["H"], ["Y"], to=TensorProto.INT64)]
-    inf = estimate_memory(_make(nodes, [_vi("X", ["n", 8])], [_vi("Y", None)]),
-                          parse_bindings(batch=4)).inference
+    nodes = [
+        helper.make_node("Cast", ["X"], ["H"], to=TensorProto.FLOAT16),
+        helper.make_node("Cast", ["H"], ["Y"], to=TensorProto.INT64),
+    ]
+    inf = estimate_memory(
+        _make(nodes, [_vi("X", ["n", 8])], [_vi("Y", None)]), parse_bindings(batch=4)
+    ).inference
     # X 4*8*4 = 128, H 4*8*2 = 64, Y 4*8*8 = 256; at node 1: X, H, Y.
     assert inf.activations_peak_bytes == 128 + 64 + 256
 
@@ -105,8 +108,14 @@ def test_runtime_model_formula() -> None:
     w = numpy_helper.from_array(np.zeros((64, 64), dtype=np.float32), "W")
     nodes = [helper.make_node("MatMul", ["X", "W"], ["Y"])]
     model = _make(nodes, [_vi("X", [1, 64])], [_vi("Y", None)], [w])
-    runtime = OrtCpuModel(session_fixed_bytes=1000, run_fixed_bytes=100, load_factor=2.0,
-                          resident_factor=1.0, prepack_factor=1.0, arena_factor=1.0)
+    runtime = OrtCpuModel(
+        session_fixed_bytes=1000,
+        run_fixed_bytes=100,
+        load_factor=2.0,
+        resident_factor=1.0,
+        prepack_factor=1.0,
+        arena_factor=1.0,
+    )
     inf = estimate_memory(model, runtime=runtime).inference
     weights, acts = 64 * 64 * 4, 2 * 64 * 4
     assert inf.prepackable_bytes == weights
@@ -199,11 +208,17 @@ TRAINABLE = 16 * 32 + 32 + 32 * 4 + 4 + 4  # running mean/var excluded
         (Optimizer.MOMENTUM, Precision.FP32, 4 * TRAINABLE + 32, 4 * TRAINABLE, 4 * TRAINABLE, 0),
         (Optimizer.ADAM, Precision.FP32, 4 * TRAINABLE + 32, 4 * TRAINABLE, 8 * TRAINABLE, 0),
         (Optimizer.ADAMW, Precision.BF16, 2 * TRAINABLE + 32, 2 * TRAINABLE, 4 * TRAINABLE, 0),
-        (Optimizer.ADAM, Precision.MIXED, 2 * TRAINABLE + 32, 2 * TRAINABLE, 8 * TRAINABLE,
-         4 * TRAINABLE),
+        (
+            Optimizer.ADAM,
+            Precision.MIXED,
+            2 * TRAINABLE + 32,
+            2 * TRAINABLE,
+            8 * TRAINABLE,
+            4 * TRAINABLE,
+        ),
     ],
 )
-def test_training_lines(
+def test_training_lines(  # noqa: PLR0917 - parametrized
     optimizer: Optimizer, precision: Precision, weights: int, grads: int, state: int, master: int
 ) -> None:
     tr = estimate_memory(_mlp(), train=True, optimizer=optimizer, precision=precision).training
@@ -247,8 +262,14 @@ def test_trainable_parameters_match_torch(tmp_path) -> None:  # type: ignore[no-
         torch.nn.Linear(12, 24), torch.nn.ReLU(), torch.nn.Linear(24, 3)
     ).eval()
     path = tmp_path / "mlp.onnx"
-    torch.onnx.export(model, (torch.randn(2, 12),), str(path), dynamo=False,
-                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    torch.onnx.export(
+        model,
+        (torch.randn(2, 12),),
+        str(path),
+        dynamo=False,
+        input_names=["x"],
+        dynamic_axes={"x": {0: "batch"}},
+    )
     tr = estimate_memory(path, parse_bindings(batch=2), train=True).training
     assert tr is not None
     assert tr.trainable_parameters == sum(p.numel() for p in model.parameters())

@@ -147,8 +147,13 @@ def test_unknown_op_output_is_reported_and_sized_like_its_input() -> None:
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [2, 8])
     y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
     graph = helper.make_graph(
-        [helper.make_node("Mystery", ["X"], ["T"], domain="com.example"),
-         helper.make_node("Relu", ["T"], ["Y"])], "g", [x], [y],
+        [
+            helper.make_node("Mystery", ["X"], ["T"], domain="com.example"),
+            helper.make_node("Relu", ["T"], ["Y"]),
+        ],
+        "g",
+        [x],
+        [y],
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
@@ -166,13 +171,20 @@ def test_skeleton_drops_weight_payloads_keeps_shape_constants(tmp_path: Path) ->
     x = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 256])
     y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["X", "W"], ["H"]),
-         helper.make_node("Reshape", ["H", "target"], ["Y"])],
-        "g", [x], [y], [w, target],
+        [
+            helper.make_node("MatMul", ["X", "W"], ["H"]),
+            helper.make_node("Reshape", ["H", "target"], ["Y"]),
+        ],
+        "g",
+        [x],
+        [y],
+        [w, target],
     )
     path = tmp_path / "ext.onnx"
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, str(path), save_as_external_data=True, location="ext.data", size_threshold=1024)
+    onnx.save(
+        model, str(path), save_as_external_data=True, location="ext.data", size_threshold=1024
+    )
     (tmp_path / "ext.data").write_bytes(b"")  # the weights are never read
     skeleton = load_model_skeleton(path)
     by_name = {t.name: t for t in skeleton.graph.initializer}
