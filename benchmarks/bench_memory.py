@@ -1,7 +1,8 @@
 """Estimate vs measured memory over several architectures: ONNX Runtime inference, PyTorch training.
 
 For each architecture of ``benchmarks/architectures.py``: export to ONNX (TorchScript exporter,
-weights inline), estimate with ``graph_analysis.memory.estimate_memory``, measure inference in a
+weights inline; in eval mode for inference, in training mode -- BatchNorm not folded -- for the
+training estimate), estimate with ``graph_analysis.memory.estimate_memory``, measure inference in a
 fresh onnxruntime child (arena on and off) and one training step (Adam, fp32, steady state of two
 steps) in a fresh PyTorch child. Prints estimate/measured ratios; targets: inference within 25%,
 training within 30%. Run: ``python benchmarks/bench_memory.py [NAME ...]`` (a few minutes).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,10 +90,13 @@ def main(names: list[str]) -> None:
         for name in names or list(CASES):
             inputs = CASES[name]
             path = export(name, inputs, Path(tmp))
+            train_path = export(name, inputs, Path(tmp), training=True)
             bindings = Bindings(shapes=tuple(ShapeSpec(i.name, i.dims) for i in inputs))
-            est = estimate_memory(
-                path, bindings, train=True, optimizer=Optimizer.ADAM, pytorch_basis=True
+            est = estimate_memory(path, bindings)
+            train_est = estimate_memory(
+                train_path, bindings, train=True, optimizer=Optimizer.ADAM, pytorch_basis=True
             )
+            est = replace(est, training=train_est.training)
             on = measure_inference(path, bindings, runs=3, arena=True)
             off = measure_inference(path, bindings, runs=3, arena=False)
             train = measure_training_step(f"{SOURCE}:{name}", inputs, optimizer=Optimizer.ADAM)

@@ -573,17 +573,25 @@ def _saved_activation_bytes(
     for u in shapes.unknown:
         sizes[(u.graph, u.name)] = u.assumed_nbytes
     total = 0
+    scope_weights: dict[str, set[str]] = {}
     for path, graph in iter_graphs(model.graph):
-        weights = {i.name for i in graph.initializer}
+        parent = path.rsplit("/", 1)[0] if path != MAIN_GRAPH else None
+        weights = set(scope_weights.get(parent, set())) if parent is not None else set()
+        weights |= {i.name for i in graph.initializer}
         weights |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+        scope_weights[path] = weights
         root: dict[str, str] = {}
         saved: set[str] = set()
-        for node in graph.node:
+        fused, gelu_inputs = _erf_gelu_nodes(graph, weights)
+        saved.update(gelu_inputs)
+        for index, node in enumerate(graph.node):
             ins = [i for i in node.input if i]
             if node.op_type in alias_ops and ins and node.output:
                 if ins[0] in weights:
                     weights.add(node.output[0])
                 root[node.output[0]] = root.get(ins[0], ins[0])
+            if index in fused:
+                continue
             if node.op_type in SAVES_INPUTS:
                 saved.update(root.get(i, i) for i in ins if i not in weights)
             if node.op_type in SAVES_OUTPUTS:
@@ -594,6 +602,59 @@ def _saved_activation_bytes(
                     total += shape.num_elements * 8
         total += sum(_lookup_size(sizes, path, name) for name in saved)
     return total
+
+
+def _erf_gelu_nodes(graph: onnx.GraphProto, weights: set[str]) -> tuple[set[int], set[str]]:
+    """Nodes of exact-GELU decompositions ``x * 0.5 * (1 + erf(x / sqrt(2)))`` and their ``x``.
+
+    Exporters write ``torch.nn.functional.gelu`` as Div/Mul -> Erf -> Add -> Mul -> Mul; PyTorch's
+    fused GELU saves only ``x`` for backward, not the four intermediates.
+    """
+    producer: dict[str, int] = {}
+    consumers: dict[str, list[int]] = {}
+    for index, node in enumerate(graph.node):
+        for out in node.output:
+            producer[out] = index
+        for name in node.input:
+            consumers.setdefault(name, []).append(index)
+    nodes = graph.node
+
+    def activation_input(index: int) -> str | None:
+        others = [i for i in nodes[index].input if i and i not in weights]
+        return others[0] if len(others) == 1 else None
+
+    def only_consumer(name: str, ops: tuple[str, ...]) -> int | None:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and nodes[users[0]].op_type in ops else None
+
+    fused: set[int] = set()
+    inputs: set[str] = set()
+    for index, node in enumerate(nodes):
+        if node.op_type != "Erf" or not node.input or node.input[0] not in producer:
+            continue
+        scale = producer[node.input[0]]
+        if nodes[scale].op_type not in ("Div", "Mul"):
+            continue
+        x = activation_input(scale)
+        add = only_consumer(node.output[0], ("Add",))
+        if x is None or add is None:
+            continue
+        mul = only_consumer(nodes[add].output[0], ("Mul",))
+        if mul is None:
+            continue
+        group = {scale, index, add, mul}
+        other = [i for i in nodes[mul].input if i != nodes[add].output[0]]
+        if other and other[0] != x and other[0] in producer:
+            half = producer[other[0]]  # (x * 0.5) * (1 + erf(...))
+            if nodes[half].op_type == "Mul" and activation_input(half) == x:
+                group.add(half)
+        else:
+            tail = only_consumer(nodes[mul].output[0], ("Mul", "Div"))
+            if tail is not None and activation_input(tail) == nodes[mul].output[0]:
+                group.add(tail)  # (x * (1 + erf(...))) * 0.5
+        fused |= group
+        inputs.add(x)
+    return fused, inputs
 
 
 def _lookup_size(sizes: Mapping[tuple[str, str], int], path: str, name: str) -> int:
