@@ -1,4 +1,4 @@
-"""``python -m cli``: run the modelsize command line."""
+"""``python -m cli``: the same as the ``modelsize`` command."""
 
 from cli.app import main
 

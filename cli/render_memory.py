@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 
 from rich.console import Console
 from rich.table import Table
 
+from cli.render import OutputFormat
 from graph_analysis.measure import InferenceMeasurement, MemoryComparison
 from graph_analysis.memory import MemoryEstimate, memory_to_dict
 
 __all__ = [
-    "OutputFormat",
     "comparison_to_dict",
     "measurement_to_dict",
     "render_comparison",
@@ -20,13 +19,6 @@ __all__ = [
 ]
 
 _MIB = 1 << 20
-
-
-class OutputFormat(str, Enum):
-    """How a command prints its result."""
-
-    TABLE = "table"
-    JSON = "json"
 
 
 def _mib(value: int) -> str:
@@ -130,7 +122,7 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
 
 def render_estimate(estimate: MemoryEstimate, output: OutputFormat, console: Console) -> None:
     """Print an estimate as tables or JSON."""
-    if output is OutputFormat.JSON:
+    if output is not OutputFormat.TABLE:  # json; csv/markdown have no memory layout: JSON too
         console.print_json(json.dumps(memory_to_dict(estimate)))
         return
     for table in _estimate_tables(estimate):
@@ -139,7 +131,7 @@ def render_estimate(estimate: MemoryEstimate, output: OutputFormat, console: Con
 
 def render_comparison(comparison: MemoryComparison, output: OutputFormat, console: Console) -> None:
     """Print an estimate with its measurements side by side (ratio = estimated / measured)."""
-    if output is OutputFormat.JSON:
+    if output is not OutputFormat.TABLE:
         console.print_json(json.dumps(comparison_to_dict(comparison)))
         return
     for table in _estimate_tables(comparison.estimate):

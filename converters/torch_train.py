@@ -20,7 +20,7 @@ from pathlib import Path
 
 from graph_analysis.errors import MeasurementError, MissingExtraError, SourceError
 from graph_analysis.measure import InputSpec
-from graph_analysis.memory import Optimizer, Precision
+from graph_analysis.memory import Optimizer, TrainingPrecision
 
 __all__ = ["TrainingMeasurement", "measure_training_step"]
 
@@ -47,7 +47,7 @@ class TrainingMeasurement:
 
     source: str
     optimizer: Optimizer
-    precision: Precision
+    precision: TrainingPrecision
     model_bytes: int
     peak_bytes: int
     first_step_peak_bytes: int
@@ -63,7 +63,7 @@ def measure_training_step(
     inputs: Sequence[InputSpec],
     *,
     optimizer: Optimizer = Optimizer.ADAM,
-    precision: Precision = Precision.FP32,
+    precision: TrainingPrecision = TrainingPrecision.FP32,
     steps: int = 2,
     threads: int = 1,
     timeout_s: float = 900.0,
@@ -97,7 +97,7 @@ def measure_training_step(
     request = {
         "source": f"{Path(file_name).resolve()}:{attr}",
         "optimizer": Optimizer(optimizer).value,
-        "precision": Precision(precision).value,
+        "precision": TrainingPrecision(precision).value,
         "steps": max(1, steps),
         "threads": threads,
         "inputs": [
@@ -131,7 +131,7 @@ def measure_training_step(
     return TrainingMeasurement(
         source=source,
         optimizer=Optimizer(optimizer),
-        precision=Precision(precision),
+        precision=TrainingPrecision(precision),
         model_bytes=max(0, int(data["model_rss_bytes"]) - baseline),
         peak_bytes=max(peaks),
         first_step_peak_bytes=peaks[0],

@@ -15,7 +15,7 @@ from graph_analysis.errors import ShapeBindingError
 
 __all__ = ["Bindings", "ShapeSpec", "parse_bindings", "parse_dim", "parse_input_shape"]
 
-_DIM_SPLIT = re.compile(r"[,x×]")
+_DIM_SPLIT = re.compile("[,x\u00d7]")  # comma, x or the multiplication sign
 _NAME = re.compile(r"^[^=\s]+$")
 
 
@@ -73,7 +73,9 @@ def parse_input_shape(text: str) -> ShapeSpec:
     if "=" in dims_text:
         name, dims_text = (part.strip() for part in dims_text.rsplit("=", 1))
         if not name or not _NAME.match(name):
-            raise ShapeBindingError(None, f"--input-shape {text!r}: the input name is empty or has spaces")
+            raise ShapeBindingError(
+                None, f"--input-shape {text!r}: the input name is empty or has spaces"
+            )
     if not dims_text:
         # A scalar input is written NAME= (rank 0).
         if name is None:
@@ -115,23 +117,25 @@ def parse_bindings(
     """
     shapes = tuple(parse_input_shape(s) for s in input_shapes)
     if len(shapes) > 1 and any(s.name is None for s in shapes):
-        raise ShapeBindingError(None, "--input-shape: name every input (NAME=dims) when giving several")
+        raise ShapeBindingError(
+            None, "--input-shape: name every input (NAME=dims) when giving several"
+        )
     names = [s.name for s in shapes if s.name is not None]
     if len(names) != len(set(names)):
         raise ShapeBindingError(None, "--input-shape: an input is named twice")
     dim_map: dict[str, int] = {}
     for item in dims:
-        key, value = parse_dim(item)
-        dim_map[key] = value
+        dim_name, dim_value = parse_dim(item)
+        dim_map[dim_name] = dim_value
     if batch is not None and batch <= 0:
         raise ShapeBindingError(None, f"--batch {batch}: must be > 0")
     dtype_map: dict[str | None, str] = {}
     for item in input_dtypes:
-        key: str | None = None
-        value = item
+        input_name: str | None = None
+        dtype_name = item
         if "=" in item:
-            key, value = (p.strip() for p in item.rsplit("=", 1))
-        dtype_map[key] = _normalise_dtype_name(value)
+            input_name, dtype_name = (p.strip() for p in item.rsplit("=", 1))
+        dtype_map[input_name] = _normalise_dtype_name(dtype_name)
     return Bindings(shapes=shapes, dims=dim_map, batch=batch, dtypes=dtype_map)
 
 

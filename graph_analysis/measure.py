@@ -19,7 +19,7 @@ from pathlib import Path
 
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import MeasurementError, ModelFormatError
-from graph_analysis.memory import MemoryEstimate, Optimizer, Precision, estimate_memory
+from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
 from graph_analysis.shapes import bind_inputs, load_model_skeleton
 
 __all__ = [
@@ -230,7 +230,7 @@ def compare_memory(
     estimate: MemoryEstimate | None = None,
     train: bool = False,
     optimizer: Optimizer = Optimizer.ADAM,
-    precision: Precision = Precision.FP32,
+    precision: TrainingPrecision = TrainingPrecision.FP32,
     checkpointing: float = 1.0,
 ) -> MemoryComparison:
     """Estimate ``path``'s memory and measure it in onnxruntime for each arena setting.

@@ -32,9 +32,9 @@ __all__ = [
     "MemoryEstimate",
     "Optimizer",
     "OrtCpuModel",
-    "Precision",
     "TrainingEstimate",
     "TrainingItem",
+    "TrainingPrecision",
     "estimate_memory",
     "memory_to_dict",
 ]
@@ -51,7 +51,7 @@ class Optimizer(str, Enum):
     ADAMW = "adamw"
 
 
-class Precision(str, Enum):
+class TrainingPrecision(str, Enum):
     """Training precision: all fp32, all fp16/bf16, or mixed (16-bit compute, fp32 master)."""
 
     FP32 = "fp32"
@@ -224,7 +224,7 @@ class TrainingEstimate:
     """
 
     optimizer: Optimizer
-    precision: Precision
+    precision: TrainingPrecision
     checkpointing: float
     trainable_parameters: int
     frozen_bytes: int
@@ -331,7 +331,7 @@ def estimate_memory(
     *,
     train: bool = False,
     optimizer: Optimizer = Optimizer.ADAM,
-    precision: Precision = Precision.FP32,
+    precision: TrainingPrecision = TrainingPrecision.FP32,
     checkpointing: float = 1.0,
     runtime: OrtCpuModel | None = None,
     default_dim: int | None = 1,
@@ -409,7 +409,7 @@ def estimate_memory(
             liveness,
             size_of,
             optimizer=Optimizer(optimizer),
-            precision=Precision(precision),
+            precision=TrainingPrecision(precision),
             checkpointing=checkpointing,
             alias_ops=alias_ops,
             framework_bytes=training_framework_bytes,
@@ -456,7 +456,7 @@ def _inference_estimate(
     )
 
 
-def _training_estimate(  # noqa: PLR0917 - private, called once with every argument named
+def _training_estimate(
     model: onnx.ModelProto,
     shapes: InferredShapes,
     weights: Mapping[tuple[str, str], tuple[DataType | None, int]],
@@ -465,7 +465,7 @@ def _training_estimate(  # noqa: PLR0917 - private, called once with every argum
     size_of: object,
     *,
     optimizer: Optimizer,
-    precision: Precision,
+    precision: TrainingPrecision,
     checkpointing: float,
     alias_ops: frozenset[str],
     framework_bytes: int,
@@ -488,10 +488,10 @@ def _training_estimate(  # noqa: PLR0917 - private, called once with every argum
         else:
             frozen_bytes += _bytes_of(entry)
 
-    half = precision in (Precision.FP16, Precision.BF16, Precision.MIXED)
+    half = precision in (TrainingPrecision.FP16, TrainingPrecision.BF16, TrainingPrecision.MIXED)
     value_bytes = 2 if half else 4
     state_buffers = OPTIMIZER_STATE_BUFFERS[optimizer]
-    state_bytes = 4 if precision is Precision.MIXED else value_bytes
+    state_bytes = 4 if precision is TrainingPrecision.MIXED else value_bytes
     saved = _saved_activation_bytes(model, shapes, alias_ops)
     lookup = shapes.lookup()
     outputs_bytes = sum(
@@ -518,7 +518,7 @@ def _training_estimate(  # noqa: PLR0917 - private, called once with every argum
         ),
         TrainingItem(
             "master_weights",
-            trainable * 4 if precision is Precision.MIXED else 0,
+            trainable * 4 if precision is TrainingPrecision.MIXED else 0,
             f"{p} x 4 B (fp32 master copy, mixed only)",
         ),
         TrainingItem(

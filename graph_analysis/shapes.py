@@ -31,7 +31,8 @@ import onnx
 
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType, nbytes
-from graph_analysis.errors import ModelFormatError, ShapeBindingError
+from graph_analysis.errors import ShapeBindingError
+from graph_analysis.loading import load_skeleton
 
 __all__ = [
     "MAIN_GRAPH",
@@ -46,11 +47,6 @@ __all__ = [
 
 #: The graph path of the main graph; subgraphs are ``<parent>/<node>.<attribute>``.
 MAIN_GRAPH = ""
-
-# Tensors up to this many elements keep their payload in the skeleton: they are the shape, axis and
-# scalar constants that shape inference needs to read (Reshape targets, Slice starts, Range limits).
-_KEEP_ELEMENTS = 4096
-
 
 @dataclass(frozen=True)
 class TensorShape:
@@ -150,69 +146,12 @@ class InferredShapes:
 def load_model_skeleton(path: str | Path) -> onnx.ModelProto:
     """The model without its large tensor payloads (names, dims and data types kept).
 
-    Uses ``graph_analysis.loading.load_skeleton`` when the package has it, else reads the file
-    without external data and drops float/large payloads itself.
+    A thin alias of :func:`graph_analysis.loading.load_skeleton`, the one reader of ONNX files.
 
     Raises:
-        ModelFormatError: the file is not a readable ONNX model.
+        ModelFormatError, ExternalDataError, CorruptTensorError: as ``loading.read_model``.
     """
-    try:
-        from graph_analysis import loading  # type: ignore[attr-defined]  # noqa: PLC0415
-
-        load_skeleton = loading.load_skeleton
-    except (ImportError, AttributeError):
-        load_skeleton = None
-    if load_skeleton is not None:
-        model: onnx.ModelProto = load_skeleton(path)
-        return model
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except FileNotFoundError as e:
-        raise ModelFormatError(path, "no such file") from e
-    except Exception as e:
-        raise ModelFormatError(path, f"not a readable ONNX model ({type(e).__name__})") from e
-    if not model.HasField("graph"):
-        raise ModelFormatError(path, "not an ONNX model (no graph)")
-    _strip_payloads(model.graph)
-    return model
-
-
-def _strip_payloads(graph: onnx.GraphProto) -> None:
-    for tensor in _graph_tensors(graph):
-        _strip_tensor(tensor)
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in _attr_graphs(attr):
-                _strip_payloads(sub)
-
-
-def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR:
-                    yield attr.t
-
-
-def _strip_tensor(tensor: onnx.TensorProto) -> None:
-    count = 1
-    for d in tensor.dims:
-        count *= d
-    if count <= _KEEP_ELEMENTS:
-        return
-    for field in (
-        "raw_data",
-        "float_data",
-        "int32_data",
-        "int64_data",
-        "double_data",
-        "uint64_data",
-        "string_data",
-    ):
-        tensor.ClearField(field)
+    return load_skeleton(path)
 
 
 def _attr_graphs(attr: onnx.AttributeProto) -> Iterator[onnx.GraphProto]:
@@ -469,7 +408,7 @@ def _run_onnx_inference(model: onnx.ModelProto, path: str | Path | None) -> onnx
 def _run_symbolic_inference(model: onnx.ModelProto) -> onnx.ModelProto | None:
     try:
         # Imported on demand: a large pure-Python module, only needed where onnx's inference stops.
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference  # noqa: PLC0415
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
     except ImportError:
         return None
     try:

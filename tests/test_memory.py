@@ -15,7 +15,7 @@ from graph_analysis.bindings import parse_bindings
 from graph_analysis.memory import (
     Optimizer,
     OrtCpuModel,
-    Precision,
+    TrainingPrecision,
     estimate_memory,
     memory_to_dict,
 )
@@ -204,13 +204,34 @@ TRAINABLE = 16 * 32 + 32 + 32 * 4 + 4 + 4  # running mean/var excluded
 @pytest.mark.parametrize(
     ("optimizer", "precision", "weights", "grads", "state", "master"),
     [
-        (Optimizer.SGD, Precision.FP32, 4 * TRAINABLE + 32, 4 * TRAINABLE, 0, 0),
-        (Optimizer.MOMENTUM, Precision.FP32, 4 * TRAINABLE + 32, 4 * TRAINABLE, 4 * TRAINABLE, 0),
-        (Optimizer.ADAM, Precision.FP32, 4 * TRAINABLE + 32, 4 * TRAINABLE, 8 * TRAINABLE, 0),
-        (Optimizer.ADAMW, Precision.BF16, 2 * TRAINABLE + 32, 2 * TRAINABLE, 4 * TRAINABLE, 0),
+        (Optimizer.SGD, TrainingPrecision.FP32, 4 * TRAINABLE + 32, 4 * TRAINABLE, 0, 0),
+        (
+            Optimizer.MOMENTUM,
+            TrainingPrecision.FP32,
+            4 * TRAINABLE + 32,
+            4 * TRAINABLE,
+            4 * TRAINABLE,
+            0,
+        ),
         (
             Optimizer.ADAM,
-            Precision.MIXED,
+            TrainingPrecision.FP32,
+            4 * TRAINABLE + 32,
+            4 * TRAINABLE,
+            8 * TRAINABLE,
+            0,
+        ),
+        (
+            Optimizer.ADAMW,
+            TrainingPrecision.BF16,
+            2 * TRAINABLE + 32,
+            2 * TRAINABLE,
+            4 * TRAINABLE,
+            0,
+        ),
+        (
+            Optimizer.ADAM,
+            TrainingPrecision.MIXED,
             2 * TRAINABLE + 32,
             2 * TRAINABLE,
             8 * TRAINABLE,
@@ -218,8 +239,13 @@ TRAINABLE = 16 * 32 + 32 + 32 * 4 + 4 + 4  # running mean/var excluded
         ),
     ],
 )
-def test_training_lines(  # noqa: PLR0917 - parametrized
-    optimizer: Optimizer, precision: Precision, weights: int, grads: int, state: int, master: int
+def test_training_lines(
+    optimizer: Optimizer,
+    precision: TrainingPrecision,
+    weights: int,
+    grads: int,
+    state: int,
+    master: int,
 ) -> None:
     tr = estimate_memory(_mlp(), train=True, optimizer=optimizer, precision=precision).training
     assert tr is not None

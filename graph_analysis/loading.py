@@ -1,0 +1,986 @@
+"""The only module that reads ONNX files: a weight-free, validated read model of a model file.
+
+The file is memory-mapped and walked with the wire reader in ``_wire``; tensor payloads are never
+copied. For each tensor we keep its name, data type, dims and where its bytes lie (a range of the
+``.onnx`` file, or of an external data file). Everything is validated on the way: a tensor whose stored
+payload cannot hold what its dims x data type need is refused before anything is allocated, external
+data must stay inside the model's folder and be long enough.
+
+``load_skeleton`` gives an ``onnx.ModelProto`` of the same model with large payloads replaced by stubs,
+for analyses (shape inference) that need the protobuf API but not the weights.
+"""
+
+from __future__ import annotations
+
+import math
+import mmap
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from graph_analysis import _wire
+from graph_analysis._wire import FIXED32, FIXED64, LEN, VARINT, WireError
+from graph_analysis.dtypes import DataType, bitwidth, nbytes
+from graph_analysis.errors import (
+    CorruptTensorError,
+    ExternalDataError,
+    ModelFormatError,
+)
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = [
+    "Encoding",
+    "ExternalRef",
+    "GraphInfo",
+    "ModelFile",
+    "NodeInfo",
+    "PayloadRef",
+    "TensorInfo",
+    "TensorSource",
+    "ValueInfo",
+    "load_skeleton",
+    "read_model",
+]
+
+# Field numbers, from onnx.proto (onnx 1.23).
+_MODEL_IR_VERSION, _MODEL_PRODUCER, _MODEL_PRODUCER_VERSION = 1, 2, 3
+_MODEL_GRAPH, _MODEL_OPSET, _MODEL_METADATA, _MODEL_TRAINING, _MODEL_FUNCTIONS = 7, 8, 14, 20, 25
+_GRAPH_NODE, _GRAPH_NAME, _GRAPH_INIT, _GRAPH_SPARSE_INIT = 1, 2, 5, 15
+_GRAPH_INPUT, _GRAPH_OUTPUT, _GRAPH_VALUE_INFO = 11, 12, 13
+_NODE_INPUT, _NODE_OUTPUT, _NODE_NAME, _NODE_OP, _NODE_ATTR, _NODE_DOMAIN = 1, 2, 3, 4, 5, 7
+_ATTR_NAME, _ATTR_F, _ATTR_I, _ATTR_S, _ATTR_T, _ATTR_G = 1, 2, 3, 4, 5, 6
+_ATTR_FLOATS, _ATTR_INTS, _ATTR_STRINGS, _ATTR_TENSORS, _ATTR_GRAPHS = 7, 8, 9, 10, 11
+_ATTR_SPARSE, _ATTR_SPARSES = 22, 23
+_T_DIMS, _T_DTYPE, _T_SEGMENT, _T_FLOAT, _T_INT32, _T_STRING, _T_INT64 = 1, 2, 3, 4, 5, 6, 7
+_T_NAME, _T_RAW, _T_DOUBLE, _T_UINT64, _T_EXTERNAL, _T_LOCATION = 8, 9, 10, 11, 13, 14
+_SPARSE_VALUES, _SPARSE_INDICES, _SPARSE_DIMS = 1, 2, 3
+_FUNC_NAME, _FUNC_NODE, _FUNC_DOMAIN = 1, 7, 10
+_TRAIN_INIT, _TRAIN_ALGO = 1, 2
+_LOCATION_EXTERNAL = 1
+
+_TYPED_FIELDS = (_T_FLOAT, _T_INT32, _T_STRING, _T_INT64, _T_DOUBLE, _T_UINT64)
+_FIXED_WIDTH = {_T_FLOAT: 4, _T_DOUBLE: 8}
+_LFS_PREFIX = b"version https://git-lfs"
+_STUB_LOCATION = "modelsize-stripped-payload"
+
+
+class TensorSource(str, Enum):
+    """Where in the file a tensor is held."""
+
+    INITIALIZER = "initializer"
+    SPARSE_INITIALIZER = "sparse_initializer"
+    CONSTANT_NODE = "constant_node"
+    ATTRIBUTE = "attribute"
+
+
+class Encoding(str, Enum):
+    """How a payload's bytes are laid out where they are stored."""
+
+    RAW = "raw"  # little-endian element bytes (raw_data, external data)
+    FIXED = "fixed"  # packed float_data/double_data: also little-endian element bytes
+    VARINT = "varint"  # packed int32_data/int64_data/uint64_data: varint-encoded
+    OTHER = "other"  # strings, unpacked repeated fields, attribute lists: no single byte range
+
+
+@dataclass(frozen=True)
+class ExternalRef:
+    """A tensor's bytes in an external data file, resolved and checked."""
+
+    location: str
+    path: Path
+    offset: int
+    length: int
+    exists: bool
+
+
+@dataclass(frozen=True)
+class PayloadRef:
+    """Where a dense payload's bytes are: ``length`` bytes at ``offset`` of ``path``."""
+
+    path: Path
+    offset: int
+    length: int
+    encoding: Encoding
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One stored tensor, without its values.
+
+    Attributes:
+        name: the tensor's name (for Constant nodes: the node's output name).
+        data_type: element type.
+        dims: the (dense) shape.
+        num_elements: product of ``dims`` (dense, also for sparse tensors).
+        source: where the tensor sits in the file.
+        graph: path of the graph holding it ("" for the main graph, ``If_3.then_branch`` below).
+        stored_nbytes: bytes the payload takes where it is stored (sparse: values plus indices).
+        payload: where the dense payload lies, when it is one contiguous range; else None.
+        external: the external data reference, for tensors stored outside the .onnx file.
+        nnz: number of stored values of a sparse tensor (None when dense).
+    """
+
+    name: str
+    data_type: DataType
+    dims: tuple[int, ...]
+    num_elements: int
+    source: TensorSource
+    graph: str
+    stored_nbytes: int
+    payload: PayloadRef | None = None
+    external: ExternalRef | None = None
+    nnz: int | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Dense size in bytes: elements x bit width, sub-byte types packed and rounded up."""
+        if self.data_type == DataType.STRING:
+            return self.stored_nbytes
+        return nbytes(self.data_type, self.num_elements)
+
+
+@dataclass(frozen=True)
+class ValueInfo:
+    """A declared graph input, output or intermediate: element type and shape, dims int or symbol."""
+
+    name: str
+    elem_type: DataType | None
+    shape: tuple[int | str | None, ...] | None
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One node: its op, its edges, its simple attributes and its subgraphs."""
+
+    name: str
+    op_type: str
+    domain: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    graph: str
+    attributes: dict[str, int | float | str | tuple[int, ...] | tuple[float, ...]]
+    subgraphs: tuple[GraphInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    """A graph (main graph, subgraph or function body) and the tensors it holds."""
+
+    name: str
+    path: str
+    nodes: tuple[NodeInfo, ...]
+    tensors: tuple[TensorInfo, ...]
+    inputs: tuple[ValueInfo, ...]
+    outputs: tuple[ValueInfo, ...]
+    value_info: tuple[ValueInfo, ...]
+
+    def walk(self) -> Iterator[GraphInfo]:
+        """This graph and every subgraph below it, depth first."""
+        yield self
+        for node in self.nodes:
+            for sub in node.subgraphs:
+                yield from sub.walk()
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """The read model of one ONNX file.
+
+    Attributes:
+        path: the .onnx file.
+        file_nbytes: its size on disk.
+        external_files: every external data file referenced, with its size (None when missing).
+        graph: the main graph (subgraphs hang below its nodes).
+        functions: bodies of model-local functions, as graphs.
+        warnings: problems that did not stop the reading (a missing external file, ...).
+    """
+
+    path: Path
+    file_nbytes: int
+    ir_version: int
+    opsets: dict[str, int]
+    producer_name: str
+    producer_version: str
+    graph: GraphInfo
+    functions: tuple[GraphInfo, ...]
+    metadata: dict[str, str]
+    external_files: dict[Path, int | None]
+    warnings: tuple[str, ...] = field(default=())
+
+    def graphs(self) -> Iterator[GraphInfo]:
+        """Every graph of the model: main graph, subgraphs at any depth, function bodies."""
+        yield from self.graph.walk()
+        for function in self.functions:
+            yield from function.walk()
+
+    def tensors(self) -> Iterator[TensorInfo]:
+        """Every stored tensor of every graph."""
+        for graph in self.graphs():
+            yield from graph.tensors
+
+
+def _open_model_bytes(path: Path) -> tuple[mmap.mmap, int]:
+    """Open and map ``path``, turning file-system problems into clear input errors."""
+    if not path.exists():
+        raise ModelFormatError(path, "no such file")
+    if path.is_dir():
+        raise ModelFormatError(path, "is a directory, not an .onnx file")
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            raise ModelFormatError(path, "empty file")
+        with path.open("rb") as handle:
+            buf = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    except PermissionError as e:
+        raise ModelFormatError(path, "permission denied") from e
+    except OSError as e:
+        raise ModelFormatError(path, f"cannot be read ({e.strerror or e})") from e
+    return buf, size
+
+
+def _sniff_non_onnx(buf: mmap.mmap) -> str | None:
+    """A one-line diagnosis for common files that are not ONNX, or None."""
+    head = buf[:512]
+    if head.startswith(_LFS_PREFIX):
+        return "is a Git LFS pointer, not the model itself (run `git lfs pull`)"
+    if head.startswith(b"PK\x03\x04"):
+        return "is a zip archive (a PyTorch checkpoint or .keras file?), not an ONNX model"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "is an HDF5 file (a Keras .h5 model?), not an ONNX model"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if text and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
+        return "is a text file, not an ONNX model"
+    return None
+
+
+def _string(buf: mmap.mmap, start: int, end: int) -> str:
+    return bytes(buf[start:end]).decode("utf-8", errors="replace")
+
+
+class _Reader:
+    """Walks one mapped file; collects warnings and external-file sizes as it goes."""
+
+    def __init__(self, path: Path, buf: mmap.mmap) -> None:
+        self.path = path
+        self.buf = buf
+        self.folder = path.parent.resolve()
+        self.warnings: list[str] = []
+        self.external_files: dict[Path, int | None] = {}
+
+    # -- top level ------------------------------------------------------------------------------
+
+    def model(self, size: int) -> ModelFile:
+        buf = self.buf
+        ir_version = 0
+        producer = producer_version = ""
+        graph_range: tuple[int, int] | None = None
+        opsets: dict[str, int] = {}
+        metadata: dict[str, str] = {}
+        functions: list[GraphInfo] = []
+        for fno, wt, _fs, a, b in _wire.iter_fields(buf, 0, size):
+            if fno == _MODEL_IR_VERSION and wt == VARINT:
+                ir_version = a
+            elif fno == _MODEL_PRODUCER and wt == LEN:
+                producer = _string(buf, a, b)
+            elif fno == _MODEL_PRODUCER_VERSION and wt == LEN:
+                producer_version = _string(buf, a, b)
+            elif fno == _MODEL_GRAPH and wt == LEN:
+                graph_range = (a, b)
+            elif fno == _MODEL_OPSET and wt == LEN:
+                domain, version = self._opset(a, b)
+                opsets[domain] = version
+            elif fno == _MODEL_METADATA and wt == LEN:
+                key, value = self._string_pair(a, b)
+                metadata[key] = value
+            elif fno == _MODEL_FUNCTIONS and wt == LEN:
+                functions.append(self._function(a, b))
+            elif fno in (_MODEL_GRAPH, _MODEL_OPSET, _MODEL_METADATA, _MODEL_FUNCTIONS):
+                raise WireError(f"model field {fno} has wire type {wt}")
+        if graph_range is None:
+            raise ModelFormatError(self.path, "not an ONNX model (no graph)")
+        if ir_version <= 0:
+            raise ModelFormatError(self.path, "not an ONNX model (no IR version)")
+        if ir_version >= 3 and not opsets:
+            raise ModelFormatError(self.path, "no opset_import (truncated or not an ONNX model?)")
+        graph = self._graph(*graph_range, path="")
+        return ModelFile(
+            path=self.path,
+            file_nbytes=size,
+            ir_version=ir_version,
+            opsets=opsets,
+            producer_name=producer,
+            producer_version=producer_version,
+            graph=graph,
+            functions=tuple(functions),
+            metadata=metadata,
+            external_files=dict(self.external_files),
+            warnings=tuple(self.warnings),
+        )
+
+    def _opset(self, start: int, end: int) -> tuple[str, int]:
+        domain, version = "", 0
+        for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
+            if fno == 1 and wt == LEN:
+                domain = _string(self.buf, a, b)
+            elif fno == 2 and wt == VARINT:
+                version = a
+        return domain, version
+
+    def _string_pair(self, start: int, end: int) -> tuple[str, str]:
+        key = value = ""
+        for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
+            if fno == 1 and wt == LEN:
+                key = _string(self.buf, a, b)
+            elif fno == 2 and wt == LEN:
+                value = _string(self.buf, a, b)
+        return key, value
+
+    def _function(self, start: int, end: int) -> GraphInfo:
+        name = domain = ""
+        node_ranges: list[tuple[int, int]] = []
+        for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
+            if fno == _FUNC_NAME and wt == LEN:
+                name = _string(self.buf, a, b)
+            elif fno == _FUNC_DOMAIN and wt == LEN:
+                domain = _string(self.buf, a, b)
+            elif fno == _FUNC_NODE and wt == LEN:
+                node_ranges.append((a, b))
+        path = f"function:{domain}.{name}" if domain else f"function:{name}"
+        nodes, tensors = self._nodes(node_ranges, path)
+        return GraphInfo(name, path, nodes, tensors, (), (), ())
+
+    # -- graphs and nodes -----------------------------------------------------------------------
+
+    def _graph(self, start: int, end: int, path: str) -> GraphInfo:
+        buf = self.buf
+        name = ""
+        node_ranges: list[tuple[int, int]] = []
+        tensors: list[TensorInfo] = []
+        inputs: list[ValueInfo] = []
+        outputs: list[ValueInfo] = []
+        value_info: list[ValueInfo] = []
+        for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
+            if wt != LEN:
+                continue
+            if fno == _GRAPH_NODE:
+                node_ranges.append((a, b))
+            elif fno == _GRAPH_NAME:
+                name = _string(buf, a, b)
+            elif fno == _GRAPH_INIT:
+                tensors.append(self._tensor(a, b, TensorSource.INITIALIZER, path, ""))
+            elif fno == _GRAPH_SPARSE_INIT:
+                tensors.append(self._sparse(a, b, TensorSource.SPARSE_INITIALIZER, path, ""))
+            elif fno == _GRAPH_INPUT:
+                inputs.append(self._value_info(a, b))
+            elif fno == _GRAPH_OUTPUT:
+                outputs.append(self._value_info(a, b))
+            elif fno == _GRAPH_VALUE_INFO:
+                value_info.append(self._value_info(a, b))
+        nodes, node_tensors = self._nodes(node_ranges, path)
+        return GraphInfo(
+            name,
+            path,
+            nodes,
+            tuple(tensors) + node_tensors,
+            tuple(inputs),
+            tuple(outputs),
+            tuple(value_info),
+        )
+
+    def _nodes(
+        self, ranges: list[tuple[int, int]], path: str
+    ) -> tuple[tuple[NodeInfo, ...], tuple[TensorInfo, ...]]:
+        nodes: list[NodeInfo] = []
+        tensors: list[TensorInfo] = []
+        for index, (a, b) in enumerate(ranges):
+            node, held = self._node(a, b, path, index)
+            nodes.append(node)
+            tensors.extend(held)
+        return tuple(nodes), tuple(tensors)
+
+    def _node(
+        self, start: int, end: int, path: str, index: int
+    ) -> tuple[NodeInfo, list[TensorInfo]]:
+        buf = self.buf
+        inputs: list[str] = []
+        outputs: list[str] = []
+        name = op_type = domain = ""
+        attr_ranges: list[tuple[int, int]] = []
+        for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
+            if wt != LEN:
+                continue
+            if fno == _NODE_INPUT:
+                inputs.append(_string(buf, a, b))
+            elif fno == _NODE_OUTPUT:
+                outputs.append(_string(buf, a, b))
+            elif fno == _NODE_NAME:
+                name = _string(buf, a, b)
+            elif fno == _NODE_OP:
+                op_type = _string(buf, a, b)
+            elif fno == _NODE_DOMAIN:
+                domain = _string(buf, a, b)
+            elif fno == _NODE_ATTR:
+                attr_ranges.append((a, b))
+        label = name or f"{op_type}_{index}"
+        attributes: dict[str, int | float | str | tuple[int, ...] | tuple[float, ...]] = {}
+        subgraphs: list[GraphInfo] = []
+        tensors: list[TensorInfo] = []
+        is_constant = op_type == "Constant" and domain in ("", "ai.onnx")
+        for a, b in attr_ranges:
+            self._attribute(
+                a,
+                b,
+                path=path,
+                label=label,
+                constant_name=outputs[0] if is_constant and outputs else None,
+                attributes=attributes,
+                subgraphs=subgraphs,
+                tensors=tensors,
+            )
+        node = NodeInfo(
+            name, op_type, domain, tuple(inputs), tuple(outputs), path, attributes, tuple(subgraphs)
+        )
+        return node, tensors
+
+    def _attribute(
+        self,
+        start: int,
+        end: int,
+        *,
+        path: str,
+        label: str,
+        constant_name: str | None,
+        attributes: dict[str, int | float | str | tuple[int, ...] | tuple[float, ...]],
+        subgraphs: list[GraphInfo],
+        tensors: list[TensorInfo],
+    ) -> None:
+        buf = self.buf
+        fields = list(_wire.iter_fields(buf, start, end))
+        name = next(
+            (_string(buf, a, b) for fno, wt, _f, a, b in fields if fno == _ATTR_NAME and wt == LEN),
+            "",
+        )
+        tensor_name = constant_name if constant_name is not None else f"{label}:{name}"
+        source = TensorSource.CONSTANT_NODE if constant_name is not None else TensorSource.ATTRIBUTE
+        floats: list[float] = []
+        ints: list[int] = []
+        num_strings = 0
+        strings_nbytes = 0
+        for fno, wt, _fs, a, b in fields:
+            if fno == _ATTR_F and wt == FIXED32:
+                attributes[name] = _unpack_float(buf, a)
+            elif fno == _ATTR_I and wt == VARINT:
+                attributes[name] = _wire.to_int64(a)
+            elif fno == _ATTR_S and wt == LEN:
+                if b - a <= 256:
+                    attributes[name] = _string(buf, a, b)
+                strings_nbytes += b - a
+                num_strings += 0  # a single string: the scalar case is handled below
+            elif fno in (_ATTR_T, _ATTR_TENSORS) and wt == LEN:
+                tensors.append(self._tensor(a, b, source, path, tensor_name))
+            elif fno in (_ATTR_SPARSE, _ATTR_SPARSES) and wt == LEN:
+                tensors.append(self._sparse(a, b, source, path, tensor_name))
+            elif fno in (_ATTR_G, _ATTR_GRAPHS) and wt == LEN:
+                subgraphs.append(self._graph(a, b, path=_join(path, f"{label}.{name}")))
+            elif fno == _ATTR_FLOATS:
+                floats.extend(_read_floats(buf, wt, a, b))
+            elif fno == _ATTR_INTS:
+                ints.extend(_read_ints(buf, wt, a, b))
+            elif fno == _ATTR_STRINGS and wt == LEN:
+                num_strings += 1
+                strings_nbytes += b - a
+        if floats:
+            attributes[name] = tuple(floats)
+        if ints:
+            attributes[name] = tuple(ints)
+        if constant_name is None:
+            return
+        # Constant's scalar/list forms hold values in the attribute itself.
+        value: tuple[DataType, tuple[int, ...], int] | None = None
+        if name == "value_float":
+            value = (DataType.FLOAT, (), 4)
+        elif name == "value_floats":
+            value = (DataType.FLOAT, (len(floats),), 4 * len(floats))
+        elif name == "value_int":
+            value = (DataType.INT64, (), 8)
+        elif name == "value_ints":
+            value = (DataType.INT64, (len(ints),), 8 * len(ints))
+        elif name == "value_string":
+            value = (DataType.STRING, (), strings_nbytes)
+        elif name == "value_strings":
+            value = (DataType.STRING, (num_strings,), strings_nbytes)
+        if value is not None:
+            data_type, dims, stored = value
+            tensors.append(
+                TensorInfo(constant_name, data_type, dims, math.prod(dims), source, path, stored)
+            )
+
+    # -- tensors --------------------------------------------------------------------------------
+
+    def _tensor(
+        self, start: int, end: int, source: TensorSource, graph: str, fallback_name: str
+    ) -> TensorInfo:
+        buf = self.buf
+        dims: list[int] = []
+        raw_value = -1
+        name = ""
+        raw: tuple[int, int] | None = None
+        typed_counts: dict[int, int] = {}
+        typed_ranges: dict[int, list[tuple[int, int, int]]] = {}
+        external_entries: dict[str, str] = {}
+        location = 0
+        has_segment = False
+        for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
+            if fno == _T_DIMS:
+                dims.extend(_read_ints(buf, wt, a, b))
+            elif fno == _T_DTYPE and wt == VARINT:
+                raw_value = a
+            elif fno == _T_NAME and wt == LEN:
+                name = _string(buf, a, b)
+            elif fno == _T_RAW and wt == LEN:
+                raw = (a, b)
+            elif fno in _TYPED_FIELDS:
+                typed_counts[fno] = typed_counts.get(fno, 0) + _count_typed(buf, fno, wt, a, b)
+                typed_ranges.setdefault(fno, []).append((wt, a, b))
+            elif fno == _T_EXTERNAL and wt == LEN:
+                key, value = self._string_pair(a, b)
+                external_entries[key] = value
+            elif fno == _T_LOCATION and wt == VARINT:
+                location = a
+            elif fno == _T_SEGMENT:
+                has_segment = True
+        name = name or fallback_name
+        what = f"tensor {name!r}"
+        data_type = DataType.from_value(raw_value)
+        if data_type is None or data_type == DataType.UNDEFINED:
+            raise CorruptTensorError(self.path, f"{what} has unknown data type {raw_value}")
+        if has_segment:
+            self.warnings.append(
+                f"{what} is a segment of a larger tensor; only this segment is counted"
+            )
+        if any(d < 0 for d in dims):
+            raise CorruptTensorError(self.path, f"{what} has a negative dim {tuple(dims)}")
+        shape = tuple(dims)
+        numel = math.prod(shape)
+        need = nbytes(data_type, numel)
+        payload: PayloadRef | None = None
+        external: ExternalRef | None = None
+        if location == _LOCATION_EXTERNAL or external_entries:
+            external = self._external(name, external_entries, data_type, numel)
+            stored = external.length
+            if external.exists:
+                payload = PayloadRef(external.path, external.offset, external.length, Encoding.RAW)
+        elif raw is not None:
+            stored = raw[1] - raw[0]
+            if data_type == DataType.STRING:
+                raise CorruptTensorError(self.path, f"{what}: STRING tensors cannot use raw_data")
+            if stored != need:
+                raise CorruptTensorError(
+                    self.path,
+                    f"{what} stores {stored} bytes but dims {list(shape)} of {data_type.name} need {need}",
+                )
+            payload = PayloadRef(self.path, raw[0], stored, Encoding.RAW)
+        else:
+            stored, payload = self._typed_payload(
+                what, data_type, numel, typed_counts, typed_ranges
+            )
+        return TensorInfo(name, data_type, shape, numel, source, graph, stored, payload, external)
+
+    def _typed_payload(
+        self,
+        what: str,
+        data_type: DataType,
+        numel: int,
+        counts: dict[int, int],
+        ranges: dict[int, list[tuple[int, int, int]]],
+    ) -> tuple[int, PayloadRef | None]:
+        expected_field, expected_count = _typed_expectation(data_type, numel)
+        got = counts.get(expected_field, 0)
+        others = {f for f in counts if f != expected_field and counts[f]}
+        if others or got != expected_count:
+            if not counts or sum(counts.values()) == 0:
+                detail = "stores no data"
+            else:
+                detail = f"stores {sum(counts.values())} values"
+            raise CorruptTensorError(
+                self.path,
+                f"{what}: {data_type.name} with {numel:,} elements needs {expected_count:,} "
+                f"values but {detail}",
+            )
+        field_ranges = ranges.get(expected_field, [])
+        stored = sum(b - a for _wt, a, b in field_ranges)
+        if len(field_ranges) == 1 and field_ranges[0][0] == LEN and expected_field != _T_STRING:
+            _wt, a, b = field_ranges[0]
+            encoding = Encoding.FIXED if expected_field in _FIXED_WIDTH else Encoding.VARINT
+            return stored, PayloadRef(self.path, a, b - a, encoding)
+        return stored, None
+
+    def _external(
+        self, name: str, entries: dict[str, str], data_type: DataType, numel: int
+    ) -> ExternalRef:
+        what = f"tensor {name!r}"
+        location = entries.get("location", "")
+        if not location:
+            raise ExternalDataError(self.path, f"{what} is external but names no location")
+        try:
+            offset = int(entries.get("offset", "0") or "0")
+            length_text = entries.get("length")
+            length = int(length_text) if length_text not in (None, "") else None
+        except ValueError as e:
+            raise ExternalDataError(
+                self.path, f"{what}: external offset/length is not a number"
+            ) from e
+        if offset < 0 or (length is not None and length < 0):
+            raise ExternalDataError(self.path, f"{what}: negative external offset or length")
+        need = nbytes(data_type, numel) if data_type != DataType.STRING else None
+        if data_type == DataType.STRING:
+            raise CorruptTensorError(
+                self.path, f"{what}: STRING tensors cannot be stored externally"
+            )
+        if length is not None and length != need:
+            raise CorruptTensorError(
+                self.path,
+                f"{what}: external length {length} but dims of {data_type.name} need {need} bytes",
+            )
+        target = self._resolve_external(what, location)
+        size = self.external_files.get(target)
+        if target not in self.external_files:
+            size = target.stat().st_size if target.is_file() else None
+            self.external_files[target] = size
+            if size is None:
+                self.warnings.append(
+                    f"external data file {location!r} is missing: sizes come from the declared dims"
+                )
+        assert need is not None
+        if size is not None and offset + need > size:
+            raise ExternalDataError(
+                self.path,
+                f"{what}: external file {location!r} has {size} bytes, "
+                f"too short for {need} bytes at offset {offset}",
+            )
+        return ExternalRef(location, target, offset, need, size is not None)
+
+    def _resolve_external(self, what: str, location: str) -> Path:
+        """Resolve an external location, refusing anything that leaves the model's folder."""
+        pure = location.replace("\\", "/")
+        if pure.startswith("/") or os.path.isabs(location) or (len(pure) > 1 and pure[1] == ":"):
+            raise ExternalDataError(
+                self.path, f"{what}: absolute external path {location!r} refused"
+            )
+        if ".." in pure.split("/"):
+            raise ExternalDataError(
+                self.path, f"{what}: external path {location!r} leaves the model folder"
+            )
+        target = (self.folder / pure).resolve()
+        if target != self.folder and self.folder not in target.parents:
+            raise ExternalDataError(
+                self.path, f"{what}: external path {location!r} resolves outside the model folder"
+            )
+        return target
+
+    def _sparse(
+        self, start: int, end: int, source: TensorSource, graph: str, fallback_name: str
+    ) -> TensorInfo:
+        values: TensorInfo | None = None
+        indices: TensorInfo | None = None
+        dims: list[int] = []
+        for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
+            if fno == _SPARSE_VALUES and wt == LEN:
+                values = self._tensor(a, b, source, graph, fallback_name)
+            elif fno == _SPARSE_INDICES and wt == LEN:
+                indices = self._tensor(a, b, source, graph, fallback_name + ":indices")
+            elif fno == _SPARSE_DIMS:
+                dims.extend(_read_ints(self.buf, wt, a, b))
+        if values is None:
+            raise CorruptTensorError(self.path, f"sparse tensor {fallback_name!r} has no values")
+        what = f"sparse tensor {values.name!r}"
+        if any(d < 0 for d in dims):
+            raise CorruptTensorError(self.path, f"{what} has a negative dim {tuple(dims)}")
+        numel = math.prod(dims)
+        nnz = values.num_elements
+        if nnz > numel:
+            raise CorruptTensorError(self.path, f"{what} stores {nnz} values for {numel} elements")
+        if indices is not None and indices.num_elements not in (nnz, nnz * len(dims)):
+            raise CorruptTensorError(
+                self.path, f"{what}: {indices.num_elements} indices for {nnz} values"
+            )
+        stored = values.stored_nbytes + (indices.stored_nbytes if indices else 0)
+        return TensorInfo(
+            values.name, values.data_type, tuple(dims), numel, source, graph, stored, nnz=nnz
+        )
+
+    def _value_info(self, start: int, end: int) -> ValueInfo:
+        buf = self.buf
+        name = ""
+        elem: DataType | None = None
+        shape: tuple[int | str | None, ...] | None = None
+        for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
+            if fno == 1 and wt == LEN:
+                name = _string(buf, a, b)
+            elif fno == 2 and wt == LEN:
+                elem, shape = self._type(a, b)
+        return ValueInfo(name, elem, shape)
+
+    def _type(
+        self, start: int, end: int
+    ) -> tuple[DataType | None, tuple[int | str | None, ...] | None]:
+        buf = self.buf
+        for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
+            if fno in (1, 8) and wt == LEN:  # tensor_type, sparse_tensor_type
+                elem: DataType | None = None
+                shape: tuple[int | str | None, ...] | None = None
+                for f2, w2, _f, a2, b2 in _wire.iter_fields(buf, a, b):
+                    if f2 == 1 and w2 == VARINT:
+                        elem = DataType.from_value(a2)
+                    elif f2 == 2 and w2 == LEN:
+                        shape = tuple(
+                            self._dim(a3, b3)
+                            for f3, w3, _f3, a3, b3 in _wire.iter_fields(buf, a2, b2)
+                            if f3 == 1 and w3 == LEN
+                        )
+                return elem, shape
+        return None, None
+
+    def _dim(self, start: int, end: int) -> int | str | None:
+        for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
+            if fno == 1 and wt == VARINT:
+                return _wire.to_int64(a)
+            if fno == 2 and wt == LEN:
+                return _string(self.buf, a, b)
+        return None
+
+
+def _join(parent: str, child: str) -> str:
+    return f"{parent}/{child}" if parent else child
+
+
+def _unpack_float(buf: mmap.mmap, pos: int) -> float:
+    import struct
+
+    value: float = struct.unpack("<f", bytes(buf[pos : pos + 4]))[0]
+    return value
+
+
+def _read_floats(buf: mmap.mmap, wt: int, a: int, b: int) -> list[float]:
+    import struct
+
+    if wt == FIXED32:
+        return [_unpack_float(buf, a)]
+    if wt == LEN:
+        count = (b - a) // 4
+        return list(struct.unpack(f"<{count}f", bytes(buf[a : a + 4 * count])))
+    return []
+
+
+def _read_ints(buf: mmap.mmap, wt: int, a: int, b: int) -> list[int]:
+    if wt == VARINT:
+        return [_wire.to_int64(a)]
+    if wt == LEN:
+        out = []
+        pos = a
+        while pos < b:
+            value, pos = _wire.read_varint(buf, pos, b)
+            out.append(_wire.to_int64(value))
+        return out
+    return []
+
+
+def _count_typed(buf: mmap.mmap, fno: int, wt: int, a: int, b: int) -> int:
+    """How many values one occurrence of a typed data field holds (packed or not)."""
+    if fno == _T_STRING:
+        return 1 if wt == LEN else 0
+    width = _FIXED_WIDTH.get(fno)
+    if width is not None:
+        if wt == LEN:
+            if (b - a) % width:
+                raise WireError(f"packed field of {b - a} bytes is not a multiple of {width}")
+            return (b - a) // width
+        return 1 if wt in (FIXED32, FIXED64) else 0
+    if wt == LEN:
+        return _wire.count_varints(buf, a, b)
+    return 1 if wt == VARINT else 0
+
+
+def _typed_expectation(data_type: DataType, numel: int) -> tuple[int, int]:
+    """(field number, value count) that onnx.proto prescribes for ``numel`` elements."""
+    if data_type == DataType.FLOAT:
+        return _T_FLOAT, numel
+    if data_type == DataType.COMPLEX64:
+        return _T_FLOAT, 2 * numel
+    if data_type == DataType.DOUBLE:
+        return _T_DOUBLE, numel
+    if data_type == DataType.COMPLEX128:
+        return _T_DOUBLE, 2 * numel
+    if data_type == DataType.INT64:
+        return _T_INT64, numel
+    if data_type in (DataType.UINT32, DataType.UINT64):
+        return _T_UINT64, numel
+    if data_type == DataType.STRING:
+        return _T_STRING, numel
+    bits = bitwidth(data_type)
+    if bits == 4:
+        return _T_INT32, (numel + 1) // 2
+    if bits == 2:
+        return _T_INT32, (numel + 3) // 4
+    return _T_INT32, numel
+
+
+def read_model(path: str | os.PathLike[str]) -> ModelFile:
+    """Read and validate an ONNX file's structure without loading any tensor payload.
+
+    Args:
+        path: the ``.onnx`` file; external data files are looked up relative to its folder.
+
+    Returns:
+        The read model: graphs, nodes, tensors (name, dtype, dims, storage), metadata.
+
+    Raises:
+        ModelFormatError: not a file, empty, not ONNX, truncated or malformed protobuf.
+        CorruptTensorError: a payload that does not match its dims x data type, unknown data type.
+        ExternalDataError: external data outside the model folder, too short, bad offset or length.
+    """
+    model_path = Path(path)
+    buf, size = _open_model_bytes(model_path)
+    try:
+        sniffed = _sniff_non_onnx(buf)
+        if sniffed and not buf[:1] == b"\x08":
+            raise ModelFormatError(model_path, sniffed)
+        try:
+            return _Reader(model_path, buf).model(size)
+        except WireError as e:
+            raise ModelFormatError(
+                model_path, sniffed or f"not a valid ONNX file (truncated or corrupt: {e})"
+            ) from e
+        except RecursionError as e:
+            raise ModelFormatError(model_path, "subgraphs nested too deeply") from e
+    finally:
+        buf.close()
+
+
+# -- skeleton -----------------------------------------------------------------------------------
+
+# Which fields of which message hold messages we must descend into to find tensors.
+_CHILDREN: dict[str, dict[int, str]] = {
+    "model": {_MODEL_GRAPH: "graph", _MODEL_TRAINING: "training", _MODEL_FUNCTIONS: "function"},
+    "training": {_TRAIN_INIT: "graph", _TRAIN_ALGO: "graph"},
+    "function": {_FUNC_NODE: "node"},
+    "graph": {_GRAPH_NODE: "node", _GRAPH_INIT: "tensor", _GRAPH_SPARSE_INIT: "sparse"},
+    "node": {_NODE_ATTR: "attribute"},
+    "attribute": {
+        _ATTR_T: "tensor",
+        _ATTR_TENSORS: "tensor",
+        _ATTR_G: "graph",
+        _ATTR_GRAPHS: "graph",
+        _ATTR_SPARSE: "sparse",
+        _ATTR_SPARSES: "sparse",
+    },
+    "sparse": {_SPARSE_VALUES: "tensor", _SPARSE_INDICES: "tensor"},
+}
+_PAYLOAD_FIELDS = frozenset({*_TYPED_FIELDS, _T_RAW, _T_EXTERNAL, _T_LOCATION})
+
+
+def _key(field_number: int, wire_type: int) -> bytes:
+    return _wire.encode_varint(field_number << 3 | wire_type)
+
+
+def _len_field(field_number: int, payload: bytes) -> bytes:
+    return _key(field_number, LEN) + _wire.encode_varint(len(payload)) + payload
+
+
+class _Stripper:
+    def __init__(self, model: ModelFile, buf: mmap.mmap, keep_max_elements: int) -> None:
+        self.buf = buf
+        self.keep = keep_max_elements
+        self.model = model
+
+    def message(self, start: int, end: int, kind: str) -> bytes:
+        if kind == "tensor":
+            return self.tensor(start, end)
+        children = _CHILDREN[kind]
+        out = bytearray()
+        for fno, wt, fs, a, b in _wire.iter_fields(self.buf, start, end):
+            child = children.get(fno)
+            if child is not None and wt == LEN:
+                out += _len_field(fno, self.message(a, b, child))
+            else:
+                out += self.buf[fs:b]
+        return bytes(out)
+
+    def tensor(self, start: int, end: int) -> bytes:
+        dims: list[int] = []
+        external: dict[str, str] = {}
+        data_type = 0
+        for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
+            if fno == _T_DIMS:
+                dims.extend(_read_ints(self.buf, wt, a, b))
+            elif fno == _T_DTYPE and wt == VARINT:
+                data_type = a
+            elif fno == _T_EXTERNAL and wt == LEN:
+                key, value = _Reader(self.model.path, self.buf)._string_pair(a, b)
+                external[key] = value
+        numel = math.prod(dims)
+        inline_external = bool(external) and numel <= self.keep
+        if numel <= self.keep and not inline_external:
+            return bytes(self.buf[start:end])
+        out = bytearray()
+        for fno, _wt, fs, _a, b in _wire.iter_fields(self.buf, start, end):
+            if fno not in _PAYLOAD_FIELDS:
+                out += self.buf[fs:b]
+        if inline_external:
+            out += _len_field(_T_RAW, self._read_external(external, data_type, numel))
+        else:
+            entry = _len_field(1, b"location") + _len_field(2, _STUB_LOCATION.encode())
+            out += _len_field(_T_EXTERNAL, entry)
+            out += _key(_T_LOCATION, VARINT) + _wire.encode_varint(_LOCATION_EXTERNAL)
+        return bytes(out)
+
+    def _read_external(self, entries: dict[str, str], data_type: int, numel: int) -> bytes:
+        # read_model already validated location, offset and length for every external tensor.
+        folder = self.model.path.parent.resolve()
+        target = (folder / entries["location"].replace("\\", "/")).resolve()
+        dtype = DataType.from_value(data_type) or DataType.UNDEFINED
+        length = nbytes(dtype, numel)
+        if not self.model.external_files.get(target):
+            return b"\x00" * length
+        with target.open("rb") as handle:
+            handle.seek(int(entries.get("offset", "0") or "0"))
+            return handle.read(length)
+
+
+def load_skeleton(
+    path: str | os.PathLike[str], *, keep_max_elements: int = 1024
+) -> onnx.ModelProto:
+    """Load the model as an ``onnx.ModelProto`` without its large weights.
+
+    Tensors with more than ``keep_max_elements`` elements keep name, data type and dims, but their
+    payload is replaced by an external-data stub (location ``modelsize-stripped-payload``) that nothing
+    should read; smaller tensors (shape constants, scalars) keep their values, external ones inlined.
+    Memory and time depend on the graph's structure, not its weights. The file is validated exactly as
+    by :func:`read_model`.
+
+    Raises:
+        Same as :func:`read_model`.
+    """
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    model = read_model(path)
+    buf, size = _open_model_bytes(model.path)
+    try:
+        data = _Stripper(model, buf, keep_max_elements).message(0, size, "model")
+    finally:
+        buf.close()
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except DecodeError as e:  # read_model accepted it, so this would be our bug or a protobuf limit
+        raise ModelFormatError(model.path, f"protobuf refused the model structure ({e})") from e
+    return proto
