@@ -16,8 +16,10 @@ from pathlib import Path
 import onnx
 
 from graph_analysis._liveness import ALIAS_OPS, GraphLiveness, LiveTensor, analyze_liveness
+from graph_analysis.analysis import analyze
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType, is_floating, nbytes
+from graph_analysis.report import Role
 from graph_analysis.shapes import (
     MAIN_GRAPH,
     InferredShapes,
@@ -416,6 +418,7 @@ def estimate_memory(
             optimizer_temporaries=optimizer_temporaries,
             loss_output_factor=loss_output_factor,
             pytorch_basis=pytorch_basis,
+            parameter_split=_split_from_report(path) if path is not None else None,
         )
     assumptions: dict[str, object] = {
         "default_dim": default_dim,
@@ -472,22 +475,12 @@ def _training_estimate(
     optimizer_temporaries: float,
     loss_output_factor: float,
     pytorch_basis: bool,
+    parameter_split: tuple[int, int, int] | None,
 ) -> TrainingEstimate:
-    trainable = 0
-    largest_trainable = 0
-    frozen_bytes = 0
-    for key, entry in weights.items():
-        data_type, count = entry
-        key_uses = uses.get(key, [])
-        if not key_uses:
-            continue  # unused initializer: no gradient, and runtimes drop it
-        is_running_stat = all(op == "BatchNormalization" and k in (3, 4) for op, k in key_uses)
-        if data_type is not None and is_floating(data_type) and not is_running_stat:
-            trainable += count
-            largest_trainable = max(largest_trainable, count)
-        else:
-            frozen_bytes += _bytes_of(entry)
-
+    if parameter_split is not None:
+        trainable, largest_trainable, frozen_bytes = parameter_split
+    else:
+        trainable, largest_trainable, frozen_bytes = _split_parameters(weights, uses)
     half = precision in (TrainingPrecision.FP16, TrainingPrecision.BF16, TrainingPrecision.MIXED)
     value_bytes = 2 if half else 4
     state_buffers = OPTIMIZER_STATE_BUFFERS[optimizer]
@@ -562,6 +555,50 @@ def _training_estimate(
         peak_bytes=sum(i.nbytes for i in items),
         basis=basis,
     )
+
+
+def _split_parameters(
+    weights: Mapping[tuple[str, str], tuple[DataType | None, int]],
+    uses: Mapping[tuple[str, str], list[tuple[str, int]]],
+) -> tuple[int, int, int]:
+    """Trainable elements, largest trainable tensor, frozen bytes, from the graph alone.
+
+    Used for in-memory models: floating-point initializers some node reads are parameters, except
+    BatchNormalization's running mean and variance; integer tensors are frozen.
+    """
+    trainable = largest = frozen = 0
+    for key, entry in weights.items():
+        data_type, count = entry
+        key_uses = uses.get(key, [])
+        if not key_uses:
+            continue  # unused initializer: no gradient, and runtimes drop it
+        is_running_stat = all(op == "BatchNormalization" and k in (3, 4) for op, k in key_uses)
+        if data_type is not None and is_floating(data_type) and not is_running_stat:
+            trainable += count
+            largest = max(largest, count)
+        else:
+            frozen += _bytes_of(entry)
+    return trainable, largest, frozen
+
+
+def _split_from_report(path: str) -> tuple[int, int, int]:
+    """Trainable elements, largest trainable tensor, frozen bytes, from the shared classification.
+
+    ``analyze`` classifies every stored tensor (parameter, running statistic, constant, ...) and
+    marks copies of one parameter (tied weights recorded by the exporter) so they count once.
+    """
+    report = analyze(path)
+    trainable = largest = frozen = 0
+    for record in report.tensors:
+        if record.duplicate_of is not None or record.role is Role.UNUSED:
+            continue
+        data_type = DataType.__members__.get(record.data_type)
+        if record.role is Role.PARAMETER and data_type is not None and is_floating(data_type):
+            trainable += record.num_elements
+            largest = max(largest, record.num_elements)
+        else:
+            frozen += record.nbytes
+    return trainable, largest, frozen
 
 
 def _saved_activation_bytes(
