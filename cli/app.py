@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 
 from cli.render import Breakdown, OutputFormat, render_inspect
-from cli.render_memory import render_comparison, render_estimate
+from cli.render_memory import render_comparison, render_estimate, render_training_comparison
+from converters.torch_train import compare_training
 from graph_analysis.analysis import analyze
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.errors import ModelsizeError
@@ -123,12 +124,22 @@ def memory(
     measure: Annotated[
         bool, typer.Option("--measure", help="Also measure in onnxruntime.")
     ] = False,
+    torch_source: Annotated[
+        str | None,
+        typer.Option(
+            "--torch-source",
+            help="file.py:Name the ONNX came from: measure a PyTorch training step (runs its code).",
+        ),
+    ] = None,
     fmt: FormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Estimate inference (and with --train, training) memory; --measure adds measurements."""
     bindings = parse_bindings(input_shape, dim, batch)
     options = {"optimizer": optimizer, "precision": precision, "checkpointing": checkpointing}
-    if measure:
+    if torch_source is not None:
+        result = compare_training(model, torch_source, bindings, **options)  # type: ignore[arg-type]
+        render_training_comparison(result, fmt, _stdout())
+    elif measure:
         comparison = compare_memory(model, bindings, runs=5, train=train, **options)  # type: ignore[arg-type]
         render_comparison(comparison, fmt, _stdout())
     else:

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.render import OutputFormat
+from converters.torch_train import TrainingComparison
 from graph_analysis.measure import InferenceMeasurement, MemoryComparison
 from graph_analysis.memory import MemoryEstimate, memory_to_dict
 
@@ -16,6 +17,8 @@ __all__ = [
     "measurement_to_dict",
     "render_comparison",
     "render_estimate",
+    "render_training_comparison",
+    "training_comparison_to_dict",
 ]
 
 _MIB = 1 << 20
@@ -155,4 +158,48 @@ def render_comparison(comparison: MemoryComparison, output: OutputFormat, consol
             f"{m.latency_median_s * 1000:.2f} ms",
             f"{m.latency_p90_s * 1000:.2f} ms",
         )
+    console.print(table)
+
+
+def training_comparison_to_dict(comparison: TrainingComparison) -> dict[str, object]:
+    """The training estimate with the measured PyTorch step and the ratio."""
+    m = comparison.measurement
+    data = memory_to_dict(comparison.estimate)
+    data["training_measured"] = {
+        "source": m.source,
+        "optimizer": m.optimizer.value,
+        "precision": m.precision.value,
+        "peak_bytes": m.peak_bytes,
+        "first_step_peak_bytes": m.first_step_peak_bytes,
+        "model_bytes": m.model_bytes,
+        "param_bytes": m.param_bytes,
+        "num_parameters": m.num_parameters,
+        "trainable_parameters": m.trainable_parameters,
+        "step_seconds": list(m.step_seconds),
+        "torch_version": m.torch_version,
+        "ratio": round(comparison.ratio, 4),
+    }
+    return data
+
+
+def render_training_comparison(
+    comparison: TrainingComparison, output: OutputFormat, console: Console
+) -> None:
+    """Print the estimate and the measured PyTorch training step (ratio = estimated / measured)."""
+    if output is not OutputFormat.TABLE:
+        console.print_json(json.dumps(training_comparison_to_dict(comparison)))
+        return
+    for table in _estimate_tables(comparison.estimate):
+        console.print(table)
+    m = comparison.measurement
+    table = Table(title="Measured training step (PyTorch CPU, fresh child)", title_justify="left")
+    for column in ("source", "parameters", "peak", "first step peak", "estimate / measured"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        m.source,
+        f"{m.num_parameters:,}",
+        _mib(m.peak_bytes),
+        _mib(m.first_step_peak_bytes),
+        f"{comparison.ratio:.2f}",
+    )
     console.print(table)

@@ -18,11 +18,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from graph_analysis.errors import MeasurementError, MissingExtraError, SourceError
-from graph_analysis.measure import InputSpec
-from graph_analysis.memory import Optimizer, TrainingPrecision
+from graph_analysis.bindings import Bindings
+from graph_analysis.errors import (
+    InternalError,
+    MeasurementError,
+    MissingExtraError,
+    SourceError,
+)
+from graph_analysis.measure import InputSpec, model_input_specs
+from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
 
-__all__ = ["TrainingMeasurement", "measure_training_step"]
+__all__ = [
+    "TrainingComparison",
+    "TrainingMeasurement",
+    "compare_training",
+    "measure_training_step",
+]
 
 _CHILD = Path(__file__).with_name("_torch_train_child.py")
 
@@ -141,3 +152,58 @@ def measure_training_step(
         step_seconds=tuple(float(s) for s in data["step_seconds"]),
         torch_version=str(data["torch_version"]),
     )
+
+
+@dataclass(frozen=True)
+class TrainingComparison:
+    """A training estimate from the ONNX graph next to a measured PyTorch training step.
+
+    Attributes:
+        estimate: the estimate (``estimate.training`` is set).
+        measurement: the measured step.
+        ratio: ``estimate.training.peak_bytes / measurement.peak_bytes``.
+    """
+
+    estimate: MemoryEstimate
+    measurement: TrainingMeasurement
+    ratio: float
+
+
+def compare_training(
+    onnx_path: str | Path,
+    source: str,
+    bindings: Bindings | None = None,
+    *,
+    optimizer: Optimizer = Optimizer.ADAM,
+    precision: TrainingPrecision = TrainingPrecision.FP32,
+    checkpointing: float = 1.0,
+    steps: int = 2,
+) -> TrainingComparison:
+    """Estimate a training step from ``onnx_path`` and measure the PyTorch ``source`` it came from.
+
+    The inputs fed to PyTorch are the ONNX model's inputs with the bound shapes, matched to
+    ``forward``'s parameters by name. Export the ONNX in training mode
+    (``torch.onnx.export(..., training=torch.onnx.TrainingMode.TRAINING)``) for the closest
+    estimate: eval exports fold BatchNorm into Conv, hiding the activations it saves.
+
+    Raises:
+        ShapeBindingError, ModelFormatError: bad bindings or model.
+        SourceError, MissingExtraError, MeasurementError: as :func:`measure_training_step`.
+    """
+    estimate = estimate_memory(
+        onnx_path,
+        bindings,
+        train=True,
+        optimizer=optimizer,
+        precision=precision,
+        checkpointing=checkpointing,
+        pytorch_basis=True,
+    )
+    inputs = model_input_specs(onnx_path, bindings)
+    measurement = measure_training_step(
+        source, inputs, optimizer=optimizer, precision=precision, steps=steps
+    )
+    if estimate.training is None:  # estimate_memory(train=True) always sets it
+        raise InternalError(onnx_path, "the training estimate is missing")
+    ratio = estimate.training.peak_bytes / max(measurement.peak_bytes, 1)
+    return TrainingComparison(estimate, measurement, ratio)
