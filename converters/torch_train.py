@@ -78,6 +78,7 @@ def measure_training_step(
     steps: int = 2,
     threads: int = 1,
     timeout_s: float = 900.0,
+    malloc_mmap_threshold: int | None = None,
 ) -> TrainingMeasurement:
     """Run ``steps`` training steps of a PyTorch source in a child process and measure peak RSS.
 
@@ -90,6 +91,11 @@ def measure_training_step(
         steps: training steps; 2 or more includes a steady-state step.
         threads: ``torch.set_num_threads``.
         timeout_s: the child is killed after this many seconds.
+        malloc_mmap_threshold: fix glibc's ``M_MMAP_THRESHOLD`` in the child (bytes; e.g. 131072).
+            By default glibc raises the threshold as large blocks are freed, so later tensors come
+            from the heap and freed memory may stay resident: the peak then includes allocator
+            slack that varies by +-15% from run to run. A fixed threshold gives every large tensor
+            its own mapping, returned on free: a stable, tensor-level peak.
 
     Raises:
         SourceError: ``source`` is not ``file.py:Name`` or the file does not exist.
