@@ -101,6 +101,8 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
         "none" if not unknown else f"{unknown} tensors, sized as their node's largest input",
     )
     info.add_row("shape engines", ", ".join(shapes.engines))
+    for note in shapes.notes:
+        info.add_row("note", note)
     tables.append(info)
     if estimate.training is not None:
         tr = estimate.training

@@ -714,6 +714,7 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
         "dim_values": dict(estimate.shapes.dim_values),
         "defaulted_dims": list(estimate.shapes.defaulted),
         "shape_engines": list(estimate.shapes.engines),
+        "shape_notes": list(estimate.shapes.notes),
         "unknown_tensors": [
             {
                 "name": u.name,

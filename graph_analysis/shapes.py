@@ -22,6 +22,7 @@ dropped), so inferring shapes never loads weights. The steps, in order:
 from __future__ import annotations
 
 import copy
+import logging
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ __all__ = [
 
 #: The graph path of the main graph; subgraphs are ``<parent>/<node>.<attribute>``.
 MAIN_GRAPH = ""
+
 
 @dataclass(frozen=True)
 class TensorShape:
@@ -125,6 +127,7 @@ class InferredShapes:
         tensors: every tensor of every graph (inputs, initializers, node outputs) with its shape.
         unknown: the tensors that stayed without a concrete shape and how they were treated.
         engines: the inference engines that contributed (``onnx``, ``onnxruntime-symbolic``).
+        notes: what went wrong on the way (an engine that failed), one line each.
     """
 
     inputs: tuple[TensorShape, ...]
@@ -133,6 +136,7 @@ class InferredShapes:
     tensors: tuple[TensorShape, ...]
     unknown: tuple[UnknownTensor, ...]
     engines: tuple[str, ...]
+    notes: tuple[str, ...] = ()
 
     def lookup(self) -> dict[tuple[str, str], TensorShape]:
         """A ``(graph, name) -> TensorShape`` dict."""
@@ -393,34 +397,48 @@ def _count_unknown(model: onnx.ModelProto, found: Mapping[tuple[str, str], Tenso
     )
 
 
-def _run_onnx_inference(model: onnx.ModelProto, path: str | Path | None) -> onnx.ModelProto:
+def _run_onnx_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(
             model, check_type=False, strict_mode=False, data_prop=True
         )
     except Exception as e:
         # A model onnx's inference rejects (a real inconsistency, or an op it mis-handles): keep the
-        # bound model, the other engine and the fallback still give figures.
-        warnings.warn(f"{path}: onnx shape inference failed: {e}", stacklevel=3)
+        # bound model; the other engine and the fallback still give figures.
+        notes.append(f"onnx shape inference failed: {_first_line(e)}")
         return model
 
 
-def _run_symbolic_inference(model: onnx.ModelProto) -> onnx.ModelProto | None:
+def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto | None:
     try:
         # Imported on demand: a large pure-Python module, only needed where onnx's inference stops.
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+        from onnxruntime.tools import symbolic_shape_infer
     except ImportError:
+        notes.append("onnxruntime's symbolic shape inference is not available")
         return None
+    logger = logging.getLogger(symbolic_shape_infer.__name__)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)  # the library never prints; failures become notes
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result: onnx.ModelProto | None = SymbolicShapeInference.infer_shapes(
-                model, int_max=2**31 - 1, auto_merge=True, guess_output_rank=True, verbose=0
+            result: onnx.ModelProto | None = (
+                symbolic_shape_infer.SymbolicShapeInference.infer_shapes(
+                    model, int_max=2**31 - 1, auto_merge=True, guess_output_rank=True, verbose=0
+                )
             )
         return result
-    except Exception:
+    except Exception as e:
         # It raises on ops it does not know and on some valid graphs; the onnx result stands.
+        notes.append(f"onnxruntime symbolic shape inference failed: {_first_line(e)}")
         return None
+    finally:
+        logger.setLevel(level)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 
 def infer_shapes(
@@ -452,11 +470,12 @@ def infer_shapes(
         model = load_model_skeleton(model)
     bindings = bindings or Bindings()
     bound, dim_values, defaulted = bind_inputs(model, bindings, default_dim=default_dim, path=path)
-    inferred = _run_onnx_inference(bound, path)
+    notes: list[str] = []
+    inferred = _run_onnx_inference(bound, notes)
     found = _collect(inferred)
     engines = ["onnx"]
     if use_symbolic and _count_unknown(inferred, found):
-        symbolic = _run_symbolic_inference(inferred)
+        symbolic = _run_symbolic_inference(inferred, notes)
         if symbolic is not None:
             extra = _collect(symbolic)
             gained = False
@@ -475,6 +494,7 @@ def infer_shapes(
         tensors=tuple(found.values()),
         unknown=tuple(unknown),
         engines=tuple(engines),
+        notes=tuple(notes),
     )
 
 
