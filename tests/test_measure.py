@@ -178,3 +178,36 @@ def test_training_step_estimate_within_30_percent(tmp_path: Path) -> None:
     # Weights + gradients + two Adam buffers are 16 MiB; measured must hold at least those.
     assert measured.peak_bytes >= 4 * measured.param_bytes
     assert abs(estimate.peak_bytes / measured.peak_bytes - 1) <= 0.30
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_cli_torch_source_reports_measured_training(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    source = tmp_path / "arch.py"
+    source.write_text(_TORCH_SOURCE)
+    namespace: dict[str, object] = {}
+    exec(compile(_TORCH_SOURCE, str(source), "exec"), namespace)
+    path = tmp_path / "mlp.onnx"
+    torch.onnx.export(
+        namespace["mlp"](),  # type: ignore[operator]
+        (torch.randn(2, 1024),),
+        str(path),
+        dynamo=False,
+        input_names=["input"],
+        dynamic_axes={"input": {0: "batch"}},
+    )
+    args = ["memory", str(path), "--batch", "64", "--train", "--optimizer", "momentum"]
+    result = CliRunner().invoke(app, [*args, "--torch-source", f"{source}:mlp", "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    measured = data["training_measured"]
+    assert measured["num_parameters"] == data["training"]["trainable_parameters"] == 2 * 1025 * 1024
+    assert measured["optimizer"] == "momentum"
+    # Weights, gradients and the momentum buffer: at least 3 x 8 MiB resident at the peak.
+    assert measured["peak_bytes"] >= 3 * measured["param_bytes"]
+    assert measured["ratio"] == pytest.approx(
+        data["training"]["peak_bytes"] / measured["peak_bytes"], rel=1e-3
+    )
+    bad = CliRunner().invoke(app, [*args, "--torch-source", f"{tmp_path}/missing.py:mlp"])
+    assert bad.exit_code == 2 and "no such file" in bad.stderr

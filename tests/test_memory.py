@@ -299,3 +299,65 @@ def test_trainable_parameters_match_torch(tmp_path) -> None:  # type: ignore[no-
     tr = estimate_memory(path, parse_bindings(batch=2), train=True).training
     assert tr is not None
     assert tr.trainable_parameters == sum(p.numel() for p in model.parameters())
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mlp_file(tmp_path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "mlp.onnx"
+    onnx.save(_mlp(), str(path))
+    return path
+
+
+def test_cli_memory_json_matches_library(mlp_file) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    args = ["memory", str(mlp_file), "--train", "--optimizer", "sgd", "--precision", "mixed"]
+    result = CliRunner().invoke(app, [*args, "--checkpointing", "0.5", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    library = memory_to_dict(
+        estimate_memory(
+            mlp_file,
+            train=True,
+            optimizer=Optimizer.SGD,
+            precision=TrainingPrecision.MIXED,
+            checkpointing=0.5,
+        )
+    )
+    assert data["inference"] == library["inference"]
+    assert data["training"]["peak_bytes"] == library["training"]["peak_bytes"]  # type: ignore[index]
+    assert data["training"]["master_weights_bytes"] == 4 * TRAINABLE
+    assert data["training"]["optimizer"] == "sgd" and data["training"]["checkpointing"] == 0.5
+
+
+def test_cli_memory_table_labels_estimates(mlp_file) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    result = CliRunner().invoke(app, ["memory", str(mlp_file), "--train"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    for text in ("weights", "counted", "peak (process growth)", "estimated", "optimizer state"):
+        assert text in result.stdout
+    result = CliRunner().invoke(app, ["memory", str(mlp_file), "--optimizer", "lion"])
+    assert result.exit_code == 2
+
+
+def test_memory_command_imports_no_framework(mlp_file) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from typer.testing import CliRunner; from cli.app import app; "
+        f"r = CliRunner().invoke(app, ['memory', {str(mlp_file)!r}, '--train']); "
+        "assert r.exit_code == 0, r.stderr; "
+        "print(sorted(m for m in ('torch', 'tensorflow') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

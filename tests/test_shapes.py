@@ -191,3 +191,26 @@ def test_skeleton_drops_weight_payloads_keeps_shape_constants(tmp_path: Path) ->
     assert numpy_helper.to_array(by_name["target"]).tolist() == [-1, 128]
     shapes = infer_shapes(path, parse_bindings(batch=2)).lookup()
     assert shapes[("", "Y")].dims == (4, 128)
+
+
+def test_loop_body_reads_outer_scope_and_is_inferred() -> None:
+    model = onnx.parser.parse_model(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[n, 16] X, int64 trips) => (float[?, ?] Y) {
+          cond = Constant<value = bool {1}>()
+          Y = Loop(trips, cond, X) <
+            body = b (int64 i, bool c, float[?, ?] acc) => (bool c2, float[?, ?] next) {
+              c2 = Identity(c)
+              t = Add(acc, X)
+              next = Relu(t)
+            }
+          >
+        }
+        """
+    )
+    shapes = infer_shapes(model, parse_bindings(["X=3,16", "trips="]))
+    body = {t.name: t for t in shapes.tensors if t.graph.endswith(".body")}
+    assert body["t"].dims == (3, 16)
+    assert body["next"].nbytes == 3 * 16 * 4
+    assert shapes.lookup()[("", "Y")].dims == (3, 16)
