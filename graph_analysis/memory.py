@@ -151,6 +151,12 @@ class OrtCpuModel:
             Gemm MLP; 0.5 keeps every benchmark within 16%.
         arena_factor: resident bytes per byte of the activation liveness peak (1.0 measured with
             the arena on and off: memory patterns place activations as the liveness model does).
+        half_upcast_factor: extra resident bytes per FLOAT16/BFLOAT16 weight byte. The x86 CPU
+            execution provider lacks 16-bit kernels for most ops: onnxruntime inserts Casts to
+            float and constant-folds them on weights, so a float copy (2 bytes per 16-bit byte)
+            sits beside the original (measured: fp16 BERT session 30 MiB for 10 MiB of weights).
+        half_activation_factor: size factor for 16-bit activations, computed in float for the
+            same reason (the pre-packed copy of an upcast weight is float too).
     """
 
     session_fixed_bytes: int = 9_856_000
@@ -159,11 +165,28 @@ class OrtCpuModel:
     resident_factor: float = 1.0
     prepack_factor: float = 0.5
     arena_factor: float = 1.0
+    half_upcast_factor: float = 2.0
+    half_activation_factor: float = 2.0
 
 
-# Ops whose constant second input (weight matrix or filter) onnxruntime keeps a second, re-laid-out
-# copy of: MLAS pre-packed GEMM panels for MatMul/Gemm, NCHWc-reordered filters for Conv.
-PREPACK_OPS = frozenset({"MatMul", "Gemm", "FusedMatMul", "Conv", "FusedConv"})
+# Ops whose constant weight input onnxruntime keeps a second, re-laid-out copy of (MLAS pre-packed
+# GEMM panels, NCHWc-reordered filters, packed integer GEMM panels), by the weight's input index.
+PREPACK_INPUTS: Mapping[str, int] = {
+    "MatMul": 1,
+    "Gemm": 1,
+    "FusedMatMul": 1,
+    "Conv": 1,
+    "FusedConv": 1,
+    "MatMulInteger": 1,
+    "ConvInteger": 1,
+    "DynamicQuantizeMatMul": 1,
+    "MatMulIntegerToFloat": 1,
+    "MatMulNBits": 1,
+    "QLinearMatMul": 3,
+    "QLinearConv": 3,
+}
+
+_HALF_TYPES = frozenset({DataType.FLOAT16, DataType.BFLOAT16})
 
 
 @dataclass(frozen=True)
@@ -173,6 +196,8 @@ class InferenceEstimate:
     Attributes:
         weights_bytes: counted: every initializer and Constant payload, dims x data type.
         prepackable_bytes: counted: weights consumed by ops whose kernels keep a pre-packed copy.
+        half_upcast_bytes: estimated: float copies of FLOAT16/BFLOAT16 weights the CPU provider
+            makes (``half_upcast_factor`` x their bytes).
         activations_peak_bytes: estimated: most activation bytes live at once over the node order.
         activations_sum_bytes: counted: the naive sum of every activation tensor (no reuse).
         largest_activation_bytes: counted: the largest single activation tensor.
@@ -189,6 +214,7 @@ class InferenceEstimate:
 
     weights_bytes: int
     prepackable_bytes: int
+    half_upcast_bytes: int
     activations_peak_bytes: int
     activations_sum_bytes: int
     largest_activation_bytes: int
@@ -328,6 +354,24 @@ def _size_function(shapes: InferredShapes) -> tuple[dict[tuple[str, str], int], 
     return sizes, size_of
 
 
+def _scaled_size_function(shapes: InferredShapes, half_factor: float) -> object:
+    """``size_of`` with 16-bit float tensors scaled by ``half_factor`` (computed in float on CPU)."""
+    sizes, _size_of = _size_function(shapes)
+    half = {(t.graph, t.name) for t in shapes.tensors if t.data_type in _HALF_TYPES}
+    scaled = {k: int(v * half_factor) if k in half else v for k, v in sizes.items()}
+
+    def size_of(graph_path: str, name: str) -> int:
+        scope = graph_path
+        while True:
+            if (scope, name) in scaled:
+                return scaled[(scope, name)]
+            if scope == MAIN_GRAPH:
+                return 0
+            scope = scope.rsplit("/", 1)[0]
+
+    return size_of
+
+
 def estimate_memory(
     model: str | Path | onnx.ModelProto,
     bindings: Bindings | None = None,
@@ -398,10 +442,29 @@ def estimate_memory(
     prepackable = sum(
         _bytes_of(entry)
         for key, entry in weights.items()
-        if any(op in PREPACK_OPS and k == 1 for op, k in uses.get(key, []))
+        if any(PREPACK_INPUTS.get(op) == k for op, k in uses.get(key, []))
     )
+    half_weights = sum(
+        _bytes_of(entry)
+        for key, entry in weights.items()
+        if entry[0] in _HALF_TYPES and uses.get(key)
+    )
+    runtime_liveness = liveness
+    if (
+        any(t.data_type in _HALF_TYPES for t in shapes.tensors)
+        and runtime.half_activation_factor != 1
+    ):
+        runtime_liveness = analyze_liveness(
+            model.graph,
+            _scaled_size_function(shapes, runtime.half_activation_factor),  # type: ignore[arg-type]
+            weights=weight_names_main,
+            inputs_live_whole_run=inputs_live_whole_run,
+            alias_ops=alias_ops,
+        )
     inputs_bytes = sum(t.nbytes or 0 for t in shapes.inputs)
-    inference = _inference_estimate(weights_bytes, prepackable, liveness, inputs_bytes, runtime)
+    inference = _inference_estimate(
+        weights_bytes, prepackable, half_weights, liveness, runtime_liveness, inputs_bytes, runtime
+    )
     training = None
     if train:
         training = _training_estimate(
@@ -433,21 +496,26 @@ def estimate_memory(
 def _inference_estimate(
     weights_bytes: int,
     prepackable: int,
+    half_weights: int,
     liveness: GraphLiveness,
+    runtime_liveness: GraphLiveness,
     inputs_bytes: int,
     runtime: OrtCpuModel,
 ) -> InferenceEstimate:
-    creation = runtime.load_factor * weights_bytes
+    upcast = runtime.half_upcast_factor * half_weights
+    creation = runtime.load_factor * weights_bytes + upcast
     running = (
         runtime.resident_factor * weights_bytes
+        + upcast
         + runtime.prepack_factor * prepackable
-        + runtime.arena_factor * liveness.peak_bytes
+        + runtime.arena_factor * runtime_liveness.peak_bytes
         + runtime.run_fixed_bytes
     )
     peak = int(runtime.session_fixed_bytes + max(creation, running))
     return InferenceEstimate(
         weights_bytes=weights_bytes,
         prepackable_bytes=prepackable,
+        half_upcast_bytes=int(upcast),
         activations_peak_bytes=liveness.peak_bytes,
         activations_sum_bytes=liveness.sum_bytes,
         largest_activation_bytes=liveness.largest_tensor_bytes,
@@ -728,6 +796,7 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
         "inference": {
             "weights_bytes": inf.weights_bytes,
             "prepackable_bytes": inf.prepackable_bytes,
+            "half_upcast_bytes": inf.half_upcast_bytes,
             "activations_peak_bytes": inf.activations_peak_bytes,
             "activations_sum_bytes": inf.activations_sum_bytes,
             "largest_activation_bytes": inf.largest_activation_bytes,
@@ -745,6 +814,8 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
                 "resident_factor": inf.runtime.resident_factor,
                 "prepack_factor": inf.runtime.prepack_factor,
                 "arena_factor": inf.runtime.arena_factor,
+                "half_upcast_factor": inf.runtime.half_upcast_factor,
+                "half_activation_factor": inf.runtime.half_activation_factor,
             },
         },
     }

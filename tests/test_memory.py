@@ -361,3 +361,33 @@ def test_memory_command_imports_no_framework(mlp_file) -> None:  # type: ignore[
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_half_weights_and_activations_are_upcast_on_cpu() -> None:
+    w = numpy_helper.from_array(np.zeros((32, 32), dtype=np.float16), "W")
+    nodes = [helper.make_node("MatMul", ["X", "W"], ["Y"])]
+    model = _make(
+        nodes, [_vi("X", [4, 32], TensorProto.FLOAT16)], [_vi("Y", None, TensorProto.FLOAT16)], [w]
+    )
+    runtime = OrtCpuModel(session_fixed_bytes=0, run_fixed_bytes=0, prepack_factor=1.0)
+    inf = estimate_memory(model, runtime=runtime).inference
+    weights, acts = 32 * 32 * 2, 2 * 4 * 32 * 2
+    assert inf.weights_bytes == weights
+    assert inf.activations_peak_bytes == acts  # the graph's own figure stays 16-bit
+    assert inf.half_upcast_bytes == 2 * weights
+    # float copy of the weight, pre-packed copy, activations computed in float
+    assert inf.peak_bytes == weights + 2 * weights + weights + 2 * acts
+
+
+def test_prepacked_weight_slot_follows_the_op() -> None:
+    inits = [
+        numpy_helper.from_array(np.zeros((16, 16), dtype=np.int8), "Wq"),
+        numpy_helper.from_array(np.array(0.1, dtype=np.float32), "s"),
+        numpy_helper.from_array(np.array(0, dtype=np.int8), "z"),
+        numpy_helper.from_array(np.array(0, dtype=np.uint8), "yz"),
+    ]
+    nodes = [
+        helper.make_node("QLinearMatMul", ["X", "s", "yz", "Wq", "s", "z", "s", "yz"], ["Y"]),
+    ]
+    model = _make(nodes, [_vi("X", [2, 16], TensorProto.UINT8)], [_vi("Y", None)], inits)
+    assert estimate_memory(model).inference.prepackable_bytes == 16 * 16
