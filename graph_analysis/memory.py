@@ -8,7 +8,7 @@ model whose constants are named keyword arguments, derived from measurements (se
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -334,40 +334,21 @@ def _consumers(model: onnx.ModelProto) -> dict[tuple[str, str], list[tuple[str, 
     return uses
 
 
-def _size_function(shapes: InferredShapes) -> tuple[dict[tuple[str, str], int], object]:
+def _size_function(shapes: InferredShapes, half_factor: float = 1.0) -> Callable[[str, str], int]:
+    """``(graph_path, name) -> bytes`` over every tensor, outer scopes searched from inner graphs.
+
+    Unknown tensors take their assumed size; 16-bit float tensors are scaled by ``half_factor``.
+    """
     sizes: dict[tuple[str, str], int] = {}
     for t in shapes.tensors:
         if t.nbytes is not None:
-            sizes[(t.graph, t.name)] = t.nbytes
+            scale = half_factor if t.data_type in _HALF_TYPES else 1.0
+            sizes[(t.graph, t.name)] = int(t.nbytes * scale)
     for u in shapes.unknown:
         sizes[(u.graph, u.name)] = u.assumed_nbytes
 
     def size_of(graph_path: str, name: str) -> int:
-        scope = graph_path
-        while True:
-            if (scope, name) in sizes:
-                return sizes[(scope, name)]
-            if scope == MAIN_GRAPH:
-                return 0
-            scope = scope.rsplit("/", 1)[0]
-
-    return sizes, size_of
-
-
-def _scaled_size_function(shapes: InferredShapes, half_factor: float) -> object:
-    """``size_of`` with 16-bit float tensors scaled by ``half_factor`` (computed in float on CPU)."""
-    sizes, _size_of = _size_function(shapes)
-    half = {(t.graph, t.name) for t in shapes.tensors if t.data_type in _HALF_TYPES}
-    scaled = {k: int(v * half_factor) if k in half else v for k, v in sizes.items()}
-
-    def size_of(graph_path: str, name: str) -> int:
-        scope = graph_path
-        while True:
-            if (scope, name) in scaled:
-                return scaled[(scope, name)]
-            if scope == MAIN_GRAPH:
-                return 0
-            scope = scope.rsplit("/", 1)[0]
+        return _lookup_size(sizes, graph_path, name)
 
     return size_of
 
@@ -429,10 +410,9 @@ def estimate_memory(
     shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path)
     weights = _weights(model)
     weight_names_main = frozenset(name for (g, name) in weights if g == MAIN_GRAPH)
-    _sizes, size_of = _size_function(shapes)
     liveness = analyze_liveness(
         model.graph,
-        size_of,  # type: ignore[arg-type]
+        _size_function(shapes),
         weights=weight_names_main,
         inputs_live_whole_run=inputs_live_whole_run,
         alias_ops=alias_ops,
@@ -456,7 +436,7 @@ def estimate_memory(
     ):
         runtime_liveness = analyze_liveness(
             model.graph,
-            _scaled_size_function(shapes, runtime.half_activation_factor),  # type: ignore[arg-type]
+            _size_function(shapes, runtime.half_activation_factor),
             weights=weight_names_main,
             inputs_live_whole_run=inputs_live_whole_run,
             alias_ops=alias_ops,
@@ -473,7 +453,6 @@ def estimate_memory(
             weights,
             uses,
             liveness,
-            size_of,
             optimizer=Optimizer(optimizer),
             precision=TrainingPrecision(precision),
             checkpointing=checkpointing,
@@ -534,7 +513,6 @@ def _training_estimate(
     weights: Mapping[tuple[str, str], tuple[DataType | None, int]],
     uses: Mapping[tuple[str, str], list[tuple[str, int]]],
     liveness: GraphLiveness,
-    size_of: object,
     *,
     optimizer: Optimizer,
     precision: TrainingPrecision,
