@@ -251,6 +251,7 @@ def bind_inputs(
             explicit[spec.name] = spec.dims
 
     used_dim_names: set[str] = set()
+    batch_used = False
     dim_values: dict[str, int] = {}
     defaulted: list[str] = []
     for value_info in inputs:
@@ -295,6 +296,7 @@ def bind_inputs(
                 used_dim_names.add(name_key)
             elif axis == 0 and bindings.batch is not None:
                 value = bindings.batch
+                batch_used = True
             elif dim.HasField("dim_param") and dim.dim_param in dim_values:
                 value = dim_values[dim.dim_param]  # the same symbol bound on an earlier input
             elif default_dim is None:
@@ -315,6 +317,18 @@ def bind_inputs(
                     )
             dim.Clear()
             dim.dim_value = value
+    if bindings.batch is not None and not batch_used:
+        fixed = {
+            i.type.tensor_type.shape.dim[0].dim_value
+            for i in _real_inputs(model.graph)
+            if i.name not in explicit and len(i.type.tensor_type.shape.dim) > 0
+        }
+        if fixed - {bindings.batch}:
+            raise ShapeBindingError(
+                path,
+                f"--batch {bindings.batch}: no input has an unknown leading dim "
+                f"(fixed at {sorted(fixed)}); re-export with a dynamic batch dim",
+            )
     for name in bindings.dims:
         if name not in used_dim_names and name not in dim_values:
             available = sorted(

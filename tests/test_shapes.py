@@ -80,6 +80,12 @@ def test_binding_errors(shapes: list[str], dims: list[str], message: str) -> Non
         bind_inputs(_model(["batch", 8]), parse_bindings(shapes, dims))
 
 
+def test_batch_on_a_fixed_batch_model() -> None:
+    with pytest.raises(ShapeBindingError, match=r"--batch 4: no input has an unknown leading dim"):
+        bind_inputs(_model([1, 8]), parse_bindings(batch=4))
+    assert _input_dims(bind_inputs(_model([1, 8]), parse_bindings(batch=1))[0]) == [1, 8]
+
+
 def test_same_symbol_on_two_inputs_gets_one_value() -> None:
     a = helper.make_tensor_value_info("A", TensorProto.FLOAT, ["n", 4])
     b = helper.make_tensor_value_info("B", TensorProto.FLOAT, ["n", 4])
