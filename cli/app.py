@@ -13,14 +13,19 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from cli.render import Breakdown, OutputFormat, render_inspect
-from cli.render_memory import render_comparison, render_estimate, render_training_comparison
-from converters.torch_train import compare_training
-from graph_analysis.analysis import analyze
+from cli.render import Breakdown, OutputFormat
+from cli.render_convert import (
+    ConvertFormat,
+    progress_reporter,
+    render_conversion,
+    render_source_inspection,
+)
+from cli.render_memory import render_source_memory
+from converters.memory_source import source_memory
+from converters.sources import DynamicAxis, convert_source, detect_source, inspect_source
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.errors import ModelsizeError
-from graph_analysis.measure import compare_memory
-from graph_analysis.memory import Optimizer, TrainingPrecision, estimate_memory
+from graph_analysis.memory import Optimizer, TrainingPrecision
 
 __all__ = ["app", "main"]
 
@@ -73,10 +78,32 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+InputShapeOpt = Annotated[
+    list[str],
+    typer.Option(
+        "--input-shape",
+        help="Example input shape for framework sources: 1,3,224,224 or NAME=1,3,224,224 "
+        "(repeatable).",
+    ),
+]
+InputDtypeOpt = Annotated[
+    list[str],
+    typer.Option("--input-dtype", help="Input data type where not FLOAT: INT64 or NAME=INT64."),
+]
+DynamicOpt = Annotated[
+    list[DynamicAxis],
+    typer.Option("--dynamic", help="Keep this axis symbolic in the exported graph (repeatable)."),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option("--weights", help="state_dict checkpoint for a file.py:Name source."),
+]
+
+
 @app.command()
 @handle_errors
 def inspect(
-    model: Annotated[Path, typer.Argument(help="An .onnx file.")],
+    model: Annotated[str, typer.Argument(help="An .onnx file or a framework source (`convert`).")],
     fmt: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output format.")
     ] = OutputFormat.TABLE,
@@ -88,15 +115,68 @@ def inspect(
     deep: Annotated[
         bool, typer.Option("--deep", help="Hash payloads to find copied tensors.")
     ] = False,
+    input_shape: InputShapeOpt = [],  # noqa: B006  (typer reads list defaults, never mutates them)
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
+    dynamic: DynamicOpt = [],  # noqa: B006
+    weights: WeightsOpt = None,
 ) -> None:
-    """Count parameters and size a model: on disk, stored weights, what-if precisions, breakdowns."""
-    report = analyze(model, deep=deep)
-    text = render_inspect(report, fmt, by=by, depth=depth, top=top, console=_stdout())
+    """Count parameters and size a model: on disk, stored weights, what-if precisions, breakdowns.
+
+    Framework sources (see `convert`) are exported to ONNX in a temporary folder first; the output
+    then also shows the framework's own counts and reconciles them with the graph's.
+    """
+    bindings = parse_bindings(input_shape, input_dtypes=input_dtype)
+    with progress_reporter() as on_progress:
+        inspection = inspect_source(
+            model,
+            bindings=bindings,
+            dynamic_axes=dynamic,
+            weights=weights,
+            deep=deep,
+            on_progress=on_progress,
+        )
+    console = _stdout()
+    text = render_source_inspection(inspection, fmt, by=by, depth=depth, top=top, console=console)
     if text is not None:
         sys.stdout.write(text)
 
 
-InputShapeOpt = Annotated[
+@app.command()
+@handle_errors
+def convert(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="file.py:Name or package.module:Name (nn.Module class or factory), a TorchScript "
+            ".pt, a torch.export .pt2, a Hugging Face folder, a .keras/.h5 file or a SavedModel."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write.")],
+    fmt: Annotated[
+        ConvertFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = ConvertFormat.TABLE,
+    input_shape: InputShapeOpt = [],  # noqa: B006
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
+    dynamic: DynamicOpt = [],  # noqa: B006
+    weights: WeightsOpt = None,
+) -> None:
+    """Export a PyTorch, Hugging Face or Keras/TensorFlow model to ONNX with the framework's counts."""
+    bindings = parse_bindings(input_shape, input_dtypes=input_dtype)
+    with progress_reporter() as on_progress:
+        result = convert_source(
+            detect_source(source),
+            output,
+            bindings=bindings,
+            dynamic_axes=dynamic,
+            weights=weights,
+            on_progress=on_progress,
+        )
+    text = render_conversion(result, fmt, _stdout())
+    if text is not None:
+        sys.stdout.write(text)
+
+
+BindShapeOpt = Annotated[
     list[str],
     typer.Option("--input-shape", help="NAME=1,3,224,224 (repeatable), or a bare shape."),
 ]
@@ -105,11 +185,16 @@ BatchOpt = Annotated[int | None, typer.Option("--batch", help="Leading dim of ev
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json.")]
 
 
+ModelArg = Annotated[
+    str, typer.Argument(help="An .onnx file or a framework source (see `convert`).")
+]
+
+
 @app.command()
 @handle_errors
 def memory(
-    model: Annotated[Path, typer.Argument(help="An .onnx file.")],
-    input_shape: InputShapeOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    model: ModelArg,
+    input_shape: BindShapeOpt = [],  # noqa: B006 - typer reads the default, never mutates it
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     train: Annotated[bool, typer.Option("--train", help="Also estimate a training step.")] = False,
@@ -122,44 +207,52 @@ def memory(
         ),
     ] = 1.0,
     measure: Annotated[
-        bool, typer.Option("--measure", help="Also measure in onnxruntime.")
+        bool, typer.Option("--measure", help="Also measure (onnxruntime; PyTorch training step).")
     ] = False,
     torch_source: Annotated[
         str | None,
         typer.Option(
             "--torch-source",
-            help="file.py:Name the ONNX came from: measure a PyTorch training step (runs its code).",
+            help="file.py:Name an ONNX file came from: measure its PyTorch training step.",
         ),
     ] = None,
     fmt: FormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Estimate inference (and with --train, training) memory; --measure adds measurements."""
-    bindings = parse_bindings(input_shape, dim, batch)
-    options = {"optimizer": optimizer, "precision": precision, "checkpointing": checkpointing}
-    if torch_source is not None:
-        result = compare_training(model, torch_source, bindings, **options)  # type: ignore[arg-type]
-        render_training_comparison(result, fmt, _stdout())
-    elif measure:
-        comparison = compare_memory(model, bindings, runs=5, train=train, **options)  # type: ignore[arg-type]
-        render_comparison(comparison, fmt, _stdout())
-    else:
-        estimate = estimate_memory(model, bindings, train=train, **options)  # type: ignore[arg-type]
-        render_estimate(estimate, fmt, _stdout())
+    with progress_reporter() as on_progress:
+        result = source_memory(
+            model,
+            parse_bindings(input_shape, dim, batch),
+            train=train,
+            optimizer=optimizer,
+            precision=precision,
+            checkpointing=checkpointing,
+            measure=measure,
+            runs=5,
+            torch_source=torch_source,
+            on_progress=on_progress,
+        )
+    render_source_memory(result, fmt, _stdout())
 
 
 @app.command()
 @handle_errors
 def measure(
-    model: Annotated[Path, typer.Argument(help="An .onnx file.")],
-    input_shape: InputShapeOpt = [],  # noqa: B006
+    model: ModelArg,
+    input_shape: BindShapeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs after the first.")] = 10,
     fmt: FormatOpt = OutputFormat.TABLE,
 ) -> None:
-    """Measure memory (arena on and off) and latency in onnxruntime, next to the estimate."""
-    comparison = compare_memory(model, parse_bindings(input_shape, dim, batch), runs=runs)
-    render_comparison(comparison, fmt, _stdout())
+    """Measure memory (arena on and off) and latency in onnxruntime, next to the estimate.
+
+    PyTorch code sources (file.py:Name) also get one measured training step (Adam, fp32).
+    """
+    bindings = parse_bindings(input_shape, dim, batch)
+    with progress_reporter() as on_progress:
+        result = source_memory(model, bindings, measure=True, runs=runs, on_progress=on_progress)
+    render_source_memory(result, fmt, _stdout())
 
 
 def main() -> None:

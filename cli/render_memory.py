@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.render import OutputFormat
+from converters.memory_source import SourceMemory
 from converters.torch_train import TrainingComparison
 from graph_analysis.measure import InferenceMeasurement, MemoryComparison
 from graph_analysis.memory import MemoryEstimate, memory_to_dict
@@ -17,7 +18,9 @@ __all__ = [
     "measurement_to_dict",
     "render_comparison",
     "render_estimate",
+    "render_source_memory",
     "render_training_comparison",
+    "source_memory_to_dict",
     "training_comparison_to_dict",
 ]
 
@@ -141,6 +144,10 @@ def render_comparison(comparison: MemoryComparison, output: OutputFormat, consol
         return
     for table in _estimate_tables(comparison.estimate):
         console.print(table)
+    console.print(_inference_measured_table(comparison))
+
+
+def _inference_measured_table(comparison: MemoryComparison) -> Table:
     table = Table(title="Measured (onnxruntime CPU, fresh child process)", title_justify="left")
     for column in (
         "arena",
@@ -160,7 +167,7 @@ def render_comparison(comparison: MemoryComparison, output: OutputFormat, consol
             f"{m.latency_median_s * 1000:.2f} ms",
             f"{m.latency_p90_s * 1000:.2f} ms",
         )
-    console.print(table)
+    return table
 
 
 def training_comparison_to_dict(comparison: TrainingComparison) -> dict[str, object]:
@@ -193,6 +200,10 @@ def render_training_comparison(
         return
     for table in _estimate_tables(comparison.estimate):
         console.print(table)
+    console.print(_training_measured_table(comparison))
+
+
+def _training_measured_table(comparison: TrainingComparison) -> Table:
     m = comparison.measurement
     table = Table(title="Measured training step (PyTorch CPU, fresh child)", title_justify="left")
     for column in ("source", "parameters", "peak", "first step peak", "estimate / measured"):
@@ -204,4 +215,37 @@ def render_training_comparison(
         _mib(m.first_step_peak_bytes),
         f"{comparison.ratio:.2f}",
     )
-    console.print(table)
+    return table
+
+
+def _training_measured_dict(comparison: TrainingComparison) -> dict[str, object]:
+    return training_comparison_to_dict(comparison)["training_measured"]  # type: ignore[return-value]
+
+
+def source_memory_to_dict(result: SourceMemory) -> dict[str, object]:
+    """Estimate, measurements (``measured``, ``training_measured``) and export, as JSON data."""
+    data = memory_to_dict(result.estimate)
+    data["source"] = result.source
+    if result.conversion is not None:
+        data["exporter"] = result.conversion.exporter
+        data["export_notes"] = list(result.conversion.notes)
+    if result.inference is not None:
+        data["measured"] = comparison_to_dict(result.inference)["measured"]
+    if result.training is not None:
+        data["training_measured"] = _training_measured_dict(result.training)
+    return data
+
+
+def render_source_memory(result: SourceMemory, output: OutputFormat, console: Console) -> None:
+    """Print what ``source_memory`` found: estimate tables, then each measurement with its ratio."""
+    if output is not OutputFormat.TABLE:
+        console.print_json(json.dumps(source_memory_to_dict(result)))
+        return
+    if result.conversion is not None:
+        console.print(f"Exported with {result.conversion.exporter}; the estimate reads that graph.")
+    for table in _estimate_tables(result.estimate):
+        console.print(table)
+    if result.inference is not None:
+        console.print(_inference_measured_table(result.inference))
+    if result.training is not None:
+        console.print(_training_measured_table(result.training))

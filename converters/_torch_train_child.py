@@ -8,9 +8,11 @@ resident growth over the baseline is reported. Runs user code: only for sources 
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
 import json
+import os
 import resource
 import sys
 import time
@@ -48,6 +50,9 @@ def _reset_hwm() -> bool:
 
 def _load(source: str) -> Any:
     file_name, _, attr = source.rpartition(":")
+    if not file_name.endswith(".py"):
+        sys.path.insert(0, os.getcwd())  # package.module:Name, importable from the working folder
+        return getattr(importlib.import_module(file_name), attr)
     path = Path(file_name).resolve()
     spec = importlib.util.spec_from_file_location(f"_modelsize_src_{path.stem}", path)
     if spec is None or spec.loader is None:

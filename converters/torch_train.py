@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -36,6 +38,7 @@ __all__ = [
 ]
 
 _CHILD = Path(__file__).with_name("_torch_train_child.py")
+_MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,8 @@ def measure_training_step(
     """Run ``steps`` training steps of a PyTorch source in a child process and measure peak RSS.
 
     Args:
-        source: ``path/to/file.py:Name``; runs that file's code (only for sources the user named).
+        source: ``path/to/file.py:Name`` or ``package.module:Name``; runs that code (only for
+            sources the user named).
         inputs: the inputs to feed (names matched to ``forward``'s parameters when they all match,
             else passed positionally in order).
         optimizer: SGD, SGD with momentum 0.9, Adam or AdamW (PyTorch defaults otherwise).
@@ -103,16 +107,19 @@ def measure_training_step(
         MeasurementError: the child failed.
     """
     file_name, sep, attr = source.rpartition(":")
-    if not sep or not attr or not file_name.endswith(".py"):
-        raise SourceError(source, "expected a PyTorch source as path/to/file.py:Name")
-    if not Path(file_name).is_file():
-        raise SourceError(source, "no such file")
+    is_file = file_name.endswith(".py")
+    if not sep or not attr or not (is_file or _MODULE_PATH.match(file_name)):
+        raise SourceError(
+            source, "expected PyTorch code as path/to/file.py:Name or package.module:Name"
+        )
+    if is_file and not Path(file_name).is_file():
+        raise SourceError(file_name, "no such file")
     if importlib.util.find_spec("torch") is None:
         raise MissingExtraError(
             source, "PyTorch models need the torch extra: pip install 'modelsize[torch]'"
         )
     request = {
-        "source": f"{Path(file_name).resolve()}:{attr}",
+        "source": f"{Path(file_name).resolve()}:{attr}" if is_file else source,
         "optimizer": Optimizer(optimizer).value,
         "precision": TrainingPrecision(precision).value,
         "steps": max(1, steps),
@@ -121,6 +128,9 @@ def measure_training_step(
             {"name": i.name, "elem_type": i.elem_type, "dims": list(i.dims)} for i in inputs
         ],
     }
+    env = dict(os.environ)
+    if malloc_mmap_threshold is not None:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(malloc_mmap_threshold)
     try:
         completed = subprocess.run(
             [sys.executable, str(_CHILD)],
@@ -129,6 +139,7 @@ def measure_training_step(
             text=True,
             timeout=timeout_s,
             check=False,
+            env=env,
         )
     except subprocess.TimeoutExpired as e:
         raise MeasurementError(

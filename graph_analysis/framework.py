@@ -1,0 +1,559 @@
+"""The framework's own counts recorded in an exported ONNX file, reconciled with the graph's.
+
+A converter (``converters.from_torch`` / ``converters.from_tensorflow``) writes one metadata
+property, :data:`METADATA_KEY`, holding JSON (schema below). This module is its read side and is
+framework-free: it never imports torch or tensorflow.
+
+Metadata JSON (``schema`` 1)::
+
+    {
+      "schema": 1,
+      "framework": {"name": "torch", "version": "2.13.0"},
+      "exporter": "torch.onnx.export(dynamo=True, optimize=False)",
+      "fallback_reason": null,
+      "totals": {"total": 241, "trainable": 241, "non_trainable": 0, "buffers": 0},
+      "tensors": [   # every framework tensor: unique parameters (tied once) and buffers
+        {"name": "fc1.weight", "kind": "parameter", "trainable": true, "elements": 200,
+         "module": "Linear", "all_zero": false}, ...
+      ],
+      "initializers": {  # ONNX initializer name -> the framework tensor it holds
+        "fc1.weight": {"framework_name": "fc1.weight", "kind": "parameter", "trainable": true,
+                       "layout_changed": false}, ...
+      }
+    }
+
+Framework definitions: PyTorch ``total`` is the sum of ``numel()`` over unique ``parameters()``
+(tied weights once), ``trainable`` those with ``requires_grad``, ``buffers`` the sum over
+``buffers()`` (not part of ``total``). Keras ``total`` is ``count_params()``,
+trainable/non-trainable its weights lists, ``buffers`` 0.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+__all__ = [
+    "METADATA_KEY",
+    "SCHEMA_VERSION",
+    "Cause",
+    "FrameworkInfo",
+    "FrameworkTensor",
+    "FrameworkTotals",
+    "InitializerOrigin",
+    "LayerTrainability",
+    "Reconciliation",
+    "ReconciliationEntry",
+    "TensorKind",
+    "duplicate_tensor_names",
+    "framework_info_to_dict",
+    "read_framework_info",
+    "reconcile",
+    "reconciliation_to_dict",
+    "tied_copies_from_metadata",
+    "trainable_by_layer",
+    "write_framework_json",
+]
+
+METADATA_KEY = "modelsize.framework"
+SCHEMA_VERSION = 1
+
+# Roles the analysis core counts in ``parameters.total`` (learned parameters + running statistics).
+_COUNTED_ROLES = frozenset({"parameter", "running_stat"})
+
+
+class TensorKind(str, Enum):
+    """What a framework tensor is, by the framework's own definition."""
+
+    PARAMETER = "parameter"
+    BUFFER = "buffer"
+
+
+class Cause(str, Enum):
+    """Why the graph's parameter count differs from the framework's: one value per change."""
+
+    DUPLICATE_STORAGE = "duplicate_storage"
+    """A framework tensor (a tied weight) written twice or more: counted once, copies cost bytes."""
+    BATCHNORM_FOLDED = "batchnorm_folded"
+    """BatchNorm scale/shift/statistics folded into the preceding Conv/MatMul by the exporter."""
+    ZERO_BIAS_DROPPED = "zero_bias_dropped"
+    """An all-zero bias the exporter removed (adding zero is a no-op)."""
+    REWRITTEN = "rewritten_by_exporter"
+    """A framework tensor replaced by an exporter tensor of as many elements (fused, re-laid)."""
+    CONSTANTS_FOLDED = "constants_folded"
+    """Parameters in the graph with no framework counterpart: folded constants, fused weights."""
+    REMOVED = "removed_by_exporter"
+    """A framework parameter absent from the graph (unused by the exported forward, folded away)."""
+    BUFFER_IN_GRAPH = "buffer_in_graph"
+    """A buffer (running statistics, position ids) in the graph but not in ``parameters()``."""
+    OTHER_ROLE = "not_counted_in_graph"
+    """A framework parameter in the graph but not counted there (classified as a constant)."""
+    IDENTICAL_CONTENT = "identical_content"
+    """A framework parameter whose values equal another's: the exporter stored the two once (a
+    fresh model's all-ones norm weights), or the deep scan counted them once."""
+    UNEXPLAINED = "unexplained"
+    """What remains after every known cause: should be zero."""
+
+
+@dataclass(frozen=True)
+class FrameworkTotals:
+    """Element counts by the framework's own definition."""
+
+    total: int
+    trainable: int
+    non_trainable: int
+    buffers: int
+
+
+@dataclass(frozen=True)
+class FrameworkTensor:
+    """One framework tensor (a unique parameter or a buffer)."""
+
+    name: str
+    kind: TensorKind
+    trainable: bool
+    num_elements: int
+    module: str = ""
+    is_all_zero: bool = False
+    merged_into: str = ""
+    """The ONNX initializer that holds this tensor's values for another framework tensor, when
+    the exporter merged identical tensors (empty otherwise)."""
+
+
+@dataclass(frozen=True)
+class InitializerOrigin:
+    """The framework tensor an ONNX initializer holds.
+
+    ``layout_changed`` is True when the initializer holds the same values re-laid out (a transposed
+    tied embedding, an HWIO kernel written OIHW).
+    """
+
+    framework_name: str
+    kind: TensorKind
+    trainable: bool
+    layout_changed: bool = False
+
+
+@dataclass(frozen=True)
+class FrameworkInfo:
+    """What the converter recorded about the framework model behind an ONNX file."""
+
+    name: str
+    version: str
+    exporter: str
+    totals: FrameworkTotals
+    tensors: tuple[FrameworkTensor, ...] = ()
+    initializers: Mapping[str, InitializerOrigin] = field(default_factory=dict)
+    fallback_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ReconciliationEntry:
+    """One difference between the framework's count and the graph's.
+
+    Attributes:
+        cause: the kind of change.
+        tensors: the tensor names involved (framework names for tensors missing from the graph,
+            ONNX names otherwise).
+        elements: elements of those tensors.
+        nbytes: bytes of those tensors in the graph (0 for tensors absent from it).
+        delta_elements: this entry's signed contribution to ``graph_total - framework_total``
+            (0 for duplicate storage counted once and for buffers not counted as parameters).
+    """
+
+    cause: Cause
+    tensors: tuple[str, ...]
+    elements: int
+    nbytes: int
+    delta_elements: int
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """How the graph's parameter count follows from the framework's.
+
+    ``framework_total + sum(e.delta_elements for e in entries) == graph_total`` always holds; any
+    remainder is an :attr:`Cause.UNEXPLAINED` entry, so ``is_exact`` says whether every element is
+    accounted for by a known cause.
+    """
+
+    framework_total: int
+    graph_total: int
+    entries: tuple[ReconciliationEntry, ...]
+
+    @property
+    def is_exact(self) -> bool:
+        """True when no element is left unexplained."""
+        return all(e.cause is not Cause.UNEXPLAINED for e in self.entries)
+
+
+@dataclass(frozen=True)
+class LayerTrainability:
+    """Trainable and frozen parameter elements under one framework layer (the framework's names)."""
+
+    layer: str
+    trainable: int
+    frozen: int
+
+
+class _TensorRecordLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def role(self) -> Any: ...
+    @property
+    def num_elements(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+
+
+class _ParametersLike(Protocol):
+    @property
+    def total(self) -> int: ...
+
+
+class _ReportLike(Protocol):
+    @property
+    def tensors(self) -> Iterable[_TensorRecordLike]: ...
+    @property
+    def parameters(self) -> _ParametersLike: ...
+
+
+def _role_name(role: Any) -> str:
+    return str(getattr(role, "value", role))
+
+
+def _is_counted(record: _TensorRecordLike) -> bool:
+    """Whether the core counted this tensor in ``parameters.total`` (copies count once)."""
+    return _role_name(record.role) in _COUNTED_ROLES and not getattr(record, "duplicate_of", None)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON (de)serialisation
+
+
+def framework_info_to_dict(info: FrameworkInfo) -> dict[str, Any]:
+    """The metadata JSON object for ``info`` (the schema in this module's docstring)."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "framework": {"name": info.name, "version": info.version},
+        "exporter": info.exporter,
+        "fallback_reason": info.fallback_reason,
+        "totals": {
+            "total": info.totals.total,
+            "trainable": info.totals.trainable,
+            "non_trainable": info.totals.non_trainable,
+            "buffers": info.totals.buffers,
+        },
+        "tensors": [
+            {
+                "name": t.name,
+                "kind": t.kind.value,
+                "trainable": t.trainable,
+                "elements": t.num_elements,
+                "module": t.module,
+                "all_zero": t.is_all_zero,
+                "merged_into": t.merged_into,
+            }
+            for t in info.tensors
+        ],
+        "initializers": {
+            name: {
+                "framework_name": o.framework_name,
+                "kind": o.kind.value,
+                "trainable": o.trainable,
+                "layout_changed": o.layout_changed,
+            }
+            for name, o in info.initializers.items()
+        },
+    }
+
+
+def write_framework_json(info: FrameworkInfo) -> str:
+    """The compact JSON text stored under :data:`METADATA_KEY`."""
+    return json.dumps(framework_info_to_dict(info), separators=(",", ":"))
+
+
+def read_framework_info(metadata: Mapping[str, str]) -> FrameworkInfo | None:
+    """Read the framework info a converter stored in a model's ``metadata_props``.
+
+    Args:
+        metadata: the model's metadata properties (``report.metadata``).
+
+    Returns:
+        The info, or None when the model carries none, or carries a schema this version does not
+        read, or the JSON is damaged (the metadata is advisory: it never stops an analysis).
+    """
+    text = metadata.get(METADATA_KEY)
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        if data.get("schema") != SCHEMA_VERSION:
+            return None
+        totals = data["totals"]
+        return FrameworkInfo(
+            name=str(data["framework"]["name"]),
+            version=str(data["framework"]["version"]),
+            exporter=str(data["exporter"]),
+            fallback_reason=data.get("fallback_reason"),
+            totals=FrameworkTotals(
+                total=int(totals["total"]),
+                trainable=int(totals["trainable"]),
+                non_trainable=int(totals["non_trainable"]),
+                buffers=int(totals["buffers"]),
+            ),
+            tensors=tuple(
+                FrameworkTensor(
+                    name=str(t["name"]),
+                    kind=TensorKind(t["kind"]),
+                    trainable=bool(t["trainable"]),
+                    num_elements=int(t["elements"]),
+                    module=str(t.get("module", "")),
+                    is_all_zero=bool(t.get("all_zero", False)),
+                    merged_into=str(t.get("merged_into", "")),
+                )
+                for t in data.get("tensors", ())
+            ),
+            initializers={
+                str(name): InitializerOrigin(
+                    framework_name=str(o["framework_name"]),
+                    kind=TensorKind(o["kind"]),
+                    trainable=bool(o["trainable"]),
+                    layout_changed=bool(o.get("layout_changed", False)),
+                )
+                for name, o in data.get("initializers", {}).items()
+            },
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Duplicates and reconciliation
+
+
+def duplicate_tensor_names(info: FrameworkInfo) -> dict[str, str]:
+    """Initializers that are exporter-written copies of a framework tensor another one holds.
+
+    For the analysis core: each key is an ONNX initializer name to count as duplicate storage (its
+    bytes are real, its elements are not new parameters), the value the initializer kept as the
+    original. The original is the initializer named like the framework tensor if there is one, else
+    one holding it in the framework's own layout, else the first by name.
+
+    Returns:
+        ``{copy_name: original_name}``; empty when no framework tensor is written twice.
+    """
+    by_framework: dict[str, list[str]] = {}
+    for onnx_name, origin in info.initializers.items():
+        by_framework.setdefault(origin.framework_name, []).append(onnx_name)
+    copies: dict[str, str] = {}
+    for framework_name, onnx_names in by_framework.items():
+        if len(onnx_names) < 2:
+            continue
+
+        def rank(n: str, fw: str = framework_name) -> tuple[int, int, str]:
+            return (n != fw, info.initializers[n].layout_changed, n)
+
+        ordered = sorted(onnx_names, key=rank)
+        for copy in ordered[1:]:
+            copies[copy] = ordered[0]
+    return copies
+
+
+def tied_copies_from_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """``{copy: original}`` for the analysis core's hook ``analyze(tied_copies=...)``.
+
+    Reads the converter's record in ``metadata`` (:func:`read_framework_info`) and returns
+    :func:`duplicate_tensor_names`; empty when the model carries no framework info.
+    """
+    info = read_framework_info(metadata)
+    return duplicate_tensor_names(info) if info is not None else {}
+
+
+def trainable_by_layer(info: FrameworkInfo, *, depth: int = 1) -> tuple[LayerTrainability, ...]:
+    """Trainable vs frozen parameter elements per framework layer, ``depth`` levels deep.
+
+    Layers come from the framework's tensor names (``encoder.layer.0.attention.weight`` ->
+    ``encoder.layer`` at depth 2; Keras ``dense/kernel`` -> ``dense``), in first-seen order.
+    Buffers are not parameters and are left out.
+    """
+    rows: dict[str, list[int]] = {}
+    for tensor in info.tensors:
+        if tensor.kind is not TensorKind.PARAMETER:
+            continue
+        parts = re.split(r"[./]", tensor.name)[:-1] or [tensor.name]
+        key = ".".join(parts[:depth])
+        row = rows.setdefault(key, [0, 0])
+        row[0 if tensor.trainable else 1] += tensor.num_elements
+    return tuple(LayerTrainability(k, t, f) for k, (t, f) in rows.items())
+
+
+def _is_batchnorm(module: str) -> bool:
+    return "batchnorm" in module.lower() or "batchnormalization" in module.lower()
+
+
+def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
+    """Explain, tensor by tensor, how the graph's parameter count follows from the framework's.
+
+    Args:
+        report: the analysis of the exported graph (``graph_analysis.analyze``): its ``tensors``
+            (name, role, num_elements, nbytes) and ``parameters.total``.
+        info: the framework info read from the same file (:func:`read_framework_info`).
+
+    Returns:
+        A :class:`Reconciliation` whose entries sum exactly to the difference; tensors written more
+        than once are listed as duplicate storage whether or not the core counted them once.
+    """
+    records = {r.name: r for r in report.tensors}
+    copies = duplicate_tensor_names(info)
+    graph_total = int(report.parameters.total)
+    framework_total = info.totals.total
+
+    entries: list[ReconciliationEntry] = []
+
+    def add(cause: Cause, names: list[str], elements: int, nbytes: int, delta: int) -> None:
+        if names:
+            entries.append(ReconciliationEntry(cause, tuple(names), elements, nbytes, delta))
+
+    # Which graph tensors hold each framework tensor.
+    holders: dict[str, list[str]] = {}
+    for onnx_name, origin in info.initializers.items():
+        if onnx_name in records:
+            holders.setdefault(origin.framework_name, []).append(onnx_name)
+
+    # 1. Copies of one framework tensor: duplicate storage.
+    dup_names = [n for n in copies if n in records]
+    dup_counted = [n for n in dup_names if _is_counted(records[n])]
+    # A copy the core already discounted (role "duplicate" or similar) changes nothing; one it
+    # still counts as a parameter adds its elements.
+    add(
+        Cause.DUPLICATE_STORAGE,
+        sorted(dup_names),
+        sum(records[n].num_elements for n in dup_names),
+        sum(records[n].nbytes for n in dup_names),
+        sum(records[n].num_elements for n in dup_counted),
+    )
+
+    # 2. Framework parameters missing from the graph, or present under another role.
+    missing: list[FrameworkTensor] = []
+    other_role: list[str] = []
+    same_content: list[str] = []
+    merged: list[FrameworkTensor] = []
+    for tensor in info.tensors:
+        names = [n for n in holders.get(tensor.name, []) if n not in copies]
+        if tensor.kind is TensorKind.BUFFER:
+            continue
+        if not names and tensor.merged_into in records:
+            merged.append(tensor)
+        elif not names:
+            missing.append(tensor)
+        elif not any(_is_counted(records[n]) for n in names):
+            if getattr(records[names[0]], "duplicate_of", None):
+                same_content.append(names[0])
+            else:
+                other_role.append(names[0])
+
+    # Graph parameters no framework tensor accounts for (fused weights, folded constants).
+    unmapped = sorted(
+        (r for r in report.tensors if _is_counted(r) and r.name not in info.initializers),
+        key=lambda r: r.name,
+    )
+    # Pair a missing framework tensor with an unmapped graph tensor of the same element count:
+    # the exporter rewrote it (BatchNorm scale folded into a Conv kernel, a weight re-laid out).
+    free = list(unmapped)
+    rewritten_fw: list[FrameworkTensor] = []
+    rewritten_graph: list[_TensorRecordLike] = []
+    still_missing: list[FrameworkTensor] = []
+    for tensor in missing:
+        same_size = [r for r in free if r.num_elements == tensor.num_elements]
+        # Prefer the graph tensor whose name carries the framework layer's name.
+        layer = re.split(r"[./]", tensor.name)[-2] if re.search(r"[./]", tensor.name) else ""
+        match = next((r for r in same_size if layer and layer in r.name), None) or next(
+            iter(same_size), None
+        )
+        if match is not None and not _is_batchnorm(tensor.module) and not tensor.is_all_zero:
+            free.remove(match)
+            rewritten_fw.append(tensor)
+            rewritten_graph.append(match)
+        else:
+            still_missing.append(tensor)
+    add(
+        Cause.REWRITTEN,
+        [r.name for r in rewritten_graph],
+        sum(r.num_elements for r in rewritten_graph),
+        sum(r.nbytes for r in rewritten_graph),
+        0,
+    )
+    batchnorm = [t for t in still_missing if _is_batchnorm(t.module)]
+    zero_bias = [t for t in still_missing if not _is_batchnorm(t.module) and t.is_all_zero]
+    removed = [t for t in still_missing if t not in batchnorm and t not in zero_bias]
+    for cause, group in (
+        (Cause.BATCHNORM_FOLDED, batchnorm),
+        (Cause.ZERO_BIAS_DROPPED, zero_bias),
+        (Cause.REMOVED, removed),
+    ):
+        elements = sum(t.num_elements for t in group)
+        add(cause, [t.name for t in group], elements, 0, -elements)
+    add(
+        Cause.OTHER_ROLE,
+        sorted(other_role),
+        sum(records[n].num_elements for n in other_role),
+        sum(records[n].nbytes for n in other_role),
+        -sum(records[n].num_elements for n in other_role),
+    )
+    merged_elements = sum(t.num_elements for t in merged)
+    add(
+        Cause.IDENTICAL_CONTENT,
+        sorted(same_content) + [t.name for t in merged],
+        sum(records[n].num_elements for n in same_content) + merged_elements,
+        sum(records[n].nbytes for n in same_content),
+        -sum(records[n].num_elements for n in same_content) - merged_elements,
+    )
+    add(
+        Cause.CONSTANTS_FOLDED,
+        [r.name for r in free],
+        sum(r.num_elements for r in free),
+        sum(r.nbytes for r in free),
+        sum(r.num_elements for r in free),
+    )
+
+    # 3. Buffers present in the graph: informational unless the core counted them as parameters.
+    buffer_names = sorted(
+        n
+        for tensor in info.tensors
+        if tensor.kind is TensorKind.BUFFER
+        for n in holders.get(tensor.name, [])
+        if n not in copies
+    )
+    add(
+        Cause.BUFFER_IN_GRAPH,
+        buffer_names,
+        sum(records[n].num_elements for n in buffer_names),
+        sum(records[n].nbytes for n in buffer_names),
+        sum(records[n].num_elements for n in buffer_names if _is_counted(records[n])),
+    )
+
+    explained = sum(e.delta_elements for e in entries)
+    remainder = graph_total - framework_total - explained
+    if remainder:
+        entries.append(ReconciliationEntry(Cause.UNEXPLAINED, (), abs(remainder), 0, remainder))
+    return Reconciliation(framework_total, graph_total, tuple(entries))
+
+
+def reconciliation_to_dict(reconciliation: Reconciliation) -> list[dict[str, Any]]:
+    """The JSON ``reconciliation`` list: one object per entry (bytes as ints)."""
+    return [
+        {
+            "cause": e.cause.value,
+            "tensors": list(e.tensors),
+            "elements": e.elements,
+            "bytes": e.nbytes,
+            "delta_elements": e.delta_elements,
+        }
+        for e in reconciliation.entries
+    ]
