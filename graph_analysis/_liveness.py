@@ -148,10 +148,13 @@ def analyze_liveness(
             if root is not None:
                 last[root] = max(last[root], step)
         is_alias = node.op_type in alias_ops and node.domain in ("", "ai.onnx")
-        if is_alias and node.input and node.input[0] in local_weights and node.output:
-            # A view of a weight (exporters alias tied or deduplicated weights with Identity).
-            local_weights.add(node.output[0])
+        inputs = [i for i in node.input if i]
+        if inputs and all(i in local_weights for i in inputs) and not subgraphs:
+            # Computed from weights only (Identity of a tied weight, Transpose of a weight in a
+            # training-mode export): onnxruntime constant-folds it at session creation.
+            local_weights.update(o for o in node.output if o)
             frozen_weights = frozenset(local_weights)
+            continue
         for k, out in enumerate(node.output):
             if not out or out in local_weights:
                 continue

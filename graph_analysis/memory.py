@@ -658,26 +658,39 @@ def _saved_activation_bytes(
         sizes[(u.graph, u.name)] = u.assumed_nbytes
     total = 0
     scope_weights: dict[str, set[str]] = {}
+    scope_scalars: dict[str, set[str]] = {}
     for path, graph in iter_graphs(model.graph):
         parent = path.rsplit("/", 1)[0] if path != MAIN_GRAPH else None
         weights = set(scope_weights.get(parent, set())) if parent is not None else set()
         weights |= {i.name for i in graph.initializer}
         weights |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
         scope_weights[path] = weights
+        scalars = _scalar_weights(graph) | scope_scalars.get(parent or "", set())
+        # 1-element activations (a scale computed from a Shape) never need a gradient either.
+        scalars |= {
+            name
+            for (g, name), t in lookup.items()
+            if g == path and t.num_elements is not None and t.num_elements <= 1
+        }
+        scope_scalars[path] = scalars
         root: dict[str, str] = {}
         saved: set[str] = set()
         fused, gelu_inputs = _erf_gelu_nodes(graph, weights)
         saved.update(gelu_inputs)
         for index, node in enumerate(graph.node):
             ins = [i for i in node.input if i]
+            if ins and all(i in weights for i in ins) and not _subgraphs(node):
+                # Computed from weights only (a Transpose of a weight in a training-mode export):
+                # a view or a function of parameters, not an activation.
+                weights.update(o for o in node.output if o)
+                continue
             if node.op_type in alias_ops and ins and node.output:
-                if ins[0] in weights:
-                    weights.add(node.output[0])
                 root[node.output[0]] = root.get(ins[0], ins[0])
             if index in fused:
                 continue
             if node.op_type in SAVES_INPUTS:
-                saved.update(root.get(i, i) for i in ins if i not in weights)
+                kept = _saved_inputs(node, weights, scalars)
+                saved.update(root.get(i, i) for i in kept)
             if node.op_type in SAVES_OUTPUTS:
                 saved.update(root.get(o, o) for o in node.output if o)
             if node.op_type in SAVES_INDICES and node.output:
@@ -686,6 +699,53 @@ def _saved_activation_bytes(
                     total += shape.num_elements * 8
         total += sum(_lookup_size(sizes, path, name) for name in saved)
     return total
+
+
+def _subgraphs(node: onnx.NodeProto) -> bool:
+    return any(
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
+    )
+
+
+def _scalar_weights(graph: onnx.GraphProto) -> set[str]:
+    """Initializers and Constant outputs with at most one element: constants, never trained."""
+    found = {i.name for i in graph.initializer if _count(i.dims) <= 1}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR and _count(attr.t.dims) <= 1:
+                    found.add(node.output[0])
+    return found
+
+
+def _saved_inputs(node: onnx.NodeProto, weights: set[str], scalars: set[str]) -> list[str]:
+    """The activation inputs ``node``'s backward keeps, after PyTorch's derivative formulas.
+
+    A product keeps each factor only when the other one needs a gradient (an activation or a
+    trainable tensor, not a scalar constant): ``x * 0.5`` keeps nothing of ``x``. A quotient keeps
+    its divisor, and its dividend when the divisor needs a gradient. Where keeps its condition,
+    Gather its indices.
+    """
+    ins = list(node.input)
+
+    def needs_grad(name: str) -> bool:
+        return bool(name) and name not in scalars
+
+    def activation(name: str) -> bool:
+        return bool(name) and name not in weights
+
+    op = node.op_type
+    if op == "Mul" and len(ins) == 2:
+        a, b = ins
+        return [x for x, other in ((a, b), (b, a)) if activation(x) and needs_grad(other)]
+    if op == "Div" and len(ins) == 2:
+        a, b = ins
+        return [x for x in (b,) if activation(x)] + ([a] if activation(a) and needs_grad(b) else [])
+    if op == "Where":
+        return [x for x in ins[:1] if activation(x)]
+    if op in ("Gather", "GatherElements"):
+        return [x for x in ins[1:2] if activation(x)]
+    return [x for x in ins if activation(x)]
 
 
 def _erf_gelu_nodes(graph: onnx.GraphProto, weights: set[str]) -> tuple[set[int], set[str]]:

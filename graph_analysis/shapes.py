@@ -430,6 +430,7 @@ def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.Mo
     except ImportError:
         notes.append("onnxruntime's symbolic shape inference is not available")
         return None
+    model = _without_external_stubs(model)
     logger = logging.getLogger(symbolic_shape_infer.__name__)
     level = logger.level
     logger.setLevel(logging.CRITICAL + 1)  # the library never prints; failures become notes
@@ -448,6 +449,36 @@ def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.Mo
         return None
     finally:
         logger.setLevel(level)
+
+
+def _without_external_stubs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy where every stripped main-graph tensor is a typed graph input, not an initializer.
+
+    onnxruntime's symbolic inference reads the values of initializers it meets (and re-runs onnx's
+    inference on one-node models, which opens the skeleton's placeholder location); a graph input
+    with the same type and dims tells it the shape without a payload it cannot have.
+    """
+    clean = copy.deepcopy(model)
+    graph = clean.graph
+    kept = [t for t in graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+    moved = [t for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    listed = {i.name for i in graph.input}
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    for tensor in moved:
+        if tensor.name not in listed:
+            graph.input.append(
+                onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+            )
+    # Subgraph inputs are fixed by their op (Loop, Scan): there the placeholder is only dropped.
+    for path, sub in iter_graphs(clean.graph):
+        if path == MAIN_GRAPH:
+            continue
+        for tensor in sub.initializer:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                tensor.ClearField("external_data")
+                tensor.data_location = onnx.TensorProto.DEFAULT
+    return clean
 
 
 def _first_line(error: BaseException) -> str:

@@ -391,3 +391,23 @@ def test_prepacked_weight_slot_follows_the_op() -> None:
     ]
     model = _make(nodes, [_vi("X", [2, 16], TensorProto.UINT8)], [_vi("Y", None)], inits)
     assert estimate_memory(model).inference.prepackable_bytes == 16 * 16
+
+
+def test_saved_activations_follow_derivative_formulas() -> None:
+    # Y = MatMul(Relu(X) * 0.5, Transpose(W)): the scaling by a constant keeps nothing, the
+    # transposed weight is a view of a parameter; saved are Relu's output and MatMul's left input.
+    inits = [
+        numpy_helper.from_array(np.ones((8, 8), dtype=np.float32), "W"),
+        numpy_helper.from_array(np.array(0.5, dtype=np.float32), "half"),
+    ]
+    nodes = [
+        helper.make_node("Relu", ["X"], ["R"]),
+        helper.make_node("Mul", ["R", "half"], ["H"]),
+        helper.make_node("Transpose", ["W"], ["Wt"]),
+        helper.make_node("MatMul", ["H", "Wt"], ["Y"]),
+    ]
+    model = _make(nodes, [_vi("X", [4, 8])], [_vi("Y", None)], inits)
+    tr = estimate_memory(model, train=True).training
+    assert tr is not None
+    assert tr.item("saved_activations") == 2 * 4 * 8 * 4  # R and H, not X, not Wt
+    assert tr.trainable_parameters == 8 * 8 + 1

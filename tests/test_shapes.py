@@ -220,3 +220,32 @@ def test_loop_body_reads_outer_scope_and_is_inferred() -> None:
     assert body["t"].dims == (3, 16)
     assert body["next"].nbytes == 3 * 16 * 4
     assert shapes.lookup()[("", "Y")].dims == (3, 16)
+
+
+def test_symbolic_inference_fills_gaps_without_weight_payloads(tmp_path: Path) -> None:
+    # com.microsoft Gelu is unknown to onnx's inference, known to onnxruntime's symbolic one; the
+    # big initializer is a payload-less placeholder in the skeleton and must not be read.
+    p = numpy_helper.from_array(np.ones((1, 64, 64), dtype=np.float32), "P")
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 64, 64])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["X", "P"], ["S"]),
+            helper.make_node("Gelu", ["S"], ["G"], domain="com.microsoft"),
+            helper.make_node("Relu", ["G"], ["Y"]),
+        ],
+        "g",
+        [x],
+        [y],
+        [p],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    path = tmp_path / "gelu.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, location="w.data", size_threshold=0)
+    shapes = infer_shapes(path, parse_bindings(batch=2))
+    assert shapes.notes == ()
+    assert shapes.unknown == ()
+    assert "onnxruntime-symbolic" in shapes.engines
+    assert shapes.lookup()[("", "Y")].dims == (2, 64, 64)
