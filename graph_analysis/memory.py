@@ -366,7 +366,7 @@ def estimate_memory(
     inputs_live_whole_run: bool = True,
     alias_ops: frozenset[str] = ALIAS_OPS,
     training_framework_bytes: int = 1 * MiB,
-    loss_output_factor: float = 2.0,
+    loss_output_factor: float = 3.0,
     optimizer_temporaries: float = 2.0,
     pytorch_basis: bool = False,
 ) -> MemoryEstimate:
@@ -387,8 +387,9 @@ def estimate_memory(
         training_framework_bytes: fixed memory a training step adds beyond its tensors (about
             1 MiB measured for PyTorch 2.13 on CPU once the process has run one step; the one-time
             initialisation, about 80 MiB of lazy imports, is the process's, not the model's).
-        loss_output_factor: multiples of the graph outputs' bytes the loss adds (the loss's own
-            intermediate, e.g. log-softmax, and the outputs' gradient).
+        loss_output_factor: multiples of the graph outputs' bytes the loss adds: its saved
+            intermediate (log-softmax for cross-entropy), the outputs' gradient and one temporary
+            of backward (``softmax - target``; ``2 * out * grad`` for a squared loss): 3.
         optimizer_temporaries: temporaries of the optimizer step, in multiples of the largest
             trainable tensor, for Adam/AdamW (PyTorch's single-tensor Adam on CPU computes
             ``exp_avg_sq.sqrt() / bias_correction`` out of place: 2 measured); SGD updates in place.
@@ -583,7 +584,7 @@ def _training_estimate(
         TrainingItem(
             "loss_and_output_gradients",
             int(outputs_bytes * loss_output_factor * (0.5 if half else 1.0)),
-            f"graph outputs x {loss_output_factor:g} (loss intermediate + output gradient)",
+            f"graph outputs x {loss_output_factor:g} (loss intermediate, output gradient, temporary)",
         ),
         TrainingItem("framework_overhead", framework_bytes, "fixed: autograd engine, kernels"),
     ]
