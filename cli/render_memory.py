@@ -7,7 +7,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from cli.render import OutputFormat
+from cli.render import OutputFormat, format_bytes
 from converters.memory_source import SourceMemory
 from converters.torch_train import TrainingComparison
 from graph_analysis.measure import InferenceMeasurement, MemoryComparison
@@ -24,11 +24,11 @@ __all__ = [
     "training_comparison_to_dict",
 ]
 
-_MIB = 1 << 20
-
 
 def _mib(value: int) -> str:
-    return f"{value / _MIB:,.1f} MiB"
+    if value < 0:
+        return "-" + format_bytes(-value)
+    return format_bytes(value)
 
 
 def measurement_to_dict(m: InferenceMeasurement) -> dict[str, object]:

@@ -411,3 +411,31 @@ def test_saved_activations_follow_derivative_formulas() -> None:
     assert tr is not None
     assert tr.item("saved_activations") == 2 * 4 * 8 * 4  # R and H, not X, not Wt
     assert tr.trainable_parameters == 8 * 8 + 1
+
+
+@pytest.mark.parametrize(
+    ("fmt", "golden"),
+    [("table", "memory_seed_simple.table.txt"), ("json", "memory_seed_simple.json")],
+)
+def test_cli_memory_golden(fmt: str, golden: str, update_golden: bool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("COLUMNS", "120")
+    args = ["memory", "fixtures/seed_simple.onnx", "--batch", "4", "--train", "-f", fmt]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    path = root / "tests" / "golden" / golden
+    if update_golden:
+        path.write_text(result.stdout)
+    assert path.exists(), f"run pytest --update-golden to create {path}"
+    assert result.stdout == path.read_text()
+    if fmt == "json":
+        training = json.loads(result.stdout)["training"]
+        items = [k for k in training if k.endswith("_bytes") and k != "peak_bytes"]
+        assert sum(training[k] for k in items) == training["peak_bytes"]
