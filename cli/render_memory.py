@@ -16,10 +16,7 @@ from graph_analysis.memory import MemoryEstimate, memory_to_dict
 __all__ = [
     "comparison_to_dict",
     "measurement_to_dict",
-    "render_comparison",
-    "render_estimate",
     "render_source_memory",
-    "render_training_comparison",
     "source_memory_to_dict",
     "training_comparison_to_dict",
 ]
@@ -128,25 +125,6 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
     return tables
 
 
-def render_estimate(estimate: MemoryEstimate, output: OutputFormat, console: Console) -> None:
-    """Print an estimate as tables or JSON."""
-    if output is not OutputFormat.TABLE:  # json; csv/markdown have no memory layout: JSON too
-        console.print_json(json.dumps(memory_to_dict(estimate)))
-        return
-    for table in _estimate_tables(estimate):
-        console.print(table)
-
-
-def render_comparison(comparison: MemoryComparison, output: OutputFormat, console: Console) -> None:
-    """Print an estimate with its measurements side by side (ratio = estimated / measured)."""
-    if output is not OutputFormat.TABLE:
-        console.print_json(json.dumps(comparison_to_dict(comparison)))
-        return
-    for table in _estimate_tables(comparison.estimate):
-        console.print(table)
-    console.print(_inference_measured_table(comparison))
-
-
 def _inference_measured_table(comparison: MemoryComparison) -> Table:
     table = Table(title="Measured (onnxruntime CPU, fresh child process)", title_justify="left")
     for column in (
@@ -189,18 +167,6 @@ def training_comparison_to_dict(comparison: TrainingComparison) -> dict[str, obj
         "ratio": round(comparison.ratio, 4),
     }
     return data
-
-
-def render_training_comparison(
-    comparison: TrainingComparison, output: OutputFormat, console: Console
-) -> None:
-    """Print the estimate and the measured PyTorch training step (ratio = estimated / measured)."""
-    if output is not OutputFormat.TABLE:
-        console.print_json(json.dumps(training_comparison_to_dict(comparison)))
-        return
-    for table in _estimate_tables(comparison.estimate):
-        console.print(table)
-    console.print(_training_measured_table(comparison))
 
 
 def _training_measured_table(comparison: TrainingComparison) -> Table:
