@@ -211,3 +211,21 @@ def test_cli_torch_source_reports_measured_training(tmp_path: Path) -> None:
     )
     bad = CliRunner().invoke(app, [*args, "--torch-source", f"{tmp_path}/missing.py:mlp"])
     assert bad.exit_code == 2 and "no such file" in bad.stderr
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_measure_on_a_pytorch_code_source_exports_and_trains(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    source = tmp_path / "arch.py"
+    source.write_text(_TORCH_SOURCE)
+    args = ["measure", f"{source}:mlp", "--input-shape", "32,1024", "--runs", "1", "-f", "json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["exporter"].startswith("torch.onnx.export")
+    assert data["inputs"] == {"input": [32, 1024]}
+    assert data["inference"]["weights_bytes"] == 2 * 1025 * 1024 * 4
+    assert [m["arena"] for m in data["measured"]] == [True, False]
+    assert data["training"]["basis"].startswith("PyTorch")
+    assert data["training_measured"]["num_parameters"] == 2 * 1025 * 1024
