@@ -31,7 +31,6 @@ from graph_analysis.framework import (
     read_framework_info,
     reconcile,
     reconciliation_to_dict,
-    tied_copies_from_metadata,
     trainable_by_layer,
 )
 
@@ -328,8 +327,8 @@ def convert_source(
 
 
 def _analyze(path: Path, deep: bool) -> ModelReport:
-    # The converter's record of tied parameters marks exporter-written copies as duplicates.
-    return analyze(path, deep=deep, tied_copies=tied_copies_from_metadata)
+    # analyze() reads the converter's record of tied parameters (metadata_props) by default.
+    return analyze(path, deep=deep)
 
 
 def inspect_source(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from graph_analysis import deep as deep_scan
 from graph_analysis.dtypes import DataType
+from graph_analysis.framework import tied_copies_from_metadata
 from graph_analysis.loading import ModelFile, TensorInfo, TensorSource, read_model
 from graph_analysis.params import (
     DEFAULT_INT4_BLOCK_SIZE,
@@ -63,7 +64,7 @@ def analyze(
     *,
     deep: bool = False,
     int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
-    tied_copies: TiedCopies | None = None,
+    tied_copies: TiedCopies | None = tied_copies_from_metadata,
 ) -> ModelReport:
     """Count and size every tensor of an ONNX model, reading its structure only.
 
@@ -73,7 +74,8 @@ def analyze(
             copies count once in parameter totals and their bytes go to ``size.duplicate_bytes``.
         int4_block_size: block size assumed by the INT4 what-if size.
         tied_copies: a function reading the model's metadata_props and returning {copy: original}
-            for tensors the producer recorded as copies of one parameter (see ``graph_analysis.framework``).
+            for tensors the producer recorded as copies of one parameter. By default the record
+            ``modelsize convert`` writes (``graph_analysis.framework``); None ignores any record.
 
     Returns:
         The report: parameter totals, sizes, breakdowns, every tensor classified.
@@ -90,7 +92,7 @@ def build_report(
     *,
     deep: bool = False,
     int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
-    tied_copies: TiedCopies | None = None,
+    tied_copies: TiedCopies | None = tied_copies_from_metadata,
 ) -> ModelReport:
     """The report for an already-read model (see :func:`analyze`)."""
     uses = collect_uses(model)

@@ -76,7 +76,7 @@ def test_git_lfs_pointer(tmp_path: Path) -> None:
 def test_directory(tmp_path: Path) -> None:
     folder = tmp_path / "a_model_dir"
     folder.mkdir()
-    _assert_clean_refusal(folder, "is a directory")
+    _assert_clean_refusal(folder, "a folder that is neither a Hugging Face model")
 
 
 def test_missing_file(tmp_path: Path) -> None:
