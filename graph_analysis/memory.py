@@ -19,7 +19,7 @@ from graph_analysis._liveness import ALIAS_OPS, GraphLiveness, LiveTensor, analy
 from graph_analysis.analysis import analyze
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType, is_floating, nbytes
-from graph_analysis.report import Role
+from graph_analysis.report import ModelReport, Role
 from graph_analysis.shapes import (
     MAIN_GRAPH,
     InferredShapes,
@@ -131,11 +131,14 @@ SAVES_INDICES = frozenset({"MaxPool"})
 class OrtCpuModel:
     """The onnxruntime CPU memory model: how a session's peak resident growth follows the graph.
 
-    ``peak = session_fixed + max(load_factor x W, resident_factor x W + prepack_factor x W_packed
-    + arena_factor x A + run_fixed)`` with ``W`` the weight bytes, ``W_packed`` the weights that
-    MatMul/Gemm kernels pre-pack and ``A`` the activation liveness peak. The first term of the max
-    is session creation (the file's bytes, the parsed protobuf and the initializer tensors coexist),
-    the second one inference. Constants derived from measurements with onnxruntime 1.32 on Linux
+    ``peak = session_fixed + max(load_factor x W_inline + P_ext + largest P_ext tensor + U,
+    resident_factor x W + U + prepack_factor x P_inline + arena_factor x A + run_fixed)`` with
+    ``W`` the weight bytes (``W_inline`` those inside the .onnx file), ``P_inline`` the inline
+    weights in a pre-packed slot, ``P_ext`` the external weights GEMM kernels pre-pack at creation
+    (external data is memory-mapped: nothing else of it is read then), ``U`` the float copies of
+    16-bit weights and ``A`` the activation liveness peak. The first term of the max is session
+    creation (the file's bytes, the parsed protobuf and the initializer tensors coexist), the
+    second one inference. Constants derived from measurements with onnxruntime 1.32 on Linux
     x86-64, default session options, one intra-op thread (benchmarks/calibrate_runtime.py; the
     table is in docs/memory.md).
 
@@ -187,6 +190,8 @@ PREPACK_INPUTS: Mapping[str, int] = {
 }
 
 _HALF_TYPES = frozenset({DataType.FLOAT16, DataType.BFLOAT16})
+# GEMM kernels pre-pack at session creation; convolutions reorder on the first run.
+_GEMM_OPS = frozenset(op for op in PREPACK_INPUTS if "Conv" not in op)
 
 
 @dataclass(frozen=True)
@@ -408,6 +413,7 @@ def estimate_memory(
         path = str(model)
         model = load_model_skeleton(model)
     runtime = runtime or OrtCpuModel()
+    report = analyze(path) if path is not None else None
     shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path)
     weights = _weights(model)
     weight_names_main = frozenset(name for (g, name) in weights if g == MAIN_GRAPH)
@@ -419,16 +425,37 @@ def estimate_memory(
         alias_ops=alias_ops,
     )
     uses = _consumers(model)
-    weights_bytes = sum(_bytes_of(e) for e in weights.values())
-    prepackable = sum(
-        _bytes_of(entry)
-        for key, entry in weights.items()
-        if any(PREPACK_INPUTS.get(op) == k for op, k in uses.get(key, []))
-    )
-    half_weights = sum(
-        _bytes_of(entry)
-        for key, entry in weights.items()
-        if entry[0] in _HALF_TYPES and uses.get(key)
+    if report is not None:
+        external = {t.name for t in report.tensors if t.storage == "external"}
+    else:
+        external = {
+            t.name
+            for _g, graph in iter_graphs(model.graph)
+            for t in graph.initializer
+            if t.data_location == onnx.TensorProto.EXTERNAL
+        }
+    prepack_keys = {
+        key for key in weights if any(PREPACK_INPUTS.get(op) == k for op, k in uses.get(key, []))
+    }
+    prepackable = sum(_bytes_of(weights[key]) for key in prepack_keys)
+    external_packed = [
+        _bytes_of(weights[key])
+        for key in prepack_keys
+        if key[1] in external and any(op in _GEMM_OPS for op, _k in uses.get(key, []))
+    ]
+    totals = _WeightTotals(
+        weights=sum(_bytes_of(e) for e in weights.values()),
+        inline_prepackable=sum(
+            _bytes_of(weights[key]) for key in prepack_keys if key[1] not in external
+        ),
+        half=sum(
+            _bytes_of(entry)
+            for key, entry in weights.items()
+            if entry[0] in _HALF_TYPES and uses.get(key)
+        ),
+        external=sum(_bytes_of(e) for key, e in weights.items() if key[1] in external),
+        external_packed=sum(external_packed),
+        largest_external_packed=max(external_packed, default=0),
     )
     runtime_liveness = liveness
     if (
@@ -444,7 +471,7 @@ def estimate_memory(
         )
     inputs_bytes = sum(t.nbytes or 0 for t in shapes.inputs)
     inference = _inference_estimate(
-        weights_bytes, prepackable, half_weights, liveness, runtime_liveness, inputs_bytes, runtime
+        totals, prepackable, liveness, runtime_liveness, inputs_bytes, runtime
     )
     training = None
     if train:
@@ -462,7 +489,7 @@ def estimate_memory(
             optimizer_temporaries=optimizer_temporaries,
             loss_output_factor=loss_output_factor,
             pytorch_basis=pytorch_basis,
-            parameter_split=_split_from_report(path) if path is not None else None,
+            parameter_split=_split_from_report(report) if report is not None else None,
         )
     assumptions: dict[str, object] = {
         "default_dim": default_dim,
@@ -473,21 +500,43 @@ def estimate_memory(
     return MemoryEstimate(path, shapes, inference, training, assumptions)
 
 
+@dataclass(frozen=True)
+class _WeightTotals:
+    """Weight byte totals the runtime model needs (all counted from the graph)."""
+
+    weights: int
+    inline_prepackable: int
+    half: int
+    external: int
+    external_packed: int
+    largest_external_packed: int
+
+
 def _inference_estimate(
-    weights_bytes: int,
+    totals: _WeightTotals,
     prepackable: int,
-    half_weights: int,
     liveness: GraphLiveness,
     runtime_liveness: GraphLiveness,
     inputs_bytes: int,
     runtime: OrtCpuModel,
 ) -> InferenceEstimate:
-    upcast = runtime.half_upcast_factor * half_weights
-    creation = runtime.load_factor * weights_bytes + upcast
+    weights_bytes = totals.weights
+    upcast = runtime.half_upcast_factor * totals.half
+    inline = weights_bytes - totals.external
+    # Session creation: inline weights are read, parsed and copied (load_factor); external ones are
+    # memory-mapped, and only the GEMM weights being pre-packed are touched, one mapping at a time.
+    creation = (
+        runtime.load_factor * inline
+        + totals.external_packed
+        + totals.largest_external_packed
+        + upcast
+    )
+    # Inference: every weight resident once (external pages as they are read), plus the packed
+    # copies of inline weights whose originals stay in the initializer block.
     running = (
         runtime.resident_factor * weights_bytes
         + upcast
-        + runtime.prepack_factor * prepackable
+        + runtime.prepack_factor * totals.inline_prepackable
         + runtime.arena_factor * runtime_liveness.peak_bytes
         + runtime.run_fixed_bytes
     )
@@ -629,13 +678,12 @@ def _split_parameters(
     return trainable, largest, frozen
 
 
-def _split_from_report(path: str) -> tuple[int, int, int]:
+def _split_from_report(report: ModelReport) -> tuple[int, int, int]:
     """Trainable elements, largest trainable tensor, frozen bytes, from the shared classification.
 
     ``analyze`` classifies every stored tensor (parameter, running statistic, constant, ...) and
     marks copies of one parameter (tied weights recorded by the exporter) so they count once.
     """
-    report = analyze(path)
     trainable = largest = frozen = 0
     for record in report.tensors:
         if record.duplicate_of is not None or record.role is Role.UNUSED:

@@ -439,3 +439,27 @@ def test_cli_memory_golden(fmt: str, golden: str, update_golden: bool, monkeypat
         training = json.loads(result.stdout)["training"]
         items = [k for k in training if k.endswith("_bytes") and k != "peak_bytes"]
         assert sum(training[k] for k in items) == training["peak_bytes"]
+
+
+def test_external_weights_are_mapped_not_copied(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    w = numpy_helper.from_array(np.zeros((64, 64), dtype=np.float32), "W")
+    v = numpy_helper.from_array(np.zeros((32, 64), dtype=np.float32), "V")
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["H"]),
+        helper.make_node("Gather", ["V", "I"], ["G"]),
+        helper.make_node("Add", ["H", "G"], ["Y"]),
+    ]
+    inputs = [_vi("X", [1, 64]), _vi("I", [1], TensorProto.INT64)]
+    model = _make(nodes, inputs, [_vi("Y", None)], [w, v])
+    runtime = OrtCpuModel(session_fixed_bytes=0, run_fixed_bytes=0, prepack_factor=1.0)
+    inline_path = tmp_path / "inline.onnx"
+    onnx.save(model, str(inline_path))
+    external_path = tmp_path / "external.onnx"
+    onnx.save(model, str(external_path), save_as_external_data=True, size_threshold=0)
+    inline = estimate_memory(inline_path, runtime=runtime).inference
+    external = estimate_memory(external_path, runtime=runtime).inference
+    weights, packed, acts = (64 * 64 + 32 * 64) * 4, 64 * 64 * 4, inline.activations_peak_bytes
+    assert inline.weights_bytes == external.weights_bytes == weights
+    # inline: creation 2 x W dominates; external: every weight once, no original beside the copy
+    assert inline.peak_bytes == max(2 * weights, weights + packed + acts)
+    assert external.peak_bytes == max(packed + packed, weights + acts)
