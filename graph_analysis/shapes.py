@@ -1,19 +1,20 @@
 """Dim binding and shape inference: every tensor's concrete shape for a given set of input bindings.
 
-Works on the weight-free skeleton of a model (initializer dims and data types kept, float payloads
-dropped), so inferring shapes never loads weights. The steps, in order:
+Works on the weight-free skeleton of a model (``graph_analysis.loading.load_skeleton``: names, dims
+and data types kept, payloads of large tensors replaced by placeholders), so inferring shapes never
+loads weights. The steps, in order:
 
 1. **Bind** the graph inputs' symbolic or unknown dims from
    :class:`~graph_analysis.bindings.Bindings` (``--input-shape``, ``--dim``, ``--batch``). A dim
    counts as unknown when it has a ``dim_param`` (``batch``, ``p2o.DynamicDimension.0``, ``?``,
    ...), a ``dim_value`` <= 0 (``-1``, ``0``: some exporters write these for "dynamic") or
-   neither. Dims nobody bound take ``default_dim``
-   (reported).
+   neither. Dims nobody bound take ``default_dim`` (reported).
 2. **Infer** with ``onnx.shape_inference`` (with data propagation, so Shape->Gather->Reshape chains
    resolve), including If/Loop/Scan subgraphs.
 3. Where that leaves tensors without a concrete shape, run onnxruntime's symbolic shape inference
    (``onnxruntime.tools.symbolic_shape_infer``), which knows more ops (contrib ops, data-dependent
-   ranks) and merges what it finds.
+   ranks) and merges what it finds; placeholders become typed graph inputs for it, and its
+   failures become :attr:`InferredShapes.notes`.
 4. Whatever is still unknown is reported in :attr:`InferredShapes.unknown` with how it was treated:
    its size is assumed equal to the largest known input of the node producing it (exact for
    elementwise ops and activations, an approximation otherwise).
