@@ -81,7 +81,17 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
         _mib(inf.runtime_overhead_bytes),
         "estimated: session + run fixed costs, pre-packed weight copies",
     )
-    table.add_row("peak (process growth)", _mib(inf.peak_bytes), "estimated", style="bold")
+    phase = (
+        "session creation"
+        if inf.session_creation_bytes >= inf.inference_bytes
+        else "the first inference"
+    )
+    table.add_row(
+        "peak (process growth)",
+        _mib(inf.peak_bytes),
+        f"estimated: reached during {phase}",
+        style="bold",
+    )
     tables = [table]
     info = Table(title="Shapes and peak", title_justify="left", show_header=False)
     info.add_column("what")

@@ -211,7 +211,9 @@ class InferenceEstimate:
             ``peak_bytes - weights_bytes - activations_peak_bytes`` (fixed session and run costs,
             or the extra weight copy held during session creation when that is the peak).
         peak_bytes: estimated peak resident growth of the process, session creation through one
-            inference, per :class:`OrtCpuModel`.
+            inference, per :class:`OrtCpuModel`: the larger of the two phases below.
+        session_creation_bytes: estimated growth at the peak of session creation.
+        inference_bytes: estimated growth at the peak of the first inference.
         peak_nodes: the node(s) running at the activation peak.
         peak_tensors: the largest tensors live at the activation peak (up to 10).
         runtime: the runtime model used.
@@ -226,6 +228,8 @@ class InferenceEstimate:
     inputs_bytes: int
     runtime_overhead_bytes: int
     peak_bytes: int
+    session_creation_bytes: int
+    inference_bytes: int
     peak_nodes: tuple[str, ...]
     peak_tensors: tuple[LiveTensor, ...]
     runtime: OrtCpuModel
@@ -551,6 +555,8 @@ def _inference_estimate(
         inputs_bytes=inputs_bytes,
         runtime_overhead_bytes=peak - weights_bytes - liveness.peak_bytes,
         peak_bytes=peak,
+        session_creation_bytes=int(runtime.session_fixed_bytes + creation),
+        inference_bytes=int(runtime.session_fixed_bytes + running),
         peak_nodes=liveness.peak_nodes,
         peak_tensors=liveness.peak_tensors[:10],
         runtime=runtime,
@@ -890,6 +896,8 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
             "inputs_bytes": inf.inputs_bytes,
             "runtime_overhead_bytes": inf.runtime_overhead_bytes,
             "peak_bytes": inf.peak_bytes,
+            "session_creation_bytes": inf.session_creation_bytes,
+            "inference_bytes": inf.inference_bytes,
             "peak_nodes": list(inf.peak_nodes),
             "peak_tensors": [
                 {"name": t.name, "graph": t.graph, "bytes": t.nbytes} for t in inf.peak_tensors
