@@ -229,3 +229,30 @@ def test_measure_on_a_pytorch_code_source_exports_and_trains(tmp_path: Path) -> 
     assert [m["arena"] for m in data["measured"]] == [True, False]
     assert data["training"]["basis"].startswith("PyTorch")
     assert data["training_measured"]["num_parameters"] == 2 * 1025 * 1024
+
+
+def test_external_data_model_within_tolerance(tmp_path: Path) -> None:
+    # 16 MiB of external weights read by MatMul (pre-packed) and Add (memory-mapped, read at run).
+    rng = np.random.default_rng(1)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((1024, 2048), dtype=np.float32), "W"),
+        numpy_helper.from_array(rng.standard_normal((1024, 2048), dtype=np.float32), "B"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["H"]),
+        helper.make_node("Add", ["H", "B"], ["Y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "ext",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1024, 1024])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "ext.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, location="ext.data")
+    measured = measure_inference(path, runs=1)
+    estimate = estimate_memory(path).inference
+    assert abs(estimate.peak_bytes / measured.peak_bytes - 1) <= TOLERANCE
