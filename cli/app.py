@@ -20,12 +20,15 @@ from cli.render_convert import (
     render_conversion,
     render_source_inspection,
 )
+from cli.render_memory import render_source_memory
 from cli.render_quant import render_comparison, render_quantization, render_quantized_comparison
+from converters.memory_source import source_memory
 from converters.quantize import QuantMethod, quantize_source
 from converters.sources import DynamicAxis, convert_source, detect_source, inspect_source
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.compare import compare_models
 from graph_analysis.errors import ModelsizeError
+from graph_analysis.memory import Optimizer, TrainingPrecision
 
 __all__ = ["app", "main"]
 
@@ -176,20 +179,30 @@ def convert(
         sys.stdout.write(text)
 
 
-_INPUT_SHAPE_HELP = "Input shape, NAME=1,3,224,224 (repeatable; bare dims for single-input models)."
-QuantInputShapeOpt = Annotated[
-    list[str] | None, typer.Option("--input-shape", help=_INPUT_SHAPE_HELP)
+BindShapeOpt = Annotated[
+    list[str],
+    typer.Option("--input-shape", help="NAME=1,3,224,224 (repeatable), or a bare shape."),
 ]
-QuantDimOpt = Annotated[list[str] | None, typer.Option("--dim", help="Symbolic dim, NAME=VALUE.")]
-QuantBatchOpt = Annotated[int | None, typer.Option("--batch", help="Value of symbolic batch dims.")]
-QuantFormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+DimOpt = Annotated[list[str], typer.Option("--dim", help="NAME=VALUE for a named dim (seq=512).")]
+BatchOpt = Annotated[int | None, typer.Option("--batch", help="Leading dim of every input.")]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json.")]
+
+
+ModelArg = Annotated[
+    str, typer.Argument(help="An .onnx file or a framework source (see `convert`).")
+]
+
+
+QuantFormatOpt = Annotated[
+    OutputFormat, typer.Option("--format", "-f", help="table, json, csv or markdown.")
+]
 QuantRunsOpt = Annotated[int, typer.Option("--runs", min=1, help="Timed runs per model.")]
 
 
 @app.command()
 @handle_errors
 def quantize(
-    model: Annotated[str, typer.Argument(help="An .onnx file or a source `convert` takes.")],
+    model: ModelArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="The variant to write.")],
     method: Annotated[QuantMethod, typer.Option(help="How to quantize.")] = QuantMethod.DYNAMIC,
     per_channel: Annotated[bool, typer.Option("--per-channel", help="Scale per channel.")] = False,
@@ -202,10 +215,10 @@ def quantize(
     fp16_io: Annotated[
         bool, typer.Option("--fp16-io", help="fp16: FLOAT16 inputs/outputs.")
     ] = False,
-    input_shape: QuantInputShapeOpt = None,
+    input_shape: BindShapeOpt = [],  # noqa: B006
     input_dtype: InputDtypeOpt = [],  # noqa: B006  (typer reads list defaults, never mutates them)
-    dim: QuantDimOpt = None,
-    batch: QuantBatchOpt = None,
+    dim: DimOpt = [],  # noqa: B006
+    batch: BatchOpt = None,
     compare: Annotated[
         bool, typer.Option("--compare", help="Then compare input and variant.")
     ] = False,
@@ -213,7 +226,7 @@ def quantize(
     fmt: QuantFormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Write an int8 (dynamic/static), fp16 or int4 variant of a model and report what it achieved."""
-    bindings = parse_bindings(input_shape or (), dim or (), batch, input_dtype)
+    bindings = parse_bindings(input_shape, dim, batch, input_dtype)
     types = [t for item in op_types or () for t in item.split(",") if t]
     with progress_reporter() as say:
         result = quantize_source(
@@ -239,18 +252,83 @@ def compare_cmd(
     ],
     runs: QuantRunsOpt = 10,
     threads: Annotated[int, typer.Option(min=1, help="onnxruntime intra-op threads.")] = 2,
-    input_shape: QuantInputShapeOpt = None,
-    dim: QuantDimOpt = None,
-    batch: QuantBatchOpt = None,
+    input_shape: BindShapeOpt = [],  # noqa: B006
+    dim: DimOpt = [],  # noqa: B006
+    batch: BatchOpt = None,
     fmt: QuantFormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Compare models side by side: sizes, measured memory and latency, output drift vs the first."""
-    bindings = parse_bindings(input_shape or (), dim or (), batch)
+    bindings = parse_bindings(input_shape, dim, batch)
     with progress_reporter() as say:
         comparison = compare_models(models, bindings, runs=runs, threads=threads, progress=say)
     text = render_comparison(comparison, fmt, console=_stdout())
     if text is not None:
         sys.stdout.write(text)
+
+
+@app.command()
+@handle_errors
+def memory(
+    model: ModelArg,
+    input_shape: BindShapeOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    dim: DimOpt = [],  # noqa: B006
+    batch: BatchOpt = None,
+    train: Annotated[bool, typer.Option("--train", help="Also estimate a training step.")] = False,
+    optimizer: Annotated[Optimizer, typer.Option("--optimizer")] = Optimizer.ADAM,
+    precision: Annotated[TrainingPrecision, typer.Option("--precision")] = TrainingPrecision.FP32,
+    checkpointing: Annotated[
+        float,
+        typer.Option(
+            "--checkpointing", min=0.01, max=1.0, help="Fraction of saved activations kept."
+        ),
+    ] = 1.0,
+    measure: Annotated[
+        bool, typer.Option("--measure", help="Also measure (onnxruntime; PyTorch training step).")
+    ] = False,
+    torch_source: Annotated[
+        str | None,
+        typer.Option(
+            "--torch-source",
+            help="file.py:Name an ONNX file came from: measure its PyTorch training step.",
+        ),
+    ] = None,
+    fmt: FormatOpt = OutputFormat.TABLE,
+) -> None:
+    """Estimate inference (and with --train, training) memory; --measure adds measurements."""
+    with progress_reporter() as on_progress:
+        result = source_memory(
+            model,
+            parse_bindings(input_shape, dim, batch),
+            train=train,
+            optimizer=optimizer,
+            precision=precision,
+            checkpointing=checkpointing,
+            measure=measure,
+            runs=5,
+            torch_source=torch_source,
+            on_progress=on_progress,
+        )
+    render_source_memory(result, fmt, _stdout())
+
+
+@app.command()
+@handle_errors
+def measure(
+    model: ModelArg,
+    input_shape: BindShapeOpt = [],  # noqa: B006
+    dim: DimOpt = [],  # noqa: B006
+    batch: BatchOpt = None,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs after the first.")] = 10,
+    fmt: FormatOpt = OutputFormat.TABLE,
+) -> None:
+    """Measure memory (arena on and off) and latency in onnxruntime, next to the estimate.
+
+    PyTorch code sources (file.py:Name) also get one measured training step (Adam, fp32).
+    """
+    bindings = parse_bindings(input_shape, dim, batch)
+    with progress_reporter() as on_progress:
+        result = source_memory(model, bindings, measure=True, runs=runs, on_progress=on_progress)
+    render_source_memory(result, fmt, _stdout())
 
 
 def main() -> None:

@@ -1,0 +1,217 @@
+"""Child process of ``converters.torch_train``: one PyTorch model, a few training steps, peak RSS.
+
+Run as a script with a JSON request on stdin; writes one JSON line on stdout. The source module is
+imported (and its imports resident) before the baseline is taken; the model is built, trained for
+``steps`` steps (forward, backward, optimizer step, ``zero_grad(set_to_none=True)``) and the peak
+resident growth over the baseline is reported. Runs user code: only for sources the user named.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _status_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _hwm() -> int:
+    value = _status_bytes("VmHWM")
+    if value is not None:
+        return value
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _load(source: str) -> Any:
+    file_name, _, attr = source.rpartition(":")
+    if not file_name.endswith(".py"):
+        sys.path.insert(0, os.getcwd())  # package.module:Name, importable from the working folder
+        return getattr(importlib.import_module(file_name), attr)
+    path = Path(file_name).resolve()
+    spec = importlib.util.spec_from_file_location(f"_modelsize_src_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    sys.path.insert(0, str(path.parent))
+    spec.loader.exec_module(module)
+    return getattr(module, attr)
+
+
+_TORCH_DTYPES = {
+    1: "float32",
+    6: "int32",
+    7: "int64",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    16: "bfloat16",
+}
+
+
+def _first_tensor(out: Any) -> Any:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        values = list(out.values())
+    elif isinstance(out, (list, tuple)):
+        values = list(out)
+    elif hasattr(out, "to_tuple"):
+        values = list(out.to_tuple())
+    else:
+        raise TypeError(f"cannot find a tensor in the model's output ({type(out).__name__})")
+    for value in values:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value
+    for value in values:
+        try:
+            return _first_tensor(value)
+        except TypeError:
+            continue
+    raise TypeError("the model's output has no floating-point tensor")
+
+
+def main() -> None:
+    request = json.loads(sys.stdin.read())
+    import torch
+
+    torch.set_num_threads(int(request.get("threads") or 1))
+    factory = _load(request["source"])
+    builds = callable(factory) and not isinstance(factory, torch.nn.Module)
+    if builds:
+        # Build once on the meta device (no storage) so that imports the factory triggers lazily
+        # (transformers loads its modeling modules on first use) happen before the baseline.
+        try:
+            with torch.device("meta"):
+                factory()
+        except Exception:
+            pass
+    _warm_up(torch, request["optimizer"])
+    baseline = _status_bytes("VmRSS") or 0
+    reset = _reset_hwm()
+
+    torch.manual_seed(0)
+    model = factory() if builds else factory
+    precision = request["precision"]
+    if precision == "fp16":
+        model = model.half()
+    elif precision == "bf16":
+        model = model.bfloat16()
+    model.train()
+    after_model = _status_bytes("VmRSS") or 0
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    num_params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    feeds: dict[str, Any] = {}
+    for spec in request["inputs"]:
+        dtype = getattr(torch, _TORCH_DTYPES[spec["elem_type"]])
+        shape = tuple(spec["dims"])
+        if dtype.is_floating_point:
+            value = torch.randn(shape, dtype=torch.float32).to(dtype)
+            if precision in ("fp16", "bf16"):
+                value = value.to(model_dtype(model))
+        elif dtype == torch.bool:
+            value = torch.ones(shape, dtype=dtype)
+        else:
+            value = torch.ones(shape, dtype=dtype)
+        feeds[spec["name"]] = value
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _optimizer(torch, request["optimizer"], params)
+
+    signature = inspect.signature(model.forward)
+    by_name = all(k in signature.parameters for k in feeds)
+    step_peaks: list[int] = []
+    step_seconds: list[float] = []
+    for _ in range(int(request["steps"])):
+        t0 = time.perf_counter()
+        context = (
+            torch.autocast("cpu", dtype=torch.bfloat16)
+            if precision == "mixed"
+            else torch.autocast("cpu", enabled=False)
+        )
+        with context:
+            out = model(**feeds) if by_name else model(*feeds.values())
+            loss = _first_tensor(out).float().pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        del out, loss
+        step_seconds.append(time.perf_counter() - t0)
+        step_peaks.append(_hwm())
+    result = {
+        "baseline_rss_bytes": baseline,
+        "hwm_reset": reset,
+        "model_rss_bytes": after_model,
+        "step_peak_bytes": step_peaks,
+        "step_seconds": step_seconds,
+        "param_bytes": param_bytes,
+        "num_parameters": num_params,
+        "trainable_parameters": trainable,
+        "torch_version": torch.__version__,
+    }
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+def _optimizer(torch: Any, name: str, params: list[Any]) -> Any:
+    lr = 1e-3
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.AdamW(params, lr=lr)
+
+
+def _warm_up(torch: Any, optimizer_name: str) -> None:
+    """One training step of a 2x2 Linear and a 1-channel conv before the baseline.
+
+    PyTorch initialises lazily on the first backward and optimizer step (the autograd engine's
+    thread, and about 80 MiB of imports such as ``torch._dynamo`` on the first ``step``): costs
+    of the process, not of the model, that the measurement leaves out.
+    """
+    layers = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 1, 1), torch.nn.Flatten(), torch.nn.Linear(4, 2)
+    )
+    optimizer = _optimizer(torch, optimizer_name, list(layers.parameters()))
+    layers(torch.ones(1, 1, 2, 2)).pow(2).mean().backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def model_dtype(model: Any) -> Any:
+    """The dtype of the model's first parameter."""
+    return next(model.parameters()).dtype
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Liveness of activation tensors over a graph's execution order (private to ``memory``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import onnx
+
+from graph_analysis.shapes import MAIN_GRAPH, node_label
+
+__all__ = ["ALIAS_OPS", "GraphLiveness", "LiveTensor", "analyze_liveness", "subgraphs_of"]
+
+#: Ops whose output is a view of their first input in onnxruntime (and in PyTorch): no new buffer,
+#: but the input's buffer stays alive as long as the view is used.
+ALIAS_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
+
+
+@dataclass(frozen=True)
+class LiveTensor:
+    """A tensor live at the peak: name, graph path and bytes."""
+
+    name: str
+    graph: str
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class GraphLiveness:
+    """Activation liveness of one graph (subgraphs folded into the node that runs them).
+
+    Attributes:
+        peak_bytes: the most activation bytes live at once (buffers, aliases counted once).
+        sum_bytes: the naive sum: every activation tensor's bytes, no reuse, aliases included
+            (for a node with several subgraphs, the largest subgraph sum: one branch runs).
+        largest_tensor_bytes: the largest single activation tensor.
+        peak_step: index in the execution order of the node running at the peak (-1: before any).
+        peak_nodes: ``label (op_type)`` of the node(s) running at the peak.
+        peak_tensors: the buffers live at the peak, largest first.
+        subgraph_peak_bytes: the largest peak of a nested subgraph (0 without subgraphs).
+        tensor_bytes: bytes of every activation tensor of this graph, by name.
+    """
+
+    peak_bytes: int
+    sum_bytes: int
+    largest_tensor_bytes: int
+    peak_step: int
+    peak_nodes: tuple[str, ...]
+    peak_tensors: tuple[LiveTensor, ...]
+    subgraph_peak_bytes: int
+    tensor_bytes: Mapping[str, int]
+
+
+def subgraphs_of(node: onnx.NodeProto) -> list[tuple[str, onnx.GraphProto]]:
+    """``(attribute_suffix, graph)`` for each subgraph attribute of ``node``."""
+    found: list[tuple[str, onnx.GraphProto]] = []
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            found.append((attr.name, attr.g))
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            found.extend((f"{attr.name}[{k}]", g) for k, g in enumerate(attr.graphs))
+    return found
+
+
+def _outer_references(graph: onnx.GraphProto) -> set[str]:
+    """Names a (sub)graph uses without defining them: outer-scope values it keeps alive."""
+    defined = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    used: set[str] = set()
+    for node in graph.node:
+        used.update(i for i in node.input if i)
+        for _suffix, sub in subgraphs_of(node):
+            used |= _outer_references(sub)
+        defined.update(o for o in node.output if o)
+    used.update(o.name for o in graph.output)
+    return used - defined
+
+
+def analyze_liveness(
+    graph: onnx.GraphProto,
+    size_of: Callable[[str, str], int],
+    *,
+    path: str = MAIN_GRAPH,
+    weights: frozenset[str] = frozenset(),
+    inputs_live_whole_run: bool = True,
+    alias_ops: frozenset[str] = ALIAS_OPS,
+) -> GraphLiveness:
+    """Peak and sum of live activation bytes over ``graph``'s node order.
+
+    A tensor lives from the step of its producer to the step of its last consumer (a node using it
+    directly or from inside one of its subgraphs); graph outputs live to the end; graph inputs (fed
+    by the caller) live for the whole run when ``inputs_live_whole_run``. Outputs of ``alias_ops``
+    share their input's buffer. A node with subgraphs adds, at its step, the largest peak of its
+    subgraphs (their internal tensors live while the node runs).
+
+    Args:
+        graph: the graph, its nodes in execution (topological) order.
+        size_of: ``(graph_path, name) -> bytes`` for any activation tensor.
+        path: this graph's path (for ``size_of`` and labels).
+        weights: names that are weights (initializers, Constant outputs, in this or outer scopes):
+            not activations.
+        inputs_live_whole_run: keep graph inputs live throughout (True for the main graph).
+        alias_ops: op types whose first output aliases the first input.
+    """
+    local_weights = set(weights) | {i.name for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            local_weights.update(o for o in node.output if o)
+    frozen_weights = frozenset(local_weights)
+
+    num_steps = len(graph.node)
+    end = num_steps  # "after the last node"
+    buffer_of: dict[str, str] = {}  # tensor -> root buffer
+    start: dict[str, int] = {}  # buffer -> first step live
+    last: dict[str, int] = {}  # buffer -> last step live
+    tensor_bytes: dict[str, int] = {}
+
+    for value_info in graph.input:
+        if value_info.name in local_weights:
+            continue
+        buffer_of[value_info.name] = value_info.name
+        tensor_bytes[value_info.name] = size_of(path, value_info.name)
+        start[value_info.name] = -1
+        last[value_info.name] = end if inputs_live_whole_run else -1
+
+    sub_peaks: list[int] = [0] * num_steps
+    sub_sums: list[int] = [0] * num_steps
+    sub_labels: list[str] = [""] * num_steps
+    for step, node in enumerate(graph.node):
+        used = [i for i in node.input if i]
+        subgraphs = subgraphs_of(node)
+        label = node_label(node, step)
+        for suffix, sub in subgraphs:
+            used.extend(sorted(_outer_references(sub)))
+            sub_result = analyze_liveness(
+                sub,
+                size_of,
+                path=f"{path}/{label}.{suffix}",
+                weights=frozen_weights,
+                inputs_live_whole_run=True,
+                alias_ops=alias_ops,
+            )
+            sub_sums[step] = max(sub_sums[step], sub_result.sum_bytes)
+            if sub_result.peak_bytes > sub_peaks[step]:
+                sub_peaks[step] = sub_result.peak_bytes
+                sub_labels[step] = f"{label}.{suffix}"
+        for name in used:
+            root = buffer_of.get(name)
+            if root is not None:
+                last[root] = max(last[root], step)
+        is_alias = node.op_type in alias_ops and node.domain in ("", "ai.onnx")
+        inputs = [i for i in node.input if i]
+        if inputs and all(i in local_weights for i in inputs) and not subgraphs:
+            # Computed from weights only (Identity of a tied weight, Transpose of a weight in a
+            # training-mode export): onnxruntime constant-folds it at session creation.
+            local_weights.update(o for o in node.output if o)
+            frozen_weights = frozenset(local_weights)
+            continue
+        for k, out in enumerate(node.output):
+            if not out or out in local_weights:
+                continue
+            tensor_bytes[out] = size_of(path, out)
+            source = buffer_of.get(node.input[0]) if is_alias and k == 0 and node.input else None
+            if source is not None:
+                buffer_of[out] = source
+            else:
+                buffer_of[out] = out
+                start[out] = step
+                last[out] = step  # an output nobody reads still exists while its node runs
+
+    for value_info in graph.output:
+        root = buffer_of.get(value_info.name)
+        if root is not None:
+            last[root] = end
+
+    # Sweep: +bytes at start, -bytes after last.
+    delta = [0] * (num_steps + 2)
+    for root, first in start.items():
+        nb = tensor_bytes[root]
+        delta[first + 1] += nb
+        delta[min(last[root], num_steps - 1) + 2] -= nb
+    live = 0
+    peak = -1
+    peak_step = -1
+    # Index 0 is "before the first node" (inputs only); index s+1 is node s running.
+    for index in range(num_steps + 1):
+        live += delta[index]
+        total = live + (sub_peaks[index - 1] if index >= 1 else 0)
+        if total > peak:
+            peak, peak_step = total, index - 1
+    peak = max(peak, 0)
+
+    live_at_peak = [
+        LiveTensor(root, path, tensor_bytes[root])
+        for root, first in start.items()
+        if first <= peak_step <= last[root] and tensor_bytes[root] > 0
+    ]
+    live_at_peak.sort(key=lambda t: (-t.nbytes, t.name))
+    peak_nodes: tuple[str, ...] = ()
+    if 0 <= peak_step < num_steps:
+        node = graph.node[peak_step]
+        peak_nodes = (f"{node_label(node, peak_step)} ({node.op_type})",)
+        if sub_labels[peak_step]:
+            peak_nodes += (f"{sub_labels[peak_step]} (subgraph peak {sub_peaks[peak_step]} B)",)
+    return GraphLiveness(
+        peak_bytes=peak,
+        sum_bytes=sum(tensor_bytes.values()) + sum(sub_sums),
+        largest_tensor_bytes=max(tensor_bytes.values(), default=0),
+        peak_step=peak_step,
+        peak_nodes=peak_nodes,
+        peak_tensors=tuple(live_at_peak),
+        subgraph_peak_bytes=max(sub_peaks, default=0),
+        tensor_bytes=tensor_bytes,
+    )

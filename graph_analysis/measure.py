@@ -1,0 +1,265 @@
+"""Measured inference memory and latency: runs a model in onnxruntime in a fresh child process.
+
+The child (``_measure_child.py``) imports only numpy and onnxruntime, records its resident set
+(``VmRSS``) as the baseline, resets the kernel's peak counter (``/proc/self/clear_refs``), creates a
+CPU session with default options (except the memory-arena switch and the thread count), feeds
+generated inputs of the bound shapes (the right dtype per input: normal floats, ones for integers,
+True for booleans), runs once, then ``runs`` more times for latency. Peak growth is
+``VmHWM - baseline``: everything the session and the inference made resident, including the inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from graph_analysis.bindings import Bindings
+from graph_analysis.errors import MeasurementError, ModelFormatError
+from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
+from graph_analysis.shapes import bind_inputs, load_model_skeleton
+
+__all__ = [
+    "InferenceMeasurement",
+    "InputSpec",
+    "MemoryComparison",
+    "compare_memory",
+    "measure_inference",
+    "model_input_specs",
+]
+
+_CHILD = Path(__file__).with_name("_measure_child.py")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A generated input: name, ONNX element type (``TensorProto.DataType`` value) and dims."""
+
+    name: str
+    elem_type: int
+    dims: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class InferenceMeasurement:
+    """What one onnxruntime CPU session really used (measured, in a fresh child process).
+
+    Attributes:
+        path: the model measured.
+        arena: whether the CPU memory arena was enabled (``enable_cpu_mem_arena``).
+        threads: intra-op threads (None: onnxruntime's default).
+        inputs: the generated inputs.
+        baseline_rss_bytes: the child's resident set after importing numpy and onnxruntime.
+        session_peak_bytes: peak resident growth over the baseline while creating the session.
+        session_bytes: resident growth once the session exists (model load transients freed).
+        peak_bytes: peak resident growth from session creation through the first inference.
+        steady_peak_bytes: peak growth over every run (first plus the latency runs).
+        output_bytes: bytes of the outputs returned by the first run.
+        latency_median_s: median seconds per ``session.run`` over the latency runs.
+        latency_p90_s: 90th percentile of the same.
+        runs: number of latency runs.
+        create_seconds: session creation time.
+        peak_is_exact: False when the peak counter could not be reset (then the peak may include
+            the imports' transient peak).
+        onnxruntime_version: the runtime measured.
+    """
+
+    path: str
+    arena: bool
+    threads: int | None
+    inputs: tuple[InputSpec, ...]
+    baseline_rss_bytes: int
+    session_peak_bytes: int
+    session_bytes: int
+    peak_bytes: int
+    steady_peak_bytes: int
+    output_bytes: int
+    latency_median_s: float
+    latency_p90_s: float
+    runs: int
+    create_seconds: float
+    peak_is_exact: bool
+    onnxruntime_version: str
+
+
+def model_input_specs(
+    path: str | Path, bindings: Bindings | None = None, *, default_dim: int | None = 1
+) -> tuple[InputSpec, ...]:
+    """The inputs a measurement feeds: each graph input with its bound dims and element type.
+
+    Raises:
+        ShapeBindingError: a binding that does not fit the model.
+        ModelFormatError: not an ONNX model, or an input that is not a plain tensor.
+    """
+    model = load_model_skeleton(path)
+    bound, _values, _defaulted = bind_inputs(
+        model, bindings or Bindings(), default_dim=default_dim, path=path
+    )
+    initializers = {i.name for i in bound.graph.initializer}
+    specs: list[InputSpec] = []
+    for value_info in bound.graph.input:
+        if value_info.name in initializers:
+            continue
+        if not value_info.type.HasField("tensor_type"):
+            raise ModelFormatError(
+                path, f"input {value_info.name!r} is not a tensor; cannot feed it"
+            )
+        tensor_type = value_info.type.tensor_type
+        dims = tuple(d.dim_value for d in tensor_type.shape.dim)
+        specs.append(InputSpec(value_info.name, tensor_type.elem_type, dims))
+    return tuple(specs)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def measure_inference(
+    path: str | Path,
+    bindings: Bindings | None = None,
+    *,
+    runs: int = 10,
+    arena: bool = True,
+    threads: int | None = 1,
+    default_dim: int | None = 1,
+    timeout_s: float = 600.0,
+) -> InferenceMeasurement:
+    """Run ``path`` in onnxruntime (CPU) in a fresh child process and measure memory and latency.
+
+    Args:
+        path: the ONNX model (external data next to it is loaded by onnxruntime).
+        bindings: input bindings (unbound dims take ``default_dim``).
+        runs: ``session.run`` calls timed after the first (memory) run; at least 1.
+        arena: enable onnxruntime's CPU memory arena (``enable_cpu_mem_arena``, on by default).
+        threads: intra-op threads; 1 keeps the timing stable on shared machines, None is
+            onnxruntime's default (one per physical core).
+        default_dim: value for dims nobody bound.
+        timeout_s: the child is killed after this many seconds.
+
+    Returns:
+        The measurement (bytes are resident-set growth over the child's baseline).
+
+    Raises:
+        ShapeBindingError: a binding that does not fit the model.
+        MeasurementError: the child failed (onnxruntime rejected the model, ran out of memory,
+            timed out).
+    """
+    inputs = model_input_specs(path, bindings, default_dim=default_dim)
+    request = {
+        "path": str(Path(path).resolve()),
+        "arena": arena,
+        "threads": threads,
+        "runs": max(1, runs),
+        "inputs": [
+            {"name": i.name, "elem_type": i.elem_type, "dims": list(i.dims)} for i in inputs
+        ],
+    }
+    try:
+        completed = subprocess.run(
+            [sys.executable, str(_CHILD)],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise MeasurementError(path, f"measuring took longer than {timeout_s:.0f} s") from e
+    if completed.returncode != 0:
+        tail = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise MeasurementError(
+            path, f"onnxruntime child failed (exit {completed.returncode}): {tail[:300]}"
+        )
+    try:
+        data = json.loads(completed.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as e:
+        raise MeasurementError(path, "the measuring child returned no result") from e
+    baseline = int(data["baseline_rss_bytes"])
+    latencies = [float(x) for x in data["latencies_seconds"]]
+    return InferenceMeasurement(
+        path=str(path),
+        arena=arena,
+        threads=threads,
+        inputs=inputs,
+        baseline_rss_bytes=baseline,
+        session_peak_bytes=max(0, int(data["session_peak_bytes"]) - baseline),
+        session_bytes=max(0, int(data["session_rss_bytes"]) - baseline),
+        peak_bytes=max(0, int(data["first_run_peak_bytes"]) - baseline),
+        steady_peak_bytes=max(0, int(data["all_runs_peak_bytes"]) - baseline),
+        output_bytes=int(data["output_bytes"]),
+        latency_median_s=statistics.median(latencies),
+        latency_p90_s=_percentile(latencies, 0.9),
+        runs=len(latencies),
+        create_seconds=float(data["create_seconds"]),
+        peak_is_exact=bool(data["hwm_reset"]),
+        onnxruntime_version=str(data["onnxruntime_version"]),
+    )
+
+
+@dataclass(frozen=True)
+class MemoryComparison:
+    """An estimate next to what onnxruntime really used (arena on, and off when measured).
+
+    Attributes:
+        estimate: the graph-based estimate (its ``inference.peak_bytes`` is compared).
+        measurements: one per arena setting measured, arena on first.
+    """
+
+    estimate: MemoryEstimate
+    measurements: tuple[InferenceMeasurement, ...]
+
+    def ratio(self, measurement: InferenceMeasurement) -> float:
+        """``estimate.inference.peak_bytes / measurement.peak_bytes`` (inf when nothing grew)."""
+        if measurement.peak_bytes <= 0:
+            return float("inf")
+        return self.estimate.inference.peak_bytes / measurement.peak_bytes
+
+
+def compare_memory(
+    path: str | Path,
+    bindings: Bindings | None = None,
+    *,
+    runs: int = 10,
+    arenas: tuple[bool, ...] = (True, False),
+    threads: int | None = 1,
+    estimate: MemoryEstimate | None = None,
+    train: bool = False,
+    optimizer: Optimizer = Optimizer.ADAM,
+    precision: TrainingPrecision = TrainingPrecision.FP32,
+    checkpointing: float = 1.0,
+) -> MemoryComparison:
+    """Estimate ``path``'s memory and measure it in onnxruntime for each arena setting.
+
+    Args:
+        path: the ONNX model.
+        bindings: input bindings, used for both the estimate and the generated inputs.
+        runs: latency runs per measurement.
+        arenas: the ``enable_cpu_mem_arena`` settings to measure, each in its own child.
+        threads: intra-op threads of the measured sessions.
+        estimate: a ready estimate (else computed with the training options below).
+        train, optimizer, precision, checkpointing: passed to
+            :func:`graph_analysis.memory.estimate_memory`.
+
+    Raises:
+        ShapeBindingError, ModelFormatError: bad bindings or model.
+        MeasurementError: a child failed.
+    """
+    if estimate is None:
+        estimate = estimate_memory(
+            path,
+            bindings,
+            train=train,
+            optimizer=optimizer,
+            precision=precision,
+            checkpointing=checkpointing,
+        )
+    measured = tuple(
+        measure_inference(path, bindings, runs=runs, arena=arena, threads=threads)
+        for arena in arenas
+    )
+    return MemoryComparison(estimate, measured)

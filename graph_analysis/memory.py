@@ -1,0 +1,931 @@
+"""Inference and training memory estimates from an ONNX graph (weights, live activations, runtime).
+
+Everything here is *estimated* from the graph: tensor sizes are counted (dims x data type, after
+binding the inputs and inferring shapes); how the runtime and the training framework use them is a
+model whose constants are named keyword arguments, derived from measurements (see docs/memory.md and
+``benchmarks/calibrate_runtime.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import onnx
+
+from graph_analysis._liveness import ALIAS_OPS, GraphLiveness, LiveTensor, analyze_liveness
+from graph_analysis.analysis import analyze
+from graph_analysis.bindings import Bindings
+from graph_analysis.dtypes import DataType, is_floating, nbytes
+from graph_analysis.report import ModelReport, Role
+from graph_analysis.shapes import (
+    MAIN_GRAPH,
+    InferredShapes,
+    infer_shapes,
+    iter_graphs,
+    load_model_skeleton,
+)
+
+__all__ = [
+    "InferenceEstimate",
+    "LiveTensor",
+    "MemoryEstimate",
+    "Optimizer",
+    "OrtCpuModel",
+    "TrainingEstimate",
+    "TrainingItem",
+    "TrainingPrecision",
+    "estimate_memory",
+    "memory_to_dict",
+]
+
+MiB = 1 << 20
+
+
+class Optimizer(str, Enum):
+    """Optimizers whose per-parameter state the training estimate knows."""
+
+    SGD = "sgd"
+    MOMENTUM = "momentum"
+    ADAM = "adam"
+    ADAMW = "adamw"
+
+
+class TrainingPrecision(str, Enum):
+    """Training precision: all fp32, all fp16/bf16, or mixed (16-bit compute, fp32 master)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    MIXED = "mixed"
+
+
+#: fp32 buffers the optimizer keeps per trainable parameter.
+OPTIMIZER_STATE_BUFFERS: Mapping[Optimizer, int] = {
+    Optimizer.SGD: 0,
+    Optimizer.MOMENTUM: 1,
+    Optimizer.ADAM: 2,
+    Optimizer.ADAMW: 2,
+}
+
+# Ops that keep (some of) their activation inputs for backward, and ops that keep their output.
+# Chosen after PyTorch's autograd formulas (tools/autograd/derivatives.yaml): linear maps and
+# products need their inputs, pointwise nonlinearities whose derivative is a function of the result
+# keep the result; additions, shape ops, reductions to a mean and concatenations keep nothing.
+SAVES_INPUTS = frozenset(
+    {
+        "MatMul",
+        "Gemm",
+        "Conv",
+        "ConvTranspose",
+        "Mul",
+        "Div",
+        "Pow",
+        "Gelu",
+        "Erf",
+        "Log",
+        "LayerNormalization",
+        "BatchNormalization",
+        "InstanceNormalization",
+        "GroupNormalization",
+        "MaxPool",
+        "LeakyRelu",
+        "Clip",
+        "HardSigmoid",
+        "HardSwish",
+        "Elu",
+        "Selu",
+        "Softplus",
+        "PRelu",
+        "Where",
+        "Gather",
+        "GatherElements",
+        "Einsum",
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceL2",
+        "Sin",
+        "Cos",
+        "Abs",
+        "Sign",
+        "Min",
+        "Max",
+        "SimplifiedLayerNormalization",
+        "SkipLayerNormalization",
+        "FastGelu",
+        "BiasGelu",
+        "Attention",
+        "MultiHeadAttention",
+    }
+)
+SAVES_OUTPUTS = frozenset(
+    {"Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Exp", "Sqrt", "Reciprocal"}
+)
+#: Ops whose backward keeps int64 indices shaped like their first output (max_pool2d_with_indices).
+SAVES_INDICES = frozenset({"MaxPool"})
+
+
+@dataclass(frozen=True)
+class OrtCpuModel:
+    """The onnxruntime CPU memory model: how a session's peak resident growth follows the graph.
+
+    ``peak = session_fixed + max(load_factor x W_inline + P_ext + largest P_ext tensor + U,
+    resident_factor x W + U + prepack_factor x P_inline + arena_factor x A + run_fixed)`` with
+    ``W`` the weight bytes (``W_inline`` those inside the .onnx file), ``P_inline`` the inline
+    weights in a pre-packed slot, ``P_ext`` the external weights GEMM kernels pre-pack at creation
+    (external data is memory-mapped: nothing else of it is read then), ``U`` the float copies of
+    16-bit weights and ``A`` the activation liveness peak. The first term of the max is session
+    creation (the file's bytes, the parsed protobuf and the initializer tensors coexist), the
+    second one inference. Constants derived from measurements with onnxruntime 1.32 on Linux
+    x86-64, default session options, one intra-op thread (benchmarks/calibrate_runtime.py; the
+    table is in docs/memory.md).
+
+    Attributes:
+        session_fixed_bytes: growth from creating a session for a trivial model (9.4 MiB measured).
+        run_fixed_bytes: growth from the first ``run`` beyond weights and activations (7-11 MiB
+            measured: thread-pool work buffers, kernel scratch, the execution frame).
+        load_factor: creation peak per weight byte (2.0 measured, with or without pre-packing).
+        resident_factor: weight bytes resident after creation per weight byte (1.0 measured).
+        prepack_factor: extra resident bytes per pre-packable weight byte, a fitted average: 0
+            measured when one large initializer is pre-packed (its original is released), 0.9-1.0
+            on BERT/GPT-2/CNN graphs (the original stays beside the packed copy), 0.5 on the
+            Gemm MLP; 0.5 keeps every benchmark within 16%.
+        arena_factor: resident bytes per byte of the activation liveness peak (1.0 measured with
+            the arena on and off: memory patterns place activations as the liveness model does).
+        half_upcast_factor: extra resident bytes per FLOAT16/BFLOAT16 weight byte. The x86 CPU
+            execution provider lacks 16-bit kernels for most ops: onnxruntime inserts Casts to
+            float and constant-folds them on weights, so a float copy (2 bytes per 16-bit byte)
+            sits beside the original (measured: fp16 BERT session 30 MiB for 10 MiB of weights).
+        half_activation_factor: size factor for 16-bit activations, computed in float for the
+            same reason (the pre-packed copy of an upcast weight is float too).
+    """
+
+    session_fixed_bytes: int = 9_856_000
+    run_fixed_bytes: int = 8 * MiB
+    load_factor: float = 2.0
+    resident_factor: float = 1.0
+    prepack_factor: float = 0.5
+    arena_factor: float = 1.0
+    half_upcast_factor: float = 2.0
+    half_activation_factor: float = 2.0
+
+
+# Ops whose constant weight input onnxruntime keeps a second, re-laid-out copy of (MLAS pre-packed
+# GEMM panels, NCHWc-reordered filters, packed integer GEMM panels), by the weight's input index.
+PREPACK_INPUTS: Mapping[str, int] = {
+    "MatMul": 1,
+    "Gemm": 1,
+    "FusedMatMul": 1,
+    "Conv": 1,
+    "FusedConv": 1,
+    "MatMulInteger": 1,
+    "ConvInteger": 1,
+    "DynamicQuantizeMatMul": 1,
+    "MatMulIntegerToFloat": 1,
+    "MatMulNBits": 1,
+    "QLinearMatMul": 3,
+    "QLinearConv": 3,
+}
+
+_HALF_TYPES = frozenset({DataType.FLOAT16, DataType.BFLOAT16})
+# GEMM kernels pre-pack at session creation; convolutions reorder on the first run.
+_GEMM_OPS = frozenset(op for op in PREPACK_INPUTS if "Conv" not in op)
+
+
+@dataclass(frozen=True)
+class InferenceEstimate:
+    """Estimated memory for one inference with onnxruntime on CPU.
+
+    Attributes:
+        weights_bytes: counted: every initializer and Constant payload, dims x data type.
+        prepackable_bytes: counted: weights consumed by ops whose kernels keep a pre-packed copy.
+        half_upcast_bytes: estimated: float copies of FLOAT16/BFLOAT16 weights the CPU provider
+            makes (``half_upcast_factor`` x their bytes).
+        activations_peak_bytes: estimated: most activation bytes live at once over the node order.
+        activations_sum_bytes: counted: the naive sum of every activation tensor (no reuse).
+        largest_activation_bytes: counted: the largest single activation tensor.
+        inputs_bytes: counted: the graph inputs (part of the activations).
+        runtime_overhead_bytes: estimated: what the runtime adds beyond weights and activations,
+            ``peak_bytes - weights_bytes - activations_peak_bytes`` (fixed session and run costs,
+            or the extra weight copy held during session creation when that is the peak).
+        peak_bytes: estimated peak resident growth of the process, session creation through one
+            inference, per :class:`OrtCpuModel`: the larger of the two phases below.
+        session_creation_bytes: estimated growth at the peak of session creation.
+        inference_bytes: estimated growth at the peak of the first inference.
+        peak_nodes: the node(s) running at the activation peak.
+        peak_tensors: the largest tensors live at the activation peak (up to 10).
+        runtime: the runtime model used.
+    """
+
+    weights_bytes: int
+    prepackable_bytes: int
+    half_upcast_bytes: int
+    activations_peak_bytes: int
+    activations_sum_bytes: int
+    largest_activation_bytes: int
+    inputs_bytes: int
+    runtime_overhead_bytes: int
+    peak_bytes: int
+    session_creation_bytes: int
+    inference_bytes: int
+    peak_nodes: tuple[str, ...]
+    peak_tensors: tuple[LiveTensor, ...]
+    runtime: OrtCpuModel
+
+
+@dataclass(frozen=True)
+class TrainingItem:
+    """One line of the training estimate: what, bytes, and the formula that gave them."""
+
+    name: str
+    nbytes: int
+    formula: str
+
+
+@dataclass(frozen=True)
+class TrainingEstimate:
+    """Estimated peak memory of one training step (forward, backward, optimizer step).
+
+    Attributes:
+        optimizer: the optimizer assumed.
+        precision: the precision assumed.
+        checkpointing: fraction of saved activations kept (1.0: no activation checkpointing).
+        trainable_parameters: counted: elements of floating-point initializers that are parameters
+            (BatchNorm running statistics and integer tensors excluded).
+        frozen_bytes: counted: non-trainable buffers (running statistics, integer tensors).
+        items: the itemised lines (weights, gradients, optimizer state, master copy, saved
+            activations, working memory, framework overhead).
+        peak_bytes: the sum of the items.
+        basis: what the figure models (PyTorch on CPU, or framework-neutral).
+    """
+
+    optimizer: Optimizer
+    precision: TrainingPrecision
+    checkpointing: float
+    trainable_parameters: int
+    frozen_bytes: int
+    items: tuple[TrainingItem, ...]
+    peak_bytes: int
+    basis: str
+
+    def item(self, name: str) -> int:
+        """Bytes of the item called ``name`` (0 when absent)."""
+        return next((i.nbytes for i in self.items if i.name == name), 0)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """The result of :func:`estimate_memory`: shapes used, inference and (optionally) training."""
+
+    path: str | None
+    shapes: InferredShapes
+    inference: InferenceEstimate
+    training: TrainingEstimate | None = None
+    assumptions: Mapping[str, object] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _weights(model: onnx.ModelProto) -> dict[tuple[str, str], tuple[DataType | None, int]]:
+    """``(graph, name) -> (data_type, num_elements)`` of every initializer and Constant tensor."""
+    found: dict[tuple[str, str], tuple[DataType | None, int]] = {}
+    for path, graph in iter_graphs(model.graph):
+        for init in graph.initializer:
+            found[(path, init.name)] = (DataType.from_value(init.data_type), _count(init.dims))
+        for sparse in graph.sparse_initializer:
+            # A sparse initializer holds its non-zero values and their indices.
+            values, indices = sparse.values, sparse.indices
+            count = _count(values.dims) + _count(indices.dims)
+            found[(path, values.name)] = (DataType.from_value(values.data_type), count)
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
+                for attr in node.attribute:
+                    if attr.type == onnx.AttributeProto.TENSOR:
+                        found[(path, node.output[0])] = (
+                            DataType.from_value(attr.t.data_type),
+                            _count(attr.t.dims),
+                        )
+    return found
+
+
+def _count(dims: object) -> int:
+    total = 1
+    for d in dims:  # type: ignore[attr-defined]
+        total *= int(d)
+    return total
+
+
+def _bytes_of(entry: tuple[DataType | None, int]) -> int:
+    data_type, count = entry
+    return nbytes(data_type, count) if data_type is not None else 0
+
+
+def _consumers(model: onnx.ModelProto) -> dict[tuple[str, str], list[tuple[str, int]]]:
+    """``(graph, name) -> [(op_type, input_index)]`` for every use, scopes resolved lexically."""
+    uses: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    defined: dict[str, set[str]] = {}
+    for path, graph in iter_graphs(model.graph):
+        names = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+        names |= {o for n in graph.node for o in n.output if o}
+        defined[path] = names
+    for path, graph in iter_graphs(model.graph):
+        for node in graph.node:
+            for k, name in enumerate(node.input):
+                if not name:
+                    continue
+                scope = path
+                while name not in defined.get(scope, set()) and scope != MAIN_GRAPH:
+                    scope = scope.rsplit("/", 1)[0]
+                uses.setdefault((scope, name), []).append((node.op_type, k))
+    return uses
+
+
+def _size_function(shapes: InferredShapes, half_factor: float = 1.0) -> Callable[[str, str], int]:
+    """``(graph_path, name) -> bytes`` over every tensor, outer scopes searched from inner graphs.
+
+    Unknown tensors take their assumed size; 16-bit float tensors are scaled by ``half_factor``.
+    """
+    sizes: dict[tuple[str, str], int] = {}
+    for t in shapes.tensors:
+        if t.nbytes is not None:
+            scale = half_factor if t.data_type in _HALF_TYPES else 1.0
+            sizes[(t.graph, t.name)] = int(t.nbytes * scale)
+    for u in shapes.unknown:
+        sizes[(u.graph, u.name)] = u.assumed_nbytes
+
+    def size_of(graph_path: str, name: str) -> int:
+        return _lookup_size(sizes, graph_path, name)
+
+    return size_of
+
+
+def estimate_memory(
+    model: str | Path | onnx.ModelProto,
+    bindings: Bindings | None = None,
+    *,
+    train: bool = False,
+    optimizer: Optimizer = Optimizer.ADAM,
+    precision: TrainingPrecision = TrainingPrecision.FP32,
+    checkpointing: float = 1.0,
+    runtime: OrtCpuModel | None = None,
+    default_dim: int | None = 1,
+    inputs_live_whole_run: bool = True,
+    alias_ops: frozenset[str] = ALIAS_OPS,
+    training_framework_bytes: int = 1 * MiB,
+    loss_output_factor: float = 3.0,
+    optimizer_temporaries: float = 2.0,
+    pytorch_basis: bool = False,
+) -> MemoryEstimate:
+    """Estimate inference (and optionally training) memory of an ONNX model.
+
+    Args:
+        model: a path (read as a weight-free skeleton) or a loaded model (not modified).
+        bindings: input bindings (``--input-shape``/``--dim``/``--batch``).
+        train: also estimate one training step.
+        optimizer: optimizer whose state is counted (``train`` only).
+        precision: training precision (``train`` only).
+        checkpointing: fraction of saved activations kept for backward, in (0, 1]: 1.0 without
+            activation checkpointing, about ``1/sqrt(layers)`` with checkpointing every sqrt(n).
+        runtime: the onnxruntime CPU model (defaults: measured constants).
+        default_dim: value for dims nobody bound; None makes an unbound dim an error.
+        inputs_live_whole_run: graph inputs are held by the caller for the whole run.
+        alias_ops: ops whose output is a view of their input (no new buffer).
+        training_framework_bytes: fixed memory a training step adds beyond its tensors (about
+            1 MiB measured for PyTorch 2.13 on CPU once the process has run one step; the one-time
+            initialisation, about 80 MiB of lazy imports, is the process's, not the model's).
+        loss_output_factor: multiples of the graph outputs' bytes the loss adds: its saved
+            intermediate (log-softmax for cross-entropy), the outputs' gradient and one temporary
+            of backward (``softmax - target``; ``2 * out * grad`` for a squared loss): 3.
+        optimizer_temporaries: temporaries of the optimizer step, in multiples of the largest
+            trainable tensor, for Adam/AdamW (PyTorch's single-tensor Adam on CPU computes
+            ``exp_avg_sq.sqrt() / bias_correction`` out of place: 2 measured); SGD updates in place.
+        pytorch_basis: label the training figure as modelling PyTorch on CPU (the source was a
+            PyTorch model) rather than framework-neutral.
+
+    Raises:
+        ShapeBindingError: a binding that does not fit the graph.
+        ModelFormatError: not an ONNX model.
+        ValueError: ``checkpointing`` outside (0, 1].
+    """
+    if not 0.0 < checkpointing <= 1.0:
+        raise ValueError(f"checkpointing must be in (0, 1], got {checkpointing}")
+    path: str | None = None
+    if isinstance(model, (str, Path)):
+        path = str(model)
+        model = load_model_skeleton(model)
+    runtime = runtime or OrtCpuModel()
+    report = analyze(path) if path is not None else None
+    shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path)
+    weights = _weights(model)
+    weight_names_main = frozenset(name for (g, name) in weights if g == MAIN_GRAPH)
+    liveness = analyze_liveness(
+        model.graph,
+        _size_function(shapes),
+        weights=weight_names_main,
+        inputs_live_whole_run=inputs_live_whole_run,
+        alias_ops=alias_ops,
+    )
+    uses = _consumers(model)
+    if report is not None:
+        external = {t.name for t in report.tensors if t.storage == "external"}
+    else:
+        external = {
+            t.name
+            for _g, graph in iter_graphs(model.graph)
+            for t in graph.initializer
+            if t.data_location == onnx.TensorProto.EXTERNAL
+        }
+    prepack_keys = {
+        key for key in weights if any(PREPACK_INPUTS.get(op) == k for op, k in uses.get(key, []))
+    }
+    prepackable = sum(_bytes_of(weights[key]) for key in prepack_keys)
+    external_packed = [
+        _bytes_of(weights[key])
+        for key in prepack_keys
+        if key[1] in external and any(op in _GEMM_OPS for op, _k in uses.get(key, []))
+    ]
+    totals = _WeightTotals(
+        weights=sum(_bytes_of(e) for e in weights.values()),
+        inline_prepackable=sum(
+            _bytes_of(weights[key]) for key in prepack_keys if key[1] not in external
+        ),
+        half=sum(
+            _bytes_of(entry)
+            for key, entry in weights.items()
+            if entry[0] in _HALF_TYPES and uses.get(key)
+        ),
+        external=sum(_bytes_of(e) for key, e in weights.items() if key[1] in external),
+        external_packed=sum(external_packed),
+        largest_external_packed=max(external_packed, default=0),
+    )
+    runtime_liveness = liveness
+    if (
+        any(t.data_type in _HALF_TYPES for t in shapes.tensors)
+        and runtime.half_activation_factor != 1
+    ):
+        runtime_liveness = analyze_liveness(
+            model.graph,
+            _size_function(shapes, runtime.half_activation_factor),
+            weights=weight_names_main,
+            inputs_live_whole_run=inputs_live_whole_run,
+            alias_ops=alias_ops,
+        )
+    inputs_bytes = sum(t.nbytes or 0 for t in shapes.inputs)
+    inference = _inference_estimate(
+        totals, prepackable, liveness, runtime_liveness, inputs_bytes, runtime
+    )
+    training = None
+    if train:
+        training = _training_estimate(
+            model,
+            shapes,
+            weights,
+            uses,
+            liveness,
+            optimizer=Optimizer(optimizer),
+            precision=TrainingPrecision(precision),
+            checkpointing=checkpointing,
+            alias_ops=alias_ops,
+            framework_bytes=training_framework_bytes,
+            optimizer_temporaries=optimizer_temporaries,
+            loss_output_factor=loss_output_factor,
+            pytorch_basis=pytorch_basis,
+            parameter_split=_split_from_report(report) if report is not None else None,
+        )
+    assumptions: dict[str, object] = {
+        "default_dim": default_dim,
+        "inputs_live_whole_run": inputs_live_whole_run,
+        "alias_ops": sorted(alias_ops),
+        "runtime": runtime,
+    }
+    return MemoryEstimate(path, shapes, inference, training, assumptions)
+
+
+@dataclass(frozen=True)
+class _WeightTotals:
+    """Weight byte totals the runtime model needs (all counted from the graph)."""
+
+    weights: int
+    inline_prepackable: int
+    half: int
+    external: int
+    external_packed: int
+    largest_external_packed: int
+
+
+def _inference_estimate(
+    totals: _WeightTotals,
+    prepackable: int,
+    liveness: GraphLiveness,
+    runtime_liveness: GraphLiveness,
+    inputs_bytes: int,
+    runtime: OrtCpuModel,
+) -> InferenceEstimate:
+    weights_bytes = totals.weights
+    upcast = runtime.half_upcast_factor * totals.half
+    inline = weights_bytes - totals.external
+    # Session creation: inline weights are read, parsed and copied (load_factor); external ones are
+    # memory-mapped, and only the GEMM weights being pre-packed are touched, one mapping at a time.
+    creation = (
+        runtime.load_factor * inline
+        + totals.external_packed
+        + totals.largest_external_packed
+        + upcast
+    )
+    # Inference: every weight resident once (external pages as they are read), plus the packed
+    # copies of inline weights whose originals stay in the initializer block.
+    running = (
+        runtime.resident_factor * weights_bytes
+        + upcast
+        + runtime.prepack_factor * totals.inline_prepackable
+        + runtime.arena_factor * runtime_liveness.peak_bytes
+        + runtime.run_fixed_bytes
+    )
+    peak = int(runtime.session_fixed_bytes + max(creation, running))
+    return InferenceEstimate(
+        weights_bytes=weights_bytes,
+        prepackable_bytes=prepackable,
+        half_upcast_bytes=int(upcast),
+        activations_peak_bytes=liveness.peak_bytes,
+        activations_sum_bytes=liveness.sum_bytes,
+        largest_activation_bytes=liveness.largest_tensor_bytes,
+        inputs_bytes=inputs_bytes,
+        runtime_overhead_bytes=peak - weights_bytes - liveness.peak_bytes,
+        peak_bytes=peak,
+        session_creation_bytes=int(runtime.session_fixed_bytes + creation),
+        inference_bytes=int(runtime.session_fixed_bytes + running),
+        peak_nodes=liveness.peak_nodes,
+        peak_tensors=liveness.peak_tensors[:10],
+        runtime=runtime,
+    )
+
+
+def _training_estimate(
+    model: onnx.ModelProto,
+    shapes: InferredShapes,
+    weights: Mapping[tuple[str, str], tuple[DataType | None, int]],
+    uses: Mapping[tuple[str, str], list[tuple[str, int]]],
+    liveness: GraphLiveness,
+    *,
+    optimizer: Optimizer,
+    precision: TrainingPrecision,
+    checkpointing: float,
+    alias_ops: frozenset[str],
+    framework_bytes: int,
+    optimizer_temporaries: float,
+    loss_output_factor: float,
+    pytorch_basis: bool,
+    parameter_split: tuple[int, int, int] | None,
+) -> TrainingEstimate:
+    if parameter_split is not None:
+        trainable, largest_trainable, frozen_bytes = parameter_split
+    else:
+        trainable, largest_trainable, frozen_bytes = _split_parameters(weights, uses)
+    half = precision in (TrainingPrecision.FP16, TrainingPrecision.BF16, TrainingPrecision.MIXED)
+    value_bytes = 2 if half else 4
+    state_buffers = OPTIMIZER_STATE_BUFFERS[optimizer]
+    state_bytes = 4 if precision is TrainingPrecision.MIXED else value_bytes
+    saved = _saved_activation_bytes(model, shapes, alias_ops)
+    lookup = shapes.lookup()
+    outputs_bytes = sum(
+        lookup[(MAIN_GRAPH, o.name)].nbytes or 0
+        for o in model.graph.output
+        if (MAIN_GRAPH, o.name) in lookup
+    )
+    saved_scaled = int(saved * checkpointing * (0.5 if half else 1.0))
+    working = int(liveness.peak_bytes * (0.5 if half else 1.0))
+    p = "P"
+    items = [
+        TrainingItem(
+            "weights",
+            trainable * value_bytes + frozen_bytes,
+            f"{p} x {value_bytes} B + frozen buffers",
+        ),
+        TrainingItem(
+            "gradients", trainable * value_bytes, f"{p} x {value_bytes} B (trainable only)"
+        ),
+        TrainingItem(
+            "optimizer_state",
+            trainable * state_buffers * state_bytes,
+            f"{p} x {state_buffers} buffer(s) x {state_bytes} B ({optimizer.value})",
+        ),
+        TrainingItem(
+            "master_weights",
+            trainable * 4 if precision is TrainingPrecision.MIXED else 0,
+            f"{p} x 4 B (fp32 master copy, mixed only)",
+        ),
+        TrainingItem(
+            "optimizer_temporaries",
+            int(largest_trainable * optimizer_temporaries * state_bytes)
+            if state_buffers == 2
+            else 0,
+            f"largest trainable tensor x {optimizer_temporaries:g} x {state_bytes} B (Adam/AdamW)",
+        ),
+        TrainingItem(
+            "saved_activations",
+            saved_scaled,
+            f"sum of tensors kept for backward x {checkpointing:g} (checkpointing)"
+            + (" x 1/2 (16-bit)" if half else ""),
+        ),
+        TrainingItem(
+            "working_activations",
+            working,
+            "peak of live forward activations (backward's temporaries)"
+            + (" x 1/2" if half else ""),
+        ),
+        TrainingItem(
+            "loss_and_output_gradients",
+            int(outputs_bytes * loss_output_factor * (0.5 if half else 1.0)),
+            f"graph outputs x {loss_output_factor:g} (loss intermediate, output gradient, temporary)",
+        ),
+        TrainingItem("framework_overhead", framework_bytes, "fixed: autograd engine, kernels"),
+    ]
+    basis = (
+        "PyTorch training step on CPU (eager, set_to_none grads)"
+        if pytorch_basis
+        else "framework-neutral (constants measured with PyTorch on CPU)"
+    )
+    return TrainingEstimate(
+        optimizer=optimizer,
+        precision=precision,
+        checkpointing=checkpointing,
+        trainable_parameters=trainable,
+        frozen_bytes=frozen_bytes,
+        items=tuple(items),
+        peak_bytes=sum(i.nbytes for i in items),
+        basis=basis,
+    )
+
+
+def _split_parameters(
+    weights: Mapping[tuple[str, str], tuple[DataType | None, int]],
+    uses: Mapping[tuple[str, str], list[tuple[str, int]]],
+) -> tuple[int, int, int]:
+    """Trainable elements, largest trainable tensor, frozen bytes, from the graph alone.
+
+    Used for in-memory models: floating-point initializers some node reads are parameters, except
+    BatchNormalization's running mean and variance; integer tensors are frozen.
+    """
+    trainable = largest = frozen = 0
+    for key, entry in weights.items():
+        data_type, count = entry
+        key_uses = uses.get(key, [])
+        if not key_uses:
+            continue  # unused initializer: no gradient, and runtimes drop it
+        is_running_stat = all(op == "BatchNormalization" and k in (3, 4) for op, k in key_uses)
+        if data_type is not None and is_floating(data_type) and not is_running_stat:
+            trainable += count
+            largest = max(largest, count)
+        else:
+            frozen += _bytes_of(entry)
+    return trainable, largest, frozen
+
+
+def _split_from_report(report: ModelReport) -> tuple[int, int, int]:
+    """Trainable elements, largest trainable tensor, frozen bytes, from the shared classification.
+
+    ``analyze`` classifies every stored tensor (parameter, running statistic, constant, ...) and
+    marks copies of one parameter (tied weights recorded by the exporter) so they count once.
+    """
+    trainable = largest = frozen = 0
+    for record in report.tensors:
+        if record.duplicate_of is not None or record.role is Role.UNUSED:
+            continue
+        data_type = DataType.__members__.get(record.data_type)
+        if record.role is Role.PARAMETER and data_type is not None and is_floating(data_type):
+            trainable += record.num_elements
+            largest = max(largest, record.num_elements)
+        else:
+            frozen += record.nbytes
+    return trainable, largest, frozen
+
+
+def _saved_activation_bytes(
+    model: onnx.ModelProto, shapes: InferredShapes, alias_ops: frozenset[str]
+) -> int:
+    """Bytes of the activation buffers autograd keeps for backward (main graph and subgraphs)."""
+    lookup = shapes.lookup()
+    sizes = {key: t.nbytes or 0 for key, t in lookup.items()}
+    for u in shapes.unknown:
+        sizes[(u.graph, u.name)] = u.assumed_nbytes
+    total = 0
+    scope_weights: dict[str, set[str]] = {}
+    scope_scalars: dict[str, set[str]] = {}
+    for path, graph in iter_graphs(model.graph):
+        parent = path.rsplit("/", 1)[0] if path != MAIN_GRAPH else None
+        weights = set(scope_weights.get(parent, set())) if parent is not None else set()
+        weights |= {i.name for i in graph.initializer}
+        weights |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+        scope_weights[path] = weights
+        scalars = _scalar_weights(graph) | scope_scalars.get(parent or "", set())
+        # 1-element activations (a scale computed from a Shape) never need a gradient either.
+        scalars |= {
+            name
+            for (g, name), t in lookup.items()
+            if g == path and t.num_elements is not None and t.num_elements <= 1
+        }
+        scope_scalars[path] = scalars
+        root: dict[str, str] = {}
+        saved: set[str] = set()
+        fused, gelu_inputs = _erf_gelu_nodes(graph, weights)
+        saved.update(gelu_inputs)
+        for index, node in enumerate(graph.node):
+            ins = [i for i in node.input if i]
+            if ins and all(i in weights for i in ins) and not _subgraphs(node):
+                # Computed from weights only (a Transpose of a weight in a training-mode export):
+                # a view or a function of parameters, not an activation.
+                weights.update(o for o in node.output if o)
+                continue
+            if node.op_type in alias_ops and ins and node.output:
+                root[node.output[0]] = root.get(ins[0], ins[0])
+            if index in fused:
+                continue
+            if node.op_type in SAVES_INPUTS:
+                kept = _saved_inputs(node, weights, scalars)
+                saved.update(root.get(i, i) for i in kept)
+            if node.op_type in SAVES_OUTPUTS:
+                saved.update(root.get(o, o) for o in node.output if o)
+            if node.op_type in SAVES_INDICES and node.output:
+                shape = lookup.get((path, node.output[0]))
+                if shape is not None and shape.num_elements is not None:
+                    total += shape.num_elements * 8
+        total += sum(_lookup_size(sizes, path, name) for name in saved)
+    return total
+
+
+def _subgraphs(node: onnx.NodeProto) -> bool:
+    return any(
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
+    )
+
+
+def _scalar_weights(graph: onnx.GraphProto) -> set[str]:
+    """Initializers and Constant outputs with at most one element: constants, never trained."""
+    found = {i.name for i in graph.initializer if _count(i.dims) <= 1}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR and _count(attr.t.dims) <= 1:
+                    found.add(node.output[0])
+    return found
+
+
+def _saved_inputs(node: onnx.NodeProto, weights: set[str], scalars: set[str]) -> list[str]:
+    """The activation inputs ``node``'s backward keeps, after PyTorch's derivative formulas.
+
+    A product keeps each factor only when the other one needs a gradient (an activation or a
+    trainable tensor, not a scalar constant): ``x * 0.5`` keeps nothing of ``x``. A quotient keeps
+    its divisor, and its dividend when the divisor needs a gradient. Where keeps its condition,
+    Gather its indices.
+    """
+    ins = list(node.input)
+
+    def needs_grad(name: str) -> bool:
+        return bool(name) and name not in scalars
+
+    def activation(name: str) -> bool:
+        return bool(name) and name not in weights
+
+    op = node.op_type
+    if op == "Mul" and len(ins) == 2:
+        a, b = ins
+        return [x for x, other in ((a, b), (b, a)) if activation(x) and needs_grad(other)]
+    if op == "Div" and len(ins) == 2:
+        a, b = ins
+        return [x for x in (b,) if activation(x)] + ([a] if activation(a) and needs_grad(b) else [])
+    if op == "Where":
+        return [x for x in ins[:1] if activation(x)]
+    if op in ("Gather", "GatherElements"):
+        return [x for x in ins[1:2] if activation(x)]
+    return [x for x in ins if activation(x)]
+
+
+def _erf_gelu_nodes(graph: onnx.GraphProto, weights: set[str]) -> tuple[set[int], set[str]]:
+    """Nodes of exact-GELU decompositions ``x * 0.5 * (1 + erf(x / sqrt(2)))`` and their ``x``.
+
+    Exporters write ``torch.nn.functional.gelu`` as Div/Mul -> Erf -> Add -> Mul -> Mul; PyTorch's
+    fused GELU saves only ``x`` for backward, not the four intermediates.
+    """
+    producer: dict[str, int] = {}
+    consumers: dict[str, list[int]] = {}
+    for index, node in enumerate(graph.node):
+        for out in node.output:
+            producer[out] = index
+        for name in node.input:
+            consumers.setdefault(name, []).append(index)
+    nodes = graph.node
+
+    def activation_input(index: int) -> str | None:
+        others = [i for i in nodes[index].input if i and i not in weights]
+        return others[0] if len(others) == 1 else None
+
+    def only_consumer(name: str, ops: tuple[str, ...]) -> int | None:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and nodes[users[0]].op_type in ops else None
+
+    fused: set[int] = set()
+    inputs: set[str] = set()
+    for index, node in enumerate(nodes):
+        if node.op_type != "Erf" or not node.input or node.input[0] not in producer:
+            continue
+        scale = producer[node.input[0]]
+        if nodes[scale].op_type not in ("Div", "Mul"):
+            continue
+        x = activation_input(scale)
+        add = only_consumer(node.output[0], ("Add",))
+        if x is None or add is None:
+            continue
+        mul = only_consumer(nodes[add].output[0], ("Mul",))
+        if mul is None:
+            continue
+        group = {scale, index, add, mul}
+        other = [i for i in nodes[mul].input if i != nodes[add].output[0]]
+        if other and other[0] != x and other[0] in producer:
+            half = producer[other[0]]  # (x * 0.5) * (1 + erf(...))
+            if nodes[half].op_type == "Mul" and activation_input(half) == x:
+                group.add(half)
+        else:
+            tail = only_consumer(nodes[mul].output[0], ("Mul", "Div"))
+            if tail is not None and activation_input(tail) == nodes[mul].output[0]:
+                group.add(tail)  # (x * (1 + erf(...))) * 0.5
+        fused |= group
+        inputs.add(x)
+    return fused, inputs
+
+
+def _lookup_size(sizes: Mapping[tuple[str, str], int], path: str, name: str) -> int:
+    scope = path
+    while True:
+        if (scope, name) in sizes:
+            return sizes[(scope, name)]
+        if scope == MAIN_GRAPH:
+            return 0
+        scope = scope.rsplit("/", 1)[0]
+
+
+def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
+    """The estimate as plain JSON-ready data (bytes as ints)."""
+    inf = estimate.inference
+    result: dict[str, object] = {
+        "path": estimate.path,
+        "inputs": {t.name: list(t.dims or ()) for t in estimate.shapes.inputs},
+        "dim_values": dict(estimate.shapes.dim_values),
+        "defaulted_dims": list(estimate.shapes.defaulted),
+        "shape_engines": list(estimate.shapes.engines),
+        "shape_notes": list(estimate.shapes.notes),
+        "unknown_tensors": [
+            {
+                "name": u.name,
+                "graph": u.graph,
+                "producer": u.producer,
+                "assumed_bytes": u.assumed_nbytes,
+                "treatment": u.treatment,
+            }
+            for u in estimate.shapes.unknown
+        ],
+        "inference": {
+            "weights_bytes": inf.weights_bytes,
+            "prepackable_bytes": inf.prepackable_bytes,
+            "half_upcast_bytes": inf.half_upcast_bytes,
+            "activations_peak_bytes": inf.activations_peak_bytes,
+            "activations_sum_bytes": inf.activations_sum_bytes,
+            "largest_activation_bytes": inf.largest_activation_bytes,
+            "inputs_bytes": inf.inputs_bytes,
+            "runtime_overhead_bytes": inf.runtime_overhead_bytes,
+            "peak_bytes": inf.peak_bytes,
+            "session_creation_bytes": inf.session_creation_bytes,
+            "inference_bytes": inf.inference_bytes,
+            "peak_nodes": list(inf.peak_nodes),
+            "peak_tensors": [
+                {"name": t.name, "graph": t.graph, "bytes": t.nbytes} for t in inf.peak_tensors
+            ],
+            "runtime_model": {
+                "session_fixed_bytes": inf.runtime.session_fixed_bytes,
+                "run_fixed_bytes": inf.runtime.run_fixed_bytes,
+                "load_factor": inf.runtime.load_factor,
+                "resident_factor": inf.runtime.resident_factor,
+                "prepack_factor": inf.runtime.prepack_factor,
+                "arena_factor": inf.runtime.arena_factor,
+                "half_upcast_factor": inf.runtime.half_upcast_factor,
+                "half_activation_factor": inf.runtime.half_activation_factor,
+            },
+        },
+    }
+    if estimate.training is not None:
+        tr = estimate.training
+        training: dict[str, object] = {
+            "optimizer": tr.optimizer.value,
+            "precision": tr.precision.value,
+            "checkpointing": tr.checkpointing,
+            "trainable_parameters": tr.trainable_parameters,
+            "basis": tr.basis,
+        }
+        for item in tr.items:
+            training[f"{item.name}_bytes"] = item.nbytes
+        training["peak_bytes"] = tr.peak_bytes
+        training["formulas"] = {item.name: item.formula for item in tr.items}
+        result["training"] = training
+    return result

@@ -1,0 +1,581 @@
+"""Dim binding and shape inference: every tensor's concrete shape for a given set of input bindings.
+
+Works on the weight-free skeleton of a model (``graph_analysis.loading.load_skeleton``: names, dims
+and data types kept, payloads of large tensors replaced by placeholders), so inferring shapes never
+loads weights. The steps, in order:
+
+1. **Bind** the graph inputs' symbolic or unknown dims from
+   :class:`~graph_analysis.bindings.Bindings` (``--input-shape``, ``--dim``, ``--batch``). A dim
+   counts as unknown when it has a ``dim_param`` (``batch``, ``p2o.DynamicDimension.0``, ``?``,
+   ...), a ``dim_value`` <= 0 (``-1``, ``0``: some exporters write these for "dynamic") or
+   neither. Dims nobody bound take ``default_dim`` (reported).
+2. **Infer** with ``onnx.shape_inference`` (with data propagation, so Shape->Gather->Reshape chains
+   resolve), including If/Loop/Scan subgraphs.
+3. Where that leaves tensors without a concrete shape, run onnxruntime's symbolic shape inference
+   (``onnxruntime.tools.symbolic_shape_infer``), which knows more ops (contrib ops, data-dependent
+   ranks) and merges what it finds; placeholders become typed graph inputs for it, and its
+   failures become :attr:`InferredShapes.notes`.
+4. Whatever is still unknown is reported in :attr:`InferredShapes.unknown` with how it was treated:
+   its size is assumed equal to the largest known input of the node producing it (exact for
+   elementwise ops and activations, an approximation otherwise).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from graph_analysis.bindings import Bindings
+from graph_analysis.dtypes import DataType, nbytes
+from graph_analysis.errors import ShapeBindingError
+from graph_analysis.loading import load_skeleton
+
+__all__ = [
+    "MAIN_GRAPH",
+    "InferredShapes",
+    "TensorShape",
+    "UnknownTensor",
+    "bind_inputs",
+    "infer_shapes",
+    "iter_graphs",
+    "load_model_skeleton",
+]
+
+#: The graph path of the main graph; subgraphs are ``<parent>/<node>.<attribute>``.
+MAIN_GRAPH = ""
+
+
+@dataclass(frozen=True)
+class TensorShape:
+    """One tensor's data type and shape after binding and inference.
+
+    Attributes:
+        name: the tensor name.
+        graph: the graph path (:data:`MAIN_GRAPH` or ``<parent>/<node>.<attribute>``).
+        data_type: ONNX element type, None when inference could not tell.
+        dims: one entry per axis: an int when concrete, a str (symbol) when not; None when even the
+            rank is unknown.
+    """
+
+    name: str
+    graph: str
+    data_type: DataType | None
+    dims: tuple[int | str, ...] | None
+
+    @property
+    def is_known(self) -> bool:
+        """True when the data type and every dim are concrete."""
+        return (
+            self.data_type is not None
+            and self.dims is not None
+            and all(isinstance(d, int) and d >= 0 for d in self.dims)
+        )
+
+    @property
+    def num_elements(self) -> int | None:
+        """Element count, None unless every dim is concrete."""
+        if self.dims is None or not all(isinstance(d, int) and d >= 0 for d in self.dims):
+            return None
+        count = 1
+        for d in self.dims:
+            count *= int(d)
+        return count
+
+    @property
+    def nbytes(self) -> int | None:
+        """Bytes the tensor's elements take (dims x data type), None unless fully known."""
+        count = self.num_elements
+        if count is None or self.data_type is None:
+            return None
+        return nbytes(self.data_type, count)
+
+
+@dataclass(frozen=True)
+class UnknownTensor:
+    """A tensor whose shape inference could not make concrete, and what was assumed instead.
+
+    Attributes:
+        name: the tensor name.
+        graph: its graph path.
+        producer: op type of the node producing it (``""`` for a graph input).
+        partial: what inference did find (None when nothing).
+        assumed_nbytes: the size used in memory figures.
+        treatment: a sentence saying how ``assumed_nbytes`` was chosen.
+    """
+
+    name: str
+    graph: str
+    producer: str
+    partial: TensorShape | None
+    assumed_nbytes: int
+    treatment: str
+
+
+@dataclass(frozen=True)
+class InferredShapes:
+    """The result of :func:`infer_shapes`.
+
+    Attributes:
+        inputs: the graph inputs with the shapes they were bound to.
+        dim_values: every symbolic dim name bound on the inputs and the value it got.
+        defaulted: descriptions of dims nobody bound that took the default value.
+        tensors: every tensor of every graph (inputs, initializers, node outputs) with its shape.
+        unknown: the tensors that stayed without a concrete shape and how they were treated.
+        engines: the inference engines that contributed (``onnx``, ``onnxruntime-symbolic``).
+        notes: what went wrong on the way (an engine that failed), one line each.
+    """
+
+    inputs: tuple[TensorShape, ...]
+    dim_values: Mapping[str, int]
+    defaulted: tuple[str, ...]
+    tensors: tuple[TensorShape, ...]
+    unknown: tuple[UnknownTensor, ...]
+    engines: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+    def lookup(self) -> dict[tuple[str, str], TensorShape]:
+        """A ``(graph, name) -> TensorShape`` dict."""
+        return {(t.graph, t.name): t for t in self.tensors}
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading the skeleton
+
+
+def load_model_skeleton(path: str | Path) -> onnx.ModelProto:
+    """The model without its large tensor payloads (names, dims and data types kept).
+
+    A thin alias of :func:`graph_analysis.loading.load_skeleton`, the one reader of ONNX files.
+
+    Raises:
+        ModelFormatError, ExternalDataError, CorruptTensorError: as ``loading.read_model``.
+    """
+    return load_skeleton(path)
+
+
+def _attr_graphs(attr: onnx.AttributeProto) -> Iterator[onnx.GraphProto]:
+    if attr.type == onnx.AttributeProto.GRAPH:
+        yield attr.g
+    elif attr.type == onnx.AttributeProto.GRAPHS:
+        yield from attr.graphs
+
+
+def iter_graphs(
+    graph: onnx.GraphProto, path: str = MAIN_GRAPH
+) -> Iterator[tuple[str, onnx.GraphProto]]:
+    """Yield ``(graph_path, graph)`` for the graph and every nested subgraph, parents first."""
+    yield path, graph
+    for index, node in enumerate(graph.node):
+        for attr in node.attribute:
+            for k, sub in enumerate(_attr_graphs(attr)):
+                suffix = f"[{k}]" if attr.type == onnx.AttributeProto.GRAPHS else ""
+                yield from iter_graphs(sub, f"{path}/{node_label(node, index)}.{attr.name}{suffix}")
+
+
+def node_label(node: onnx.NodeProto, index: int) -> str:
+    """A node's name, or ``<op_type>_<index>`` for unnamed nodes."""
+    return node.name or f"{node.op_type}_{index}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Binding
+
+
+def _is_unknown_dim(dim: onnx.TensorShapeProto.Dimension) -> bool:
+    return not dim.HasField("dim_value") or dim.dim_value <= 0
+
+
+def _dim_label(dim: onnx.TensorShapeProto.Dimension) -> str:
+    if dim.HasField("dim_param"):
+        return dim.dim_param or "''"
+    if dim.HasField("dim_value"):
+        return str(dim.dim_value)
+    return "?"
+
+
+def _real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    # Before IR v4 initializers were also listed as inputs; those are not fed by the user.
+    initializers = {i.name for i in graph.initializer}
+    return [i for i in graph.input if i.name not in initializers]
+
+
+def bind_inputs(
+    model: onnx.ModelProto,
+    bindings: Bindings,
+    *,
+    default_dim: int | None = 1,
+    path: str | Path | None = None,
+) -> tuple[onnx.ModelProto, dict[str, int], tuple[str, ...]]:
+    """Return a copy of ``model`` whose graph inputs have concrete dims.
+
+    Precedence per dim: an explicit ``--input-shape`` for that input, then ``--dim NAME=V`` for the
+    dim's name (``dim_param``, or the literal ``-1``/``0``/``?``), then ``--batch`` for a leading
+    unknown dim, then ``default_dim``.
+
+    Args:
+        model: the (skeleton) model; not modified.
+        bindings: what the user bound.
+        default_dim: value for dims nobody bound; None makes an unbound dim an error.
+        path: the model's path, for error messages.
+
+    Returns:
+        ``(bound_model, dim_values, defaulted)``: the copy, each symbolic dim name and the value it
+        got, and a description of every dim that took the default.
+
+    Raises:
+        ShapeBindingError: a shape for an input the model does not have, a rank that does not match,
+            a value contradicting a fixed dim, a ``--dim`` name no input uses, an unbound dim when
+            ``default_dim`` is None.
+    """
+    bound = copy.deepcopy(model)
+    inputs = _real_inputs(bound.graph)
+    names = [i.name for i in inputs]
+    explicit: dict[str, tuple[int, ...]] = {}
+    for spec in bindings.shapes:
+        if spec.name is None:
+            if len(inputs) != 1:
+                raise ShapeBindingError(
+                    path, f"a bare --input-shape needs a single-input model; inputs are {names}"
+                )
+            explicit[inputs[0].name] = spec.dims
+        elif spec.name not in names:
+            raise ShapeBindingError(
+                path, f"--input-shape {spec.name}: no such input (inputs: {names})"
+            )
+        else:
+            explicit[spec.name] = spec.dims
+
+    used_dim_names: set[str] = set()
+    batch_used = False
+    dim_values: dict[str, int] = {}
+    defaulted: list[str] = []
+    for value_info in inputs:
+        tensor_type = value_info.type.tensor_type
+        if not value_info.type.HasField("tensor_type"):
+            continue  # sequences/maps/optionals: nothing to bind
+        if not tensor_type.HasField("shape"):
+            if value_info.name in explicit:
+                tensor_type.shape.SetInParent()
+                for _ in explicit[value_info.name]:
+                    tensor_type.shape.dim.add()
+            else:
+                raise ShapeBindingError(
+                    path,
+                    f"input {value_info.name!r} has no known rank; give --input-shape "
+                    f"{value_info.name}=d0,d1,...",
+                )
+        dims = tensor_type.shape.dim
+        given = explicit.get(value_info.name)
+        if given is not None and len(given) != len(dims):
+            model_dims = ",".join(_dim_label(d) for d in dims)
+            raise ShapeBindingError(
+                path,
+                f"--input-shape {value_info.name}: rank {len(given)} given, the model's input has "
+                f"rank {len(dims)} ({model_dims})",
+            )
+        for axis, dim in enumerate(dims):
+            label = _dim_label(dim)
+            name_key = dim.dim_param if dim.HasField("dim_param") else label
+            if given is not None:
+                value = given[axis]
+                if not _is_unknown_dim(dim) and dim.dim_value != value:
+                    raise ShapeBindingError(
+                        path,
+                        f"--input-shape {value_info.name}: dim {axis} is fixed at {dim.dim_value} "
+                        f"in the model, {value} given",
+                    )
+            elif not _is_unknown_dim(dim):
+                continue
+            elif name_key in bindings.dims:
+                value = bindings.dims[name_key]
+                used_dim_names.add(name_key)
+            elif axis == 0 and bindings.batch is not None:
+                value = bindings.batch
+                batch_used = True
+            elif dim.HasField("dim_param") and dim.dim_param in dim_values:
+                value = dim_values[dim.dim_param]  # the same symbol bound on an earlier input
+            elif default_dim is None:
+                raise ShapeBindingError(
+                    path,
+                    f"input {value_info.name!r} dim {axis} ({label}) is not bound; use --dim "
+                    f"{label}=N, --batch N or --input-shape",
+                )
+            else:
+                value = default_dim
+                defaulted.append(f"{value_info.name}[{axis}] ({label}) = {default_dim}")
+            if dim.HasField("dim_param") and dim.dim_param:
+                previous = dim_values.setdefault(dim.dim_param, value)
+                if previous != value:
+                    raise ShapeBindingError(
+                        path,
+                        f"dim {dim.dim_param!r} is bound to both {previous} and {value}",
+                    )
+            dim.Clear()
+            dim.dim_value = value
+    if bindings.batch is not None and not batch_used:
+        fixed = {
+            i.type.tensor_type.shape.dim[0].dim_value
+            for i in _real_inputs(model.graph)
+            if i.name not in explicit and len(i.type.tensor_type.shape.dim) > 0
+        }
+        if fixed - {bindings.batch}:
+            raise ShapeBindingError(
+                path,
+                f"--batch {bindings.batch}: no input has an unknown leading dim "
+                f"(fixed at {sorted(fixed)}); re-export with a dynamic batch dim",
+            )
+    for name in bindings.dims:
+        if name not in used_dim_names and name not in dim_values:
+            available = sorted(
+                {
+                    _dim_label(d) if not d.HasField("dim_param") else d.dim_param
+                    for i in _real_inputs(model.graph)
+                    for d in i.type.tensor_type.shape.dim
+                    if _is_unknown_dim(d)
+                }
+            )
+            raise ShapeBindingError(
+                path,
+                f"--dim {name}: no input has a dim named {name!r} (symbolic dims: {available})",
+            )
+    return bound, dim_values, tuple(defaulted)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference
+
+
+def _shape_of(value_info: onnx.ValueInfoProto, graph: str) -> TensorShape:
+    data_type: DataType | None = None
+    dims: tuple[int | str, ...] | None = None
+    if value_info.type.HasField("tensor_type"):
+        tensor_type = value_info.type.tensor_type
+        data_type = DataType.from_value(tensor_type.elem_type) if tensor_type.elem_type else None
+        if tensor_type.HasField("shape"):
+            dims = tuple(
+                d.dim_value
+                if d.HasField("dim_value") and d.dim_value >= 0
+                else (d.dim_param or "?")
+                for d in tensor_type.shape.dim
+            )
+    return TensorShape(value_info.name, graph, data_type, dims)
+
+
+def _initializer_shape(tensor: onnx.TensorProto, graph: str) -> TensorShape:
+    return TensorShape(
+        tensor.name, graph, DataType.from_value(tensor.data_type), tuple(tensor.dims)
+    )
+
+
+def _collect(model: onnx.ModelProto) -> dict[tuple[str, str], TensorShape]:
+    found: dict[tuple[str, str], TensorShape] = {}
+    for path, graph in iter_graphs(model.graph):
+        for vi in [*graph.input, *graph.value_info, *graph.output]:
+            shape = _shape_of(vi, path)
+            key = (path, vi.name)
+            if key not in found or (shape.is_known and not found[key].is_known):
+                found[key] = shape
+        for init in graph.initializer:
+            found[(path, init.name)] = _initializer_shape(init, path)
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
+                for attr in node.attribute:
+                    if attr.type == onnx.AttributeProto.TENSOR:
+                        found[(path, node.output[0])] = TensorShape(
+                            node.output[0],
+                            path,
+                            DataType.from_value(attr.t.data_type),
+                            tuple(attr.t.dims),
+                        )
+    return found
+
+
+def _node_outputs(model: onnx.ModelProto) -> Iterator[tuple[str, onnx.NodeProto, str]]:
+    for path, graph in iter_graphs(model.graph):
+        for node in graph.node:
+            for out in node.output:
+                if out:
+                    yield path, node, out
+
+
+def _count_unknown(model: onnx.ModelProto, found: Mapping[tuple[str, str], TensorShape]) -> int:
+    return sum(
+        1
+        for path, _node, out in _node_outputs(model)
+        if (path, out) not in found or not found[(path, out)].is_known
+    )
+
+
+def _run_onnx_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(
+            model, check_type=False, strict_mode=False, data_prop=True
+        )
+    except Exception as e:
+        # A model onnx's inference rejects (a real inconsistency, or an op it mis-handles): keep the
+        # bound model; the other engine and the fallback still give figures.
+        notes.append(f"onnx shape inference failed: {_first_line(e)}")
+        return model
+
+
+def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto | None:
+    try:
+        # Imported on demand: a large pure-Python module, only needed where onnx's inference stops.
+        from onnxruntime.tools import symbolic_shape_infer
+    except ImportError:
+        notes.append("onnxruntime's symbolic shape inference is not available")
+        return None
+    model = _without_external_stubs(model)
+    logger = logging.getLogger(symbolic_shape_infer.__name__)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)  # the library never prints; failures become notes
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result: onnx.ModelProto | None = (
+                symbolic_shape_infer.SymbolicShapeInference.infer_shapes(
+                    model, int_max=2**31 - 1, auto_merge=True, guess_output_rank=True, verbose=0
+                )
+            )
+        return result
+    except Exception as e:
+        # It raises on ops it does not know and on some valid graphs; the onnx result stands.
+        notes.append(f"onnxruntime symbolic shape inference failed: {_first_line(e)}")
+        return None
+    finally:
+        logger.setLevel(level)
+
+
+def _without_external_stubs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy where every stripped main-graph tensor is a typed graph input, not an initializer.
+
+    onnxruntime's symbolic inference reads the values of initializers it meets (and re-runs onnx's
+    inference on one-node models, which opens the skeleton's placeholder location); a graph input
+    with the same type and dims tells it the shape without a payload it cannot have.
+    """
+    clean = copy.deepcopy(model)
+    graph = clean.graph
+    kept = [t for t in graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+    moved = [t for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    listed = {i.name for i in graph.input}
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    for tensor in moved:
+        if tensor.name not in listed:
+            graph.input.append(
+                onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+            )
+    # Subgraph inputs are fixed by their op (Loop, Scan): there the placeholder is only dropped.
+    for path, sub in iter_graphs(clean.graph):
+        if path == MAIN_GRAPH:
+            continue
+        for tensor in sub.initializer:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                tensor.ClearField("external_data")
+                tensor.data_location = onnx.TensorProto.DEFAULT
+    return clean
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
+def infer_shapes(
+    model: onnx.ModelProto | str | Path,
+    bindings: Bindings | None = None,
+    *,
+    default_dim: int | None = 1,
+    use_symbolic: bool = True,
+    path: str | Path | None = None,
+) -> InferredShapes:
+    """Bind the inputs and infer the shape of every tensor in every graph.
+
+    Args:
+        model: a path (loaded as a weight-free skeleton) or an already loaded model (not modified).
+        bindings: the user's input bindings (empty: every unknown dim takes ``default_dim``).
+        default_dim: value for dims nobody bound; None makes an unbound dim an error.
+        use_symbolic: also run onnxruntime's symbolic shape inference where onnx's leaves gaps.
+        path: the model's path for error messages (taken from ``model`` when it is a path).
+
+    Returns:
+        The inputs as bound, every tensor's shape and the unknown ones with their treatment.
+
+    Raises:
+        ShapeBindingError: a binding that does not fit the graph.
+        ModelFormatError: ``model`` is a path to something that is not an ONNX model.
+    """
+    if isinstance(model, (str, Path)):
+        path = model
+        model = load_model_skeleton(model)
+    bindings = bindings or Bindings()
+    bound, dim_values, defaulted = bind_inputs(model, bindings, default_dim=default_dim, path=path)
+    notes: list[str] = []
+    inferred = _run_onnx_inference(bound, notes)
+    found = _collect(inferred)
+    engines = ["onnx"]
+    if use_symbolic and _count_unknown(inferred, found):
+        symbolic = _run_symbolic_inference(inferred, notes)
+        if symbolic is not None:
+            extra = _collect(symbolic)
+            gained = False
+            for key, shape in extra.items():
+                if shape.is_known and (key not in found or not found[key].is_known):
+                    found[key] = shape
+                    gained = True
+            if gained:
+                engines.append("onnxruntime-symbolic")
+    unknown = _treat_unknown(inferred, found)
+    inputs = tuple(found[(MAIN_GRAPH, i.name)] for i in _real_inputs(inferred.graph))
+    return InferredShapes(
+        inputs=inputs,
+        dim_values=dim_values,
+        defaulted=defaulted,
+        tensors=tuple(found.values()),
+        unknown=tuple(unknown),
+        engines=tuple(engines),
+        notes=tuple(notes),
+    )
+
+
+def _treat_unknown(
+    model: onnx.ModelProto, found: dict[tuple[str, str], TensorShape]
+) -> list[UnknownTensor]:
+    """Give every node output without a concrete shape an assumed size, in execution order."""
+    unknown: list[UnknownTensor] = []
+    assumed: dict[tuple[str, str], int] = {}
+
+    def size_of(graph_path: str, name: str) -> int | None:
+        # Outer-scope names are visible in subgraphs: look up the chain of parents.
+        scope = graph_path
+        while True:
+            key = (scope, name)
+            if key in assumed:
+                return assumed[key]
+            if key in found and found[key].nbytes is not None:
+                return found[key].nbytes
+            if scope == MAIN_GRAPH:
+                return None
+            scope = scope.rsplit("/", 1)[0]
+
+    for path, node, out in _node_outputs(model):
+        key = (path, out)
+        shape = found.get(key)
+        if shape is not None and shape.is_known:
+            continue
+        known_inputs = [size_of(path, i) for i in node.input if i]
+        sizes = [s for s in known_inputs if s is not None]
+        value = max(sizes, default=0)
+        if sizes:
+            treatment = "assumed as large as the node's largest known input"
+        else:
+            treatment = "no input size known either: counted as 0 bytes"
+        assumed[key] = value
+        unknown.append(UnknownTensor(out, path, node.op_type, shape, value, treatment))
+    return unknown

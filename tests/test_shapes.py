@@ -1,0 +1,251 @@
+"""Dim binding and shape inference: every kind of dynamic dim is bindable, errors are clean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from typer.testing import CliRunner
+
+from cli.app import app
+from graph_analysis.bindings import parse_bindings
+from graph_analysis.errors import ShapeBindingError
+from graph_analysis.shapes import bind_inputs, infer_shapes, load_model_skeleton
+
+
+def _model(dims: list[object], *, elem_type: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("X", elem_type, dims)
+    y = helper.make_tensor_value_info("Y", elem_type, None)
+    graph = helper.make_graph([helper.make_node("Relu", ["X"], ["Y"])], "g", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _set_raw_dims(model: onnx.ModelProto, values: list[int | None]) -> onnx.ModelProto:
+    """Dims as some exporters write them: dim_value -1/0, or a dim with neither field set."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    for dim, value in zip(dims, values, strict=True):
+        dim.Clear()
+        if value is not None:
+            dim.dim_value = value
+    return model
+
+
+def _input_dims(model: onnx.ModelProto) -> list[int]:
+    return [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize("name", ["batch", "p2o.DynamicDimension.0", "?", "unk__123"])
+def test_named_dims_bind_with_dim(name: str) -> None:
+    model = _model([name, 8])
+    bound, values, defaulted = bind_inputs(model, parse_bindings(dims=[f"{name}=5"]))
+    assert _input_dims(bound) == [5, 8]
+    assert values == {name: 5}
+    assert defaulted == ()
+
+
+@pytest.mark.parametrize("raw", [-1, 0, None])
+def test_unknown_dim_values_bind_by_batch_shape_and_literal_name(raw: int | None) -> None:
+    model = _set_raw_dims(_model([1, 8]), [raw, 8])
+    assert _input_dims(bind_inputs(model, parse_bindings(batch=3))[0]) == [3, 8]
+    assert _input_dims(bind_inputs(model, parse_bindings(["X=4,8"]))[0]) == [4, 8]
+    if raw is not None:
+        assert _input_dims(bind_inputs(model, parse_bindings(dims=[f"{raw}=6"]))[0]) == [6, 8]
+
+
+def test_unbound_dims_default_and_are_reported() -> None:
+    bound, _values, defaulted = bind_inputs(_model(["batch", "seq"]), parse_bindings())
+    assert _input_dims(bound) == [1, 1]
+    assert len(defaulted) == 2 and "batch" in defaulted[0]
+
+
+def test_unbound_dim_is_an_error_without_default() -> None:
+    with pytest.raises(ShapeBindingError, match=r"dim 1 \(seq\) is not bound"):
+        bind_inputs(_model([2, "seq"]), parse_bindings(), default_dim=None)
+
+
+@pytest.mark.parametrize(
+    ("shapes", "dims", "message"),
+    [
+        (["Z=1,2"], [], r"--input-shape Z: no such input"),
+        (["X=1,2,3"], [], r"rank 3 given, the model's input has rank 2"),
+        (["X=2,9"], [], r"dim 1 is fixed at 8 in the model, 9 given"),
+        ([], ["seq=4"], r"--dim seq: no input has a dim named 'seq'"),
+    ],
+)
+def test_binding_errors(shapes: list[str], dims: list[str], message: str) -> None:
+    with pytest.raises(ShapeBindingError, match=message):
+        bind_inputs(_model(["batch", 8]), parse_bindings(shapes, dims))
+
+
+def test_batch_on_a_fixed_batch_model() -> None:
+    with pytest.raises(ShapeBindingError, match=r"--batch 4: no input has an unknown leading dim"):
+        bind_inputs(_model([1, 8]), parse_bindings(batch=4))
+    assert _input_dims(bind_inputs(_model([1, 8]), parse_bindings(batch=1))[0]) == [1, 8]
+
+
+def test_same_symbol_on_two_inputs_gets_one_value() -> None:
+    a = helper.make_tensor_value_info("A", TensorProto.FLOAT, ["n", 4])
+    b = helper.make_tensor_value_info("B", TensorProto.FLOAT, ["n", 4])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("Add", ["A", "B"], ["Y"])], "g", [a, b], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ShapeBindingError, match="bound to both"):
+        bind_inputs(model, parse_bindings(["A=2,4", "B=3,4"]))
+    shapes = infer_shapes(model, parse_bindings(["A=2,4"]))
+    assert [t.dims for t in shapes.inputs] == [(2, 4), (2, 4)]
+
+
+def test_cli_binding_errors_exit_2_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(_model(["batch", 8]), str(path))
+    result = CliRunner().invoke(app, ["memory", str(path), "--input-shape", "X=1,2,3"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"modelsize: {path}: --input-shape X: rank 3")
+    result = CliRunner().invoke(app, ["memory", str(path), "--dim", "nope=3"])
+    assert result.exit_code == 2 and "no input has a dim named 'nope'" in result.stderr
+
+
+def test_data_propagation_resolves_shape_chains() -> None:
+    model = onnx.parser.parse_model(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[batch, 16] X) => (float[?, ?] Y) {
+          s = Shape(X)
+          neg = Constant<value = int64[1] {-1}>()
+          zero = Constant<value = int64[1] {0}>()
+          one = Constant<value = int64[1] {1}>()
+          d0 = Slice(s, zero, one)
+          four = Constant<value = int64[1] {4}>()
+          target = Concat<axis = 0>(d0, four, neg)
+          Y = Reshape(X, target)
+        }
+        """
+    )
+    shapes = infer_shapes(model, parse_bindings(batch=3)).lookup()
+    assert shapes[("", "Y")].dims == (3, 4, 4)
+
+
+def test_subgraph_tensors_are_inferred() -> None:
+    model = onnx.parser.parse_model(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[n, 8] X, bool c) => (float[?, ?] Y) {
+          Y = If(c) <
+            then_branch = t () => (float[?, ?] a) { a = Relu(X) },
+            else_branch = e () => (float[?, ?] b) { b = Sigmoid(X) }
+          >
+        }
+        """
+    )
+    shapes = infer_shapes(model, parse_bindings(["X=5,8", "c="]))
+    inner = {(t.graph, t.name): t for t in shapes.tensors}
+    branch = next(k for k in inner if k[1] == "a")
+    assert branch[0].endswith(".then_branch")
+    assert inner[branch].dims == (5, 8)
+
+
+def test_unknown_op_output_is_reported_and_sized_like_its_input() -> None:
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [2, 8])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mystery", ["X"], ["T"], domain="com.example"),
+            helper.make_node("Relu", ["T"], ["Y"]),
+        ],
+        "g",
+        [x],
+        [y],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    )
+    shapes = infer_shapes(model)
+    unknown = {u.name: u for u in shapes.unknown}
+    assert unknown["T"].producer == "Mystery"
+    assert unknown["T"].assumed_nbytes == 2 * 8 * 4
+    assert "largest known input" in unknown["T"].treatment
+
+
+def test_skeleton_drops_weight_payloads_keeps_shape_constants(tmp_path: Path) -> None:
+    w = numpy_helper.from_array(np.ones((256, 256), dtype=np.float32), "W")
+    target = numpy_helper.from_array(np.array([-1, 128], dtype=np.int64), "target")
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 256])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "W"], ["H"]),
+            helper.make_node("Reshape", ["H", "target"], ["Y"]),
+        ],
+        "g",
+        [x],
+        [y],
+        [w, target],
+    )
+    path = tmp_path / "ext.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(
+        model, str(path), save_as_external_data=True, location="ext.data", size_threshold=1024
+    )
+    skeleton = load_model_skeleton(path)
+    by_name = {t.name: t for t in skeleton.graph.initializer}
+    assert list(by_name["W"].dims) == [256, 256]
+    assert numpy_helper.to_array(by_name["target"]).tolist() == [-1, 128]
+    shapes = infer_shapes(path, parse_bindings(batch=2)).lookup()
+    assert shapes[("", "Y")].dims == (4, 128)
+
+
+def test_loop_body_reads_outer_scope_and_is_inferred() -> None:
+    model = onnx.parser.parse_model(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[n, 16] X, int64 trips) => (float[?, ?] Y) {
+          cond = Constant<value = bool {1}>()
+          Y = Loop(trips, cond, X) <
+            body = b (int64 i, bool c, float[?, ?] acc) => (bool c2, float[?, ?] next) {
+              c2 = Identity(c)
+              t = Add(acc, X)
+              next = Relu(t)
+            }
+          >
+        }
+        """
+    )
+    shapes = infer_shapes(model, parse_bindings(["X=3,16", "trips="]))
+    body = {t.name: t for t in shapes.tensors if t.graph.endswith(".body")}
+    assert body["t"].dims == (3, 16)
+    assert body["next"].nbytes == 3 * 16 * 4
+    assert shapes.lookup()[("", "Y")].dims == (3, 16)
+
+
+def test_symbolic_inference_fills_gaps_without_weight_payloads(tmp_path: Path) -> None:
+    # com.microsoft Gelu is unknown to onnx's inference, known to onnxruntime's symbolic one; the
+    # big initializer is a payload-less placeholder in the skeleton and must not be read.
+    p = numpy_helper.from_array(np.ones((1, 64, 64), dtype=np.float32), "P")
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 64, 64])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["X", "P"], ["S"]),
+            helper.make_node("Gelu", ["S"], ["G"], domain="com.microsoft"),
+            helper.make_node("Relu", ["G"], ["Y"]),
+        ],
+        "g",
+        [x],
+        [y],
+        [p],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    path = tmp_path / "gelu.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, location="w.data", size_threshold=0)
+    shapes = infer_shapes(path, parse_bindings(batch=2))
+    assert shapes.notes == ()
+    assert shapes.unknown == ()
+    assert "onnxruntime-symbolic" in shapes.engines
+    assert shapes.lookup()[("", "Y")].dims == (2, 64, 64)
