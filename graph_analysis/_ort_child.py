@@ -1,15 +1,14 @@
-"""Child-process entry point that runs models in onnxruntime: drift and (fallback) measurement.
+"""Child-process entry point that runs several models on identical inputs, for output drift.
 
-Run as ``python -m graph_analysis._ort_child SPEC.json``; the spec names the job, the models, the
-``.npz`` of feeds and the JSON file to write the result to (stdout is left to onnxruntime's logs).
-A fresh process per job keeps one model's allocations out of another's figures.
+Run as ``python -m graph_analysis._ort_child SPEC.json``; the spec names the models, the ``.npz``
+of feeds and the JSON file to write the result to (stdout is left to onnxruntime's logs). Each model
+is loaded, run and released in turn; the first one's outputs are the reference.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +24,6 @@ _ORT_NUMPY = {
     "tensor(uint8)": np.uint8,
     "tensor(bool)": np.bool_,
 }
-
-
-def _status_bytes(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def _session(path: str, threads: int, arena: bool) -> Any:
@@ -94,33 +74,12 @@ def _run_drift(spec: dict[str, Any], feeds: dict[str, np.ndarray]) -> dict[str, 
     return {"drift": results}
 
 
-def _run_measure(spec: dict[str, Any], feeds: dict[str, np.ndarray]) -> dict[str, Any]:
-    has_reset = _reset_peak()
-    baseline = _status_bytes("VmRSS")
-    session = _session(spec["model"], spec["threads"], spec["arena"])
-    run_feeds = _feeds_for(session, feeds)
-    session.run(None, run_feeds)  # warm-up, not timed
-    latencies = []
-    for _ in range(spec["runs"]):
-        start = time.perf_counter()
-        session.run(None, run_feeds)
-        latencies.append((time.perf_counter() - start) * 1000.0)
-    peak = _status_bytes("VmHWM") if has_reset else None
-    if peak is None or baseline is None:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        baseline = baseline or 0
-    return {"baseline_rss_bytes": baseline, "peak_rss_bytes": peak, "latencies_ms": latencies}
-
-
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[1]).read_text())
     with np.load(spec["feeds"]) as data:
         feeds = {k: data[k] for k in data.files}
     try:
-        job = _run_drift if spec["job"] == "drift" else _run_measure
-        result = job(spec, feeds)
+        result = _run_drift(spec, feeds)
     except Exception as e:  # reported to the parent, which raises MeasurementError
         result = {"error": f"{type(e).__name__}: {e}"}
     Path(spec["result"]).write_text(json.dumps(result))

@@ -1,14 +1,11 @@
-"""Parent side of the child-process jobs in :mod:`graph_analysis._ort_child`: spawn, wait, read back.
-
-Also the thin adapter to the memory helper's ``measure_inference`` / ``estimate_memory``: used when
-they are importable, else the measurement here (peak RSS of a fresh child over its baseline).
+"""Parent side of the drift job in :mod:`graph_analysis._ort_child` (spawn, wait, read back), and
+the comparison's view of :mod:`graph_analysis.measure` and :mod:`graph_analysis.memory`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,12 +18,13 @@ import numpy as np
 
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import MeasurementError, ModelsizeError
+from graph_analysis.measure import measure_inference
+from graph_analysis.memory import estimate_memory
 
 __all__ = [
     "ChildMeasurement",
     "estimate_inference_bytes",
     "measure",
-    "percentile",
     "run_child",
     "run_drift",
 ]
@@ -95,63 +93,22 @@ def run_child(
 
 
 def measure(
-    path: Path,
-    bindings: Bindings,
-    feeds: Mapping[str, np.ndarray],
-    *,
-    runs: int,
-    arena: bool,
-    threads: int,
-    timeout_s: float,
+    path: Path, bindings: Bindings, *, runs: int, arena: bool, threads: int, timeout_s: float
 ) -> ChildMeasurement:
-    """Peak memory and latency of ``path`` in a fresh child process.
-
-    Delegates to the memory helper's ``graph_analysis.measure.measure_inference`` (peak resident
-    growth from session creation through the first run) when that module exists; otherwise runs
-    :mod:`graph_analysis._ort_child` on ``feeds``.
-    """
-    try:
-        from graph_analysis.measure import measure_inference
-    except ImportError:
-        measure_inference = None
-    if measure_inference is not None:
-        m = measure_inference(
-            path, bindings, runs=runs, arena=arena, threads=threads, timeout_s=timeout_s
-        )
-        return ChildMeasurement(
-            int(m.peak_bytes), m.latency_median_s * 1000.0, m.latency_p90_s * 1000.0, int(m.runs)
-        )
-    spec = {"job": "measure", "model": str(path), "runs": runs, "arena": arena, "threads": threads}
-    result = run_child(spec, feeds, path_for_errors=str(path), timeout_s=timeout_s)
-    peak = max(0, int(result["peak_rss_bytes"]) - int(result["baseline_rss_bytes"]))
-    latencies = [float(x) for x in result["latencies_ms"]]
+    """Peak memory and latency of ``path``, measured by :func:`graph_analysis.measure.measure_inference`
+    in a fresh child process (peak resident growth from session creation through the first run)."""
+    m = measure_inference(
+        path, bindings, runs=runs, arena=arena, threads=threads, timeout_s=timeout_s
+    )
     return ChildMeasurement(
-        peak, statistics.median(latencies), percentile(latencies, 90), len(latencies)
+        int(m.peak_bytes), m.latency_median_s * 1000.0, m.latency_p90_s * 1000.0, int(m.runs)
     )
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) by linear interpolation between closest ranks."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    rank = (len(ordered) - 1) * q / 100.0
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def estimate_inference_bytes(path: Path, bindings: Bindings) -> tuple[int | None, str | None]:
-    """The memory helper's estimated inference peak and None, or None and why it is missing.
-
-    Uses ``estimate_memory(path, bindings).inference.peak_bytes`` when ``graph_analysis.memory``
-    exists. A model the estimator cannot handle (an op it has no shape rule for, ...) gets a note
-    instead of failing the whole comparison.
-    """
-    try:
-        from graph_analysis.memory import estimate_memory
-    except ImportError:
-        return None, None
+    """The estimated inference peak (``estimate_memory(path, bindings).inference.peak_bytes``) and
+    None, or None and why it is missing: a model the estimator cannot handle gets a note instead of
+    failing the whole comparison."""
     try:
         return int(estimate_memory(path, bindings).inference.peak_bytes), None
     except ModelsizeError as e:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from graph_analysis._drift import OutputDrift
 from graph_analysis._feeds import InputSpec, graph_input_specs, make_feeds
-from graph_analysis._runner import estimate_inference_bytes, measure, percentile, run_drift
+from graph_analysis._runner import estimate_inference_bytes, measure, run_drift
 from graph_analysis._weights import weight_census
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ModelFormatError, ShapeBindingError
@@ -29,7 +29,6 @@ __all__ = [
     "OutputDrift",
     "compare_models",
     "comparison_to_dict",
-    "percentile",
 ]
 
 
@@ -200,7 +199,6 @@ def compare_models(
             m = measure(
                 path,
                 bindings,
-                feeds,
                 runs=runs,
                 arena=arena,
                 threads=threads,

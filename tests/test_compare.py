@@ -25,7 +25,7 @@ from graph_analysis import analyze
 from graph_analysis._drift import drift_all, output_drift
 from graph_analysis._feeds import graph_input_specs, make_feeds
 from graph_analysis.bindings import parse_bindings
-from graph_analysis.compare import compare_models, comparison_to_dict, percentile
+from graph_analysis.compare import compare_models, comparison_to_dict
 from graph_analysis.errors import MeasurementError, ModelFormatError, ShapeBindingError
 
 
@@ -124,12 +124,6 @@ def test_output_drift_unit() -> None:
         output_drift("y", a, a[:1])
     # outputs renamed by a converter are paired by position
     assert [d.name for d in drift_all({"a": a, "b": a}, {"x": a, "y": a})] == ["a", "b"]
-
-
-def test_percentile() -> None:
-    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
-    assert percentile(list(map(float, range(11))), 90) == pytest.approx(9.0)
-    assert percentile([7.0], 90) == 7.0
 
 
 def test_bindings_and_bad_inputs(tmp_path: Path) -> None:
