@@ -190,8 +190,9 @@ def _notes(comparison: Comparison) -> str:
     notes = "".join(f"; {note}" for note in comparison.notes)
     return (
         f"inputs generated with seed {comparison.seed} ({inputs}); {comparison.runs} timed runs after "
-        f"one warm-up; {comparison.threads} intra-op thread(s); peak memory = high-water RSS of a "
-        f"fresh child process above its RSS before the session was created{notes}"
+        f"the first; {comparison.threads} intra-op thread(s); peak memory = resident growth of a "
+        "fresh child process from session creation through the first run, over its baseline with "
+        f"onnxruntime imported{notes}"
     )
 
 

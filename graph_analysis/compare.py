@@ -34,7 +34,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Wall-clock latency of ``runs`` timed ``session.run`` calls after one untimed warm-up."""
+    """Wall-clock latency of ``runs`` timed ``session.run`` calls after the first (untimed) one."""
 
     median_ms: float
     p90_ms: float
@@ -43,10 +43,11 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class MeasuredRun:
-    """One fresh child process: peak resident memory above its baseline, and latency.
+    """One fresh child process (:func:`graph_analysis.measure.measure_inference`): peak memory and
+    latency.
 
-    ``peak_bytes`` is the high-water RSS of the child after the session is created and run, minus
-    its RSS just before creating the session (Python, numpy and onnxruntime already imported).
+    ``peak_bytes`` is the child's peak resident growth from session creation through the first
+    inference, over its baseline with numpy and onnxruntime imported.
     """
 
     arena: bool
