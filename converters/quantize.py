@@ -40,7 +40,7 @@ from converters._graph_prep import (
     shared_gathers,
 )
 from converters.sources import SourceKind, convert_source, detect_source
-from graph_analysis._feeds import graph_input_specs, make_feeds
+from graph_analysis._feeds import input_specs, make_feeds
 from graph_analysis._weights import file_bytes
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
@@ -289,9 +289,9 @@ def _tensor_bytes(model: onnx.ModelProto) -> int:
 
 
 def _calibration_batches(
-    calibration: Path | None, samples: int, header: onnx.ModelProto, bindings: Bindings
+    calibration: Path | None, samples: int, src: Path, bindings: Bindings
 ) -> list[dict[str, np.ndarray]]:
-    specs = graph_input_specs(header.graph, bindings)
+    specs = input_specs(src, bindings)
     if calibration is None:
         return [dict(make_feeds(specs, seed=i)) for i in range(samples)]
     try:
@@ -504,9 +504,9 @@ def _onnxruntime_version() -> str:
     return str(ort.__version__)
 
 
-def _smoke_run(path: Path, header: onnx.ModelProto, bindings: Bindings, src: Path) -> None:
+def _smoke_run(path: Path, bindings: Bindings, src: Path) -> None:
     """Load and run the variant once; when it fails, tell a bad variant from bad input."""
-    feeds = make_feeds(graph_input_specs(header.graph, bindings))
+    feeds = make_feeds(input_specs(src, bindings))
     failure = _run_once(path, feeds)
     if failure is None:
         return
@@ -608,7 +608,7 @@ def quantize_model(
     lifted = lift_constants(model)
     bypassed = bypass_weight_identities(model)
     batches = (
-        _calibration_batches(calibration, calibration_samples, header, bindings)
+        _calibration_batches(calibration, calibration_samples, src, bindings)
         if method is QuantMethod.STATIC
         else []
     )
@@ -647,7 +647,7 @@ def quantize_model(
             )
             final = work / out.name
             _save(variant, final, external=use_external)
-            _smoke_run(final, header, bindings, src)
+            _smoke_run(final, bindings, src)
             left = float_tensors(
                 variant,
                 min_elements=report_min_elements,

@@ -1,23 +1,23 @@
 """Generated, reproducible input feeds for running a model: for drift, calibration and smoke runs.
 
-Shapes come from the graph's declared inputs, with symbolic dims bound from the user's
-:class:`~graph_analysis.bindings.Bindings`; values are seeded so that two models compared with each
-other see exactly the same numbers.
+Shapes are bound as the memory measurement binds them; values are seeded so that two models
+compared with each other see exactly the same numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import onnx
 
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
 from graph_analysis.errors import ShapeBindingError
+from graph_analysis.measure import model_input_specs
 
-__all__ = ["InputSpec", "graph_input_specs", "make_feeds"]
+__all__ = ["InputSpec", "input_specs", "make_feeds"]
 
 # onnx elem_type -> numpy dtype for the types a generated feed may need.
 _NUMPY: dict[DataType, type[np.generic]] = {
@@ -50,82 +50,30 @@ class InputSpec:
     dims: tuple[int, ...]
 
 
-def graph_input_specs(
-    graph: onnx.GraphProto,
-    bindings: Bindings | None = None,
-    *,
-    default_batch: int = 1,
-    default_dim: int = 1,
+def input_specs(
+    path: Path, bindings: Bindings | None = None, *, default_dim: int = 1
 ) -> tuple[InputSpec, ...]:
-    """Bind every real graph input (initializers excluded) to concrete dims and a data type.
+    """Every real graph input of ``path`` bound to concrete dims and a data type.
 
-    Args:
-        graph: the main graph (its initializers need not be loaded).
-        bindings: the user's shapes, named dims, batch and dtypes; None binds nothing.
-        default_batch: value for a symbolic or unknown leading dim the user did not bind.
-        default_dim: value for any other symbolic or unknown dim the user did not bind.
+    Dims are bound exactly as the memory measurement binds them
+    (:func:`graph_analysis.measure.model_input_specs`: ``--input-shape``, then ``--dim``, then
+    ``--batch``, then ``default_dim``); ``--input-dtype`` overrides the declared type.
 
     Raises:
-        ShapeBindingError: a named shape for an input the graph lacks, a bare shape on a
-            multi-input graph, a rank mismatch, or an input whose type cannot be generated.
+        ShapeBindingError: a binding that does not fit, or an input whose type cannot be generated.
+        ModelFormatError: not an ONNX model, or an input that is not a plain tensor.
     """
     bindings = bindings or Bindings()
-    initializers = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
-    explicit: dict[str, tuple[int, ...]] = {}
-    for spec in bindings.shapes:
-        if spec.name is None:
-            if len(inputs) != 1:
-                raise ShapeBindingError(
-                    None, "--input-shape without a name needs a single-input model"
-                )
-            explicit[inputs[0].name] = spec.dims
-        elif spec.name not in {i.name for i in inputs}:
-            raise ShapeBindingError(None, f"--input-shape {spec.name}: the model has no such input")
-        else:
-            explicit[spec.name] = spec.dims
     specs = []
-    for value in inputs:
-        tensor_type = value.type.tensor_type
-        dtype_name = bindings.dtypes.get(value.name, bindings.dtypes.get(None))
-        data_type = (
-            DataType[dtype_name] if dtype_name else DataType.from_value(tensor_type.elem_type)
-        )
+    for spec in model_input_specs(path, bindings, default_dim=default_dim):
+        dtype_name = bindings.dtypes.get(spec.name, bindings.dtypes.get(None))
+        data_type = DataType[dtype_name] if dtype_name else DataType.from_value(spec.elem_type)
         if data_type not in _NUMPY:
             raise ShapeBindingError(
-                None, f"input {value.name}: cannot generate values of type {data_type}"
+                path, f"input {spec.name}: cannot generate values of type {data_type}"
             )
-        declared = list(tensor_type.shape.dim) if tensor_type.HasField("shape") else []
-        if value.name in explicit:
-            dims = explicit[value.name]
-            if declared and len(dims) != len(declared):
-                raise ShapeBindingError(
-                    None,
-                    f"input {value.name}: rank {len(dims)} given, the graph declares {len(declared)}",
-                )
-        else:
-            dims = tuple(
-                _bind_dim(d, i, bindings, default_batch, default_dim)
-                for i, d in enumerate(declared)
-            )
-        specs.append(InputSpec(value.name, data_type, tuple(dims)))
+        specs.append(InputSpec(spec.name, data_type, tuple(spec.dims)))
     return tuple(specs)
-
-
-def _bind_dim(
-    dim: onnx.TensorShapeProto.Dimension,
-    axis: int,
-    bindings: Bindings,
-    default_batch: int,
-    default_dim: int,
-) -> int:
-    if dim.HasField("dim_value") and dim.dim_value > 0:
-        return int(dim.dim_value)
-    if dim.HasField("dim_param") and dim.dim_param in bindings.dims:
-        return int(bindings.dims[dim.dim_param])
-    if axis == 0:
-        return bindings.batch if bindings.batch is not None else default_batch
-    return default_dim
 
 
 def make_feeds(

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from graph_analysis._drift import OutputDrift
-from graph_analysis._feeds import InputSpec, graph_input_specs, make_feeds
+from graph_analysis._feeds import InputSpec, input_specs, make_feeds
 from graph_analysis._runner import estimate_inference_bytes, measure, run_drift
 from graph_analysis._weights import weight_census
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ModelFormatError, ShapeBindingError
-from graph_analysis.loading import load_skeleton
 
 __all__ = [
     "Comparison",
@@ -181,11 +180,9 @@ def compare_models(
     bindings = bindings or Bindings()
     say = progress or (lambda _line: None)
     censuses = [weight_census(path) for path in paths]  # also rejects unreadable files up front
-    specs = graph_input_specs(load_skeleton(paths[0]).graph, bindings)
+    specs = input_specs(paths[0], bindings)
     for path in paths[1:]:
-        _check_same_inputs(
-            paths[0], specs, path, graph_input_specs(load_skeleton(path).graph, bindings)
-        )
+        _check_same_inputs(paths[0], specs, path, input_specs(path, bindings))
     feeds = make_feeds(specs, seed=seed)
     drift_raw: list[object] = [None]
     if len(paths) > 1:

@@ -23,7 +23,7 @@ from converters.quantize import QuantMethod, quantize_model
 from fixtures import quant_models as qm
 from graph_analysis import analyze
 from graph_analysis._drift import drift_all, output_drift
-from graph_analysis._feeds import graph_input_specs, make_feeds
+from graph_analysis._feeds import input_specs, make_feeds
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.compare import compare_models, comparison_to_dict
 from graph_analysis.errors import MeasurementError, ModelFormatError, ShapeBindingError
@@ -65,7 +65,7 @@ def test_counted_figures(trio: list[Path], comparison) -> None:  # type: ignore[
 
 def test_drift_matches_an_independent_run(trio: list[Path], comparison) -> None:  # type: ignore[no-untyped-def]
     assert comparison.models[0].drift is None
-    specs = graph_input_specs(onnx.load(str(trio[0]), load_external_data=False).graph)
+    specs = input_specs(trio[0])
     feeds = dict(make_feeds(specs, seed=comparison.seed))
     reference = _run(trio[0], feeds).astype(np.float64)
     for path, model in zip(trio[1:], comparison.models[1:], strict=True):
