@@ -185,7 +185,7 @@ def comparison_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
 
 def _notes(comparison: Comparison) -> str:
     inputs = ", ".join(
-        f"{s.name}: {s.data_type.name}[{','.join(map(str, s.dims))}]" for s in comparison.inputs
+        f"{s.name}: {s.elem_type.name}[{','.join(map(str, s.dims))}]" for s in comparison.inputs
     )
     notes = "".join(f"; {note}" for note in comparison.notes)
     return (

@@ -1,6 +1,7 @@
 """Child process of ``converters.torch_train``: one PyTorch model, a few training steps, peak RSS.
 
-Run as a script with a JSON request on stdin; writes one JSON line on stdout. The source module is
+Run as ``python -m converters._torch_train_child RESULT.json`` (by
+:func:`graph_analysis._child_process.run_json_child`) with a JSON request on stdin. The source module is
 imported (and its imports resident) before the baseline is taken; the model is built, trained for
 ``steps`` steps (forward, backward, optimizer step, ``zero_grad(set_to_none=True)``) and the peak
 resident growth over the baseline is reported. Runs user code: only for sources the user named.
@@ -11,41 +12,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-
-def _status_bytes(field: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _hwm() -> int:
-    value = _status_bytes("VmHWM")
-    if value is not None:
-        return value
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
+from graph_analysis._child_process import read_request, write_result
+from graph_analysis._proc_memory import peak_rss_bytes, reset_peak_rss, rss_bytes
 
 
 def _load(source: str) -> Any:
@@ -100,7 +74,7 @@ def _first_tensor(out: Any) -> Any:
 
 
 def main() -> None:
-    request = json.loads(sys.stdin.read())
+    request = read_request()
     import torch
 
     torch.set_num_threads(int(request.get("threads") or 1))
@@ -115,8 +89,8 @@ def main() -> None:
         except Exception:
             pass
     _warm_up(torch, request["optimizer"])
-    baseline = _status_bytes("VmRSS") or 0
-    reset = _reset_hwm()
+    baseline = rss_bytes()
+    reset = reset_peak_rss()
 
     torch.manual_seed(0)
     model = factory() if builds else factory
@@ -126,7 +100,7 @@ def main() -> None:
     elif precision == "bf16":
         model = model.bfloat16()
     model.train()
-    after_model = _status_bytes("VmRSS") or 0
+    after_model = rss_bytes()
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     num_params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -166,7 +140,7 @@ def main() -> None:
         optimizer.zero_grad(set_to_none=True)
         del out, loss
         step_seconds.append(time.perf_counter() - t0)
-        step_peaks.append(_hwm())
+        step_peaks.append(peak_rss_bytes())
     result = {
         "baseline_rss_bytes": baseline,
         "hwm_reset": reset,
@@ -178,7 +152,7 @@ def main() -> None:
         "trainable_parameters": trainable,
         "torch_version": torch.__version__,
     }
-    sys.stdout.write(json.dumps(result) + "\n")
+    write_result(result)
 
 
 def _optimizer(torch: Any, name: str, params: list[Any]) -> Any:

@@ -11,22 +11,15 @@ gradients, optimizer state, saved activations, framework memory), per step.
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from graph_analysis._child_process import run_json_child
+from graph_analysis._feeds import specs_to_json
 from graph_analysis.bindings import Bindings
-from graph_analysis.errors import (
-    InternalError,
-    MeasurementError,
-    MissingExtraError,
-    SourceError,
-)
+from graph_analysis.errors import InternalError, MissingExtraError, SourceError
 from graph_analysis.measure import InputSpec, model_input_specs
 from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
 
@@ -37,7 +30,6 @@ __all__ = [
     "measure_training_step",
 ]
 
-_CHILD = Path(__file__).with_name("_torch_train_child.py")
 _MODULE_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -124,36 +116,19 @@ def measure_training_step(
         "precision": TrainingPrecision(precision).value,
         "steps": max(1, steps),
         "threads": threads,
-        "inputs": [
-            {"name": i.name, "elem_type": i.elem_type, "dims": list(i.dims)} for i in inputs
-        ],
+        "inputs": specs_to_json(inputs),
     }
-    env = dict(os.environ)
+    env = {}
     if malloc_mmap_threshold is not None:
         env["MALLOC_MMAP_THRESHOLD_"] = str(malloc_mmap_threshold)
-    try:
-        completed = subprocess.run(
-            [sys.executable, str(_CHILD)],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-            env=env,
-        )
-    except subprocess.TimeoutExpired as e:
-        raise MeasurementError(
-            source, f"the training step took longer than {timeout_s:.0f} s"
-        ) from e
-    if completed.returncode != 0:
-        tail = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise MeasurementError(
-            source, f"training child failed (exit {completed.returncode}): {tail[:300]}"
-        )
-    try:
-        data = json.loads(completed.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError) as e:
-        raise MeasurementError(source, "the training child returned no result") from e
+    data = run_json_child(
+        "converters._torch_train_child",
+        request,
+        path=source,
+        label="training child",
+        timeout_s=timeout_s,
+        env=env,
+    )
     baseline = int(data["baseline_rss_bytes"])
     peaks = [int(p) - baseline for p in data["step_peak_bytes"]]
     return TrainingMeasurement(

@@ -1,97 +1,26 @@
 """Child process of ``graph_analysis.measure``: runs one model in onnxruntime and reports memory.
 
-Run as a script (``python _measure_child.py``) with a JSON request on stdin; writes one JSON line on
-stdout. It imports only the standard library, numpy and onnxruntime, so the baseline it measures
-against is the bare runtime, and it never imports the package it belongs to.
+Run as ``python -m graph_analysis._measure_child RESULT.json`` (by
+:func:`graph_analysis._child_process.run_json_child`) with a JSON request on stdin. Besides the
+standard library it imports only numpy, onnxruntime and small modules of its own package that need
+nothing more (never onnx), so the baseline it measures against is the bare runtime.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import resource
-import sys
 import time
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-
-def _status_bytes(field: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
-def _rss() -> int:
-    value = _status_bytes("VmRSS")
-    if value is not None:
-        return value
-    return _hwm()
-
-
-def _hwm() -> int:
-    value = _status_bytes("VmHWM")
-    if value is not None:
-        return value
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
-def _reset_hwm() -> bool:
-    """Reset the kernel's peak-RSS counter (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-_NUMPY_DTYPES = {
-    1: "float32",
-    2: "uint8",
-    3: "int8",
-    4: "uint16",
-    5: "int16",
-    6: "int32",
-    7: "int64",
-    9: "bool",
-    10: "float16",
-    11: "float64",
-    12: "uint32",
-    13: "uint64",
-    14: "complex64",
-    15: "complex128",
-}
-
-
-def _make_inputs(specs: list[dict[str, Any]]) -> dict[str, Any]:
-    rng = np.random.default_rng(0)
-    feeds: dict[str, Any] = {}
-    for spec in specs:
-        dtype = _NUMPY_DTYPES.get(spec["elem_type"])
-        if dtype is None:
-            raise ValueError(f"input {spec['name']}: data type {spec['elem_type']} not supported")
-        shape = tuple(spec["dims"])
-        if dtype.startswith("float") or dtype.startswith("complex"):
-            feeds[spec["name"]] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == "bool":
-            feeds[spec["name"]] = np.ones(shape, dtype=bool)
-        else:
-            # Ones: a valid token id / index for any table with two or more rows, and a valid mask.
-            feeds[spec["name"]] = np.ones(shape, dtype=dtype)
-    return feeds
+from graph_analysis._child_process import read_request, write_result
+from graph_analysis._feeds import make_feeds, specs_from_json
+from graph_analysis._proc_memory import peak_rss_bytes, reset_peak_rss, rss_bytes
 
 
 def main() -> None:
-    request = json.loads(sys.stdin.read())
+    request = read_request()
     options = ort.SessionOptions()
     options.enable_cpu_mem_arena = bool(request["arena"])
     if request.get("threads"):
@@ -99,20 +28,20 @@ def main() -> None:
         options.inter_op_num_threads = 1
     options.log_severity_level = 3
 
-    baseline = _rss()
-    can_reset = _reset_hwm()
-    start_hwm = _hwm()
+    baseline = rss_bytes()
+    can_reset = reset_peak_rss()
+    start_hwm = peak_rss_bytes()
     t0 = time.perf_counter()
     session = ort.InferenceSession(request["path"], options, providers=["CPUExecutionProvider"])
     create_s = time.perf_counter() - t0
-    session_peak = _hwm()
-    session_rss = _rss()
+    session_peak = peak_rss_bytes()
+    session_rss = rss_bytes()
 
-    feeds = _make_inputs(request["inputs"])
+    feeds = make_feeds(specs_from_json(request["inputs"]), integer_ones=True)
     t0 = time.perf_counter()
     outputs = session.run(None, feeds)
     first_run_s = time.perf_counter() - t0
-    first_peak = _hwm()
+    first_peak = peak_rss_bytes()
     output_bytes = int(sum(getattr(o, "nbytes", 0) for o in outputs))
     del outputs
 
@@ -121,7 +50,7 @@ def main() -> None:
         t0 = time.perf_counter()
         session.run(None, feeds)
         latencies.append(time.perf_counter() - t0)
-    all_peak = _hwm()
+    all_peak = peak_rss_bytes()
     result = {
         "baseline_rss_bytes": baseline,
         "hwm_reset": can_reset,
@@ -138,7 +67,7 @@ def main() -> None:
         "numpy_version": np.__version__,
         "pid": os.getpid(),
     }
-    sys.stdout.write(json.dumps(result) + "\n")
+    write_result(result)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,19 @@
 """Child-process entry point that runs several models on identical inputs, for output drift.
 
-Run as ``python -m graph_analysis._ort_child SPEC.json``; the spec names the models, the ``.npz``
-of feeds and the JSON file to write the result to (stdout is left to onnxruntime's logs). Each model
-is loaded, run and released in turn; the first one's outputs are the reference.
+Run as ``python -m graph_analysis._ort_child RESULT.json`` (by
+:func:`graph_analysis._child_process.run_json_child`) with a JSON request on stdin naming the models
+and the ``.npz`` of feeds. Each model is loaded, run and released in turn; the first one's outputs
+are the reference. A model onnxruntime rejects is reported as ``{"error", "path"}``.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from graph_analysis._child_process import read_request, write_result
 
 _ORT_NUMPY = {
     "tensor(float)": np.float32,
@@ -62,7 +63,7 @@ def _run_drift(spec: dict[str, Any], feeds: dict[str, np.ndarray]) -> dict[str, 
             outputs = dict(zip(names, session.run(None, _feeds_for(session, feeds)), strict=True))
             del session
         except Exception as e:
-            return {"error": f"{type(e).__name__}: {e}", "model": path}
+            return {"error": f"onnxruntime failed: {type(e).__name__}: {e}", "path": path}
         if reference is None:
             reference = outputs
             results.append(None)
@@ -70,21 +71,21 @@ def _run_drift(spec: dict[str, Any], feeds: dict[str, np.ndarray]) -> dict[str, 
         try:
             results.append([vars(d) for d in drift_all(reference, outputs)])
         except ValueError as e:
-            return {"error": str(e), "model": path}
+            return {"error": f"onnxruntime failed: {e}", "path": path}
     return {"drift": results}
 
 
-def main(argv: list[str]) -> int:
-    spec = json.loads(Path(argv[1]).read_text())
-    with np.load(spec["feeds"]) as data:
+def main() -> int:
+    request = read_request()
+    with np.load(request["feeds"]) as data:
         feeds = {k: data[k] for k in data.files}
     try:
-        result = _run_drift(spec, feeds)
+        result = _run_drift(request, feeds)
     except Exception as e:  # reported to the parent, which raises MeasurementError
-        result = {"error": f"{type(e).__name__}: {e}"}
-    Path(spec["result"]).write_text(json.dumps(result))
+        result = {"error": f"onnxruntime failed: {type(e).__name__}: {e}"}
+    write_result(result)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

@@ -270,7 +270,7 @@ def comparison_to_dict(comparison: Comparison) -> dict[str, object]:
     return {
         "models": models,
         "inputs": [
-            {"name": s.name, "data_type": s.data_type.name, "dims": list(s.dims)}
+            {"name": s.name, "data_type": s.elem_type.name, "dims": list(s.dims)}
             for s in comparison.inputs
         ],
         "runs": comparison.runs,

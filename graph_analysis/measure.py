@@ -1,6 +1,7 @@
 """Measured inference memory and latency: runs a model in onnxruntime in a fresh child process.
 
-The child (``_measure_child.py``) imports only numpy and onnxruntime, records its resident set
+The child (``_measure_child.py``) imports only numpy, onnxruntime and small modules of this package
+(never onnx), records its resident set
 (``VmRSS``) as the baseline, resets the kernel's peak counter (``/proc/self/clear_refs``), creates a
 CPU session with default options (except the memory-arena switch and the thread count), feeds
 generated inputs of the bound shapes (the right dtype per input: normal floats, ones for integers,
@@ -10,15 +11,15 @@ True for booleans), runs once, then ``runs`` more times for latency. Peak growth
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from graph_analysis._child_process import run_json_child
+from graph_analysis._feeds import InputSpec, specs_to_json
 from graph_analysis.bindings import Bindings
-from graph_analysis.errors import MeasurementError, ModelFormatError
+from graph_analysis.dtypes import DataType
+from graph_analysis.errors import ModelFormatError
 from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
 from graph_analysis.shapes import bind_inputs, load_model_skeleton
 
@@ -30,17 +31,6 @@ __all__ = [
     "measure_inference",
     "model_input_specs",
 ]
-
-_CHILD = Path(__file__).with_name("_measure_child.py")
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """A generated input: name, ONNX element type (``TensorProto.DataType`` value) and dims."""
-
-    name: str
-    elem_type: int
-    dims: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -108,8 +98,13 @@ def model_input_specs(
                 path, f"input {value_info.name!r} is not a tensor; cannot feed it"
             )
         tensor_type = value_info.type.tensor_type
+        elem_type = DataType.from_value(tensor_type.elem_type)
+        if elem_type is None:
+            raise ModelFormatError(
+                path, f"input {value_info.name!r} has unknown data type {tensor_type.elem_type}"
+            )
         dims = tuple(d.dim_value for d in tensor_type.shape.dim)
-        specs.append(InputSpec(value_info.name, tensor_type.elem_type, dims))
+        specs.append(InputSpec(value_info.name, elem_type, dims))
     return tuple(specs)
 
 
@@ -155,30 +150,15 @@ def measure_inference(
         "arena": arena,
         "threads": threads,
         "runs": max(1, runs),
-        "inputs": [
-            {"name": i.name, "elem_type": i.elem_type, "dims": list(i.dims)} for i in inputs
-        ],
+        "inputs": specs_to_json(inputs),
     }
-    try:
-        completed = subprocess.run(
-            [sys.executable, str(_CHILD)],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as e:
-        raise MeasurementError(path, f"measuring took longer than {timeout_s:.0f} s") from e
-    if completed.returncode != 0:
-        tail = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise MeasurementError(
-            path, f"onnxruntime child failed (exit {completed.returncode}): {tail[:300]}"
-        )
-    try:
-        data = json.loads(completed.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError) as e:
-        raise MeasurementError(path, "the measuring child returned no result") from e
+    data = run_json_child(
+        "graph_analysis._measure_child",
+        request,
+        path=path,
+        label="onnxruntime child",
+        timeout_s=timeout_s,
+    )
     baseline = int(data["baseline_rss_bytes"])
     latencies = [float(x) for x in data["latencies_seconds"]]
     return InferenceMeasurement(
