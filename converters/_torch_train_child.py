@@ -18,8 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from graph_analysis._child_process import read_request, write_result
-from graph_analysis._proc_memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+from graph_analysis._in_child import (
+    peak_rss_bytes,
+    read_request,
+    reset_peak_rss,
+    rss_bytes,
+    write_result,
+)
 
 
 def _load(source: str) -> Any:

@@ -1,11 +1,10 @@
 """Run one measuring child process: a JSON request in, a JSON result back, failures as one clean line.
 
-The parent starts ``python -m <module> RESULT.json`` with the request on stdin; the child answers by
-calling :func:`write_result` (its stdout and stderr stay free for the runtime's and the user code's
-own output). A child that dies, times out or writes no result becomes a
-:class:`~graph_analysis.errors.MeasurementError`; so does a result ``{"error": ..., "path": ...}``,
-for failures the child reports itself. This module imports only the standard library and the
-exception tree, so the children can import it too.
+The parent starts ``python -m <module> RESULT.json`` with the request on stdin; the child reads it
+and answers with ``read_request`` and ``write_result`` from :mod:`graph_analysis._in_child` (its
+stdout and stderr stay free for the runtime's and the user code's own output). A child that dies,
+times out or writes no result becomes a :class:`~graph_analysis.errors.MeasurementError`; so does a
+result ``{"error": ..., "path": ...}``, for failures the child reports itself.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from typing import Any
 
 from graph_analysis.errors import MeasurementError
 
-__all__ = ["read_request", "run_json_child", "write_result"]
+__all__ = ["run_json_child"]
 
 # Folder holding the graph_analysis and converters packages, put on the children's PYTHONPATH so that
 # ``python -m`` finds them from any working folder.
@@ -80,14 +79,3 @@ def run_json_child(
     if "error" in result:
         raise MeasurementError(result.get("path") or path, str(result["error"]))
     return result
-
-
-def read_request() -> dict[str, Any]:
-    """In the child: the request the parent sent."""
-    request: dict[str, Any] = json.loads(sys.stdin.read())
-    return request
-
-
-def write_result(result: Mapping[str, Any]) -> None:
-    """In the child: hand ``result`` back to the parent."""
-    Path(sys.argv[1]).write_text(json.dumps(result))

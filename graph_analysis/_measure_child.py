@@ -14,9 +14,14 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from graph_analysis._child_process import read_request, write_result
 from graph_analysis._feeds import make_feeds, specs_from_json
-from graph_analysis._proc_memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+from graph_analysis._in_child import (
+    peak_rss_bytes,
+    read_request,
+    reset_peak_rss,
+    rss_bytes,
+    write_result,
+)
 
 
 def main() -> None:

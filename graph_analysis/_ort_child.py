@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from graph_analysis._child_process import read_request, write_result
+from graph_analysis._in_child import read_request, write_result
 
 _ORT_NUMPY = {
     "tensor(float)": np.float32,

@@ -1,4 +1,6 @@
-"""Resident-set readings of the current process, for the measuring children (standard library only).
+"""What a measuring child process imports from its package: the request/result protocol of
+:func:`graph_analysis._child_process.run_json_child` and resident-set readings. Standard library only
+(``json``, ``resource``, ``sys``), so that it adds next to nothing to the baseline a child measures.
 
 Linux reports the resident set (``VmRSS``) and its peak (``VmHWM``) in ``/proc/self/status``, and
 resets the peak when ``5`` is written to ``/proc/self/clear_refs`` (Linux >= 4.0). Elsewhere the
@@ -7,10 +9,25 @@ peak comes from ``getrusage`` (kilobytes on Linux, bytes on macOS) and cannot be
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["peak_rss_bytes", "reset_peak_rss", "rss_bytes"]
+__all__ = ["peak_rss_bytes", "read_request", "reset_peak_rss", "rss_bytes", "write_result"]
+
+
+def read_request() -> dict[str, Any]:
+    """The request the parent sent (JSON on stdin)."""
+    request: dict[str, Any] = json.loads(sys.stdin.read())
+    return request
+
+
+def write_result(result: Mapping[str, Any]) -> None:
+    """Hand ``result`` back to the parent: JSON in the file named by the first argument."""
+    with open(sys.argv[1], "w", encoding="utf-8") as handle:
+        json.dump(result, handle)
 
 
 def _status_bytes(field: str) -> int | None:
