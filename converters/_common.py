@@ -24,8 +24,18 @@ __all__ = [
     "bindings_from_json",
     "bindings_to_json",
     "find_merged",
+    "first_line",
     "match_initializers",
 ]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # exporters colour their messages
+
+
+def first_line(e: BaseException) -> str:
+    """``Type: first line of the message``, colour codes removed, at most 400 characters."""
+    text = _ANSI.sub("", str(e)).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(e).__name__}: {first}"[:400] if first else type(e).__name__
 
 
 class DynamicAxis(str, Enum):

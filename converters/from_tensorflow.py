@@ -14,7 +14,6 @@ the optimizers off breaks conversions); they are recorded and reconciled element
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,14 +27,13 @@ from converters._common import (
     InputSpec,
     bindings_from_json,
     find_merged,
+    first_line,
     match_initializers,
 )
 from converters._onnx_io import onnx_initializer_arrays, write_onnx_with_metadata
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ConversionError, ShapeBindingError, SourceError
 from graph_analysis.framework import FrameworkInfo, FrameworkTensor, FrameworkTotals, TensorKind
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # exporters colour their messages
 
 __all__ = ["convert_tensorflow"]
 
@@ -55,12 +53,6 @@ _TF_DTYPES = {
 }
 
 
-def _first_line(e: BaseException) -> str:
-    text = _ANSI.sub("", str(e)).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(e).__name__}: {first}"[:400] if first else type(e).__name__
-
-
 def _load_keras(path: str, source: str) -> Any:
     import keras
 
@@ -75,7 +67,7 @@ def _load_keras(path: str, source: str) -> Any:
                 "the model holds Python code (a Lambda layer); modelsize loads Keras files with "
                 "safe_mode=True and does not run it",
             ) from e
-        raise SourceError(source, f"cannot load this Keras model: {_first_line(e)}") from e
+        raise SourceError(source, f"cannot load this Keras model: {first_line(e)}") from e
 
 
 def _layer_of_weights(model: Any) -> dict[int, tuple[str, str]]:
@@ -307,7 +299,7 @@ def convert_tensorflow(
         except KeyError as e:
             raise SourceError(source, "the SavedModel has no serving_default signature") from e
         except Exception as e:
-            raise SourceError(source, f"cannot load this SavedModel: {_first_line(e)}") from e
+            raise SourceError(source, f"cannot load this SavedModel: {first_line(e)}") from e
         framework, version = "tensorflow", tf.__version__
         # A Keras export records the layers' own trainable split (a frozen layer's variables stay
         # tf.Variable(trainable=True)); other SavedModels only have the variables' flags.
@@ -343,7 +335,7 @@ def convert_tensorflow(
             function, input_signature=input_signature, opset=_OPSET
         )
     except Exception as e:
-        raise ConversionError(source, f"tf2onnx failed: {_first_line(e)}") from e
+        raise ConversionError(source, f"tf2onnx failed: {first_line(e)}") from e
     exporter = f"tf2onnx {tf2onnx.__version__} from_function (opset {_OPSET})"
     report_progress("recording framework counts")
     out = Path(out_path)
@@ -400,5 +392,5 @@ def _check_keras_call(
         model(inputs if len(inputs) > 1 else inputs[0], training=False)
     except Exception as e:
         raise ShapeBindingError(
-            source, f"the model rejects the input ({shapes}): {_first_line(e)}"
+            source, f"the model rejects the input ({shapes}): {first_line(e)}"
         ) from e

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import re
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from converters._common import (
     bindings_from_json,
     dynamic_axes_for,
     find_merged,
+    first_line,
     match_initializers,
 )
 from converters._onnx_io import onnx_initializer_arrays, write_onnx_with_metadata
@@ -39,8 +39,6 @@ from graph_analysis.framework import (
     FrameworkTotals,
     TensorKind,
 )
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # exporters colour their messages
 
 __all__ = ["convert_torch"]
 
@@ -63,12 +61,6 @@ _HF_WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
-
-
-def _first_line(e: BaseException) -> str:
-    text = _ANSI.sub("", str(e)).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(e).__name__}: {first}"[:400] if first else type(e).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,7 +86,7 @@ def _import_code(location: str, attr: str, source: str) -> Any:
     except SourceError:
         raise
     except Exception as e:  # user code: any exception on import is the source's problem
-        raise SourceError(source, f"importing {location} failed: {_first_line(e)}") from e
+        raise SourceError(source, f"importing {location} failed: {first_line(e)}") from e
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -114,7 +106,7 @@ def _build_from_code(location: str, attr: str, source: str) -> Any:
     try:
         model = obj()
     except Exception as e:
-        raise SourceError(source, f"calling {attr}() failed: {_first_line(e)}") from e
+        raise SourceError(source, f"calling {attr}() failed: {first_line(e)}") from e
     if not isinstance(model, torch.nn.Module):
         raise SourceError(
             source, f"{attr}() returned a {type(model).__name__}, not a torch.nn.Module"
@@ -130,7 +122,7 @@ def _load_state_dict(model: Any, weights: str, source: str) -> None:
         loaded = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:
         raise SourceError(
-            weights, f"not a readable weights-only checkpoint: {_first_line(e)}"
+            weights, f"not a readable weights-only checkpoint: {first_line(e)}"
         ) from e
     state = loaded
     if isinstance(loaded, Mapping):
@@ -145,7 +137,7 @@ def _load_state_dict(model: Any, weights: str, source: str) -> None:
     try:
         model.load_state_dict(state, strict=True)
     except Exception as e:
-        raise SourceError(weights, f"the checkpoint does not fit {source}: {_first_line(e)}") from e
+        raise SourceError(weights, f"the checkpoint does not fit {source}: {first_line(e)}") from e
 
 
 def _load_hf_folder(folder: str, source: str, notes: list[str]) -> Any:
@@ -159,7 +151,7 @@ def _load_hf_folder(folder: str, source: str, notes: list[str]) -> Any:
         # trust_remote_code stays False: a folder's own modelling code is never run.
         config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
     except Exception as e:
-        raise SourceError(source, f"config.json cannot be read: {_first_line(e)}") from e
+        raise SourceError(source, f"config.json cannot be read: {first_line(e)}") from e
     if hasattr(config, "use_cache"):
         config.use_cache = False  # no past_key_values outputs in the exported graph
     arch = (getattr(config, "architectures", None) or [None])[0]
@@ -177,7 +169,7 @@ def _load_hf_folder(folder: str, source: str, notes: list[str]) -> Any:
             )
             model = cls.from_config(config) if cls is transformers.AutoModel else cls(config)  # type: ignore[no-untyped-call]
     except Exception as e:
-        raise SourceError(source, f"cannot build the model: {_first_line(e)}") from e
+        raise SourceError(source, f"cannot build the model: {first_line(e)}") from e
     return model
 
 
@@ -394,7 +386,7 @@ def _check_forward(
                 model(**inputs)
     except Exception as e:
         raise ShapeBindingError(
-            source, f"the model rejects the input ({shapes}): {_first_line(e)}"
+            source, f"the model rejects the input ({shapes}): {first_line(e)}"
         ) from e
 
 
@@ -443,7 +435,7 @@ def _export(
             program.save(str(path))
             return "torch.onnx.export(dynamo=True, optimize=False)", None
         except Exception as e:
-            fallback_reason = f"dynamo exporter failed: {_first_line(e)}"
+            fallback_reason = f"dynamo exporter failed: {first_line(e)}"
     report_progress("exporting with the TorchScript exporter")
     # The TorchScript exporter merges initializers with equal values (a fresh model's LayerNorm
     # weights) when the root module is not training, and under TrainingMode.EVAL its eval peephole
@@ -462,7 +454,7 @@ def _export(
         _torchscript_export(model, args, inputs, specs, path, positional, preserve=False)
     except Exception as e:
         raise ConversionError(
-            None, f"{fallback_reason}; TorchScript exporter failed: {_first_line(e)}"
+            None, f"{fallback_reason}; TorchScript exporter failed: {first_line(e)}"
         ) from e
     return "torch.onnx.export(dynamo=False, do_constant_folding=False)", fallback_reason
 
@@ -565,15 +557,13 @@ def convert_torch(
         try:
             model = torch.jit.load(location, map_location="cpu")  # type: ignore[no-untyped-call]
         except Exception as e:
-            raise SourceError(
-                source, f"not a loadable TorchScript archive: {_first_line(e)}"
-            ) from e
+            raise SourceError(source, f"not a loadable TorchScript archive: {first_line(e)}") from e
     elif kind == "torch_export":
         try:
             program = torch.export.load(location)
         except Exception as e:
             raise SourceError(
-                source, f"not a loadable torch.export program: {_first_line(e)}"
+                source, f"not a loadable torch.export program: {first_line(e)}"
             ) from e
         export_target = program
         model = program.module()
