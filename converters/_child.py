@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from graph_analysis import errors
+from graph_analysis._child_process import child_environment
 
 __all__ = ["ProgressCallback", "report_progress", "run_in_child"]
 
 ProgressCallback = Callable[[str], None]
 
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _channel: TextIO | None = None
 # Environment for every child: no network, quiet frameworks.
 _CHILD_ENV = {
@@ -105,11 +105,7 @@ def run_in_child(
         ModelsizeError: the same class the child raised.
         ConversionError: the child crashed, was killed (often: out of memory) or timed out.
     """
-    env = dict(os.environ)
-    env.update(_CHILD_ENV)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(_PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
+    env = child_environment(_CHILD_ENV)
     with tempfile.TemporaryDirectory(prefix="modelsize-child-") as tmp:
         log_path = Path(tmp) / "child.log"
         with log_path.open("w") as log:

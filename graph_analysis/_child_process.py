@@ -20,11 +20,20 @@ from typing import Any
 
 from graph_analysis.errors import MeasurementError
 
-__all__ = ["run_json_child"]
+__all__ = ["child_environment", "run_json_child"]
 
 # Folder holding the graph_analysis and converters packages, put on the children's PYTHONPATH so that
 # ``python -m`` finds them from any working folder.
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with ``extra`` set and the project root first on ``PYTHONPATH``."""
+    env = {**os.environ, **(extra or {})}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p
+    )
+    return env
 
 
 def run_json_child(
@@ -49,10 +58,7 @@ def run_json_child(
     Raises:
         MeasurementError: the child timed out, failed, wrote no result or reported an error.
     """
-    child_env = {**os.environ, **(env or {})}
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p
-    )
+    child_env = child_environment(env)
     with tempfile.TemporaryDirectory(prefix="modelsize-") as tmp:
         result_path = Path(tmp) / "result.json"
         try:

@@ -18,7 +18,14 @@ from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
 from graph_analysis.errors import ShapeBindingError
 
-__all__ = ["InputSpec", "input_specs", "make_feeds", "specs_from_json", "specs_to_json"]
+__all__ = [
+    "InputSpec",
+    "input_specs",
+    "make_feeds",
+    "numpy_type",
+    "specs_from_json",
+    "specs_to_json",
+]
 
 # ONNX data type -> numpy dtype for the types a generated feed may have.
 _NUMPY: dict[DataType, type[np.generic]] = {
@@ -56,6 +63,11 @@ class InputSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "elem_type", DataType(self.elem_type))
         object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
+
+
+def numpy_type(elem_type: DataType) -> type[np.generic] | None:
+    """The numpy type of a generated feed of this ONNX type (None: not generated)."""
+    return _NUMPY.get(elem_type)
 
 
 def specs_to_json(specs: Sequence[InputSpec]) -> list[dict[str, Any]]:
@@ -113,7 +125,7 @@ def make_feeds(
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     for spec in specs:
-        np_type = _NUMPY.get(spec.elem_type)
+        np_type = numpy_type(spec.elem_type)
         if np_type is None:
             raise ValueError(f"input {spec.name}: data type {spec.elem_type.name} not supported")
         lowered = spec.name.lower()

@@ -13,18 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from graph_analysis._feeds import numpy_type
 from graph_analysis._in_child import read_request, write_result
+from graph_analysis.dtypes import DataType
 
-_ORT_NUMPY = {
-    "tensor(float)": np.float32,
-    "tensor(float16)": np.float16,
-    "tensor(double)": np.float64,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8,
-    "tensor(bool)": np.bool_,
-}
+
+def _numpy_type(ort_type: str) -> type[np.generic] | None:
+    """The numpy type of an onnxruntime input type (``tensor(float16)``: the ONNX name, lower-case)."""
+    name = ort_type.removeprefix("tensor(").removesuffix(")").upper()
+    elem_type = DataType.__members__.get(name)
+    return None if elem_type is None else numpy_type(elem_type)
 
 
 def _session(path: str, threads: int, arena: bool) -> Any:
@@ -44,7 +42,7 @@ def _feeds_for(session: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarr
     values = list(feeds.values())
     for position, meta in enumerate(session.get_inputs()):
         value = feeds[meta.name] if meta.name in feeds else values[position]
-        wanted = _ORT_NUMPY.get(meta.type)
+        wanted = _numpy_type(meta.type)
         out[meta.name] = (
             value.astype(wanted) if wanted is not None and value.dtype != wanted else value
         )
