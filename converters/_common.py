@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
+import importlib.util
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from graph_analysis.bindings import Bindings, ShapeSpec
+from graph_analysis.errors import SourceError
 from graph_analysis.framework import (
     InitializerOrigin,
     TensorKind,
@@ -25,6 +30,7 @@ __all__ = [
     "bindings_to_json",
     "find_merged",
     "first_line",
+    "import_user_code",
     "match_initializers",
 ]
 
@@ -36,6 +42,40 @@ def first_line(e: BaseException) -> str:
     text = _ANSI.sub("", str(e)).strip()
     first = text.splitlines()[0] if text else ""
     return f"{type(e).__name__}: {first}"[:400] if first else type(e).__name__
+
+
+def import_user_code(location: str, attr: str, source: str) -> Any:
+    """Import ``file.py`` or ``package.module``; return its attribute ``attr`` (may be dotted).
+
+    Runs the user's code: only for sources the user named.
+
+    Raises:
+        SourceError: the import failed, or the module has no such attribute.
+    """
+    try:
+        if location.endswith(".py"):
+            path = Path(location).resolve()
+            # Sibling modules of the user's file import as they would when run as a script.
+            sys.path.insert(0, str(path.parent))
+            spec = importlib.util.spec_from_file_location(f"_modelsize_user_{path.stem}", path)
+            if spec is None or spec.loader is None:
+                raise SourceError(source, "cannot import this file")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            sys.path.insert(0, str(Path.cwd()))
+            module = importlib.import_module(location)
+    except SourceError:
+        raise
+    except Exception as e:  # user code: any exception on import is the source's problem
+        raise SourceError(source, f"importing {location} failed: {first_line(e)}") from e
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise SourceError(source, f"{location} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    return obj
 
 
 class DynamicAxis(str, Enum):

@@ -9,15 +9,11 @@ resident growth over the baseline is reported. Runs user code: only for sources 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
-import os
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from converters._common import import_user_code
 from graph_analysis._in_child import (
     peak_rss_bytes,
     read_request,
@@ -25,23 +21,6 @@ from graph_analysis._in_child import (
     rss_bytes,
     write_result,
 )
-
-
-def _load(source: str) -> Any:
-    file_name, _, attr = source.rpartition(":")
-    if not file_name.endswith(".py"):
-        sys.path.insert(0, os.getcwd())  # package.module:Name, importable from the working folder
-        return getattr(importlib.import_module(file_name), attr)
-    path = Path(file_name).resolve()
-    spec = importlib.util.spec_from_file_location(f"_modelsize_src_{path.stem}", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    sys.path.insert(0, str(path.parent))
-    spec.loader.exec_module(module)
-    return getattr(module, attr)
-
 
 _TORCH_DTYPES = {
     1: "float32",
@@ -83,7 +62,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(int(request.get("threads") or 1))
-    factory = _load(request["source"])
+    location, _, attr = request["source"].rpartition(":")
+    factory = import_user_code(location, attr, request["source"])
     builds = callable(factory) and not isinstance(factory, torch.nn.Module)
     if builds:
         # Build once on the meta device (no storage) so that imports the factory triggers lazily

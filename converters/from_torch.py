@@ -9,10 +9,7 @@ changes parameter counts. When the dynamo exporter fails, the TorchScript export
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +25,7 @@ from converters._common import (
     dynamic_axes_for,
     find_merged,
     first_line,
+    import_user_code,
     match_initializers,
 )
 from converters._onnx_io import onnx_initializer_arrays, write_onnx_with_metadata
@@ -67,38 +65,10 @@ _HF_WEIGHT_FILES = (
 # Loading
 
 
-def _import_code(location: str, attr: str, source: str) -> Any:
-    """Import ``file.py`` or ``package.module``; return its attribute ``attr`` (may be dotted)."""
-    try:
-        if location.endswith(".py"):
-            path = Path(location).resolve()
-            # Sibling modules of the user's file import as they would when run as a script.
-            sys.path.insert(0, str(path.parent))
-            spec = importlib.util.spec_from_file_location(f"_modelsize_user_{path.stem}", path)
-            if spec is None or spec.loader is None:
-                raise SourceError(source, "cannot import this file")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
-        else:
-            sys.path.insert(0, str(Path.cwd()))
-            module = importlib.import_module(location)
-    except SourceError:
-        raise
-    except Exception as e:  # user code: any exception on import is the source's problem
-        raise SourceError(source, f"importing {location} failed: {first_line(e)}") from e
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise SourceError(source, f"{location} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    return obj
-
-
 def _build_from_code(location: str, attr: str, source: str) -> Any:
     import torch
 
-    obj = _import_code(location, attr, source)
+    obj = import_user_code(location, attr, source)
     if isinstance(obj, torch.nn.Module):  # a module-level instance: use it as it is
         return obj
     if not callable(obj):
