@@ -332,32 +332,6 @@ def _infer_shapes(src: Path, dst: Path, *, warnings: list[str]) -> Path:
         return src
 
 
-def _run_quantizer(
-    method: QuantMethod,
-    src: Path,
-    dst: Path,
-    *,
-    per_channel: bool,
-    op_types: Sequence[str] | None,
-    batches: list[dict[str, np.ndarray]],
-    keep_io_types: bool,
-    int4_block_size: int,
-    subgraphs: bool,
-) -> None:
-    with _quiet():
-        _dispatch_quantizer(
-            method,
-            src,
-            dst,
-            per_channel=per_channel,
-            op_types=op_types,
-            batches=batches,
-            keep_io_types=keep_io_types,
-            int4_block_size=int4_block_size,
-            subgraphs=subgraphs,
-        )
-
-
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Keep onnxruntime's quantization tools from printing: the library never prints.
@@ -378,7 +352,8 @@ def _quiet() -> Iterator[None]:
         ort.set_default_logger_severity(2)
 
 
-def _dispatch_quantizer(
+@_quiet()
+def _run_quantizer(
     method: QuantMethod,
     src: Path,
     dst: Path,
