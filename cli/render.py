@@ -163,11 +163,11 @@ def _summary_table(report: ModelReport, depth: int, top: int) -> Group:
     table.add_row(
         "Weights", format_bytes(s.weights_bytes), f"counted (elements x bit width): {dtypes}"
     )
-    deep = "deep scan" if report.deep_scanned else "deep scan off (--deep finds identical copies)"
+    deep = "found by the deep scan" if report.deep_scanned else "--deep finds them"
     table.add_row(
         "Duplicates",
         format_bytes(s.duplicate_bytes),
-        f"copies of another tensor, counted once; {deep}; shared external ranges {format_bytes(s.aliased_bytes)}",
+        f"copies, counted once ({deep}); shared external ranges {format_bytes(s.aliased_bytes)}",
     )
     table.add_row(
         "Constants",
