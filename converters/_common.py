@@ -23,6 +23,7 @@ from graph_analysis.framework import (
 )
 
 __all__ = [
+    "TORCH_DTYPES",
     "DynamicAxis",
     "FrameworkTensorData",
     "InputSpec",
@@ -33,6 +34,20 @@ __all__ = [
     "import_user_code",
     "match_initializers",
 ]
+
+# ONNX data type name -> torch dtype attribute, for the inputs the torch code is fed.
+TORCH_DTYPES = {
+    "FLOAT": "float32",
+    "FLOAT16": "float16",
+    "BFLOAT16": "bfloat16",
+    "DOUBLE": "float64",
+    "INT64": "int64",
+    "INT32": "int32",
+    "INT16": "int16",
+    "INT8": "int8",
+    "UINT8": "uint8",
+    "BOOL": "bool",
+}
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # exporters colour their messages
 

@@ -13,7 +13,7 @@ import inspect
 import time
 from typing import Any
 
-from converters._common import import_user_code
+from converters._common import TORCH_DTYPES, import_user_code
 from graph_analysis._in_child import (
     peak_rss_bytes,
     read_request,
@@ -21,16 +21,7 @@ from graph_analysis._in_child import (
     rss_bytes,
     write_result,
 )
-
-_TORCH_DTYPES = {
-    1: "float32",
-    6: "int32",
-    7: "int64",
-    9: "bool",
-    10: "float16",
-    11: "float64",
-    16: "bfloat16",
-}
+from graph_analysis.dtypes import DataType
 
 
 def _first_tensor(out: Any) -> Any:
@@ -92,7 +83,7 @@ def main() -> None:
 
     feeds: dict[str, Any] = {}
     for spec in request["inputs"]:
-        dtype = getattr(torch, _TORCH_DTYPES[spec["elem_type"]])
+        dtype = getattr(torch, TORCH_DTYPES[DataType(spec["elem_type"]).name])
         shape = tuple(spec["dims"])
         if dtype.is_floating_point:
             value = torch.randn(shape, dtype=torch.float32).to(dtype)

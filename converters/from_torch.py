@@ -19,6 +19,7 @@ import numpy as np
 
 from converters._child import report_progress
 from converters._common import (
+    TORCH_DTYPES,
     FrameworkTensorData,
     InputSpec,
     bindings_from_json,
@@ -40,18 +41,6 @@ from graph_analysis.framework import (
 
 __all__ = ["convert_torch"]
 
-_TORCH_DTYPES = {
-    "FLOAT": "float32",
-    "FLOAT16": "float16",
-    "BFLOAT16": "bfloat16",
-    "DOUBLE": "float64",
-    "INT64": "int64",
-    "INT32": "int32",
-    "INT16": "int16",
-    "INT8": "int8",
-    "UINT8": "uint8",
-    "BOOL": "bool",
-}
 _DEFAULT_SEQUENCE = 8
 _HF_WEIGHT_FILES = (
     "model.safetensors",
@@ -310,7 +299,7 @@ def _resolve_inputs(
     for name, (chosen_dims, default_dtype) in chosen.items():
         dims = chosen_dims
         dtype = bindings.dtypes.get(name, bindings.dtypes.get(None, default_dtype))
-        if dtype not in _TORCH_DTYPES:
+        if dtype not in TORCH_DTYPES:
             raise ShapeBindingError(
                 None, f"--input-dtype {dtype} is not supported for PyTorch export"
             )
@@ -331,7 +320,7 @@ def _example_tensors(specs: Sequence[InputSpec]) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(0)
     tensors: dict[str, Any] = {}
     for spec in specs:
-        dtype = getattr(torch, _TORCH_DTYPES[spec.dtype])
+        dtype = getattr(torch, TORCH_DTYPES[spec.dtype])
         if dtype.is_floating_point:
             tensors[spec.name] = torch.randn(spec.dims, generator=generator).to(dtype)
         elif dtype == torch.bool:
@@ -621,5 +610,5 @@ def convert_torch(
 
 
 def _onnx_dtype_name(tensor: Any) -> str:
-    reverse = {v: k for k, v in _TORCH_DTYPES.items()}
+    reverse = {v: k for k, v in TORCH_DTYPES.items()}
     return reverse.get(str(tensor.dtype).removeprefix("torch."), "FLOAT")
