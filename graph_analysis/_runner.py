@@ -1,5 +1,5 @@
-"""Parent side of the drift job in :mod:`graph_analysis._ort_child` (spawn, wait, read back), and
-the comparison's view of :mod:`graph_analysis.measure` and :mod:`graph_analysis.memory`.
+"""Parent side of the drift job in :mod:`graph_analysis._ort_child`, and the comparison's view of
+:mod:`graph_analysis.memory`.
 """
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,38 +15,12 @@ import numpy as np
 from graph_analysis._child_process import run_json_child
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ModelsizeError
-from graph_analysis.measure import measure_inference
 from graph_analysis.memory import estimate_memory
 
 __all__ = [
-    "ChildMeasurement",
     "estimate_inference_bytes",
-    "measure",
     "run_drift",
 ]
-
-
-@dataclass(frozen=True)
-class ChildMeasurement:
-    """What one fresh child process measured for one model (bytes, milliseconds)."""
-
-    peak_bytes: int
-    median_ms: float
-    p90_ms: float
-    runs: int
-
-
-def measure(
-    path: Path, bindings: Bindings, *, runs: int, arena: bool, threads: int, timeout_s: float
-) -> ChildMeasurement:
-    """Peak memory and latency of ``path``, measured by :func:`graph_analysis.measure.measure_inference`
-    in a fresh child process (peak resident growth from session creation through the first run)."""
-    m = measure_inference(
-        path, bindings, runs=runs, arena=arena, threads=threads, timeout_s=timeout_s
-    )
-    return ChildMeasurement(
-        int(m.peak_bytes), m.latency_median_s * 1000.0, m.latency_p90_s * 1000.0, int(m.runs)
-    )
 
 
 def estimate_inference_bytes(path: Path, bindings: Bindings) -> tuple[int | None, str | None]:

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from graph_analysis._drift import OutputDrift
 from graph_analysis._feeds import InputSpec, input_specs, make_feeds
-from graph_analysis._runner import estimate_inference_bytes, measure, run_drift
+from graph_analysis._runner import estimate_inference_bytes, run_drift
 from graph_analysis._weights import weight_census
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ModelFormatError, ShapeBindingError
+from graph_analysis.measure import measure_inference
 
 __all__ = [
     "Comparison",
@@ -194,7 +195,7 @@ def compare_models(
         measured = []
         for arena in arena_settings:
             say(f"measuring {path.name} (arena {'on' if arena else 'off'}, {runs} runs)")
-            m = measure(
+            m = measure_inference(
                 path,
                 bindings,
                 runs=runs,
@@ -202,7 +203,7 @@ def compare_models(
                 threads=threads,
                 timeout_s=measure_timeout_s,
             )
-            latency = LatencyStats(m.median_ms, m.p90_ms, m.runs)
+            latency = LatencyStats(m.latency_median_s * 1000.0, m.latency_p90_s * 1000.0, m.runs)
             measured.append(MeasuredRun(arena, m.peak_bytes, latency))
         raw = drift_raw[index]
         estimate, note = estimate_inference_bytes(path, bindings)
