@@ -7,16 +7,25 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from converters._common import FrameworkTensorData, InputSpec, find_merged, match_initializers
 from graph_analysis.errors import OutputPathError
-from graph_analysis.framework import METADATA_KEY, FrameworkInfo, write_framework_json
+from graph_analysis.framework import (
+    METADATA_KEY,
+    FrameworkInfo,
+    FrameworkTensor,
+    FrameworkTotals,
+    write_framework_json,
+)
 
-__all__ = ["onnx_initializer_arrays", "write_onnx_with_metadata"]
+__all__ = ["finish_export", "onnx_initializer_arrays", "write_onnx_with_metadata"]
 
 # Above this many bytes of tensor data, an ONNX file must keep its weights in an external file
 # (protobuf's 2 GiB message limit, with margin).
@@ -83,3 +92,63 @@ def onnx_initializer_arrays(path: Path) -> list[tuple[str, np.ndarray]]:
     """Every initializer of an exported model as (name, values), main graph only."""
     model = onnx.load(str(path))
     return [(t.name, numpy_helper.to_array(t)) for t in model.graph.initializer]
+
+
+def finish_export(
+    exported: Path,
+    out_path: Path,
+    tensors: Sequence[FrameworkTensorData],
+    *,
+    framework: str,
+    version: str,
+    exporter: str,
+    fallback_reason: str | None,
+    totals: FrameworkTotals,
+    inputs: Sequence[InputSpec],
+    notes: list[str],
+) -> dict[str, Any]:
+    """Match the exported initializers to the framework's tensors, write ``out_path`` with that
+    framework info in its metadata (:func:`write_onnx_with_metadata`), and return the conversion
+    result the parent process reads (JSON: ``onnx_path``, ``exporter``, ``framework``, ...).
+
+    Raises:
+        OutputPathError: the destination cannot be written.
+    """
+    mapping = match_initializers(onnx_initializer_arrays(exported), tensors)
+    merged = find_merged(tensors, mapping)
+    info = FrameworkInfo(
+        name=framework,
+        version=version,
+        exporter=exporter,
+        fallback_reason=fallback_reason,
+        totals=totals,
+        tensors=tuple(
+            FrameworkTensor(
+                t.name,
+                t.kind,
+                t.trainable,
+                t.num_elements,
+                t.module,
+                bool(t.values.size) and not bool(np.any(t.values)),
+                merged.get(t.name, ""),
+            )
+            for t in tensors
+        ),
+        initializers=mapping,
+    )
+    write_onnx_with_metadata(exported, out_path, info)
+    return {
+        "onnx_path": str(out_path),
+        "exporter": exporter,
+        "fallback_reason": fallback_reason,
+        "framework": {
+            "name": framework,
+            "version": version,
+            "total": totals.total,
+            "trainable": totals.trainable,
+            "non_trainable": totals.non_trainable,
+            "buffers": totals.buffers,
+        },
+        "inputs": [s.to_json() for s in inputs],
+        "notes": notes,
+    }

@@ -26,14 +26,12 @@ from converters._common import (
     FrameworkTensorData,
     InputSpec,
     bindings_from_json,
-    find_merged,
     first_line,
-    match_initializers,
 )
-from converters._onnx_io import onnx_initializer_arrays, write_onnx_with_metadata
+from converters._onnx_io import finish_export
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ConversionError, ShapeBindingError, SourceError
-from graph_analysis.framework import FrameworkInfo, FrameworkTensor, FrameworkTotals, TensorKind
+from graph_analysis.framework import FrameworkTotals, TensorKind
 
 __all__ = ["convert_tensorflow"]
 
@@ -343,43 +341,18 @@ def convert_tensorflow(
         exported = Path(tmp) / "model.onnx"
         exported.write_bytes(model_proto.SerializeToString())
         del model_proto
-        mapping = match_initializers(onnx_initializer_arrays(exported), tensors)
-        merged = find_merged(tensors, mapping)
-        info = FrameworkInfo(
-            name=framework,
+        return finish_export(
+            exported,
+            out,
+            tensors,
+            framework=framework,
             version=version,
             exporter=exporter,
+            fallback_reason=None,
             totals=totals,
-            tensors=tuple(
-                FrameworkTensor(
-                    t.name,
-                    t.kind,
-                    t.trainable,
-                    t.num_elements,
-                    t.module,
-                    bool(t.values.size) and not bool(np.any(t.values)),
-                    merged.get(t.name, ""),
-                )
-                for t in tensors
-            ),
-            initializers=mapping,
+            inputs=[s for s, _ in specs],
+            notes=notes,
         )
-        write_onnx_with_metadata(exported, out, info)
-    return {
-        "onnx_path": str(out),
-        "exporter": exporter,
-        "fallback_reason": None,
-        "framework": {
-            "name": framework,
-            "version": version,
-            "total": totals.total,
-            "trainable": totals.trainable,
-            "non_trainable": totals.non_trainable,
-            "buffers": totals.buffers,
-        },
-        "inputs": [s.to_json() for s, _ in specs],
-        "notes": notes,
-    }
 
 
 def _check_keras_call(

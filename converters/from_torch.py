@@ -24,17 +24,13 @@ from converters._common import (
     InputSpec,
     bindings_from_json,
     dynamic_axes_for,
-    find_merged,
     first_line,
     import_user_code,
-    match_initializers,
 )
-from converters._onnx_io import onnx_initializer_arrays, write_onnx_with_metadata
+from converters._onnx_io import finish_export
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ConversionError, ShapeBindingError, SourceError
 from graph_analysis.framework import (
-    FrameworkInfo,
-    FrameworkTensor,
     FrameworkTotals,
     TensorKind,
 )
@@ -569,44 +565,18 @@ def convert_torch(
             positional,
         )
         report_progress("recording framework counts")
-        mapping = match_initializers(onnx_initializer_arrays(exported), tensors)
-        merged = find_merged(tensors, mapping)
-        info = FrameworkInfo(
-            name="torch",
+        return finish_export(
+            exported,
+            out,
+            tensors,
+            framework="torch",
             version=torch.__version__,
             exporter=exporter,
             fallback_reason=fallback_reason,
             totals=totals,
-            tensors=tuple(
-                FrameworkTensor(
-                    t.name,
-                    t.kind,
-                    t.trainable,
-                    t.num_elements,
-                    t.module,
-                    bool(t.values.size) and not bool(t.values.any()),
-                    merged.get(t.name, ""),
-                )
-                for t in tensors
-            ),
-            initializers=mapping,
+            inputs=specs,
+            notes=notes,
         )
-        write_onnx_with_metadata(exported, out, info)
-    return {
-        "onnx_path": str(out),
-        "exporter": exporter,
-        "fallback_reason": fallback_reason,
-        "framework": {
-            "name": "torch",
-            "version": torch.__version__,
-            "total": totals.total,
-            "trainable": totals.trainable,
-            "non_trainable": totals.non_trainable,
-            "buffers": totals.buffers,
-        },
-        "inputs": [s.to_json() for s in specs],
-        "notes": notes,
-    }
 
 
 def _onnx_dtype_name(tensor: Any) -> str:
