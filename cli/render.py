@@ -53,17 +53,25 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False)
 
 
+BreakdownRow = tuple[str, int, int, int, int | None]  # key, parameters, bytes, tensors, frozen
+
+
 def _breakdown_rows(
     report: ModelReport, by: Breakdown, depth: int, top: int | None
-) -> tuple[str, list[tuple[str, int, int, int]]]:
-    """(key column title, rows of (key, parameters, bytes, tensors))."""
+) -> tuple[str, list[BreakdownRow]]:
+    """(key column title, rows of (key, parameters, bytes, tensors, frozen or None))."""
+    rows: list[BreakdownRow]
     if by == Breakdown.DTYPE:
         rows = [
-            (r.data_type, r.num_elements, r.nbytes, r.tensors) for r in report.parameters.by_dtype
+            (r.data_type, r.num_elements, r.nbytes, r.tensors, None)
+            for r in report.parameters.by_dtype
         ]
         title = "data type"
     elif by == Breakdown.OP:
-        rows = [(r.key, r.num_parameters, r.nbytes, r.tensors) for r in report.by_op]
+        rows = [
+            (r.key, r.num_parameters, r.nbytes, r.tensors, r.frozen_parameters)
+            for r in report.by_op
+        ]
         title = "read by op"
     else:
         chosen: Sequence[GroupRow] = [r for r in report.layers if r.depth <= depth]
@@ -73,6 +81,7 @@ def _breakdown_rows(
                 r.num_parameters,
                 r.nbytes,
                 r.tensors,
+                r.frozen_parameters,
             )
             for r in chosen
         ]
@@ -110,9 +119,14 @@ def render_inspect(
     if fmt == OutputFormat.CSV:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["breakdown", "key", "parameters", "bytes", "tensors"])
-        for key, params, size, tensors in rows:
-            writer.writerow([by.value, key.strip(), params, size, tensors])
+        has_frozen = any(row[4] is not None for row in rows)
+        writer.writerow(
+            ["breakdown", "key", "parameters", "bytes", "tensors"]
+            + (["frozen"] if has_frozen else [])
+        )
+        for key, params, size, tensors, frozen in rows:
+            extra = [frozen] if has_frozen else []
+            writer.writerow([by.value, key.strip(), params, size, tensors, *extra])
         return buf.getvalue()
     if fmt == OutputFormat.MARKDOWN:
         return _markdown(report, title, rows)
@@ -124,11 +138,19 @@ def render_inspect(
     table.add_column("share", justify="right")
     table.add_column("bytes", justify="right")
     table.add_column("tensors", justify="right")
+    has_frozen = any(row[4] is not None for row in rows)
+    if has_frozen:
+        table.add_column("frozen", justify="right")
     total = max(1, report.parameters.total)
-    for key, params, size, tensors in rows:
-        table.add_row(
-            key, f"{params:,}", f"{100 * params / total:.1f}%", format_bytes(size), str(tensors)
-        )
+    for key, params, size, tensors, frozen in rows:
+        cells = [
+            key,
+            f"{params:,}",
+            f"{100 * params / total:.1f}%",
+            format_bytes(size),
+            str(tensors),
+        ]
+        table.add_row(*cells, *([f"{frozen or 0:,}"] if has_frozen else []))
     console.print(table)
     for warning in report.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"))
@@ -188,7 +210,7 @@ def _summary_table(report: ModelReport, depth: int, top: int) -> Group:
     return Group(header, table, heavy)
 
 
-def _markdown(report: ModelReport, title: str, rows: list[tuple[str, int, int, int]]) -> str:
+def _markdown(report: ModelReport, title: str, rows: list[BreakdownRow]) -> str:
     s = report.size
     lines = [
         f"## {report.path}",
@@ -204,5 +226,5 @@ def _markdown(report: ModelReport, title: str, rows: list[tuple[str, int, int, i
         f"| at {p.precision.value} (what-if) | {format_bytes(p.nbytes)} |" for p in s.by_precision
     ]
     lines += ["", f"| {title} | parameters | bytes | tensors |", "|---|---:|---:|---:|"]
-    lines += [f"| {k.strip()} | {n:,} | {b:,} | {t} |" for k, n, b, t in rows]
+    lines += [f"| {k.strip()} | {n:,} | {b:,} | {t} |" for k, n, b, t, _frozen in rows]
     return "\n".join(lines) + "\n"

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from graph_analysis import deep as deep_scan
 from graph_analysis.dtypes import DataType
-from graph_analysis.framework import tied_copies_from_metadata
+from graph_analysis.framework import read_framework_info, tied_copies_from_metadata
 from graph_analysis.loading import ModelFile, TensorInfo, TensorSource, read_model
 from graph_analysis.params import (
     DEFAULT_INT4_BLOCK_SIZE,
+    LayerItem,
     TensorKey,
     Use,
     classify,
@@ -131,8 +132,13 @@ def build_report(
     records: list[TensorRecord] = []
     role_acc: dict[Role, list[int]] = defaultdict(lambda: [0, 0, 0])
     counted: list[tuple[TensorInfo, list[Use]]] = []
-    layer_items: list[tuple[tuple[str, ...], int, int]] = []
-    op_items: list[tuple[tuple[str, ...], int, int]] = []
+    layer_items: list[LayerItem] = []
+    op_items: list[LayerItem] = []
+    # The framework's record (written by `modelsize convert`) says which parameters are frozen.
+    info = read_framework_info(model.metadata)
+    trainable_of = (
+        {name: origin.trainable for name, origin in info.initializers.items()} if info else {}
+    )
     weight_dtypes: list[tuple[DataType, int, int]] = []
     param_dtypes: list[tuple[DataType, int, int]] = []
     duplicate_bytes = aliased_bytes = weights_bytes = 0
@@ -163,6 +169,7 @@ def build_report(
                 layer=layer,
                 duplicate_of=original,
                 duplicate_kind=dup[1] if dup else None,
+                trainable=trainable_of.get(tensor.name) if not tensor.graph else None,
             )
         )
         if dup is not None:
@@ -185,9 +192,10 @@ def build_report(
         if role in _COUNTED_ROLES:
             counted.append((dataclasses.replace(tensor, num_elements=elements), tensor_uses))
             param_dtypes.append((dtype, elements, stored))
-            layer_items.append((layer, elements, stored))
+            frozen = elements if trainable_of.get(tensor.name) is False and not tensor.graph else 0
+            layer_items.append((layer, elements, stored, frozen))
             first_op = tensor_uses[0].op_type if tensor_uses else "<none>"
-            op_items.append(((first_op,), elements, stored))
+            op_items.append(((first_op,), elements, stored, frozen))
 
     by_role = {role: RoleTotals(*role_acc[role]) for role in Role}
     learned = by_role[Role.PARAMETER].num_elements
@@ -232,8 +240,10 @@ def build_report(
         parameters=parameters,
         size=size,
         by_role=by_role,
-        layers=group_rows(strip_common_prefix(layer_items)),
-        by_op=tuple(r for r in group_rows(op_items) if r.depth == 1),
+        layers=group_rows(strip_common_prefix(layer_items), trainability_known=info is not None),
+        by_op=tuple(
+            r for r in group_rows(op_items, trainability_known=info is not None) if r.depth == 1
+        ),
         duplicates=duplicates,
         deep_scanned=deep,
         tensors=tuple(records),

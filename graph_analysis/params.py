@@ -337,15 +337,13 @@ def unpacked_elements(tensor: TensorInfo, uses: Sequence[Use]) -> tuple[DataType
     return None
 
 
-def strip_common_prefix(
-    items: Sequence[tuple[tuple[str, ...], int, int]],
-) -> list[tuple[tuple[str, ...], int, int]]:
+def strip_common_prefix(items: Sequence[LayerItem]) -> list[LayerItem]:
     """Drop leading path parts shared by every item (``StatefulPartitionedCall``, ``model``).
 
     A prefix common to all layers says nothing about where parameters sit, and would make the
     depth-1 view a single row. At least one part of each path is kept.
     """
-    paths = [path for path, _n, _b in items if path]
+    paths = [item[0] for item in items if item[0]]
     if len(paths) < 2 or len(paths) != len(items):
         return list(items)
     shortest = min(len(p) for p in paths)
@@ -354,7 +352,7 @@ def strip_common_prefix(
         common += 1
     if common == 0:
         return list(items)
-    return [(path[common:], n, b) for path, n, b in items]
+    return [(path[common:], count, size, frozen) for path, count, size, frozen in items]
 
 
 def dtype_rows(items: Iterable[tuple[DataType, int, int]]) -> tuple[DtypeRow, ...]:
@@ -369,20 +367,27 @@ def dtype_rows(items: Iterable[tuple[DataType, int, int]]) -> tuple[DtypeRow, ..
     return tuple(sorted(rows, key=lambda r: (-r.nbytes, r.data_type)))
 
 
-def group_rows(items: Iterable[tuple[tuple[str, ...], int, int]]) -> tuple[GroupRow, ...]:
-    """Build a tree of rows from (path, parameters, bytes): every prefix of every path is a row.
+LayerItem = tuple[tuple[str, ...], int, int, int]  # (path, parameters, bytes, frozen parameters)
+
+
+def group_rows(
+    items: Iterable[LayerItem], *, trainability_known: bool = False
+) -> tuple[GroupRow, ...]:
+    """Build a tree of rows from (path, parameters, bytes, frozen): every prefix of every path is a row.
 
     Rows are in depth-first order, children sorted by parameters; a row's figures include everything
-    below it, so the depth-1 rows sum to the total. An empty path is the row ``(unscoped)``.
+    below it, so the depth-1 rows sum to the total. An empty path is the row ``(unscoped)``. Frozen
+    counts are reported only when ``trainability_known``.
     """
-    totals: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for path, count, size in items:
+    totals: dict[tuple[str, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for path, count, size, frozen in items:
         key_path = path or ("(unscoped)",)
         for depth in range(1, len(key_path) + 1):
             row = totals[key_path[:depth]]
             row[0] += count
             row[1] += size
             row[2] += 1
+            row[3] += frozen
     children: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)
     for key in totals:
         children[key[:-1]].append(key)
@@ -390,8 +395,9 @@ def group_rows(items: Iterable[tuple[tuple[str, ...], int, int]]) -> tuple[Group
 
     def emit(parent: tuple[str, ...]) -> None:
         for key in sorted(children.get(parent, []), key=lambda k: (-totals[k][0], k)):
-            count, size, tensors = totals[key]
-            out.append(GroupRow(".".join(key), len(key), count, size, tensors))
+            count, size, tensors, frozen = totals[key]
+            frozen_or_none = frozen if trainability_known else None
+            out.append(GroupRow(".".join(key), len(key), count, size, tensors, frozen_or_none))
             emit(key)
 
     emit(())

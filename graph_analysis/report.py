@@ -72,6 +72,7 @@ class TensorRecord:
     layer: tuple[str, ...]
     duplicate_of: str | None = None
     duplicate_kind: str | None = None
+    trainable: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -150,13 +151,18 @@ class SizeSummary:
 
 @dataclass(frozen=True)
 class GroupRow:
-    """One row of a breakdown (layer tree or operator type): parameters and bytes beneath ``key``."""
+    """One row of a breakdown (layer tree or operator type): parameters and bytes beneath ``key``.
+
+    ``frozen_parameters`` counts those the framework marked not trainable; None when the file carries
+    no framework record (``modelsize convert`` writes one).
+    """
 
     key: str
     depth: int
     num_parameters: int
     nbytes: int
     tensors: int
+    frozen_parameters: int | None = None
 
 
 @dataclass(frozen=True)
@@ -248,6 +254,7 @@ def report_to_dict(report: ModelReport, *, depth: int | None = None) -> dict[str
                 "parameters": r.num_parameters,
                 "bytes": r.nbytes,
                 "tensors": r.tensors,
+                "frozen": r.frozen_parameters,
             }
             for r in report.layers
             if depth is None or r.depth <= depth
@@ -281,6 +288,7 @@ def report_to_dict(report: ModelReport, *, depth: int | None = None) -> dict[str
                 "consumers": list(t.consumers),
                 "layer": ".".join(t.layer),
                 "duplicate_of": t.duplicate_of,
+                "trainable": t.trainable,
             }
             for t in report.tensors
         ],

@@ -100,6 +100,14 @@ def test_seed_complex_model_frozen_conv(frozen_complex: SourceInspection) -> Non
     assert info is not None
     assert info.initializers["conv1.weight"].trainable is False
     assert info.initializers["fc1.weight"].trainable is True
+    # The graph's own layer tree and tensor list carry the framework's trainable flags.
+    layers = {r.key: (r.num_parameters, r.frozen_parameters) for r in frozen_complex.report.layers}
+    assert layers == {"conv1": (448, 448), "fc1": (491_640, 0), "fc2": (1_210, 0)}
+    trainable = {
+        t.name: t.trainable for t in frozen_complex.report.tensors if t.role.value == "parameter"
+    }
+    assert trainable["conv1.bias"] is False
+    assert trainable["fc2.weight"] is True
     # --dynamic batch keeps the first axis symbolic.
     assert frozen_complex.conversion is not None
     assert frozen_complex.conversion.inputs[0].dynamic == {0: "batch"}
