@@ -72,7 +72,9 @@ def _frozen_table(info: FrameworkInfo, depth: int) -> Table | None:
     rows = trainable_by_layer(info, depth=depth)
     if not any(r.frozen for r in rows):
         return None
-    table = Table(title=f"Frozen layers (framework, depth {depth})", title_justify="left")
+    table = Table(
+        title=f"Frozen layers (framework, depth {depth})", title_justify="left", min_width=44
+    )
     table.add_column("layer")
     table.add_column("trainable", justify="right")
     table.add_column("frozen", justify="right")
