@@ -265,6 +265,17 @@ def _string(buf: mmap.mmap, start: int, end: int) -> str:
     return bytes(buf[start:end]).decode("utf-8", errors="replace")
 
 
+def _string_pair(buf: mmap.mmap, start: int, end: int) -> tuple[str, str]:
+    """A ``StringStringEntryProto`` (metadata_props, external_data entries) as (key, value)."""
+    key = value = ""
+    for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
+        if fno == 1 and wt == LEN:
+            key = _string(buf, a, b)
+        elif fno == 2 and wt == LEN:
+            value = _string(buf, a, b)
+    return key, value
+
+
 class _Reader:
     """Walks one mapped file; collects warnings and external-file sizes as it goes."""
 
@@ -298,7 +309,7 @@ class _Reader:
                 domain, version = self._opset(a, b)
                 opsets[domain] = version
             elif fno == _MODEL_METADATA and wt == LEN:
-                key, value = self._string_pair(a, b)
+                key, value = _string_pair(buf, a, b)
                 metadata[key] = value
             elif fno == _MODEL_FUNCTIONS and wt == LEN:
                 functions.append(self._function(a, b))
@@ -333,15 +344,6 @@ class _Reader:
             elif fno == 2 and wt == VARINT:
                 version = a
         return domain, version
-
-    def _string_pair(self, start: int, end: int) -> tuple[str, str]:
-        key = value = ""
-        for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
-            if fno == 1 and wt == LEN:
-                key = _string(self.buf, a, b)
-            elif fno == 2 and wt == LEN:
-                value = _string(self.buf, a, b)
-        return key, value
 
     def _function(self, start: int, end: int) -> GraphInfo:
         name = domain = ""
@@ -483,7 +485,6 @@ class _Reader:
                 if b - a <= 256:
                     attributes[name] = _string(buf, a, b)
                 strings_nbytes += b - a
-                num_strings += 0  # a single string: the scalar case is handled below
             elif fno in (_ATTR_T, _ATTR_TENSORS) and wt == LEN:
                 tensors.append(self._tensor(a, b, source, path, tensor_name))
             elif fno in (_ATTR_SPARSE, _ATTR_SPARSES) and wt == LEN:
@@ -551,7 +552,7 @@ class _Reader:
                 typed_counts[fno] = typed_counts.get(fno, 0) + _count_typed(buf, fno, wt, a, b)
                 typed_ranges.setdefault(fno, []).append((wt, a, b))
             elif fno == _T_EXTERNAL and wt == LEN:
-                key, value = self._string_pair(a, b)
+                key, value = _string_pair(buf, a, b)
                 external_entries[key] = value
             elif fno == _T_LOCATION and wt == VARINT:
                 location = a
@@ -640,11 +641,11 @@ class _Reader:
             ) from e
         if offset < 0 or (length is not None and length < 0):
             raise ExternalDataError(self.path, f"{what}: negative external offset or length")
-        need = nbytes(data_type, numel) if data_type != DataType.STRING else None
         if data_type == DataType.STRING:
             raise CorruptTensorError(
                 self.path, f"{what}: STRING tensors cannot be stored externally"
             )
+        need = nbytes(data_type, numel)
         if length is not None and length != need:
             raise CorruptTensorError(
                 self.path,
@@ -659,7 +660,6 @@ class _Reader:
                 self.warnings.append(
                     f"external data file {location!r} is missing: sizes come from the declared dims"
                 )
-        assert need is not None
         if size is not None and offset + need > size:
             raise ExternalDataError(
                 self.path,
@@ -924,7 +924,7 @@ class _Stripper:
             elif fno == _T_DTYPE and wt == VARINT:
                 data_type = a
             elif fno == _T_EXTERNAL and wt == LEN:
-                key, value = _Reader(self.model.path, self.buf)._string_pair(a, b)
+                key, value = _string_pair(self.buf, a, b)
                 external[key] = value
         numel = math.prod(dims)
         inline_external = bool(external) and numel <= self.keep
