@@ -21,8 +21,8 @@ sys.path.insert(0, str(ROOT))
 import benchmarks.architectures as archs  # noqa: E402
 from converters.torch_train import measure_training_step  # noqa: E402
 from graph_analysis.bindings import Bindings, ShapeSpec  # noqa: E402
-from graph_analysis.measure import InputSpec, measure_inference  # noqa: E402
 from graph_analysis.memory import Optimizer, estimate_memory  # noqa: E402
+from graph_analysis.runtime.measure import InputSpec, measure_inference  # noqa: E402
 
 MiB = 1 << 20
 FLOAT, INT64 = 1, 7

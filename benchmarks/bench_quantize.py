@@ -2,7 +2,7 @@
 
 Builds each architecture from a transformers config (random weights) or onnx.helper, exports it,
 makes every variant with ``converters.quantize.quantize_model`` and measures them side by side with
-``graph_analysis.compare.compare_models`` (fresh child process per model). Prints a Markdown table
+``graph_analysis.runtime.compare.compare_models`` (fresh child process per model). Prints a Markdown table
 of measured ratios against the original.
 
     python benchmarks/bench_quantize.py --runs 20 --threads 2 [--arch resnet bert lstm]
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from converters.quantize import QuantMethod, quantize_model
 from graph_analysis.bindings import Bindings
-from graph_analysis.compare import Comparison, compare_models
+from graph_analysis.runtime.compare import Comparison, compare_models
 
 _MIB = 1024 * 1024
 

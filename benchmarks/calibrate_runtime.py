@@ -19,8 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from graph_analysis.bindings import Bindings
-from graph_analysis.measure import measure_inference
 from graph_analysis.memory import estimate_memory
+from graph_analysis.runtime.measure import measure_inference
 
 MiB = 1 << 20
 

@@ -26,9 +26,9 @@ from converters.memory_source import source_memory
 from converters.quantize import QuantMethod, quantize_source
 from converters.sources import DynamicAxis, convert_source, detect_source, inspect_source
 from graph_analysis.bindings import parse_bindings
-from graph_analysis.compare import compare_models
 from graph_analysis.errors import ModelsizeError
 from graph_analysis.memory import Optimizer, TrainingPrecision
+from graph_analysis.runtime.compare import compare_models
 
 __all__ = ["app", "main"]
 

@@ -10,8 +10,8 @@ from rich.table import Table
 from cli.render import OutputFormat, format_bytes
 from converters.memory_source import SourceMemory
 from converters.torch_train import TrainingComparison
-from graph_analysis.measure import InferenceMeasurement, MemoryComparison
 from graph_analysis.memory import MemoryEstimate, memory_to_dict
+from graph_analysis.runtime.measure import InferenceMeasurement, MemoryComparison
 
 __all__ = [
     "comparison_to_dict",

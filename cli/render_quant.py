@@ -12,7 +12,7 @@ from rich.table import Table
 
 from cli.render import OutputFormat, format_bytes, to_json
 from converters.quantize import QuantizationResult
-from graph_analysis.compare import Comparison, ModelComparison, comparison_to_dict
+from graph_analysis.runtime.compare import Comparison, ModelComparison, comparison_to_dict
 
 __all__ = [
     "comparison_rows",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from graph_analysis import errors
-from graph_analysis._child_process import child_environment
+from graph_analysis.runtime._child_process import child_environment
 
 __all__ = ["ProgressCallback", "report_progress", "run_in_child"]
 

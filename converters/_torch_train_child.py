@@ -1,7 +1,7 @@
 """Child process of ``converters.torch_train``: one PyTorch model, a few training steps, peak RSS.
 
 Run as ``python -m converters._torch_train_child RESULT.json`` (by
-:func:`graph_analysis._child_process.run_json_child`) with a JSON request on stdin. The source module is
+:func:`graph_analysis.runtime._child_process.run_json_child`) with a JSON request on stdin. The source module is
 imported (and its imports resident) before the baseline is taken; the model is built, trained for
 ``steps`` steps (forward, backward, optimizer step, ``zero_grad(set_to_none=True)``) and the peak
 resident growth over the baseline is reported. Runs user code: only for sources the user named.
@@ -14,14 +14,14 @@ import time
 from typing import Any
 
 from converters._common import TORCH_DTYPES, import_user_code
-from graph_analysis._in_child import (
+from graph_analysis.dtypes import DataType
+from graph_analysis.runtime._in_child import (
     peak_rss_bytes,
     read_request,
     reset_peak_rss,
     rss_bytes,
     write_result,
 )
-from graph_analysis.dtypes import DataType
 
 
 def _first_tensor(out: Any) -> Any:

@@ -16,8 +16,8 @@ from converters._child import ProgressCallback
 from converters.sources import ConversionResult, SourceKind, convert_source, detect_source
 from converters.torch_train import TrainingComparison, compare_training
 from graph_analysis.bindings import Bindings
-from graph_analysis.measure import MemoryComparison, compare_memory
 from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
+from graph_analysis.runtime.measure import MemoryComparison, compare_memory
 
 __all__ = ["SourceMemory", "source_memory"]
 

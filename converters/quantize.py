@@ -40,7 +40,6 @@ from converters._graph_prep import (
     shared_gathers,
 )
 from converters.sources import SourceKind, convert_source, detect_source
-from graph_analysis._feeds import input_specs, make_feeds
 from graph_analysis._weights import file_bytes
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
@@ -55,6 +54,7 @@ from graph_analysis.errors import (
     UnsupportedModelError,
 )
 from graph_analysis.loading import load_skeleton, read_model
+from graph_analysis.runtime._feeds import input_specs, make_feeds
 
 __all__ = [
     "FallbackTensor",

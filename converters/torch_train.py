@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from graph_analysis._child_process import run_json_child
-from graph_analysis._feeds import specs_to_json
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import InternalError, MissingExtraError, SourceError
-from graph_analysis.measure import InputSpec, model_input_specs
 from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
+from graph_analysis.runtime._child_process import run_json_child
+from graph_analysis.runtime._feeds import specs_to_json
+from graph_analysis.runtime.measure import InputSpec, model_input_specs
 
 __all__ = [
     "TrainingComparison",

@@ -2,7 +2,7 @@
 
 Everything here is *estimated* from the graph: tensor sizes are counted (dims x data type, after
 binding the inputs and inferring shapes); how the runtime and the training framework use them is a
-model whose constants are named keyword arguments, derived from measurements (see README.md, "Memory", and
+model whose constants are named keyword arguments, derived from measurements (see docs/memory.md, and
 ``benchmarks/calibrate_runtime.py``).
 """
 
@@ -140,7 +140,7 @@ class OrtCpuModel:
     creation (the file's bytes, the parsed protobuf and the initializer tensors coexist), the
     second one inference. Constants derived from measurements with onnxruntime 1.32 on Linux
     x86-64, default session options, one intra-op thread (benchmarks/calibrate_runtime.py; the
-    table is in README.md, "Memory").
+    table is in docs/memory.md).
 
     Attributes:
         session_fixed_bytes: growth from creating a session for a trivial model (9.4 MiB measured).

@@ -1,6 +1,6 @@
 """Classification and counting of stored tensors: roles, parameter totals, breakdowns, what-if sizes.
 
-The rule (also in README.md, "What is counted"):
+The rule (also in docs/counting.md):
 
 * A tensor is classified by how the nodes that read it use it (resolved with ONNX's lexical scoping, so
   a subgraph reading an outer-scope weight is a reader of that weight).

@@ -1,7 +1,7 @@
 """The frozen dataclasses every analysis returns, and their JSON form (``report_to_dict``).
 
 Rendering for people lives in ``cli/``; this module only defines data and its stable JSON schema
-(documented key by key in README.md, versioned by ``SCHEMA_VERSION``).
+(documented key by key in docs/json.md, versioned by ``SCHEMA_VERSION``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ SCHEMA_VERSION = 1
 
 
 class Role(str, Enum):
-    """What a stored tensor is for (the classification rule is in README.md, "What is counted")."""
+    """What a stored tensor is for (the classification rule is in docs/counting.md)."""
 
     PARAMETER = "parameter"
     RUNNING_STAT = "running_stat"
@@ -206,7 +206,7 @@ def _dtype_dict(rows: tuple[DtypeRow, ...]) -> dict[str, dict[str, int]]:
 
 
 def report_to_dict(report: ModelReport, *, depth: int | None = None) -> dict[str, Any]:
-    """The JSON form of a report (schema in README.md). ``depth`` limits the layer rows."""
+    """The JSON form of a report (schema in docs/json.md). ``depth`` limits the layer rows."""
     size = report.size
     return {
         "schema_version": SCHEMA_VERSION,

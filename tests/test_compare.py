@@ -22,11 +22,11 @@ from cli.app import app
 from converters.quantize import QuantMethod, quantize_model
 from fixtures import quant_models as qm
 from graph_analysis import analyze
-from graph_analysis._drift import drift_all, output_drift
-from graph_analysis._feeds import input_specs, make_feeds
 from graph_analysis.bindings import parse_bindings
-from graph_analysis.compare import compare_models, comparison_to_dict
 from graph_analysis.errors import MeasurementError, ModelFormatError, ShapeBindingError
+from graph_analysis.runtime._drift import drift_all, output_drift
+from graph_analysis.runtime._feeds import input_specs, make_feeds
+from graph_analysis.runtime.compare import compare_models, comparison_to_dict
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from cli.app import app
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.errors import MeasurementError
-from graph_analysis.measure import compare_memory, measure_inference, model_input_specs
 from graph_analysis.memory import estimate_memory
+from graph_analysis.runtime.measure import compare_memory, measure_inference, model_input_specs
 
 MiB = 1 << 20
 
@@ -148,8 +148,8 @@ def mlp():
 def test_training_step_estimate_within_30_percent(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from converters.torch_train import measure_training_step
-    from graph_analysis.measure import InputSpec
     from graph_analysis.memory import Optimizer
+    from graph_analysis.runtime.measure import InputSpec
 
     source = tmp_path / "arch.py"
     source.write_text(_TORCH_SOURCE)

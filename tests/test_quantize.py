@@ -1,7 +1,7 @@
 """quantize_model: every weight storage form, each method, path safety, already-quantized models.
 
 Oracles: sizes are the files' own ``os.stat`` sizes; outputs are compared with the float model run
-in onnxruntime in this process (drift bounds as documented in README.md, "Quantized variants"); parameter
+in onnxruntime in this process (drift bounds as documented in docs/quantization.md); parameter
 counts against ``graph_analysis.analyze`` of the float source and, for torch models, against
 ``sum(p.numel() for p in model.parameters())``.
 """
@@ -34,7 +34,7 @@ from graph_analysis.errors import (
     UnsupportedModelError,
 )
 
-# Documented drift bounds (README.md, "Quantized variants"), cosine similarity of outputs vs the float model.
+# Documented drift bounds (docs/quantization.md), cosine similarity of outputs vs the float model.
 COSINE_MIN = {
     QuantMethod.DYNAMIC: 0.99,
     QuantMethod.STATIC: 0.99,

@@ -12,13 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from graph_analysis._drift import OutputDrift
-from graph_analysis._feeds import InputSpec, input_specs, make_feeds
-from graph_analysis._runner import estimate_inference_bytes, run_drift
 from graph_analysis._weights import weight_census
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ModelFormatError, ShapeBindingError
-from graph_analysis.measure import measure_inference
+from graph_analysis.runtime._drift import OutputDrift
+from graph_analysis.runtime._feeds import InputSpec, input_specs, make_feeds
+from graph_analysis.runtime._runner import estimate_inference_bytes, run_drift
+from graph_analysis.runtime.measure import measure_inference
 
 __all__ = [
     "Comparison",
@@ -43,7 +43,7 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class MeasuredRun:
-    """One fresh child process (:func:`graph_analysis.measure.measure_inference`): peak memory and
+    """One fresh child process (:func:`graph_analysis.runtime.measure.measure_inference`): peak memory and
     latency.
 
     ``peak_bytes`` is the child's peak resident growth from session creation through the first

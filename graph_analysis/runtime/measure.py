@@ -15,12 +15,12 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from graph_analysis._child_process import run_json_child
-from graph_analysis._feeds import InputSpec, specs_to_json
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
 from graph_analysis.errors import ModelFormatError
 from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
+from graph_analysis.runtime._child_process import run_json_child
+from graph_analysis.runtime._feeds import InputSpec, specs_to_json
 from graph_analysis.shapes import bind_inputs, load_model_skeleton
 
 __all__ = [
@@ -153,7 +153,7 @@ def measure_inference(
         "inputs": specs_to_json(inputs),
     }
     data = run_json_child(
-        "graph_analysis._measure_child",
+        "graph_analysis.runtime._measure_child",
         request,
         path=path,
         label="onnxruntime child",

@@ -1,4 +1,4 @@
-"""Parent side of the drift job in :mod:`graph_analysis._ort_child`, and the comparison's view of
+"""Parent side of the drift job in :mod:`graph_analysis.runtime._ort_child`, and the comparison's view of
 :mod:`graph_analysis.memory`.
 """
 
@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from graph_analysis._child_process import run_json_child
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ModelsizeError
 from graph_analysis.memory import estimate_memory
+from graph_analysis.runtime._child_process import run_json_child
 
 __all__ = [
     "estimate_inference_bytes",
@@ -42,7 +42,7 @@ def run_drift(
         np.savez(feeds_path, **dict(feeds))  # type: ignore[arg-type]
         request = {"models": [str(p) for p in paths], "feeds": str(feeds_path), "threads": threads}
         result = run_json_child(
-            "graph_analysis._ort_child",
+            "graph_analysis.runtime._ort_child",
             request,
             path=paths[0],
             label="onnxruntime child",

@@ -1,7 +1,7 @@
-"""Child process of ``graph_analysis.measure``: runs one model in onnxruntime and reports memory.
+"""Child process of ``graph_analysis.runtime.measure``: runs one model in onnxruntime and reports memory.
 
-Run as ``python -m graph_analysis._measure_child RESULT.json`` (by
-:func:`graph_analysis._child_process.run_json_child`) with a JSON request on stdin. Besides the
+Run as ``python -m graph_analysis.runtime._measure_child RESULT.json`` (by
+:func:`graph_analysis.runtime._child_process.run_json_child`) with a JSON request on stdin. Besides the
 standard library it imports only numpy, onnxruntime and small modules of its own package that need
 nothing more (never onnx), so the baseline it measures against is the bare runtime.
 """
@@ -14,8 +14,8 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from graph_analysis._feeds import make_feeds, specs_from_json
-from graph_analysis._in_child import (
+from graph_analysis.runtime._feeds import make_feeds, specs_from_json
+from graph_analysis.runtime._in_child import (
     peak_rss_bytes,
     read_request,
     reset_peak_rss,

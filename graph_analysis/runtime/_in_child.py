@@ -1,5 +1,5 @@
 """What a measuring child process imports from its package: the request/result protocol of
-:func:`graph_analysis._child_process.run_json_child` and resident-set readings. Standard library only
+:func:`graph_analysis.runtime._child_process.run_json_child` and resident-set readings. Standard library only
 (``json``, ``resource``, ``sys``), so that it adds next to nothing to the baseline a child measures.
 
 Linux reports the resident set (``VmRSS``) and its peak (``VmHWM``) in ``/proc/self/status``, and

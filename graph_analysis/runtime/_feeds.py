@@ -1,6 +1,6 @@
 """Generated, reproducible input feeds for running a model: measurement, drift, calibration, smoke runs.
 
-Shapes are bound by :func:`graph_analysis.measure.model_input_specs` (one binding rule everywhere);
+Shapes are bound by :func:`graph_analysis.runtime.measure.model_input_specs` (one binding rule everywhere);
 values are seeded so that two models compared with each other see exactly the same numbers. The
 measuring child processes import this module: it needs only numpy and the dtype table.
 """
@@ -86,7 +86,7 @@ def input_specs(
     """Every real graph input of ``path`` bound to concrete dims and a data type that can be generated.
 
     Dims are bound exactly as the memory measurement binds them
-    (:func:`graph_analysis.measure.model_input_specs`: ``--input-shape``, then ``--dim``, then
+    (:func:`graph_analysis.runtime.measure.model_input_specs`: ``--input-shape``, then ``--dim``, then
     ``--batch``, then ``default_dim``); ``--input-dtype`` overrides the declared type.
 
     Raises:
@@ -94,7 +94,7 @@ def input_specs(
         ModelFormatError: not an ONNX model, or an input that is not a plain tensor.
     """
     # Imported here: the measuring children import this module and must not load onnx.
-    from graph_analysis.measure import model_input_specs
+    from graph_analysis.runtime.measure import model_input_specs
 
     bindings = bindings or Bindings()
     specs = []

@@ -1,7 +1,7 @@
 """Run one measuring child process: a JSON request in, a JSON result back, failures as one clean line.
 
 The parent starts ``python -m <module> RESULT.json`` with the request on stdin; the child reads it
-and answers with ``read_request`` and ``write_result`` from :mod:`graph_analysis._in_child` (its
+and answers with ``read_request`` and ``write_result`` from :mod:`graph_analysis.runtime._in_child` (its
 stdout and stderr stay free for the runtime's and the user code's own output). A child that dies,
 times out or writes no result becomes a :class:`~graph_analysis.errors.MeasurementError`; so does a
 result ``{"error": ..., "path": ...}``, for failures the child reports itself.
@@ -48,7 +48,7 @@ def run_json_child(
     """Run ``python -m module`` in a fresh process with ``request`` and return the result it wrote.
 
     Args:
-        module: the child's module (``graph_analysis._measure_child``).
+        module: the child's module (``graph_analysis.runtime._measure_child``).
         request: JSON-serialisable request, sent on the child's stdin.
         path: the model or source the error messages name.
         label: what the messages call the child (``onnxruntime child``).

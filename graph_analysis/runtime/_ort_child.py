@@ -1,7 +1,7 @@
 """Child-process entry point that runs several models on identical inputs, for output drift.
 
-Run as ``python -m graph_analysis._ort_child RESULT.json`` (by
-:func:`graph_analysis._child_process.run_json_child`) with a JSON request on stdin naming the models
+Run as ``python -m graph_analysis.runtime._ort_child RESULT.json`` (by
+:func:`graph_analysis.runtime._child_process.run_json_child`) with a JSON request on stdin naming the models
 and the ``.npz`` of feeds. Each model is loaded, run and released in turn; the first one's outputs
 are the reference. A model onnxruntime rejects is reported as ``{"error", "path"}``.
 """
@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from graph_analysis._feeds import numpy_type
-from graph_analysis._in_child import read_request, write_result
 from graph_analysis.dtypes import DataType
+from graph_analysis.runtime._feeds import numpy_type
+from graph_analysis.runtime._in_child import read_request, write_result
 
 
 def _numpy_type(ort_type: str) -> type[np.generic] | None:
@@ -50,7 +50,7 @@ def _feeds_for(session: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarr
 
 
 def _run_drift(spec: dict[str, Any], feeds: dict[str, np.ndarray]) -> dict[str, Any]:
-    from graph_analysis._drift import drift_all
+    from graph_analysis.runtime._drift import drift_all
 
     reference: dict[str, np.ndarray] | None = None
     results: list[Any] = []
