@@ -41,8 +41,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"modelsize {version('modelsize')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("modelsize (not installed)")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
     """How big is this model? Exact parameter counts and sizes from ONNX graphs."""
 
 

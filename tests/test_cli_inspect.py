@@ -134,3 +134,15 @@ def test_installed_entry_point_and_lazy_imports(tmp_path: Path) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env=env, check=True
     )
     assert loaded.stdout.strip() == ""
+
+
+def test_version_flag() -> None:
+    from importlib.metadata import version
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"modelsize {version('modelsize')}"
