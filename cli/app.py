@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from cli.render import Breakdown, OutputFormat
+from cli.render_compute import render_source_profile
 from cli.render_convert import (
     ConvertFormat,
     progress_reporter,
@@ -23,12 +24,14 @@ from cli.render_convert import (
 from cli.render_memory import render_source_memory
 from cli.render_quant import render_comparison, render_quantization, render_quantized_comparison
 from converters.memory_source import source_memory
+from converters.profile_source import source_profile
 from converters.quantize import QuantMethod, quantize_source
 from converters.sources import DynamicAxis, convert_source, detect_source, inspect_source
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.errors import ModelsizeError
 from graph_analysis.memory import Optimizer, TrainingPrecision
 from graph_analysis.runtime.compare import compare_models
+from graph_analysis.runtime.profile import OptimizationLevel
 
 __all__ = ["app", "main"]
 
@@ -347,6 +350,45 @@ def measure(
     with progress_reporter() as on_progress:
         result = source_memory(model, bindings, measure=True, runs=runs, on_progress=on_progress)
     render_source_memory(result, fmt, _stdout())
+
+
+@app.command()
+@handle_errors
+def profile(
+    model: ModelArg,
+    input_shape: BindShapeOpt = [],  # noqa: B006
+    dim: DimOpt = [],  # noqa: B006
+    batch: BatchOpt = None,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs after the warm-up.")] = 10,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 2,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Intra-op threads.")] = 1,
+    optimization: Annotated[
+        OptimizationLevel,
+        typer.Option("--optimization", help="onnxruntime graph optimization level."),
+    ] = OptimizationLevel.ALL,
+    count_only: Annotated[
+        bool, typer.Option("--count-only", help="Only count MACs/FLOPs; run nothing.")
+    ] = False,
+    depth: Annotated[int, typer.Option("--depth", min=1, help="Layer tree depth.")] = 2,
+    top: Annotated[int | None, typer.Option("--top", min=1, help="Only the N first rows.")] = None,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.TABLE,
+) -> None:
+    """MACs and FLOPs per layer counted from the graph, and where the time goes, measured."""
+    with progress_reporter() as on_progress:
+        result = source_profile(
+            model,
+            parse_bindings(input_shape, dim, batch),
+            measure=not count_only,
+            runs=runs,
+            warmup=warmup,
+            threads=threads,
+            optimization=optimization,
+            layer_depth=max(depth, 3),
+            on_progress=on_progress,
+        )
+    render_source_profile(result, fmt, _stdout(), depth=depth, top=top)
 
 
 def main() -> None:

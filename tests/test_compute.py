@@ -368,3 +368,60 @@ def test_against_real_shapes_transformer_block(tmp_path: Path) -> None:
 def test_compute_model_without_weights_map(tmp_path: Path) -> None:
     compute = count_compute_model(seed_complex())
     assert compute.macs == 442_368 + 491_520 + 1_200
+
+
+def test_profile_maps_every_kernel_to_the_graph(tmp_path: Path) -> None:
+    from graph_analysis.runtime.profile import OptimizationLevel, profile_model, profile_to_dict
+
+    path = write(seed_complex(), tmp_path / "c.onnx")
+    exported = profile_model(path, runs=3, warmup=1, optimization=OptimizationLevel.DISABLED)
+    # Without graph optimizations every kernel is one node of the exported graph.
+    assert {k.mapping for k in exported.kernels} == {"exact"}
+    assert {k.node for k in exported.kernels} == {n.name for n in exported.compute.nodes}
+    assert exported.runs == 3
+    assert exported.kernel_sum_s == pytest.approx(sum(k.time_s for k in exported.kernels))
+    assert exported.unattributed_s == pytest.approx(
+        exported.latency_median_s - exported.kernel_sum_s
+    )
+    optimized = profile_model(path, runs=3, warmup=1, optimization=OptimizationLevel.ALL)
+    conv = [k for k in optimized.kernels if k.op_type in ("Conv", "FusedConv")]
+    # onnxruntime fuses Conv+Relu (and renames it after the Relu's output): still conv1's kernel.
+    assert [k.node for k in conv] == ["/conv1/Conv"]
+    assert conv[0].macs == 442_368
+    assert all(k.mapping != "unmapped" for k in optimized.kernels)
+    data = profile_to_dict(optimized)
+    measured = data["measured"]
+    assert isinstance(measured, dict)
+    assert measured["kind"] == "measured"
+    assert data["compute"]["macs"] == 935_088  # type: ignore[index]
+
+
+def test_profile_cli_count_only_json(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    path = write(seed_complex(), tmp_path / "c.onnx")
+    result = CliRunner().invoke(
+        app, ["profile", str(path), "--count-only", "-f", "json", "--input-shape", "x=2,3,32,32"]
+    )
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["compute"]["macs"] == 2 * 935_088
+    assert "measured" not in data
+    assert data["compute"]["kind"] == "counted"
+
+
+def test_profile_cli_bad_binding_is_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    path = write(seed_complex(), tmp_path / "c.onnx")
+    result = CliRunner().invoke(app, ["profile", str(path), "--input-shape", "nope=1,2"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("modelsize: ")
