@@ -21,13 +21,30 @@ from cli.render_convert import (
     render_conversion,
     render_source_inspection,
 )
+from cli.render_deploy import (
+    ScanFormat,
+    render_check,
+    render_fit,
+    render_scan,
+    scan_progress,
+    write_text_atomic,
+)
 from cli.render_memory import render_source_memory
 from cli.render_quant import render_comparison, render_quantization, render_quantized_comparison
+from converters.fit_source import check_source, fit_source
 from converters.memory_source import source_memory
 from converters.profile_source import source_profile
 from converters.quantize import QuantMethod, quantize_source
 from converters.sources import DynamicAxis, convert_source, detect_source, inspect_source
 from graph_analysis.bindings import parse_bindings
+from graph_analysis.deploy import (
+    FitPrecision,
+    Limits,
+    parse_count,
+    parse_fraction,
+    parse_size,
+    scan_folder,
+)
 from graph_analysis.errors import ModelsizeError
 from graph_analysis.memory import Optimizer, TrainingPrecision
 from graph_analysis.runtime.compare import compare_models
@@ -389,6 +406,135 @@ def profile(
             on_progress=on_progress,
         )
     render_source_profile(result, fmt, _stdout(), depth=depth, top=top)
+
+
+def _size_option(value: str | None, option: str) -> int | None:
+    return parse_size(value, option=option) if value is not None else None
+
+
+@app.command()
+@handle_errors
+def fit(
+    model: ModelArg,
+    memory_budget: Annotated[
+        str, typer.Option("--memory", help="Memory budget: 2GiB, 512MB, 1.5G or bytes.")
+    ],
+    disk: Annotated[str | None, typer.Option("--disk", help="Disk budget (same forms).")] = None,
+    latency: Annotated[
+        float | None, typer.Option("--latency", help="Latency budget in ms (measured).")
+    ] = None,
+    train: Annotated[bool, typer.Option("--train", help="Fit a training step.")] = False,
+    precision: Annotated[
+        list[FitPrecision], typer.Option("--precision", help="Candidate precision (repeatable).")
+    ] = [],  # noqa: B006
+    vary: Annotated[
+        str | None,
+        typer.Option(
+            "--vary", help="batch, or a dim name (default: batch; a KV-cache decoder: its context)."
+        ),
+    ] = None,
+    input_shape: BindShapeOpt = [],  # noqa: B006
+    dim: DimOpt = [],  # noqa: B006
+    batch: BatchOpt = None,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Write real variants and measure the chosen points.")
+    ] = False,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Intra-op threads.")] = 1,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = OutputFormat.TABLE,
+) -> None:
+    """Largest batch (or context) that fits a memory budget, per precision."""
+    with progress_reporter() as on_progress:
+        result = fit_source(
+            model,
+            parse_size(memory_budget, option="--memory"),
+            parse_bindings(input_shape, dim, batch),
+            vary=vary,
+            precisions=tuple(precision) or None,
+            disk_budget_bytes=_size_option(disk, "--disk"),
+            latency_budget_s=latency / 1e3 if latency is not None else None,
+            train=train,
+            verify=verify,
+            threads=threads,
+            on_progress=on_progress,
+        )
+    render_fit(result, fmt, _stdout())
+    if (verify or latency is not None) and not any(c.fits for c in result.candidates):
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def check(
+    model: ModelArg,
+    max_params: Annotated[str | None, typer.Option("--max-params", help="7B, 25M, 1e6.")] = None,
+    max_disk: Annotated[str | None, typer.Option("--max-disk", help="500MB, 2GiB.")] = None,
+    max_memory: Annotated[
+        str | None, typer.Option("--max-memory", help="Estimated inference peak.")
+    ] = None,
+    max_train_memory: Annotated[
+        str | None, typer.Option("--max-train-memory", help="Estimated training step peak.")
+    ] = None,
+    max_macs: Annotated[str | None, typer.Option("--max-macs", help="Counted MACs: 4.1G.")] = None,
+    min_int8_saving: Annotated[
+        str | None, typer.Option("--min-int8-saving", help="Fraction of disk int8 must save: 50%.")
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="A previous model to compare with.")
+    ] = None,
+    max_growth: Annotated[
+        str | None, typer.Option("--max-growth", help="Allowed growth over the baseline: 5%.")
+    ] = None,
+    input_shape: BindShapeOpt = [],  # noqa: B006
+    dim: DimOpt = [],  # noqa: B006
+    batch: BatchOpt = None,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="table or json.")
+    ] = OutputFormat.TABLE,
+) -> None:
+    """A gate for CI: exit 0 when every limit holds, 1 when one fails, 2 on bad input."""
+    limits = Limits(
+        max_params=parse_count(max_params, option="--max-params") if max_params else None,
+        max_disk_bytes=_size_option(max_disk, "--max-disk"),
+        max_memory_bytes=_size_option(max_memory, "--max-memory"),
+        max_train_memory_bytes=_size_option(max_train_memory, "--max-train-memory"),
+        max_macs=parse_count(max_macs, option="--max-macs") if max_macs else None,
+        min_int8_saving=parse_fraction(min_int8_saving, option="--min-int8-saving")
+        if min_int8_saving
+        else None,
+        max_growth=parse_fraction(max_growth, option="--max-growth") if max_growth else None,
+    )
+    result = check_source(model, limits, parse_bindings(input_shape, dim, batch), baseline=baseline)
+    render_check(result, fmt, _stdout())
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def scan(
+    folder: Annotated[Path, typer.Argument(help="A folder of .onnx files.")],
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Descend into subfolders.")
+    ] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes in parallel.")] = 1,
+    fmt: Annotated[
+        ScanFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = ScanFormat.TABLE,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """One row per model file in FOLDER: parameters, sizes, estimated memory, or its error."""
+    rows = scan_folder(folder, recursive=recursive, workers=workers, on_row=scan_progress())
+    chunks = render_scan(rows, fmt, _stdout())
+    if output is None:
+        for chunk in chunks:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    else:
+        write_text_atomic(output, "".join(chunks))
 
 
 def main() -> None:
