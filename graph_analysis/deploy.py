@@ -432,7 +432,9 @@ def scan_folder(
             yield row
         return
     with ProcessPoolExecutor(max_workers=min(workers, total)) as pool:
-        rows = pool.map(_scan_one, paths, [estimate] * total, chunksize=1)
+        # Chunks amortise the inter-process round trips on folders of many small files.
+        chunk = max(1, total // (workers * 8))
+        rows = pool.map(_scan_one, paths, [estimate] * total, chunksize=chunk)
         for index, row in enumerate(rows):
             if on_row:
                 on_row(index + 1, total, row)
