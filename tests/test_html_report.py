@@ -24,7 +24,11 @@ from graph_analysis.deploy import FitPrecision, fit_model
 from graph_analysis.memory import estimate_memory
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(os.environ.get("MODELSIZE_SCREENSHOTS", "")) if os.environ.get("MODELSIZE_SCREENSHOTS") else None
+SCREENSHOTS = (
+    Path(os.environ.get("MODELSIZE_SCREENSHOTS", ""))
+    if os.environ.get("MODELSIZE_SCREENSHOTS")
+    else None
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +38,13 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     zoo = write(storage_zoo(), folder / "zoo.onnx")
     pages = {
         "inspect": inspect_html(analyze(zoo, deep=True)),
-        "memory": memory_estimate_html(estimate_memory(cnn, train=True), "modelsize memory: cnn.onnx"),
+        "memory": memory_estimate_html(
+            estimate_memory(cnn, train=True), "modelsize memory: cnn.onnx"
+        ),
         "profile": profile_html(SourceProfile(str(cnn), count_compute(cnn))),
-        "fit": fit_html(fit_model(cnn, 64 * 2**20, precisions=[FitPrecision.FP32, FitPrecision.INT8])),
+        "fit": fit_html(
+            fit_model(cnn, 64 * 2**20, precisions=[FitPrecision.FP32, FitPrecision.INT8])
+        ),
     }
     from graph_analysis.bindings import parse_bindings
     from graph_analysis.runtime.compare import compare_models
@@ -59,7 +67,7 @@ def test_reports_are_self_contained_and_small(reports: dict[str, Path]) -> None:
         assert "<svg" in text and "<figcaption>" in text, name
         assert path.stat().st_size < 200_000, (name, path.stat().st_size)
         # Headline figures are text, readable without JavaScript or SVG.
-        assert "<dl class=\"facts\">" in text, name
+        assert '<dl class="facts">' in text, name
 
 
 def test_inspect_report_figures(reports: dict[str, Path]) -> None:
@@ -81,7 +89,9 @@ def _browser():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("name", ["inspect", "memory", "profile", "fit", "compare"])
-def test_report_renders_offline_in_chromium(reports: dict[str, Path], name: str, tmp_path: Path) -> None:
+def test_report_renders_offline_in_chromium(
+    reports: dict[str, Path], name: str, tmp_path: Path
+) -> None:
     sync_api = _browser()
     path = reports[name]
     url = path.resolve().as_uri()
