@@ -113,7 +113,9 @@ class TensorInfo:
     """One stored tensor, without its values.
 
     Attributes:
-        name: the tensor's name (for Constant nodes: the node's output name).
+        name: the name the graph's edges use: an initializer's own name; a Constant node's output
+            (never the attribute tensor's own ``name`` field); ``<node>:<attribute>`` for a
+            tensor in another op's attribute.
         data_type: element type.
         dims: the (dense) shape.
         num_elements: product of ``dims`` (dense, also for sparse tensors).
@@ -377,9 +379,9 @@ class _Reader:
             elif fno == _GRAPH_NAME:
                 name = _string(buf, a, b)
             elif fno == _GRAPH_INIT:
-                tensors.append(self._tensor(a, b, TensorSource.INITIALIZER, path, ""))
+                tensors.append(self._tensor(a, b, TensorSource.INITIALIZER, path, None))
             elif fno == _GRAPH_SPARSE_INIT:
-                tensors.append(self._sparse(a, b, TensorSource.SPARSE_INITIALIZER, path, ""))
+                tensors.append(self._sparse(a, b, TensorSource.SPARSE_INITIALIZER, path, None))
             elif fno == _GRAPH_INPUT:
                 inputs.append(self._value_info(a, b))
             elif fno == _GRAPH_OUTPUT:
@@ -527,8 +529,15 @@ class _Reader:
     # -- tensors --------------------------------------------------------------------------------
 
     def _tensor(
-        self, start: int, end: int, source: TensorSource, graph: str, fallback_name: str
+        self, start: int, end: int, source: TensorSource, graph: str, edge_name: str | None
     ) -> TensorInfo:
+        """Read one TensorProto; ``edge_name`` (when not None) names it instead of its own name.
+
+        A tensor held in an attribute is known to the graph by its holder: a Constant node's output
+        (the name the graph's edges use), or ``<node>:<attribute>``. Its own ``name`` field need not
+        match (``onnx.inliner`` prefixes outputs, not attribute tensor names), so it is ignored.
+        Initializers are named by their own ``name``: that is the edge name.
+        """
         buf = self.buf
         dims: list[int] = []
         raw_value = -1
@@ -558,7 +567,8 @@ class _Reader:
                 location = a
             elif fno == _T_SEGMENT:
                 has_segment = True
-        name = name or fallback_name
+        if edge_name is not None:
+            name = edge_name
         what = f"tensor {name!r}"
         data_type = DataType.from_value(raw_value)
         if data_type is None or data_type == DataType.UNDEFINED:
@@ -687,20 +697,21 @@ class _Reader:
         return target
 
     def _sparse(
-        self, start: int, end: int, source: TensorSource, graph: str, fallback_name: str
+        self, start: int, end: int, source: TensorSource, graph: str, edge_name: str | None
     ) -> TensorInfo:
         values: TensorInfo | None = None
         indices: TensorInfo | None = None
         dims: list[int] = []
         for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
             if fno == _SPARSE_VALUES and wt == LEN:
-                values = self._tensor(a, b, source, graph, fallback_name)
+                values = self._tensor(a, b, source, graph, edge_name)
             elif fno == _SPARSE_INDICES and wt == LEN:
-                indices = self._tensor(a, b, source, graph, fallback_name + ":indices")
+                indices_name = None if edge_name is None else f"{edge_name}:indices"
+                indices = self._tensor(a, b, source, graph, indices_name)
             elif fno == _SPARSE_DIMS:
                 dims.extend(_read_ints(self.buf, wt, a, b))
         if values is None:
-            raise CorruptTensorError(self.path, f"sparse tensor {fallback_name!r} has no values")
+            raise CorruptTensorError(self.path, f"sparse tensor {edge_name or ''!r} has no values")
         what = f"sparse tensor {values.name!r}"
         if any(d < 0 for d in dims):
             raise CorruptTensorError(self.path, f"{what} has a negative dim {tuple(dims)}")

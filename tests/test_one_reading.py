@@ -1,0 +1,89 @@
+"""One reading of a model: every analysis sees the same tensors, named by the graph's edges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.inliner
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from graph_analysis import Role, analyze
+
+F32 = TensorProto.FLOAT
+
+# Per call of the local function: Conv weight 2x2x3x3 and bias 2, an 8x8 MatMul weight in each If
+# branch; the int64 Reshape target is a constant.
+_PER_CALL = 2 * 2 * 3 * 3 + 2 + 8 * 8 + 8 * 8
+_CALLS = 2
+
+
+def _constant(output: str, array: np.ndarray, own_name: str) -> onnx.NodeProto:
+    # The attribute tensor's own name differs from the node's output, as after onnx.inliner.
+    return helper.make_node("Constant", [], [output], value=numpy_helper.from_array(array, own_name))
+
+
+def _branch(name: str, out: str, seed: int) -> onnx.GraphProto:
+    weight = np.random.default_rng(seed).standard_normal((8, 8)).astype(np.float32)
+    nodes = [_constant("m", weight, "weight"), helper.make_node("MatMul", ["r", "m"], [out])]
+    return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(out, F32, [1, 8])])
+
+
+def inlined_function_model() -> onnx.ModelProto:
+    """A model-local function whose weights are Constant nodes (some in If branches), called twice
+    and inlined with ``onnx.inliner``: the Constant outputs get prefixes, their tensors keep the
+    names ``weight``/``bias`` (what real exports look like)."""
+    rng = np.random.default_rng(0)
+    body = [
+        _constant("W", rng.standard_normal((2, 2, 3, 3)).astype(np.float32), "weight"),
+        _constant("B", rng.standard_normal(2).astype(np.float32), "bias"),
+        _constant("shape", np.array([-1, 8], dtype=np.int64), "weight"),
+        helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Reshape", ["c", "shape"], ["r"]),
+        helper.make_node(
+            "If",
+            ["flag"],
+            ["y"],
+            then_branch=_branch("then", "t", 1),
+            else_branch=_branch("else", "e", 2),
+        ),
+    ]
+    opset = [helper.make_opsetid("", 17)]
+    function = helper.make_function("local", "Block", ["x", "flag"], ["y"], body, opset)
+    calls = [
+        helper.make_node("Block", ["X", "F"], [f"Y{k}"], domain="local") for k in range(_CALLS)
+    ]
+    graph = helper.make_graph(
+        calls,
+        "g",
+        [
+            helper.make_tensor_value_info("X", F32, [1, 2, 2, 2]),
+            helper.make_tensor_value_info("F", TensorProto.BOOL, []),
+        ],
+        [helper.make_tensor_value_info(f"Y{k}", F32, [1, 8]) for k in range(_CALLS)],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[*opset, helper.make_opsetid("local", 1)], functions=[function]
+    )
+    model.ir_version = 8
+    return onnx.inliner.inline_local_functions(model)
+
+
+@pytest.fixture
+def inlined_path(tmp_path: Path) -> Path:
+    path = tmp_path / "inlined.onnx"
+    onnx.save(inlined_function_model(), str(path))
+    return path
+
+
+def test_constant_tensors_are_named_by_the_node_output(inlined_path: Path) -> None:
+    report = analyze(inlined_path)
+    assert report.parameters.total == _CALLS * _PER_CALL == 332
+    assert report.parameters.learned == 332
+    assert report.by_role[Role.UNUSED].tensors == 0
+    assert report.by_role[Role.CONSTANT].num_elements == _CALLS * 2
+    names = {t.name for t in report.tensors}
+    assert "weight" not in names and "bias" not in names
+    assert {"W__1", "B__1", "W__2", "B__2"} <= names
