@@ -22,7 +22,9 @@ _CALLS = 2
 
 def _constant(output: str, array: np.ndarray, own_name: str) -> onnx.NodeProto:
     # The attribute tensor's own name differs from the node's output, as after onnx.inliner.
-    return helper.make_node("Constant", [], [output], value=numpy_helper.from_array(array, own_name))
+    return helper.make_node(
+        "Constant", [], [output], value=numpy_helper.from_array(array, own_name)
+    )
 
 
 def _branch(name: str, out: str, seed: int) -> onnx.GraphProto:
@@ -87,3 +89,18 @@ def test_constant_tensors_are_named_by_the_node_output(inlined_path: Path) -> No
     names = {t.name for t in report.tensors}
     assert "weight" not in names and "bias" not in names
     assert {"W__1", "B__1", "W__2", "B__2"} <= names
+
+
+def test_memory_estimate_sees_the_same_weights(inlined_path: Path) -> None:
+    from graph_analysis.bindings import parse_bindings
+    from graph_analysis.memory import estimate_memory
+
+    estimate = estimate_memory(inlined_path, parse_bindings(["F="]), train=True)
+    # Every weight once at its dense size, plus the two int64[2] Reshape targets.
+    assert estimate.inference.weights_bytes == 332 * 4 + _CALLS * 2 * 8
+    assert estimate.training is not None
+    assert estimate.training.trainable_parameters == 332
+    # In memory or from the file: one reading, the same figures.
+    again = estimate_memory(inlined_function_model(), parse_bindings(["F="]), train=True)
+    assert again.inference == estimate.inference
+    assert again.training == estimate.training
