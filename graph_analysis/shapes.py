@@ -37,6 +37,7 @@ from graph_analysis.errors import ShapeBindingError
 from graph_analysis.loading import load_skeleton
 
 __all__ = [
+    "ANONYMOUS_DIM_PARAMS",
     "MAIN_GRAPH",
     "InferredShapes",
     "TensorShape",
@@ -187,6 +188,19 @@ def node_label(node: onnx.NodeProto, index: int) -> str:
 # Binding
 
 
+#: ``dim_param`` spellings exporters write for "unknown" (PaddlePaddle's ``?``, an empty string,
+#: ``-1``...): each occurrence is a dim of its own, never tied to another one of the same spelling.
+ANONYMOUS_DIM_PARAMS = frozenset({"", "?", "-1", "None", "none", "null", "unknown"})
+
+
+def _symbol(dim: onnx.TensorShapeProto.Dimension) -> str | None:
+    """The symbol that ties this dim to others of the same name (``batch``, ``unk__12``), or None
+    for a fixed dim or an anonymous placeholder."""
+    if dim.HasField("dim_param") and dim.dim_param.strip() not in ANONYMOUS_DIM_PARAMS:
+        return dim.dim_param
+    return None
+
+
 def _is_unknown_dim(dim: onnx.TensorShapeProto.Dimension) -> bool:
     return not dim.HasField("dim_value") or dim.dim_value <= 0
 
@@ -216,7 +230,9 @@ def bind_inputs(
 
     Precedence per dim: an explicit ``--input-shape`` for that input, then ``--dim NAME=V`` for the
     dim's name (``dim_param``, or the literal ``-1``/``0``/``?``), then ``--batch`` for a leading
-    unknown dim, then ``default_dim``.
+    unknown dim, then ``default_dim``. A symbol (``batch``, ``unk__12``) takes one value wherever
+    it occurs; an anonymous placeholder (:data:`ANONYMOUS_DIM_PARAMS`: ``?``, empty, ``-1``...) is a
+    dim of its own at each occurrence (``--dim ?=N`` still sets every one of them).
 
     Args:
         model: the (skeleton) model; not modified.
@@ -282,6 +298,7 @@ def bind_inputs(
         for axis, dim in enumerate(dims):
             label = _dim_label(dim)
             name_key = dim.dim_param if dim.HasField("dim_param") else label
+            symbol = _symbol(dim)
             if given is not None:
                 value = given[axis]
                 if not _is_unknown_dim(dim) and dim.dim_value != value:
@@ -298,8 +315,8 @@ def bind_inputs(
             elif axis == 0 and bindings.batch is not None:
                 value = bindings.batch
                 batch_used = True
-            elif dim.HasField("dim_param") and dim.dim_param in dim_values:
-                value = dim_values[dim.dim_param]  # the same symbol bound on an earlier input
+            elif symbol is not None and symbol in dim_values:
+                value = dim_values[symbol]  # the same symbol bound on an earlier input
             elif default_dim is None:
                 raise ShapeBindingError(
                     path,
@@ -309,13 +326,15 @@ def bind_inputs(
             else:
                 value = default_dim
                 defaulted.append(f"{value_info.name}[{axis}] ({label}) = {default_dim}")
-            if dim.HasField("dim_param") and dim.dim_param:
-                previous = dim_values.setdefault(dim.dim_param, value)
+            if symbol is not None:
+                previous = dim_values.setdefault(symbol, value)
                 if previous != value:
                     raise ShapeBindingError(
                         path,
-                        f"dim {dim.dim_param!r} is bound to both {previous} and {value}",
+                        f"dim {symbol!r} is bound to both {previous} and {value}",
                     )
+            elif dim.HasField("dim_param") and name_key in bindings.dims:
+                dim_values.setdefault(name_key, value)  # `--dim ?=N`: reported, never a tie
             dim.Clear()
             dim.dim_value = value
     if bindings.batch is not None and not batch_used:
