@@ -478,6 +478,7 @@ class _Reader:
         ints: list[int] = []
         num_strings = 0
         strings_nbytes = 0
+        graphs_seen = 0
         for fno, wt, _fs, a, b in fields:
             if fno == _ATTR_F and wt == FIXED32:
                 attributes[name] = _unpack_float(buf, a)
@@ -491,8 +492,13 @@ class _Reader:
                 tensors.append(self._tensor(a, b, source, path, tensor_name))
             elif fno in (_ATTR_SPARSE, _ATTR_SPARSES) and wt == LEN:
                 tensors.append(self._sparse(a, b, source, path, tensor_name))
-            elif fno in (_ATTR_G, _ATTR_GRAPHS) and wt == LEN:
+            elif fno == _ATTR_G and wt == LEN:
                 subgraphs.append(self._graph(a, b, path=_join(path, f"{label}.{name}")))
+            elif fno == _ATTR_GRAPHS and wt == LEN:
+                # One path per graph of the list, as graph_analysis.shapes names them.
+                suffix = f"{label}.{name}[{graphs_seen}]"
+                subgraphs.append(self._graph(a, b, path=_join(path, suffix)))
+                graphs_seen += 1
             elif fno == _ATTR_FLOATS:
                 floats.extend(_read_floats(buf, wt, a, b))
             elif fno == _ATTR_INTS:

@@ -365,7 +365,7 @@ def estimate_memory(
     else:
         stored = read_weights(model)
     runtime = runtime or OrtCpuModel()
-    shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path)
+    shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path, stored=stored)
     liveness = analyze_liveness(
         model.graph,
         _size_function(shapes),

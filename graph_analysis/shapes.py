@@ -31,6 +31,7 @@ from pathlib import Path
 
 import onnx
 
+from graph_analysis._weights import ModelWeights, read_weights
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType, nbytes
 from graph_analysis.errors import ShapeBindingError
@@ -386,13 +387,8 @@ def _shape_of(value_info: onnx.ValueInfoProto, graph: str) -> TensorShape:
     return TensorShape(value_info.name, graph, data_type, dims)
 
 
-def _initializer_shape(tensor: onnx.TensorProto, graph: str) -> TensorShape:
-    return TensorShape(
-        tensor.name, graph, DataType.from_value(tensor.data_type), tuple(tensor.dims)
-    )
-
-
 def _collect(model: onnx.ModelProto) -> dict[tuple[str, str], TensorShape]:
+    """Shapes the inference engines declared (inputs, value_info, outputs) in every graph."""
     found: dict[tuple[str, str], TensorShape] = {}
     for path, graph in iter_graphs(model.graph):
         for vi in [*graph.input, *graph.value_info, *graph.output]:
@@ -400,19 +396,14 @@ def _collect(model: onnx.ModelProto) -> dict[tuple[str, str], TensorShape]:
             key = (path, vi.name)
             if key not in found or (shape.is_known and not found[key].is_known):
                 found[key] = shape
-        for init in graph.initializer:
-            found[(path, init.name)] = _initializer_shape(init, path)
-        for node in graph.node:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
-                for attr in node.attribute:
-                    if attr.type == onnx.AttributeProto.TENSOR:
-                        found[(path, node.output[0])] = TensorShape(
-                            node.output[0],
-                            path,
-                            DataType.from_value(attr.t.data_type),
-                            tuple(attr.t.dims),
-                        )
     return found
+
+
+def _stored_shapes(stored: ModelWeights) -> dict[tuple[str, str], TensorShape]:
+    """Stored tensors (initializers, Constant outputs) as the one reading has them: exact."""
+    return {
+        (t.graph, t.name): TensorShape(t.name, t.graph, t.data_type, t.dims) for t in stored.tensors
+    }
 
 
 def _node_outputs(model: onnx.ModelProto) -> Iterator[tuple[str, onnx.NodeProto, str]]:
@@ -513,6 +504,7 @@ def infer_shapes(
     default_dim: int | None = 1,
     use_symbolic: bool = True,
     path: str | Path | None = None,
+    stored: ModelWeights | None = None,
 ) -> InferredShapes:
     """Bind the inputs and infer the shape of every tensor in every graph.
 
@@ -522,6 +514,9 @@ def infer_shapes(
         default_dim: value for dims nobody bound; None makes an unbound dim an error.
         use_symbolic: also run onnxruntime's symbolic shape inference where onnx's leaves gaps.
         path: the model's path for error messages (taken from ``model`` when it is a path).
+        stored: the model's stored tensors from the one reading
+            (:func:`graph_analysis._weights.read_weights`), read here when not given: their
+            shapes are taken from it, never from the protobuf.
 
     Returns:
         The inputs as bound, every tensor's shape and the unknown ones with their treatment.
@@ -537,7 +532,10 @@ def infer_shapes(
     bound, dim_values, defaulted = bind_inputs(model, bindings, default_dim=default_dim, path=path)
     notes: list[str] = []
     inferred = _run_onnx_inference(bound, notes)
-    found = _collect(inferred)
+    if stored is None:
+        stored = read_weights(model if path is None else path)
+    weights = _stored_shapes(stored)
+    found = _collect(inferred) | weights
     engines = ["onnx"]
     if use_symbolic and _count_unknown(inferred, found):
         symbolic = _run_symbolic_inference(inferred, notes)
