@@ -62,6 +62,8 @@ class StoredWeight:
         role: its role under the one classification rule (docs/counting.md).
         external: stored in an external data file.
         readers: ``(op_type, input_index)`` of every node reading it, outer-scope reads resolved.
+        nested_readers: op types of the readers that sit in a nested subgraph (reading it from
+            an outer scope).
     """
 
     graph: str
@@ -73,6 +75,7 @@ class StoredWeight:
     role: Role
     external: bool
     readers: tuple[tuple[str, int], ...]
+    nested_readers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,11 @@ def model_weights(model: ModelFile) -> tuple[ModelWeights, ModelReport]:
             role=c.role,
             external=c.tensor.external is not None,
             readers=tuple((u.node.op_type, u.index) for u in c.uses if u.node is not None),
+            nested_readers=tuple(
+                u.node.op_type
+                for u in c.uses
+                if u.node is not None and u.node.graph != c.tensor.graph
+            ),
         )
         for c in classified
         if c.tensor.source in _HELD_AS_INITIALIZER and not c.tensor.graph.startswith("function:")

@@ -104,3 +104,48 @@ def test_memory_estimate_sees_the_same_weights(inlined_path: Path) -> None:
     again = estimate_memory(inlined_function_model(), parse_bindings(["F="]), train=True)
     assert again.inference == estimate.inference
     assert again.training == estimate.training
+
+
+def test_quantization_preparation_sees_the_same_weights(inlined_path: Path) -> None:
+    from converters._graph_prep import graph_makeup, lift_constants
+    from graph_analysis._weights import read_weights
+
+    weights = read_weights(inlined_path)
+    parameters = {t.name for t in weights.tensors if t.role is Role.PARAMETER}
+    assert sum(t.num_elements for t in weights.tensors if t.name in parameters) == 332
+    makeup = graph_makeup(weights, {})
+    assert makeup.conv_bytes == _CALLS * (2 * 2 * 3 * 3 + 2) * 4
+    assert makeup.matmul_bytes == _CALLS * 2 * 8 * 8 * 4
+    assert makeup.total_bytes == 332 * 4
+    # Lifting Constant-node weights into initializers (what the quantizer needs) names them by the
+    # same edge names the reading uses, in the main graph and in the If branches.
+    model = onnx.load(str(inlined_path))
+    assert lift_constants(model) == len(parameters) == 8
+    lifted = {t.name for g in _graphs(model.graph) for t in g.initializer}
+    assert lifted == parameters
+
+
+def test_quantized_variant_keeps_every_weight(inlined_path: Path, tmp_path: Path) -> None:
+    from converters.quantize import QuantMethod, quantize_model
+    from graph_analysis.bindings import parse_bindings
+
+    result = quantize_model(
+        inlined_path,
+        tmp_path / "q.onnx",
+        method=QuantMethod.DYNAMIC,
+        bindings=parse_bindings(["F="]),
+    )
+    assert result.recommendation.makeup.total_bytes == 332 * 4
+    assert result.quantized_ops.get("ConvInteger") == _CALLS
+    # The If branches' MatMul weights were lifted into their branch and quantized there.
+    assert result.quantized_ops.get("MatMulInteger") == _CALLS * 2
+    assert analyze(result.output).parameters.total == 332
+
+
+def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    found = [graph]
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                found.extend(_graphs(attr.g))
+    return found
