@@ -176,12 +176,15 @@ def model_weights(model: ModelFile) -> tuple[ModelWeights, ModelReport]:
     return ModelWeights(tensors, trainable, largest, frozen), report
 
 
-def read_weights(model: str | os.PathLike[str] | onnx.ModelProto) -> ModelWeights:
-    """Read a model file (or an in-memory model, through a temporary file) into its weights.
+def read_weights(model: str | os.PathLike[str] | onnx.ModelProto | ModelFile) -> ModelWeights:
+    """The weights of a model file, of its :class:`ModelFile` already read, or of an in-memory
+    model (written once to a temporary file: the loader reads files only).
 
     Raises:
         ModelFormatError, CorruptTensorError, ExternalDataError: as :func:`read_model`.
     """
+    if isinstance(model, ModelFile):
+        return model_weights(model)[0]
     if isinstance(model, (str, os.PathLike)):
         return model_weights(read_model(model))[0]
     import onnx

@@ -973,7 +973,7 @@ class _Stripper:
 
 
 def load_skeleton(
-    path: str | os.PathLike[str], *, keep_max_elements: int = 1024
+    path: str | os.PathLike[str] | ModelFile, *, keep_max_elements: int = 1024
 ) -> onnx.ModelProto:
     """Load the model as an ``onnx.ModelProto`` without its large weights.
 
@@ -981,7 +981,8 @@ def load_skeleton(
     payload is replaced by an external-data stub (location ``modelsize-stripped-payload``) that nothing
     should read; smaller tensors (shape constants, scalars) keep their values, external ones inlined.
     Memory and time depend on the graph's structure, not its weights. The file is validated exactly as
-    by :func:`read_model`.
+    by :func:`read_model`; given the :class:`ModelFile` already read, the skeleton is derived from
+    that reading.
 
     Raises:
         Same as :func:`read_model`.
@@ -989,7 +990,7 @@ def load_skeleton(
     import onnx
     from google.protobuf.message import DecodeError
 
-    model = read_model(path)
+    model = path if isinstance(path, ModelFile) else read_model(path)
     buf, size = _open_model_bytes(model.path)
     try:
         data = _Stripper(model, buf, keep_max_elements).message(0, size, "model")

@@ -19,12 +19,12 @@ from graph_analysis._liveness import ALIAS_OPS, GraphLiveness, LiveTensor, analy
 from graph_analysis._weights import ModelWeights, read_weights
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
+from graph_analysis.loading import load_skeleton, read_model
 from graph_analysis.shapes import (
     MAIN_GRAPH,
     InferredShapes,
     infer_shapes,
     iter_graphs,
-    load_model_skeleton,
 )
 
 __all__ = [
@@ -359,9 +359,11 @@ def estimate_memory(
         raise ValueError(f"checkpointing must be in (0, 1], got {checkpointing}")
     path: str | None = None
     if isinstance(model, (str, Path)):
+        # One reading: the weights and the skeleton handed to shape inference both derive from it.
         path = str(model)
-        stored = read_weights(model)
-        model = load_model_skeleton(model)
+        model_file = read_model(model)
+        stored = read_weights(model_file)
+        model = load_skeleton(model_file)
     else:
         stored = read_weights(model)
     runtime = runtime or OrtCpuModel()

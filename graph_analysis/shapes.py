@@ -35,7 +35,7 @@ from graph_analysis._weights import ModelWeights, read_weights
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType, nbytes
 from graph_analysis.errors import ShapeBindingError
-from graph_analysis.loading import load_skeleton
+from graph_analysis.loading import load_skeleton, read_model
 
 __all__ = [
     "ANONYMOUS_DIM_PARAMS",
@@ -527,13 +527,15 @@ def infer_shapes(
     """
     if isinstance(model, (str, Path)):
         path = model
-        model = load_model_skeleton(model)
+        model_file = read_model(model)
+        stored = stored or read_weights(model_file)
+        model = load_skeleton(model_file)
     bindings = bindings or Bindings()
     bound, dim_values, defaulted = bind_inputs(model, bindings, default_dim=default_dim, path=path)
     notes: list[str] = []
     inferred = _run_onnx_inference(bound, notes)
     if stored is None:
-        stored = read_weights(model if path is None else path)
+        stored = read_weights(model)
     weights = _stored_shapes(stored)
     found = _collect(inferred) | weights
     engines = ["onnx"]
