@@ -82,8 +82,9 @@ class StoredWeight:
 class ModelWeights:
     """Every tensor onnxruntime holds as an initializer, and the training split of the parameters.
 
-    Built by :func:`read_weights` from the one reading; function bodies are left out (onnxruntime
-    inlines them into the graph that calls them).
+    Built by :func:`read_weights` from the one reading. A model-local function's tensors are listed
+    once, under the graph ``/function:<domain>.<name>`` (as the report counts them), although
+    onnxruntime inlines one copy per call.
 
     Attributes:
         tensors: the stored tensors of the main graph and every subgraph, in reading order.
@@ -170,7 +171,7 @@ def model_weights(model: ModelFile) -> tuple[ModelWeights, ModelReport]:
             ),
         )
         for c in classified
-        if c.tensor.source in _HELD_AS_INITIALIZER and not c.tensor.graph.startswith("function:")
+        if c.tensor.source in _HELD_AS_INITIALIZER
     )
     trainable, largest, frozen = _split(report)
     return ModelWeights(tensors, trainable, largest, frozen), report

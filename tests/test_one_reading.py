@@ -149,3 +149,62 @@ def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
             if attr.type == onnx.AttributeProto.GRAPH:
                 found.extend(_graphs(attr.g))
     return found
+
+
+def test_a_constant_whose_tensor_is_named_like_another_weight(tmp_path: Path) -> None:
+    # The Constant's tensor calls itself "W", the name of an initializer: only edges name tensors.
+    w = numpy_helper.from_array(np.ones((4, 4), dtype=np.float32), "W")
+    c = helper.make_node(
+        "Constant", [], ["C"], value=numpy_helper.from_array(np.ones(4, dtype=np.float32), "W")
+    )
+    nodes = [
+        c,
+        helper.make_node("MatMul", ["X", "W"], ["H"]),
+        helper.make_node("Add", ["H", "C"], ["Y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", F32, [1, 4])],
+        [helper.make_tensor_value_info("Y", F32, [1, 4])],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "clash.onnx"
+    onnx.save(model, str(path))
+    report = analyze(path)
+    assert {(t.name, t.role) for t in report.tensors} == {
+        ("W", Role.PARAMETER),
+        ("C", Role.PARAMETER),
+    }
+    assert report.parameters.total == 16 + 4
+
+
+def test_local_function_weights_count_in_memory_as_in_the_report(tmp_path: Path) -> None:
+    from graph_analysis.memory import estimate_memory
+
+    path = tmp_path / "functions.onnx"
+    model = inlined_function_model()
+    # The same model before inlining: the weights live in the function body, counted once.
+    body = [n for n in model.graph.node][:6]
+    function = helper.make_function(
+        "local", "Block", ["X", "F"], ["Y0"], body, [helper.make_opsetid("", 17)]
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Block", ["X", "F"], ["Y0"], domain="local")],
+        "g",
+        list(model.graph.input),
+        [model.graph.output[0]],
+    )
+    single = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+        functions=[function],
+    )
+    onnx.save(single, str(path))
+    report = analyze(path)
+    assert report.parameters.total == _PER_CALL
+    estimate = estimate_memory(path, train=True)
+    assert estimate.training is not None
+    assert estimate.training.trainable_parameters == _PER_CALL
+    assert estimate.inference.weights_bytes == _PER_CALL * 4 + 2 * 8
