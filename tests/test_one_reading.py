@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 import onnx.inliner
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from graph_analysis import Role, analyze
@@ -208,3 +210,26 @@ def test_local_function_weights_count_in_memory_as_in_the_report(tmp_path: Path)
     assert estimate.training is not None
     assert estimate.training.trainable_parameters == _PER_CALL
     assert estimate.inference.weights_bytes == _PER_CALL * 4 + 2 * 8
+
+
+_OWN_NAMES = st.sampled_from(["", "weight", "W__1", "B__2", "m__1", "X", "Y0", "shape__1"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.data())
+def test_attribute_tensor_names_never_change_a_figure(tmp_path_factory, data) -> None:  # type: ignore[no-untyped-def]
+    """Whatever a Constant's tensor calls itself (empty, another edge's name), the figures stay."""
+    model = inlined_function_model()
+    for graph in _graphs(model.graph):
+        for node in graph.node:
+            if node.op_type == "Constant":
+                node.attribute[0].t.name = data.draw(_OWN_NAMES)
+    path = tmp_path_factory.mktemp("names") / "renamed.onnx"
+    onnx.save(model, str(path))
+    report = analyze(path)
+    assert report.parameters.total == 332
+    assert report.by_role[Role.UNUSED].tensors == 0
+    from graph_analysis._weights import read_weights
+
+    weights = read_weights(path)
+    assert sum(t.nbytes for t in weights.tensors) == 332 * 4 + _CALLS * 2 * 8
