@@ -463,7 +463,8 @@ def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.Mo
 
 
 def _without_external_stubs(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy where every stripped main-graph tensor is a typed graph input, not an initializer.
+    """A copy where every stripped main-graph tensor is a typed graph input, not an initializer
+    or a Constant node.
 
     onnxruntime's symbolic inference reads the values of initializers it meets (and re-runs onnx's
     inference on one-node models, which opens the skeleton's placeholder location); a graph input
@@ -481,15 +482,43 @@ def _without_external_stubs(model: onnx.ModelProto) -> onnx.ModelProto:
             graph.input.append(
                 onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
             )
+    # Weights stored as Constant nodes (PaddlePaddle exports, inlined functions) are stubbed too:
+    # in the main graph the node becomes a typed graph input named by its output.
+    kept_nodes = []
+    for node in graph.node:
+        stub = _stubbed_constant(node)
+        if stub is None:
+            kept_nodes.append(node)
+        elif node.output[0] not in listed:
+            graph.input.append(
+                onnx.helper.make_tensor_value_info(node.output[0], stub.data_type, list(stub.dims))
+            )
+    if len(kept_nodes) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(kept_nodes)
     # Subgraph inputs are fixed by their op (Loop, Scan): there the placeholder is only dropped.
     for path, sub in iter_graphs(clean.graph):
         if path == MAIN_GRAPH:
             continue
-        for tensor in sub.initializer:
-            if tensor.data_location == onnx.TensorProto.EXTERNAL:
-                tensor.ClearField("external_data")
-                tensor.data_location = onnx.TensorProto.DEFAULT
+        stubs = [t for t in sub.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        stubs += [t for t in map(_stubbed_constant, sub.node) if t is not None]
+        for tensor in stubs:
+            tensor.ClearField("external_data")
+            tensor.data_location = onnx.TensorProto.DEFAULT
     return clean
+
+
+def _stubbed_constant(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The value of a Constant node whose payload the skeleton replaced by a stub, else None."""
+    if node.op_type != "Constant" or node.domain not in ("", "ai.onnx") or not node.output:
+        return None
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.TENSOR and (
+            attr.t.data_location == onnx.TensorProto.EXTERNAL
+        ):
+            tensor: onnx.TensorProto = attr.t
+            return tensor
+    return None
 
 
 def _first_line(error: BaseException) -> str:

@@ -305,3 +305,38 @@ def test_anonymous_dims_in_memory_and_measure_binding(tmp_path: Path) -> None:
     assert inference.largest_activation_bytes == 1 * 4 * 48 * 192 * 4
     result = CliRunner().invoke(app, ["memory", str(path), "--input-shape", "x=1,3,48,192"])
     assert result.exit_code == 0, result.stderr
+
+
+def test_symbolic_inference_runs_on_constant_node_weights() -> None:
+    # A weight stored as a Constant node (PaddlePaddle, inlined functions) is stubbed in the
+    # skeleton like an initializer; onnxruntime's symbolic pass must not try to read it.
+    weight = numpy_helper.from_array(np.zeros((8, 200), dtype=np.float32), "own_name")
+    nodes = [
+        helper.make_node("Constant", [], ["W"], value=weight),
+        helper.make_node("MatMul", ["X", "W"], ["H"]),
+        helper.make_node("Gelu", ["H"], ["Y"], domain="com.microsoft"),  # unknown to onnx
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+    )
+    skeleton = _skeleton_of(model)
+    shapes = infer_shapes(skeleton, parse_bindings(batch=3))
+    assert shapes.notes == ()
+    assert "onnxruntime-symbolic" in shapes.engines
+    assert shapes.lookup()[("", "Y")].dims == (3, 200)
+
+
+def _skeleton_of(model: onnx.ModelProto) -> onnx.ModelProto:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.onnx"
+        onnx.save(model, str(path))
+        return load_model_skeleton(path)
