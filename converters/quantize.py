@@ -561,9 +561,10 @@ def quantize_model(
     """
     src, out = Path(src), Path(out)
     bindings = bindings or Bindings()
-    header = load_skeleton(src)
+    source = read_model(src)  # the one reading: the makeup and the skeleton derive from it
+    header = load_skeleton(source)
     _check_paths(src, out)
-    makeup = graph_makeup(read_weights(src), quantized_op_counts(header))
+    makeup = graph_makeup(read_weights(source), quantized_op_counts(header))
     recommendation = recommend_method(makeup)
     if method is QuantMethod.AUTO:
         method = recommendation.method
