@@ -1,9 +1,10 @@
 """The stored tensors as the estimates see them: one reading (``loading``), one classification
 (``params``), handed over as frozen records.
 
-Nothing downstream re-finds weights on a protobuf: the memory estimate, liveness, the training split,
-quantization's makeup and the comparison's census all take a :class:`ModelWeights`. The data flows one
-way: read -> classify -> (shapes, liveness) -> estimates -> render.
+Nothing downstream re-finds weights on a protobuf: the shapes of stored tensors, liveness, the memory
+estimate, the training split and quantization's makeup and float-weight list take a
+:class:`ModelWeights`; the comparison's census is the report's. The data flows one way:
+read -> classify -> (shapes, liveness) -> estimates -> render.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ class ModelWeights:
     onnxruntime inlines one copy per call.
 
     Attributes:
-        tensors: the stored tensors of the main graph and every subgraph, in reading order.
+        tensors: the stored tensors of the main graph, every subgraph and every function body, in
+            reading order.
         trainable_parameters: elements of floating ``parameter`` tensors (each tied copy once).
         largest_trainable: elements of the largest of those.
         frozen_bytes: dense bytes of every other used tensor (running statistics, constants,
