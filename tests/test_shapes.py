@@ -293,7 +293,7 @@ def test_real_symbols_still_tie_dims_across_inputs() -> None:
 
 def test_anonymous_dims_in_memory_and_measure_binding(tmp_path: Path) -> None:
     from graph_analysis.memory import estimate_memory
-    from graph_analysis.runtime.measure import model_input_specs
+    from graph_analysis.runtime.measure import measure_inference, model_input_specs
 
     path = tmp_path / "paddle.onnx"
     onnx.save(_paddle_style_model(), str(path))
@@ -305,6 +305,10 @@ def test_anonymous_dims_in_memory_and_measure_binding(tmp_path: Path) -> None:
     assert inference.largest_activation_bytes == 1 * 4 * 48 * 192 * 4
     result = CliRunner().invoke(app, ["memory", str(path), "--input-shape", "x=1,3,48,192"])
     assert result.exit_code == 0, result.stderr
+    # onnxruntime runs the model on the bound inputs: its output is the size the estimate counts.
+    measured = measure_inference(path, bindings, runs=1)
+    assert [(s.name, s.dims) for s in measured.inputs] == [("x", (1, 3, 48, 192))]
+    assert measured.output_bytes == inference.largest_activation_bytes
 
 
 def test_symbolic_inference_runs_on_constant_node_weights() -> None:
