@@ -90,7 +90,8 @@ class ModelWeights:
     Attributes:
         tensors: the stored tensors of the main graph, every subgraph and every function body, in
             reading order.
-        trainable_parameters: elements of floating ``parameter`` tensors (each tied copy once).
+        trainable_parameters: elements of floating ``parameter`` tensors (each tied copy once),
+            except those the framework's record marks frozen.
         largest_trainable: elements of the largest of those.
         frozen_bytes: dense bytes of every other used tensor (running statistics, constants,
             integer weights), copies once.
@@ -136,14 +137,21 @@ def _split(report: ModelReport) -> tuple[int, int, int]:
     """Trainable elements, largest trainable tensor, frozen bytes, from the classification.
 
     Copies of one parameter (tied weights recorded by the exporter, external aliases) count once;
-    unused tensors get no gradient and runtimes drop them.
+    unused tensors get no gradient and runtimes drop them. When the file carries the framework's
+    record (``modelsize convert``), a parameter it marks frozen (``requires_grad=False``, a Keras
+    layer with ``trainable=False``) is a frozen buffer: the record decides.
     """
     trainable = largest = frozen = 0
     for record in report.tensors:
         if record.duplicate_of is not None or record.role is Role.UNUSED:
             continue
         data_type = DataType.__members__.get(record.data_type)
-        if record.role is Role.PARAMETER and data_type is not None and is_floating(data_type):
+        if (
+            record.role is Role.PARAMETER
+            and data_type is not None
+            and is_floating(data_type)
+            and record.trainable is not False
+        ):
             trainable += record.num_elements
             largest = max(largest, record.num_elements)
         else:

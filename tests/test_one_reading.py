@@ -233,3 +233,51 @@ def test_attribute_tensor_names_never_change_a_figure(tmp_path_factory, data) ->
 
     weights = read_weights(path)
     assert sum(t.nbytes for t in weights.tensors) == 332 * 4 + _CALLS * 2 * 8
+
+
+def test_parameters_the_framework_froze_are_not_trained(tmp_path: Path) -> None:
+    from graph_analysis.framework import (
+        METADATA_KEY,
+        FrameworkInfo,
+        FrameworkTensor,
+        FrameworkTotals,
+        InitializerOrigin,
+        TensorKind,
+        write_framework_json,
+    )
+    from graph_analysis.memory import estimate_memory
+
+    p = TensorKind.PARAMETER
+    tensors = (FrameworkTensor("W1", p, False, 64), FrameworkTensor("W2", p, True, 32))
+    info = FrameworkInfo(
+        "torch",
+        "2.13.0",
+        "test",
+        FrameworkTotals(96, 32, 64, 0),
+        tensors,
+        {t.name: InitializerOrigin(t.name, t.kind, t.trainable) for t in tensors},
+    )
+    inits = [
+        numpy_helper.from_array(np.ones((8, 8), dtype=np.float32), "W1"),
+        numpy_helper.from_array(np.ones((8, 4), dtype=np.float32), "W2"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W1"], ["H"]),
+        helper.make_node("MatMul", ["H", "W2"], ["Y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", F32, [2, 8])],
+        [helper.make_tensor_value_info("Y", F32, [2, 4])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    helper.set_model_props(model, {METADATA_KEY: write_framework_json(info)})
+    path = tmp_path / "frozen.onnx"
+    onnx.save(model, str(path))
+    training = estimate_memory(path, train=True).training
+    assert training is not None
+    assert training.trainable_parameters == 32  # as the framework's own count of trainable
+    assert training.frozen_bytes == 64 * 4
+    assert training.item("gradients") == 32 * 4
