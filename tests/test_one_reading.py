@@ -281,3 +281,92 @@ def test_parameters_the_framework_froze_are_not_trained(tmp_path: Path) -> None:
     assert training.trainable_parameters == 32  # as the framework's own count of trainable
     assert training.frozen_bytes == 64 * 4
     assert training.item("gradients") == 32 * 4
+
+
+def _reference_parameters(model: onnx.ModelProto) -> int:
+    """An independent count, plain onnx API: floating tensors of more than one element stored as
+    initializers or Constant nodes, in every graph, that some node reads by its edge name."""
+    stored: dict[str, int] = {}
+    read: set[str] = set()
+    for graph in _graphs(model.graph):
+        for tensor in graph.initializer:
+            if tensor.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16):
+                stored[tensor.name] = int(np.prod(tensor.dims))
+        for node in graph.node:
+            read.update(node.input)
+            if node.op_type == "Constant":
+                value = node.attribute[0].t
+                if value.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16):
+                    stored[node.output[0]] = int(np.prod(value.dims))
+    return sum(n for name, n in stored.items() if name in read and n > 1)
+
+
+@st.composite
+def weight_chains(draw: st.DrawFn) -> onnx.ModelProto:
+    """X -> MatMul -> ... with each weight an initializer or a Constant (its tensor's own name
+    drawn at random, possibly another edge's), some of the chain inside an If branch."""
+    # Widths from 2: a 1x1 MatMul weight is a parameter by the rule (a one-element float in a
+    # weight slot), which the simple reference does not model.
+    widths = draw(st.lists(st.integers(2, 5), min_size=2, max_size=6))
+    in_branch = draw(st.integers(0, len(widths) - 1))
+    main: list[onnx.NodeProto] = []
+    branch: list[onnx.NodeProto] = []
+    initializers = []
+    current = "X"
+    for k in range(1, len(widths)):
+        weight = np.ones((widths[k - 1], widths[k]), dtype=np.float32)
+        target = branch if k > in_branch else main
+        if draw(st.booleans()):
+            own = draw(st.sampled_from(["", "X", "W1", "H1", "weight", f"W{k}"]))
+            target.append(
+                helper.make_node(
+                    "Constant", [], [f"W{k}"], value=numpy_helper.from_array(weight, own)
+                )
+            )
+        else:
+            initializers.append(numpy_helper.from_array(weight, f"W{k}"))
+        target.append(helper.make_node("MatMul", [current, f"W{k}"], [f"H{k}"]))
+        current = f"H{k}"
+    out = helper.make_tensor_value_info("Y", F32, [1, widths[-1]])
+    if branch:
+        branch.append(helper.make_node("Identity", [current], ["B"]))
+        body = helper.make_graph(branch, "b", [], [helper.make_tensor_value_info("B", F32, None)])
+        other = helper.make_graph(
+            [helper.make_node("Identity", [f"H{in_branch}" if in_branch else "X"], ["E"])],
+            "e",
+            [],
+            [helper.make_tensor_value_info("E", F32, None)],
+        )
+        main.append(helper.make_node("If", ["F"], ["Y"], then_branch=body, else_branch=other))
+    else:
+        main.append(helper.make_node("Identity", [current], ["Y"]))
+    graph = helper.make_graph(
+        main,
+        "g",
+        [
+            helper.make_tensor_value_info("X", F32, [1, widths[0]]),
+            helper.make_tensor_value_info("F", TensorProto.BOOL, []),
+        ],
+        [out],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@settings(max_examples=30, deadline=None)
+@given(weight_chains())
+def test_every_analysis_counts_the_reference(tmp_path_factory, model: onnx.ModelProto) -> None:  # type: ignore[no-untyped-def]
+    from graph_analysis._weights import read_weights
+    from graph_analysis.bindings import parse_bindings
+    from graph_analysis.memory import estimate_memory
+
+    reference = _reference_parameters(model)
+    path = tmp_path_factory.mktemp("chains") / "chain.onnx"
+    onnx.save(model, str(path))
+    assert analyze(path).parameters.total == reference
+    training = estimate_memory(path, parse_bindings(["F="]), train=True).training
+    assert training is not None and training.trainable_parameters == reference
+    weights = read_weights(path)
+    assert sum(t.num_elements for t in weights.tensors if t.role is Role.PARAMETER) == reference
