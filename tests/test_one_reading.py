@@ -102,6 +102,17 @@ def test_memory_estimate_sees_the_same_weights(inlined_path: Path) -> None:
     assert estimate.inference.weights_bytes == 332 * 4 + _CALLS * 2 * 8
     assert estimate.training is not None
     assert estimate.training.trainable_parameters == 332
+    # The reading names graphs as shapes and liveness do, so branch weights are never activations.
+    from graph_analysis._weights import read_weights
+    from graph_analysis.shapes import iter_graphs
+
+    model = inlined_function_model()
+    assert {t.graph for t in read_weights(inlined_path).tensors} == {
+        path for path, _graph in iter_graphs(model.graph)
+    }
+    assert not {t.name for t in estimate.inference.peak_tensors} & {
+        t.name for t in read_weights(inlined_path).tensors
+    }
     # In memory or from the file: one reading, the same figures.
     again = estimate_memory(inlined_function_model(), parse_bindings(["F="]), train=True)
     assert again.inference == estimate.inference
