@@ -40,7 +40,7 @@ from converters._graph_prep import (
     shared_gathers,
 )
 from converters.sources import SourceKind, convert_source, detect_source
-from graph_analysis._weights import file_bytes
+from graph_analysis._weights import ModelWeights, file_bytes, read_weights
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
 from graph_analysis.errors import (
@@ -496,12 +496,12 @@ def _smoke_run(path: Path, bindings: Bindings, src: Path) -> None:
 
 
 def _fallback_axes(
-    model: onnx.ModelProto, op_types: Sequence[str] | None, min_elements: int
+    weights: ModelWeights, op_types: Sequence[str] | None, min_elements: int
 ) -> dict[str, int]:
     """FLOAT weights the fallback should convert, with the axis their scales run along."""
     wanted = set(op_types) if op_types else None
     axes = {}
-    for tensor in float_tensors(model, min_elements=min_elements, data_types=FLOAT32_TYPES):
+    for tensor in float_tensors(weights, min_elements=min_elements, data_types=FLOAT32_TYPES):
         if tensor.data_type != "FLOAT" or len(tensor.dims) < 2:
             continue  # vectors (biases, norm scales) are small and sensitive: left in float
         ops = {op.replace(" (in subgraph)", "") for op in tensor.consumers}
@@ -561,9 +561,10 @@ def quantize_model(
     """
     src, out = Path(src), Path(out)
     bindings = bindings or Bindings()
-    header = load_skeleton(src)
+    source = read_model(src)  # the one reading: the makeup and the skeleton derive from it
+    header = load_skeleton(source)
     _check_paths(src, out)
-    makeup = graph_makeup(header)
+    makeup = graph_makeup(read_weights(source), quantized_op_counts(header))
     recommendation = recommend_method(makeup)
     if method is QuantMethod.AUTO:
         method = recommendation.method
@@ -610,7 +611,7 @@ def quantize_model(
             )
             variant = onnx.load(str(quantized))
             fallback_done = (
-                _apply_fallback(variant, op_types, fallback_min_elements)
+                _apply_fallback(variant, read_weights(quantized), op_types, fallback_min_elements)
                 if fallback and method is not QuantMethod.FP16
                 else []
             )
@@ -624,7 +625,7 @@ def quantize_model(
             _save(variant, final, external=use_external)
             _smoke_run(final, bindings, src)
             left = float_tensors(
-                variant,
+                read_weights(final),
                 min_elements=report_min_elements,
                 data_types=FLOAT32_TYPES if method is QuantMethod.FP16 else _ALL_FLOATS,
                 default_reason=_default_reason(method, op_types),
@@ -701,11 +702,17 @@ def _quantize_with_retry(
 
 
 def _apply_fallback(
-    variant: onnx.ModelProto, op_types: Sequence[str] | None, min_elements: int
+    variant: onnx.ModelProto,
+    weights: ModelWeights,
+    op_types: Sequence[str] | None,
+    min_elements: int,
 ) -> list[FallbackTensor]:
-    """Store the FLOAT weights the quantizer left as INT8 behind DequantizeLinear (in place)."""
-    axes = _fallback_axes(variant, op_types, min_elements)
-    sizes = {t.name: t for t in float_tensors(variant, min_elements=min_elements)}
+    """Store the FLOAT weights the quantizer left as INT8 behind DequantizeLinear (in place).
+
+    ``weights`` is the reading of the file ``variant`` was loaded from.
+    """
+    axes = _fallback_axes(weights, op_types, min_elements)
+    sizes = {t.name: t for t in float_tensors(weights, min_elements=min_elements)}
     done = []
     for name in dequantize_linear_fallback(variant, set(axes), axes=axes):
         count = sizes[name].num_elements

@@ -29,8 +29,10 @@ from graph_analysis.report import DtypeRow, GroupRow, Precision, PrecisionSize, 
 
 __all__ = [
     "DEFAULT_INT4_BLOCK_SIZE",
+    "ClassifiedTensor",
     "Use",
     "classify",
+    "classify_model",
     "collect_uses",
     "dtype_rows",
     "group_rows",
@@ -226,6 +228,29 @@ def collect_uses(model: ModelFile) -> dict[TensorKey, list[Use]]:
     for function in model.functions:
         walk(function, [])
     return uses
+
+
+@dataclass(frozen=True)
+class ClassifiedTensor:
+    """One stored tensor with every reader of it and the role those readers give it."""
+
+    tensor: TensorInfo
+    uses: tuple[Use, ...]
+    role: Role
+
+
+def classify_model(model: ModelFile) -> tuple[ClassifiedTensor, ...]:
+    """Every stored tensor of every graph, in reading order, with its uses and its role.
+
+    The one classification of a model: the report, the memory estimate and quantization read it.
+    """
+    uses = collect_uses(model)
+    out: list[ClassifiedTensor] = []
+    for graph in model.graphs():
+        for position, tensor in enumerate(graph.tensors):
+            tensor_uses = tuple(uses.get(tensor_key(tensor, position), ()))
+            out.append(ClassifiedTensor(tensor, tensor_uses, classify(tensor, tensor_uses)))
+    return tuple(out)
 
 
 def _role_of_use(use: Use) -> str:
