@@ -15,8 +15,9 @@ inferred. Conventions:
 - an op with no rule is listed in ``unknown_ops`` and counted as 0, never silently; a node whose shapes
   stayed unknown is listed in ``unresolved`` and counted as 0.
 
-Weights are identified by the one reading of the model (:func:`graph_analysis.analysis.analyze`), not
-found again here; layer paths are the same tree as ``inspect``'s.
+Weights are identified by the one reading of the model (``loading`` -> ``params``, through the
+report and :func:`graph_analysis._weights.read_weights`), never found again here; layer paths are
+the same tree as ``inspect``'s.
 """
 
 from __future__ import annotations
@@ -27,17 +28,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from graph_analysis.analysis import analyze
+from graph_analysis._weights import ModelWeights, graph_scope, read_weights
+from graph_analysis.analysis import build_report
 from graph_analysis.bindings import Bindings
+from graph_analysis.loading import load_skeleton, read_model
 from graph_analysis.params import _components
 from graph_analysis.report import Role
-from graph_analysis.shapes import (
-    MAIN_GRAPH,
-    TensorShape,
-    infer_shapes,
-    load_model_skeleton,
-    node_label,
-)
+from graph_analysis.shapes import MAIN_GRAPH, TensorShape, infer_shapes, node_label
 
 if TYPE_CHECKING:
     import onnx
@@ -923,11 +920,15 @@ _ASSUMPTIONS = (
 )
 
 
+_WEIGHT_ROLES = (Role.PARAMETER, Role.RUNNING_STAT, Role.QUANT_META)
+
+
 def count_compute_model(
     model: onnx.ModelProto,
     bindings: Bindings | None = None,
     *,
     weights: Mapping[tuple[str, str], tuple[int, tuple[str, ...]]] | None = None,
+    stored: ModelWeights | None = None,
     default_dim: int | None = 1,
     layer_depth: int = 64,
     path: str | Path | None = None,
@@ -937,8 +938,10 @@ def count_compute_model(
     Args:
         model: the model (the weight-free skeleton is enough; it is not modified).
         bindings: input bindings, as for ``memory``.
-        weights: ``(graph, name) -> (bytes, layer path)`` of the parameters, from the one reading of
-            the model; without it every initializer is a weight and layers come from node names.
+        weights: ``(graph, name) -> (bytes, layer path)`` of the weights, from the one reading of
+            the model; without it they come from ``stored`` (layers then from node names).
+        stored: the model's stored tensors (:func:`graph_analysis._weights.read_weights`); read from
+            ``model`` when not given.
         default_dim: value for dims nobody bound; None makes an unbound dim an error.
         layer_depth: deepest layer-tree level in ``layers``.
         path: the model's path, for error messages.
@@ -946,17 +949,13 @@ def count_compute_model(
     Raises:
         ShapeBindingError: a binding that does not fit the graph.
     """
-    shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path)
-    lookup = shapes.lookup()
+    stored = stored or read_weights(model)
     if weights is None:
-        from graph_analysis.shapes import iter_graphs
-
-        weights = {}
-        for graph_path, graph in iter_graphs(model.graph):
-            for tensor in graph.initializer:
-                shape = lookup.get((graph_path, tensor.name))
-                weights[(graph_path, tensor.name)] = (shape.nbytes or 0 if shape else 0, ())
-    walker = _Walker(model, lookup, weights)
+        weights = {
+            (w.graph, w.name): (w.nbytes, ()) for w in stored.tensors if w.role in _WEIGHT_ROLES
+        }
+    shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path, stored=stored)
+    walker = _Walker(model, shapes.lookup(), weights)
     walker.walk(model.graph, MAIN_GRAPH, 1, "")
     nodes = tuple(walker.nodes)
     flops = sum(n.flops for n in nodes)
@@ -985,6 +984,9 @@ def count_compute(
 ) -> ComputeReport:
     """Count MACs, FLOPs and bytes moved of an ONNX model at the bound input shapes.
 
+    The file is read once: the weights, their roles and layers (the same tree as ``inspect``) and
+    the skeleton handed to shape inference all come from that reading.
+
     Args:
         path: the ``.onnx`` file.
         bindings: input bindings (``--input-shape``/``--dim``/``--batch``).
@@ -997,17 +999,18 @@ def count_compute(
     Raises:
         InputError: the file is not a readable ONNX model, or a binding does not fit it.
     """
-    report = analyze(path)
+    model_file = read_model(path)
+    report = build_report(model_file)
     weights = {
-        (t.graph, t.name): (t.nbytes, t.layer)
+        (graph_scope(t.graph), t.name): (t.nbytes, t.layer)
         for t in report.tensors
-        if t.role in (Role.PARAMETER, Role.RUNNING_STAT, Role.QUANT_META)
+        if t.role in _WEIGHT_ROLES
     }
-    model = load_model_skeleton(path)
     return count_compute_model(
-        model,
+        load_skeleton(model_file),
         bindings,
         weights=weights,
+        stored=read_weights(model_file),
         default_dim=default_dim,
         layer_depth=layer_depth,
         path=path,
