@@ -13,7 +13,9 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from cli.render import Breakdown, OutputFormat
+from cli._group import EXIT_INTERRUPTED, ClickException, ModelsizeGroup
+from cli.options import BatchOpt, DimOpt, InputDtypeOpt, InputShapeOpt, input_bindings
+from cli.render import Breakdown, OutputFormat, print_warnings
 from cli.render_convert import (
     ConvertFormat,
     progress_reporter,
@@ -25,14 +27,14 @@ from cli.render_quant import render_comparison, render_quantization, render_quan
 from converters.memory_source import source_memory
 from converters.quantize import QuantMethod, quantize_source
 from converters.sources import DynamicAxis, convert_source, detect_source, inspect_source
-from graph_analysis.bindings import parse_bindings
-from graph_analysis.errors import ModelsizeError
+from graph_analysis.errors import ModelsizeError, ShapeBindingError
 from graph_analysis.memory import Optimizer, TrainingPrecision
 from graph_analysis.runtime.compare import compare_models
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
+    cls=ModelsizeGroup,
     name="modelsize",
     help="How big is this model? Exact parameter counts and sizes from ONNX graphs.",
     no_args_is_help=True,
@@ -64,11 +66,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except ModelsizeError as e:
             typer.echo(f"modelsize: {e}", err=True)
             raise typer.Exit(e.exit_code) from None
-        except (typer.Exit, typer.Abort):
+        except (typer.Exit, typer.Abort, ClickException):
             raise
         except KeyboardInterrupt:
             typer.echo("modelsize: interrupted", err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as e:
             if os.environ.get("MODELSIZE_DEBUG"):
                 traceback.print_exc()
@@ -81,18 +83,6 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-InputShapeOpt = Annotated[
-    list[str],
-    typer.Option(
-        "--input-shape",
-        help="Example input shape for framework sources: 1,3,224,224 or NAME=1,3,224,224 "
-        "(repeatable).",
-    ),
-]
-InputDtypeOpt = Annotated[
-    list[str],
-    typer.Option("--input-dtype", help="Input data type where not FLOAT: INT64 or NAME=INT64."),
-]
 DynamicOpt = Annotated[
     list[DynamicAxis],
     typer.Option("--dynamic", help="Keep this axis symbolic in the exported graph (repeatable)."),
@@ -120,6 +110,8 @@ def inspect(
     ] = False,
     input_shape: InputShapeOpt = [],  # noqa: B006  (typer reads list defaults, never mutates them)
     input_dtype: InputDtypeOpt = [],  # noqa: B006
+    dim: DimOpt = [],  # noqa: B006
+    batch: BatchOpt = None,
     dynamic: DynamicOpt = [],  # noqa: B006
     weights: WeightsOpt = None,
 ) -> None:
@@ -128,7 +120,7 @@ def inspect(
     Framework sources (see `convert`) are exported to ONNX in a temporary folder first; the output
     then also shows the framework's own counts and reconciles them with the graph's.
     """
-    bindings = parse_bindings(input_shape, input_dtypes=input_dtype)
+    bindings = input_bindings(input_shape, input_dtype, dim, batch)
     with progress_reporter() as on_progress:
         inspection = inspect_source(
             model,
@@ -142,6 +134,7 @@ def inspect(
     text = render_source_inspection(inspection, fmt, by=by, depth=depth, top=top, console=console)
     if text is not None:
         sys.stdout.write(text)
+    print_warnings(inspection.report.warnings)
 
 
 @app.command()
@@ -160,11 +153,13 @@ def convert(
     ] = ConvertFormat.TABLE,
     input_shape: InputShapeOpt = [],  # noqa: B006
     input_dtype: InputDtypeOpt = [],  # noqa: B006
+    dim: DimOpt = [],  # noqa: B006
+    batch: BatchOpt = None,
     dynamic: DynamicOpt = [],  # noqa: B006
     weights: WeightsOpt = None,
 ) -> None:
     """Export a PyTorch, Hugging Face or Keras/TensorFlow model to ONNX with the framework's counts."""
-    bindings = parse_bindings(input_shape, input_dtypes=input_dtype)
+    bindings = input_bindings(input_shape, input_dtype, dim, batch)
     with progress_reporter() as on_progress:
         result = convert_source(
             detect_source(source),
@@ -179,12 +174,6 @@ def convert(
         sys.stdout.write(text)
 
 
-BindShapeOpt = Annotated[
-    list[str],
-    typer.Option("--input-shape", help="NAME=1,3,224,224 (repeatable), or a bare shape."),
-]
-DimOpt = Annotated[list[str], typer.Option("--dim", help="NAME=VALUE for a named dim (seq=512).")]
-BatchOpt = Annotated[int | None, typer.Option("--batch", help="Leading dim of every input.")]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json.")]
 
 
@@ -215,8 +204,8 @@ def quantize(
     fp16_io: Annotated[
         bool, typer.Option("--fp16-io", help="fp16: FLOAT16 inputs/outputs.")
     ] = False,
-    input_shape: BindShapeOpt = [],  # noqa: B006
-    input_dtype: InputDtypeOpt = [],  # noqa: B006  (typer reads list defaults, never mutates them)
+    input_shape: InputShapeOpt = [],  # noqa: B006  (typer reads list defaults, never mutates them)
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     compare: Annotated[
@@ -225,8 +214,12 @@ def quantize(
     runs: QuantRunsOpt = 10,
     fmt: QuantFormatOpt = OutputFormat.TABLE,
 ) -> None:
-    """Write an int8 (dynamic/static), fp16 or int4 variant of a model and report what it achieved."""
-    bindings = parse_bindings(input_shape, dim, batch, input_dtype)
+    """Write an int8 (dynamic/static), fp16 or int4 variant of a model and report what it achieved.
+
+    The variant is run once on generated inputs to verify it; when those inputs cannot run the
+    original model, dynamic/fp16/int4 variants are still written and reported as NOT VERIFIED.
+    """
+    bindings = input_bindings(input_shape, input_dtype, dim, batch)
     types = [t for item in op_types or () for t in item.split(",") if t]
     with progress_reporter() as say:
         result = quantize_source(
@@ -234,6 +227,11 @@ def quantize(
             calibration=calibration, calibration_samples=calibration_samples, bindings=bindings,
             keep_io_types=not fp16_io, fallback=not no_fallback, on_progress=say,
         )  # fmt: skip
+        if compare and not result.verified:
+            print_warnings(result.warnings)
+            raise ShapeBindingError(
+                model, f"{output} written but not compared: it {result.verified_reason}"
+            )
         if compare:
             comparison = compare_models([result.source, output], bindings, runs=runs, progress=say)
     if not compare:
@@ -242,6 +240,7 @@ def quantize(
         text = render_quantized_comparison(result, comparison, fmt, console=_stdout())
     if text is not None:
         sys.stdout.write(text)
+    print_warnings(result.warnings)
 
 
 @app.command("compare")
@@ -252,13 +251,18 @@ def compare_cmd(
     ],
     runs: QuantRunsOpt = 10,
     threads: Annotated[int, typer.Option(min=1, help="onnxruntime intra-op threads.")] = 2,
-    input_shape: BindShapeOpt = [],  # noqa: B006
+    input_shape: InputShapeOpt = [],  # noqa: B006
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     fmt: QuantFormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Compare models side by side: sizes, measured memory and latency, output drift vs the first."""
-    bindings = parse_bindings(input_shape, dim, batch)
+    if len(models) < 2:
+        raise typer.BadParameter(
+            "needs two or more models (the first is the reference)", param_hint="MODELS"
+        )
+    bindings = input_bindings(input_shape, input_dtype, dim, batch)
     with progress_reporter() as say:
         comparison = compare_models(models, bindings, runs=runs, threads=threads, progress=say)
     text = render_comparison(comparison, fmt, console=_stdout())
@@ -270,7 +274,8 @@ def compare_cmd(
 @handle_errors
 def memory(
     model: ModelArg,
-    input_shape: BindShapeOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    input_shape: InputShapeOpt = [],  # noqa: B006
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     train: Annotated[bool, typer.Option("--train", help="Also estimate a training step.")] = False,
@@ -298,7 +303,7 @@ def memory(
     with progress_reporter() as on_progress:
         result = source_memory(
             model,
-            parse_bindings(input_shape, dim, batch),
+            input_bindings(input_shape, input_dtype, dim, batch),
             train=train,
             optimizer=optimizer,
             precision=precision,
@@ -315,7 +320,8 @@ def memory(
 @handle_errors
 def measure(
     model: ModelArg,
-    input_shape: BindShapeOpt = [],  # noqa: B006
+    input_shape: InputShapeOpt = [],  # noqa: B006
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs after the first.")] = 10,
@@ -325,12 +331,12 @@ def measure(
 
     PyTorch code sources (file.py:Name) also get one measured training step (Adam, fp32).
     """
-    bindings = parse_bindings(input_shape, dim, batch)
+    bindings = input_bindings(input_shape, input_dtype, dim, batch)
     with progress_reporter() as on_progress:
         result = source_memory(model, bindings, measure=True, runs=runs, on_progress=on_progress)
     render_source_memory(result, fmt, _stdout())
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """The command line (the console script is ``cli.__main__:main``, which handles Ctrl-C first)."""
+    app(prog_name="modelsize")
