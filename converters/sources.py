@@ -21,9 +21,10 @@ from typing import Any
 
 from converters._child import ProgressCallback, run_in_child
 from converters._common import DynamicAxis, InputSpec, bindings_to_json
+from converters._output import check_output_path, remove_stale_work
 from graph_analysis import ModelReport, analyze, report_to_dict
 from graph_analysis.bindings import Bindings
-from graph_analysis.errors import MissingExtraError, OutputPathError, SourceError
+from graph_analysis.errors import MissingExtraError, SourceError
 from graph_analysis.framework import (
     FrameworkInfo,
     Reconciliation,
@@ -270,13 +271,11 @@ def convert_source(
         raise SourceError(str(weights), "--weights goes with a file.py:Name or module:Name source")
     if weights is not None and not Path(weights).is_file():
         raise SourceError(str(weights), "no such file")
+    check_output_path(
+        Path(out_path), protected=[Path(source.location), *([Path(weights)] if weights else [])]
+    )
     out = Path(out_path).resolve()
-    if not out.parent.is_dir():
-        raise OutputPathError(out_path, "the output folder does not exist")
-    if out == Path(source.location).resolve() or (
-        weights is not None and out == Path(weights).resolve()
-    ):
-        raise OutputPathError(out_path, "the output would overwrite the input")
+    remove_stale_work(out.parent)
     _require_extra(source)
     module = (
         "converters.from_tensorflow:convert_tensorflow"
@@ -403,6 +402,11 @@ def inspection_to_dict(inspection: SourceInspection, *, depth: int | None = None
         data["reconciliation"] = reconciliation_to_dict(inspection.reconciliation)
     if inspection.conversion is not None:
         data["conversion"] = conversion_to_dict(inspection.conversion)
+        # inspect exports into a temporary folder, gone by now: there is no file to name.
+        data["conversion"]["onnx_path"] = None
+        data["conversion"]["onnx_path_note"] = (
+            "exported to a temporary file, removed after the analysis; modelsize convert keeps one"
+        )
     return data
 
 
