@@ -34,6 +34,7 @@ from graph_analysis.framework import (
     reconciliation_to_dict,
     trainable_by_layer,
 )
+from graph_analysis.runtime._feeds import check_inputs_fit, specs_from_bindings
 
 __all__ = [
     "ConversionResult",
@@ -256,7 +257,8 @@ def convert_source(
         SourceError: an ONNX source, an unusable source or checkpoint.
         MissingExtraError: the framework is not installed.
         OutputPathError: the output would overwrite the source or cannot be written.
-        ShapeBindingError: no usable input description, or the model rejects it.
+        ShapeBindingError: no usable input description, example inputs larger than the available
+            memory, or the model rejects them.
         ConversionError: the exporter failed, crashed, ran out of memory or timed out.
     """
     if source.kind is SourceKind.ONNX:
@@ -275,6 +277,8 @@ def convert_source(
         Path(out_path), protected=[Path(source.location), *([Path(weights)] if weights else [])]
     )
     out = Path(out_path).resolve()
+    # The exporter allocates the example inputs first: refuse sizes the machine cannot hold.
+    check_inputs_fit(source.text, specs_from_bindings(bindings or Bindings()))
     remove_stale_work(out.parent)
     _require_extra(source)
     module = (

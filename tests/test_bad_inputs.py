@@ -451,3 +451,19 @@ def test_feeds_are_made_in_their_own_type(elem_type: DataType) -> None:
         assert abs(sample.mean()) < 0.01 and abs(sample.std() - 1) < 0.01  # standard normal
     else:
         assert value.min() == 0 and value.max() == 99  # uniform in [0, 100)
+
+
+@pytest.mark.parametrize("command", ["convert", "inspect", "memory"])
+def test_framework_example_inputs_larger_than_the_machine_are_refused(
+    tmp_path: Path, command: str
+) -> None:
+    """Sized from the flags before the framework is imported or the exporter allocates anything."""
+    code = tmp_path / "code.py"
+    code.write_text("class Model:\n    pass\n")
+    args = [command, f"{code}:Model", "--input-shape", "x=99999999999,64"]
+    if command == "convert":
+        args += ["-o", str(tmp_path / "out.onnx")]
+    line = _one_line_refusal([*args, "--input-dtype", "x=INT64"])
+    assert line.startswith(f"modelsize: {code}:Model: the generated inputs alone need 46.6 TiB")
+    assert "(51,199,999,999,488 bytes: x: INT64[99999999999,64])" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["code.py"]

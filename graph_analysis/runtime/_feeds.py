@@ -30,6 +30,7 @@ __all__ = [
     "input_specs",
     "make_feeds",
     "numpy_type",
+    "specs_from_bindings",
     "specs_from_json",
     "specs_to_json",
 ]
@@ -221,6 +222,20 @@ def apply_input_dtypes(
             )
         bound.append(InputSpec(spec.name, wanted, spec.dims))
     return tuple(bound)
+
+
+def specs_from_bindings(bindings: Bindings) -> tuple[InputSpec, ...]:
+    """The inputs ``--input-shape`` spells out in full (with ``--input-dtype``, FLOAT otherwise).
+
+    What a framework export builds as its example inputs, known before any model is loaded: enough
+    to size them with :func:`check_inputs_fit` (a bare shape is named ``input``).
+    """
+    specs = []
+    for shape in bindings.shapes:
+        name = shape.name or "input"
+        dtype = bindings.dtypes.get(shape.name, bindings.dtypes.get(None, "FLOAT"))
+        specs.append(InputSpec(name, DataType[dtype], shape.dims))
+    return tuple(specs)
 
 
 def input_specs(
