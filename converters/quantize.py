@@ -475,7 +475,7 @@ def _onnxruntime_version() -> str:
     return str(ort.__version__)
 
 
-_BIND_HINT = "--input-shape NAME=dims, --dim NAME=VALUE, --batch N or --input-dtype NAME=TYPE"
+_BIND_HINT = "--input-shape NAME=dims, --dim NAME=VALUE or --batch N"
 
 
 def _verify(path: Path, bindings: Bindings, src: Path) -> tuple[bool, str]:
