@@ -227,14 +227,15 @@ def quantize(
             calibration=calibration, calibration_samples=calibration_samples, bindings=bindings,
             keep_io_types=not fp16_io, fallback=not no_fallback, on_progress=say,
         )  # fmt: skip
-        if compare and not result.verified:
-            print_warnings(result.warnings)
-            raise ShapeBindingError(
-                model, f"{output} written but not compared: it {result.verified_reason}"
-            )
-        if compare:
+        comparison = None
+        if compare and result.verified:
             comparison = compare_models([result.source, output], bindings, runs=runs, progress=say)
-    if not compare:
+    if compare and comparison is None:
+        print_warnings(result.warnings)
+        raise ShapeBindingError(
+            model, f"{output} written but not compared: it {result.verified_reason}"
+        )
+    if comparison is None:
         text = render_quantization(result, fmt, console=_stdout())
     else:
         text = render_quantized_comparison(result, comparison, fmt, console=_stdout())
