@@ -26,10 +26,15 @@ def _interrupted_while_starting(_signum: int, _frame: FrameType | None) -> None:
 
 def main() -> None:
     """Console-script entry point: run the command line and exit with its code."""
-    previous = signal.signal(signal.SIGINT, _interrupted_while_starting)
+    # Only where Ctrl-C would raise KeyboardInterrupt: a SIGINT the caller ignores (a background
+    # job of a non-interactive shell) stays ignored.
+    catching = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if catching:
+        signal.signal(signal.SIGINT, _interrupted_while_starting)
     from cli.app import app
 
-    signal.signal(signal.SIGINT, previous)
+    if catching:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     app(prog_name="modelsize")
 
 

@@ -467,3 +467,24 @@ def test_framework_example_inputs_larger_than_the_machine_are_refused(
     assert line.startswith(f"modelsize: {code}:Model: the generated inputs alone need 46.6 TiB")
     assert "(51,199,999,999,488 bytes: x: INT64[99999999999,64])" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["code.py"]
+
+
+def test_an_ignored_sigint_stays_ignored() -> None:
+    """A background job of a non-interactive shell ignores SIGINT: the entry point keeps that."""
+    probe = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "sys.argv = ['modelsize', 'inspect', sys.argv[1], '-f', 'csv', '--top', '1']\n"
+        "from cli.__main__ import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+        "    print('kept')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-c", probe, MODEL], env=env, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.endswith("kept\n")
