@@ -768,15 +768,17 @@ def test_golden_quantize_outputs(
     out = tmp_path / "variant.onnx"
     result = CliRunner().invoke(app, ["quantize", str(forms[form]), "-o", str(out), *args])
     assert result.exit_code == 0, result.stderr
-    # Warnings go to stderr, one line each; the golden file keeps both streams, labelled.
+    # Warnings go to stderr, one line each: golden files for both streams (<golden>.stderr).
     assert all(line.startswith("modelsize: warning: ") for line in result.stderr.splitlines())
-    text = result.stdout + (f"[stderr]\n{result.stderr}" if result.stderr else "")
-    text = text.replace(str(forms[form]), "<input>").replace(str(out), "<output>")
-    path = GOLDEN / golden
-    if update_golden:
-        path.write_text(text)
-    assert path.exists(), f"run pytest --update-golden to create {path}"
-    assert text == path.read_text()
+    for text, path in (
+        (result.stdout, GOLDEN / golden),
+        (result.stderr, GOLDEN / f"{golden}.stderr"),
+    ):
+        text = text.replace(str(forms[form]), "<input>").replace(str(out), "<output>")
+        if update_golden:
+            path.write_text(text)
+        assert path.exists(), f"run pytest --update-golden to create {path}"
+        assert text == path.read_text()
 
 
 def test_a_model_onnxruntime_cannot_load_is_refused_as_such(tmp_path: Path) -> None:
