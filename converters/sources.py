@@ -254,7 +254,8 @@ def convert_source(
         on_progress: called with the name of each slow step as it starts.
 
     Raises:
-        SourceError: an ONNX source, an unusable source or checkpoint.
+        SourceError: an ONNX source, an unusable source or checkpoint, ``--dim`` (named dims exist
+            only in a graph).
         MissingExtraError: the framework is not installed.
         OutputPathError: the output would overwrite the source or cannot be written.
         ShapeBindingError: no usable input description, example inputs larger than the available
@@ -276,6 +277,12 @@ def convert_source(
     check_output_path(
         Path(out_path), protected=[Path(source.location), *([Path(weights)] if weights else [])]
     )
+    if bindings is not None and bindings.dims:
+        raise SourceError(
+            source.text,
+            f"--dim {', '.join(bindings.dims)}: a framework source has no named dims before its "
+            "export; give the example input with --input-shape (and --batch)",
+        )
     out = Path(out_path).resolve()
     # The exporter allocates the example inputs first: refuse sizes the machine cannot hold.
     check_inputs_fit(source.text, specs_from_bindings(bindings or Bindings()))

@@ -488,3 +488,19 @@ def test_an_ignored_sigint_stays_ignored() -> None:
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.endswith("kept\n")
+
+
+@pytest.mark.parametrize("command", ["convert", "inspect", "memory", "quantize"])
+def test_named_dims_are_refused_for_framework_sources(tmp_path: Path, command: str) -> None:
+    """--dim binds a symbolic dim of a graph; before the export there is none: never ignored."""
+    code = tmp_path / "code.py"
+    code.write_text("class Model:\n    pass\n")
+    args = [command, f"{code}:Model", "--dim", "seq=128"]
+    if command in ("convert", "quantize"):
+        args += ["-o", str(tmp_path / "out.onnx")]
+    line = _one_line_refusal(args)
+    assert line == (
+        f"modelsize: {code}:Model: --dim seq: a framework source has no named dims before its "
+        "export; give the example input with --input-shape (and --batch)"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["code.py"]
