@@ -13,7 +13,9 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from cli.render import Breakdown, OutputFormat
+from cli._group import EXIT_INTERRUPTED, ClickException, ModelsizeGroup
+from cli.options import BatchOpt, DimOpt, InputDtypeOpt, InputShapeOpt, input_bindings
+from cli.render import Breakdown, OutputFormat, print_warnings
 from cli.render_compute import render_source_profile
 from cli.render_convert import (
     ConvertFormat,
@@ -27,16 +29,15 @@ from cli.render_deploy import (
     render_fit,
     render_scan,
     scan_progress,
-    write_text_atomic,
 )
 from cli.render_memory import render_source_memory
 from cli.render_quant import render_comparison, render_quantization, render_quantized_comparison
+from converters._output import check_output_path, write_text_output
 from converters.fit_source import check_source, fit_source
 from converters.memory_source import source_memory
 from converters.profile_source import source_profile
 from converters.quantize import QuantMethod, quantize_source
 from converters.sources import DynamicAxis, convert_source, detect_source, inspect_source
-from graph_analysis.bindings import parse_bindings
 from graph_analysis.deploy import (
     FitPrecision,
     Limits,
@@ -45,7 +46,7 @@ from graph_analysis.deploy import (
     parse_size,
     scan_folder,
 )
-from graph_analysis.errors import ModelsizeError
+from graph_analysis.errors import ModelsizeError, ShapeBindingError
 from graph_analysis.memory import Optimizer, TrainingPrecision
 from graph_analysis.runtime.compare import compare_models
 from graph_analysis.runtime.profile import OptimizationLevel
@@ -53,6 +54,7 @@ from graph_analysis.runtime.profile import OptimizationLevel
 __all__ = ["app", "main"]
 
 app = typer.Typer(
+    cls=ModelsizeGroup,
     name="modelsize",
     help="How big is this model? Exact parameter counts and sizes from ONNX graphs.",
     no_args_is_help=True,
@@ -102,11 +104,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except ModelsizeError as e:
             typer.echo(f"modelsize: {e}", err=True)
             raise typer.Exit(e.exit_code) from None
-        except (typer.Exit, typer.Abort):
+        except (typer.Exit, typer.Abort, ClickException):
             raise
         except KeyboardInterrupt:
             typer.echo("modelsize: interrupted", err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as e:
             if os.environ.get("MODELSIZE_DEBUG"):
                 traceback.print_exc()
@@ -119,18 +121,6 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-InputShapeOpt = Annotated[
-    list[str],
-    typer.Option(
-        "--input-shape",
-        help="Example input shape for framework sources: 1,3,224,224 or NAME=1,3,224,224 "
-        "(repeatable).",
-    ),
-]
-InputDtypeOpt = Annotated[
-    list[str],
-    typer.Option("--input-dtype", help="Input data type where not FLOAT: INT64 or NAME=INT64."),
-]
 DynamicOpt = Annotated[
     list[DynamicAxis],
     typer.Option("--dynamic", help="Keep this axis symbolic in the exported graph (repeatable)."),
@@ -158,6 +148,8 @@ def inspect(
     ] = False,
     input_shape: InputShapeOpt = [],  # noqa: B006  (typer reads list defaults, never mutates them)
     input_dtype: InputDtypeOpt = [],  # noqa: B006
+    dim: DimOpt = [],  # noqa: B006
+    batch: BatchOpt = None,
     dynamic: DynamicOpt = [],  # noqa: B006
     weights: WeightsOpt = None,
 ) -> None:
@@ -166,7 +158,7 @@ def inspect(
     Framework sources (see `convert`) are exported to ONNX in a temporary folder first; the output
     then also shows the framework's own counts and reconciles them with the graph's.
     """
-    bindings = parse_bindings(input_shape, input_dtypes=input_dtype)
+    bindings = input_bindings(input_shape, input_dtype, dim, batch)
     with progress_reporter() as on_progress:
         inspection = inspect_source(
             model,
@@ -180,6 +172,7 @@ def inspect(
     text = render_source_inspection(inspection, fmt, by=by, depth=depth, top=top, console=console)
     if text is not None:
         sys.stdout.write(text)
+    print_warnings(inspection.report.warnings)
 
 
 @app.command()
@@ -198,11 +191,13 @@ def convert(
     ] = ConvertFormat.TABLE,
     input_shape: InputShapeOpt = [],  # noqa: B006
     input_dtype: InputDtypeOpt = [],  # noqa: B006
+    dim: DimOpt = [],  # noqa: B006
+    batch: BatchOpt = None,
     dynamic: DynamicOpt = [],  # noqa: B006
     weights: WeightsOpt = None,
 ) -> None:
     """Export a PyTorch, Hugging Face or Keras/TensorFlow model to ONNX with the framework's counts."""
-    bindings = parse_bindings(input_shape, input_dtypes=input_dtype)
+    bindings = input_bindings(input_shape, input_dtype, dim, batch)
     with progress_reporter() as on_progress:
         result = convert_source(
             detect_source(source),
@@ -217,12 +212,6 @@ def convert(
         sys.stdout.write(text)
 
 
-BindShapeOpt = Annotated[
-    list[str],
-    typer.Option("--input-shape", help="NAME=1,3,224,224 (repeatable), or a bare shape."),
-]
-DimOpt = Annotated[list[str], typer.Option("--dim", help="NAME=VALUE for a named dim (seq=512).")]
-BatchOpt = Annotated[int | None, typer.Option("--batch", help="Leading dim of every input.")]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="table or json.")]
 
 
@@ -253,8 +242,8 @@ def quantize(
     fp16_io: Annotated[
         bool, typer.Option("--fp16-io", help="fp16: FLOAT16 inputs/outputs.")
     ] = False,
-    input_shape: BindShapeOpt = [],  # noqa: B006
-    input_dtype: InputDtypeOpt = [],  # noqa: B006  (typer reads list defaults, never mutates them)
+    input_shape: InputShapeOpt = [],  # noqa: B006  (typer reads list defaults, never mutates them)
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     compare: Annotated[
@@ -263,8 +252,12 @@ def quantize(
     runs: QuantRunsOpt = 10,
     fmt: QuantFormatOpt = OutputFormat.TABLE,
 ) -> None:
-    """Write an int8 (dynamic/static), fp16 or int4 variant of a model and report what it achieved."""
-    bindings = parse_bindings(input_shape, dim, batch, input_dtype)
+    """Write an int8 (dynamic/static), fp16 or int4 variant of a model and report what it achieved.
+
+    The variant is run once on generated inputs to verify it; when those inputs cannot run the
+    original model, dynamic/fp16/int4 variants are still written and reported as NOT VERIFIED.
+    """
+    bindings = input_bindings(input_shape, input_dtype, dim, batch)
     types = [t for item in op_types or () for t in item.split(",") if t]
     with progress_reporter() as say:
         result = quantize_source(
@@ -272,14 +265,21 @@ def quantize(
             calibration=calibration, calibration_samples=calibration_samples, bindings=bindings,
             keep_io_types=not fp16_io, fallback=not no_fallback, on_progress=say,
         )  # fmt: skip
-        if compare:
+        comparison = None
+        if compare and result.verified:
             comparison = compare_models([result.source, output], bindings, runs=runs, progress=say)
-    if not compare:
+    if compare and comparison is None:
+        print_warnings(result.warnings)
+        raise ShapeBindingError(
+            model, f"{output} written but not compared: it {result.verified_reason}"
+        )
+    if comparison is None:
         text = render_quantization(result, fmt, console=_stdout())
     else:
         text = render_quantized_comparison(result, comparison, fmt, console=_stdout())
     if text is not None:
         sys.stdout.write(text)
+    print_warnings(result.warnings)
 
 
 @app.command("compare")
@@ -290,13 +290,18 @@ def compare_cmd(
     ],
     runs: QuantRunsOpt = 10,
     threads: Annotated[int, typer.Option(min=1, help="onnxruntime intra-op threads.")] = 2,
-    input_shape: BindShapeOpt = [],  # noqa: B006
+    input_shape: InputShapeOpt = [],  # noqa: B006
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     fmt: QuantFormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Compare models side by side: sizes, measured memory and latency, output drift vs the first."""
-    bindings = parse_bindings(input_shape, dim, batch)
+    if len(models) < 2:
+        raise typer.BadParameter(
+            "needs two or more models (the first is the reference)", param_hint="MODELS"
+        )
+    bindings = input_bindings(input_shape, input_dtype, dim, batch)
     with progress_reporter() as say:
         comparison = compare_models(models, bindings, runs=runs, threads=threads, progress=say)
     text = render_comparison(comparison, fmt, console=_stdout())
@@ -308,7 +313,8 @@ def compare_cmd(
 @handle_errors
 def memory(
     model: ModelArg,
-    input_shape: BindShapeOpt = [],  # noqa: B006 - typer reads the default, never mutates it
+    input_shape: InputShapeOpt = [],  # noqa: B006
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     train: Annotated[bool, typer.Option("--train", help="Also estimate a training step.")] = False,
@@ -336,7 +342,7 @@ def memory(
     with progress_reporter() as on_progress:
         result = source_memory(
             model,
-            parse_bindings(input_shape, dim, batch),
+            input_bindings(input_shape, input_dtype, dim, batch),
             train=train,
             optimizer=optimizer,
             precision=precision,
@@ -353,7 +359,8 @@ def memory(
 @handle_errors
 def measure(
     model: ModelArg,
-    input_shape: BindShapeOpt = [],  # noqa: B006
+    input_shape: InputShapeOpt = [],  # noqa: B006
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs after the first.")] = 10,
@@ -363,7 +370,7 @@ def measure(
 
     PyTorch code sources (file.py:Name) also get one measured training step (Adam, fp32).
     """
-    bindings = parse_bindings(input_shape, dim, batch)
+    bindings = input_bindings(input_shape, input_dtype, dim, batch)
     with progress_reporter() as on_progress:
         result = source_memory(model, bindings, measure=True, runs=runs, on_progress=on_progress)
     render_source_memory(result, fmt, _stdout())
@@ -373,7 +380,8 @@ def measure(
 @handle_errors
 def profile(
     model: ModelArg,
-    input_shape: BindShapeOpt = [],  # noqa: B006
+    input_shape: InputShapeOpt = [],  # noqa: B006
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs after the warm-up.")] = 10,
@@ -396,7 +404,7 @@ def profile(
     with progress_reporter() as on_progress:
         result = source_profile(
             model,
-            parse_bindings(input_shape, dim, batch),
+            input_bindings(input_shape, input_dtype, dim, batch),
             measure=not count_only,
             runs=runs,
             warmup=warmup,
@@ -433,7 +441,8 @@ def fit(
             "--vary", help="batch, or a dim name (default: batch; a KV-cache decoder: its context)."
         ),
     ] = None,
-    input_shape: BindShapeOpt = [],  # noqa: B006
+    input_shape: InputShapeOpt = [],  # noqa: B006
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     verify: Annotated[
@@ -449,7 +458,7 @@ def fit(
         result = fit_source(
             model,
             parse_size(memory_budget, option="--memory"),
-            parse_bindings(input_shape, dim, batch),
+            input_bindings(input_shape, input_dtype, dim, batch),
             vary=vary,
             precisions=tuple(precision) or None,
             disk_budget_bytes=_size_option(disk, "--disk"),
@@ -486,7 +495,8 @@ def check(
     max_growth: Annotated[
         str | None, typer.Option("--max-growth", help="Allowed growth over the baseline: 5%.")
     ] = None,
-    input_shape: BindShapeOpt = [],  # noqa: B006
+    input_shape: InputShapeOpt = [],  # noqa: B006
+    input_dtype: InputDtypeOpt = [],  # noqa: B006
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     fmt: Annotated[
@@ -505,7 +515,9 @@ def check(
         else None,
         max_growth=parse_fraction(max_growth, option="--max-growth") if max_growth else None,
     )
-    result = check_source(model, limits, parse_bindings(input_shape, dim, batch), baseline=baseline)
+    result = check_source(
+        model, limits, input_bindings(input_shape, input_dtype, dim, batch), baseline=baseline
+    )
     render_check(result, fmt, _stdout())
     if not result.ok:
         raise typer.Exit(1)
@@ -527,6 +539,8 @@ def scan(
     ] = None,
 ) -> None:
     """One row per model file in FOLDER: parameters, sizes, estimated memory, or its error."""
+    if output is not None:
+        check_output_path(output)
     rows = scan_folder(folder, recursive=recursive, workers=workers, on_row=scan_progress())
     chunks = render_scan(rows, fmt, _stdout())
     if output is None:
@@ -534,9 +548,9 @@ def scan(
             sys.stdout.write(chunk)
             sys.stdout.flush()
     else:
-        write_text_atomic(output, "".join(chunks))
+        write_text_output(output, "".join(chunks))
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """The command line (the console script is ``cli.__main__:main``, which handles Ctrl-C first)."""
+    app(prog_name="modelsize")
