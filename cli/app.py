@@ -32,6 +32,7 @@ from cli.render_deploy import (
 )
 from cli.render_memory import render_source_memory
 from cli.render_quant import render_comparison, render_quantization, render_quantized_comparison
+from cli.report_html import compare_html, fit_html, memory_html, profile_html
 from converters._output import check_output_path, write_text_output
 from converters.fit_source import check_source, fit_source
 from converters.memory_source import source_memory
@@ -46,7 +47,7 @@ from graph_analysis.deploy import (
     parse_size,
     scan_folder,
 )
-from graph_analysis.errors import ModelsizeError, ShapeBindingError
+from graph_analysis.errors import ModelsizeError, ShapeBindingError, UsageError
 from graph_analysis.memory import Optimizer, TrainingPrecision
 from graph_analysis.runtime.compare import compare_models
 from graph_analysis.runtime.profile import OptimizationLevel
@@ -92,6 +93,39 @@ R = TypeVar("R")
 
 def _stdout() -> Console:
     return Console(soft_wrap=False, width=int(os.environ.get("COLUMNS", "120")))
+
+
+ReportOutOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="The file --format html writes (report.html)."),
+]
+_HTML_COMMANDS = "inspect, memory, compare, profile and fit"
+
+
+def _html_target(fmt: OutputFormat, output: Path | None) -> Path | None:
+    """Check ``--format html`` and ``-o`` before any work: the report's path, or None to print."""
+    if fmt is OutputFormat.HTML:
+        if output is None:
+            raise UsageError(
+                "--format html writes one file: add -o report.html (quantize: --report)"
+            )
+        check_output_path(output)
+        return output
+    if output is not None:
+        raise UsageError("-o is for --format html; the other formats print on stdout")
+    return None
+
+
+def _write_report(target: Path, page: str) -> None:
+    write_text_output(target, page)
+    typer.echo(f"wrote {target} ({len(page.encode()) / 1024:.0f} KiB, self-contained HTML)")
+
+
+def _no_html(fmt: OutputFormat, command: str) -> None:
+    if fmt is OutputFormat.HTML:
+        raise UsageError(
+            f"{command} has no HTML report; --format html is offered by {_HTML_COMMANDS}"
+        )
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -251,12 +285,21 @@ def quantize(
     ] = False,
     runs: QuantRunsOpt = 10,
     fmt: QuantFormatOpt = OutputFormat.TABLE,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="With --compare --format html: the report file to write."),
+    ] = None,
 ) -> None:
     """Write an int8 (dynamic/static), fp16 or int4 variant of a model and report what it achieved.
 
     The variant is run once on generated inputs to verify it; when those inputs cannot run the
     original model, dynamic/fp16/int4 variants are still written and reported as NOT VERIFIED.
     """
+    if fmt is OutputFormat.HTML and not compare:
+        raise UsageError(
+            "quantize writes an HTML report with --compare (--format html --report FILE)"
+        )
+    target = _html_target(fmt, report)
     bindings = input_bindings(input_shape, input_dtype, dim, batch)
     types = [t for item in op_types or () for t in item.split(",") if t]
     with progress_reporter() as say:
@@ -273,6 +316,10 @@ def quantize(
         raise ShapeBindingError(
             model, f"{output} written but not compared: it {result.verified_reason}"
         )
+    if target is not None and comparison is not None:
+        _write_report(target, compare_html(comparison))
+        print_warnings(result.warnings)
+        return
     if comparison is None:
         text = render_quantization(result, fmt, console=_stdout())
     else:
@@ -295,15 +342,20 @@ def compare_cmd(
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     fmt: QuantFormatOpt = OutputFormat.TABLE,
+    output: ReportOutOpt = None,
 ) -> None:
     """Compare models side by side: sizes, measured memory and latency, output drift vs the first."""
     if len(models) < 2:
         raise typer.BadParameter(
             "needs two or more models (the first is the reference)", param_hint="MODELS"
         )
+    target = _html_target(fmt, output)
     bindings = input_bindings(input_shape, input_dtype, dim, batch)
     with progress_reporter() as say:
         comparison = compare_models(models, bindings, runs=runs, threads=threads, progress=say)
+    if target is not None:
+        _write_report(target, compare_html(comparison))
+        return
     text = render_comparison(comparison, fmt, console=_stdout())
     if text is not None:
         sys.stdout.write(text)
@@ -337,8 +389,10 @@ def memory(
         ),
     ] = None,
     fmt: FormatOpt = OutputFormat.TABLE,
+    output: ReportOutOpt = None,
 ) -> None:
     """Estimate inference (and with --train, training) memory; --measure adds measurements."""
+    target = _html_target(fmt, output)
     with progress_reporter() as on_progress:
         result = source_memory(
             model,
@@ -352,6 +406,9 @@ def memory(
             torch_source=torch_source,
             on_progress=on_progress,
         )
+    if target is not None:
+        _write_report(target, memory_html(result))
+        return
     render_source_memory(result, fmt, _stdout())
 
 
@@ -370,6 +427,7 @@ def measure(
 
     PyTorch code sources (file.py:Name) also get one measured training step (Adam, fp32).
     """
+    _no_html(fmt, "measure")
     bindings = input_bindings(input_shape, input_dtype, dim, batch)
     with progress_reporter() as on_progress:
         result = source_memory(model, bindings, measure=True, runs=runs, on_progress=on_progress)
@@ -399,8 +457,10 @@ def profile(
     fmt: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output format.")
     ] = OutputFormat.TABLE,
+    output: ReportOutOpt = None,
 ) -> None:
     """MACs and FLOPs per layer counted from the graph, and where the time goes, measured."""
+    target = _html_target(fmt, output)
     with progress_reporter() as on_progress:
         result = source_profile(
             model,
@@ -413,6 +473,9 @@ def profile(
             layer_depth=max(depth, 3),
             on_progress=on_progress,
         )
+    if target is not None:
+        _write_report(target, profile_html(result))
+        return
     render_source_profile(result, fmt, _stdout(), depth=depth, top=top)
 
 
@@ -452,8 +515,10 @@ def fit(
     fmt: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output format.")
     ] = OutputFormat.TABLE,
+    output: ReportOutOpt = None,
 ) -> None:
     """Largest batch (or context) that fits a memory budget, per precision."""
+    target = _html_target(fmt, output)
     with progress_reporter() as on_progress:
         result = fit_source(
             model,
@@ -468,7 +533,10 @@ def fit(
             threads=threads,
             on_progress=on_progress,
         )
-    render_fit(result, fmt, _stdout())
+    if target is not None:
+        _write_report(target, fit_html(result))
+    else:
+        render_fit(result, fmt, _stdout())
     if (verify or latency is not None) and not any(c.fits for c in result.candidates):
         raise typer.Exit(1)
 
@@ -504,6 +572,7 @@ def check(
     ] = OutputFormat.TABLE,
 ) -> None:
     """A gate for CI: exit 0 when every limit holds, 1 when one fails, 2 on bad input."""
+    _no_html(fmt, "check")
     limits = Limits(
         max_params=parse_count(max_params, option="--max-params") if max_params else None,
         max_disk_bytes=_size_option(max_disk, "--max-disk"),

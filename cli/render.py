@@ -33,6 +33,7 @@ class OutputFormat(str, Enum):
     JSON = "json"
     CSV = "csv"
     MARKDOWN = "markdown"
+    HTML = "html"  # inspect, memory, compare, profile, fit: one self-contained file (-o)
 
 
 class Breakdown(str, Enum):

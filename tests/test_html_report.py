@@ -146,3 +146,36 @@ def test_chromium_present_where_setup_ran() -> None:
     assert shutil.which("chromium") or Path(CHROMIUM).exists(), (
         "chromium is not installed: run bash scripts/setup.sh (it installs Debian's chromium)"
     )
+
+
+def test_cli_writes_html_reports(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    runner = CliRunner()
+    model = write(seed_complex(), tmp_path / "cnn.onnx")
+    for args in (
+        ["memory", str(model), "--train"],
+        ["profile", str(model), "--count-only"],
+        ["fit", str(model), "--memory", "1GiB", "--precision", "fp32"],
+    ):
+        out = tmp_path / f"{args[0]}.html"
+        result = runner.invoke(app, [*args, "--format", "html", "-o", str(out)])
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.startswith(f"wrote {out}")
+        text = out.read_text(encoding="utf-8")
+        assert text.startswith("<!DOCTYPE html>") and "<svg" in text
+        assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    missing = runner.invoke(app, ["memory", str(model), "--format", "html"])
+    assert missing.exit_code == 2 and "-o report.html" in missing.stderr
+    unsupported = runner.invoke(app, ["check", str(model), "--max-params", "1", "--format", "html"])
+    assert unsupported.exit_code == 2 and "no HTML report" in unsupported.stderr
+    stray = runner.invoke(app, ["memory", str(model), "-o", str(tmp_path / "x.json")])
+    assert stray.exit_code == 2 and not (tmp_path / "x.json").exists()
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
