@@ -687,14 +687,16 @@ def run_model(model: CorpusModel, *, skip_quantize: bool, timeout: float) -> Run
         )
         written = variant.is_file()
         if rc == 0:
-            verified = "?"
             try:
                 data = json.loads(out)
-                verified = str(data.get("verified", data.get("verification", "no field")))
-                ratio = data.get("size_ratio") or data.get("ratio")
-                result.quantize = f"written, verified={verified}" + (
-                    f", ratio {ratio}" if ratio else ""
-                )
+                if "verified" in data:
+                    note = f"verified={data['verified']}"
+                    if data.get("verified_reason"):
+                        note += f" ({str(data['verified_reason'])[:80]})"
+                else:
+                    note = "ran once on generated inputs"
+                ratio = data.get("size_ratio")
+                result.quantize = f"written, {note}" + (f", size x{ratio:.2f}" if ratio else "")
             except ValueError as exc:
                 result.quantize = f"exit 0, JSON unreadable: {exc}"
             result.quantize_ok = written
@@ -734,23 +736,29 @@ def run_model(model: CorpusModel, *, skip_quantize: bool, timeout: float) -> Run
 
 
 def _summarise_compare(out: str) -> str:
+    """Parameters, size, estimate vs measured peak of the original, and the variant's drift."""
     try:
         data = json.loads(out)
-    except ValueError as exc:
+        first, *rest = data["models"]
+    except (ValueError, KeyError, TypeError) as exc:
         return f"JSON unreadable: {exc}"
-    rows = data.get("models") or data.get("rows") or []
     parts = []
-    for row in rows[1:] if isinstance(rows, list) else []:
-        if not isinstance(row, dict):
-            continue
+    measured = (first.get("measured") or {}).get("peak_bytes")
+    estimated = first["size"].get("estimated_inference_bytes")
+    if measured and estimated:
+        parts.append(f"orig est/measured {estimated / measured:.2f}")
+    for row in rest:
+        params = ""
+        if row["parameters"] != first["parameters"]:
+            params = f"params {first['parameters']:,d}->{row['parameters']:,d}, "
+        disk = row["size"]["on_disk_bytes"] / max(first["size"]["on_disk_bytes"], 1)
         drift = row.get("drift") or {}
-        size = row.get("file_bytes") or row.get("on_disk_bytes")
-        text = f"size {_mib(size)}" if size else ""
-        if isinstance(drift, dict) and drift:
-            worst = drift.get("max_abs_diff", drift.get("max_abs"))
-            text += f", max |diff| {worst}" if worst is not None else ""
-        parts.append(text.strip(", ") or "ok")
-    return "; ".join(parts) or "ok"
+        parts.append(
+            f"{params}disk x{disk:.2f}, cos {drift.get('cosine_similarity', float('nan')):.4f}, "
+            f"max|diff| {drift.get('max_abs', float('nan')):.3g}"
+        )
+    parts.extend(str(n)[:120] for n in data.get("notes", []))
+    return "; ".join(parts)
 
 
 def _markdown(results: list[RunResult]) -> str:
