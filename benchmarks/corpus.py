@@ -461,6 +461,7 @@ class CountCheck:
     ours: int
     reference: int
     gaps: tuple[CountGap, ...]
+    held_bytes: int = 0
 
     @property
     def unexplained(self) -> int:
@@ -574,7 +575,8 @@ def check_count(path: Path) -> CountCheck:
         CountGap(cause, explained, total, tuple(names))
         for (cause, explained), (total, names) in sorted(groups.items())
     )
-    return CountCheck(report.parameters.total, sum(ref.values()), gaps)
+    held = sum(t.nbytes for role, t in report.by_role.items() if role != Role.UNUSED)
+    return CountCheck(report.parameters.total, sum(ref.values()), gaps, held)
 
 
 @dataclass
@@ -641,6 +643,7 @@ def run_model(model: CorpusModel, *, skip_quantize: bool, timeout: float) -> Run
     import onnx
 
     result = RunResult(model)
+    held_bytes: int | None = None
     try:
         proto = onnx.load(str(model.path), load_external_data=False)
         result.producer = f"{proto.producer_name} {proto.producer_version}".strip() or "(none)"
@@ -653,6 +656,7 @@ def run_model(model: CorpusModel, *, skip_quantize: bool, timeout: float) -> Run
     # inspect, in-process (reads the structure only): analyze vs the reference
     try:
         check = check_count(model.path)
+        held_bytes = check.held_bytes
         result.ours, result.reference = check.ours, check.reference
         result.count_ok = check.explained
         notes = [
@@ -685,6 +689,14 @@ def run_model(model: CorpusModel, *, skip_quantize: bool, timeout: float) -> Run
                 f"{_mib(inference['peak_bytes'])} (weights {_mib(inference['weights_bytes'])})"
             )
             result.memory_ok = True
+            # the estimate's weights and analyze's tensors (every role but unused) are one reading
+            mem_weights = int(inference["weights_bytes"])
+            if held_bytes is not None and abs(mem_weights - held_bytes) > max(
+                4096, held_bytes // 100
+            ):
+                result.failures.append(
+                    f"memory weights {mem_weights:,d} B != analyze's held tensors {held_bytes:,d} B"
+                )
             if err:
                 result.memory += " [stderr: " + _last_line(err) + "]"
         except (ValueError, KeyError, TypeError) as exc:
