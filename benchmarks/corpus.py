@@ -684,10 +684,16 @@ def run_model(model: CorpusModel, *, skip_quantize: bool, timeout: float) -> Run
     rc, out, err = _cli(["memory", str(model.path), *shapes, "-f", "json"], timeout)
     if rc == 0:
         try:
-            inference = json.loads(out)["inference"]
+            data = json.loads(out)
+            inference = data["inference"]
             result.memory = (
                 f"{_mib(inference['peak_bytes'])} (weights {_mib(inference['weights_bytes'])})"
             )
+            unknown = data.get("unknown_tensors") or []
+            if unknown:
+                result.memory += f"; {len(unknown)} tensors of unknown size"
+            for note in data.get("shape_notes") or []:
+                result.memory += f"; {str(note)[:110]}"
             result.memory_ok = True
             # the estimate's weights and analyze's tensors (every role but unused) are one reading
             mem_weights = int(inference["weights_bytes"])
