@@ -802,7 +802,7 @@ def _summarise_compare(out: str) -> str:
         drift = row.get("drift") or {}
         parts.append(
             f"{params}disk x{disk:.2f}, cos {drift.get('cosine_similarity', float('nan')):.4f}, "
-            f"max|diff| {drift.get('max_abs', float('nan')):.3g}"
+            f"max abs diff {drift.get('max_abs', float('nan')):.3g}"
         )
     parts.extend(str(n)[:120] for n in data.get("notes", []))
     return "; ".join(parts)
@@ -816,13 +816,22 @@ def _markdown(results: list[RunResult]) -> str:
     rows = []
     for r in results:
         m = r.model
+        cells = [
+            m.name,
+            f"{m.package} {m.version}",
+            r.producer,
+            str(r.opset),
+            "" if r.ours is None else f"{r.ours:,d}",
+            "" if r.reference is None else f"{r.reference:,d}",
+            r.count_note,
+            r.memory,
+            r.quantize,
+            r.compare,
+        ]
         rows.append(
-            f"| {m.name} | {m.package} {m.version} | {r.producer} | {r.opset} | "
-            f"{'' if r.ours is None else f'{r.ours:,d}'} | "
-            f"{'' if r.reference is None else f'{r.reference:,d}'} | {r.count_note} | {r.memory} | "
-            f"{r.quantize} | {r.compare} |"
+            "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
         )
-    return head + "\n".join(row.replace("\n", " ") for row in rows) + "\n"
+    return head + "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
