@@ -828,9 +828,9 @@ def _markdown(results: list[RunResult]) -> str:
             r.quantize,
             r.compare,
         ]
-        rows.append(
-            "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
-        )
+        cells = [c.replace(str(corpus_dir()), "<corpus>") for c in cells]
+        cells = [c.replace("|", "\\|").replace("\n", " ") for c in cells]
+        rows.append("| " + " | ".join(cells) + " |")
     return head + "\n".join(rows) + "\n"
 
 
