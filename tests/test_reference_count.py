@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -344,3 +345,37 @@ def test_dynamic_quantize_lstm_zero_points_are_metadata(tmp_path: Path) -> None:
     onnx.save(model, str(path))
     # analyze counts the integer weights (48 + 32); the per-direction scales and zero points are metadata
     assert analyze(path).parameters.total == 2 * size * 4 * hidden + 2 * hidden * 4 * hidden
+
+
+# --- the corpus benchmark's attribution of differences ------------------------------------------------
+
+
+def test_check_count_attributes_every_documented_difference() -> None:
+    from benchmarks.corpus import check_count
+
+    check = check_count(FIXTURES / "storage_zoo.onnx")
+    assert (check.ours, check.reference) == (960, 848)
+    assert check.explained
+    causes = {g.cause: (g.elements, g.tensors) for g in check.gaps}
+    assert causes["integer quantized weight (counted by analyze)"] == (
+        128,
+        ("q4.weight", "q8.weight"),
+    )
+    assert causes["unused: read by no node (analyze leaves it out)"] == (-16, ("unused.weight",))
+
+
+def test_check_count_flags_a_tensor_missing_under_its_edge_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that records nothing under the edge name is reported as a bug, not explained away."""
+    import graph_analysis
+    from benchmarks.corpus import check_count
+
+    empty = SimpleNamespace(tensors=(), parameters=SimpleNamespace(total=0), by_role={})
+    monkeypatch.setattr(graph_analysis, "analyze", lambda path: empty)
+    check = check_count(_dense_constant_named(tmp_path, "c"))
+    assert (check.ours, check.reference) == (0, 6)
+    assert not check.explained
+    assert [(g.cause, g.explained, g.elements, g.tensors) for g in check.gaps] == [
+        ("no record under the graph's edge name", False, -6, ("c",))
+    ]
