@@ -61,6 +61,8 @@ _QUANT_META_INPUTS: dict[str, frozenset[int]] = {
     "MatMulIntegerToFloat": frozenset({2, 3, 4, 5}),
     "GatherBlockQuantized": frozenset({2, 3}),
     "QAttention": frozenset({3, 4, 6, 7}),
+    # com.microsoft DynamicQuantizeLSTM: W_scale, W_zero_point, R_scale, R_zero_point.
+    "DynamicQuantizeLSTM": frozenset({8, 9, 10, 11}),
 }
 _QUANT_WEIGHT_INPUTS: dict[str, frozenset[int]] = {
     "DequantizeLinear": frozenset({0}),
@@ -74,6 +76,7 @@ _QUANT_WEIGHT_INPUTS: dict[str, frozenset[int]] = {
     "MatMulIntegerToFloat": frozenset({0, 1}),
     "GatherBlockQuantized": frozenset({0}),
     "QAttention": frozenset({1, 2}),
+    "DynamicQuantizeLSTM": frozenset({1, 2}),
 }
 _RUNNING_STAT_INPUTS: dict[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 4})}
 _REDUCE_OPS = [
@@ -147,6 +150,7 @@ _WEIGHT_SLOTS: dict[str, frozenset[int]] = {
     "LSTM": frozenset({1, 2, 3}),
     "GRU": frozenset({1, 2, 3}),
     "RNN": frozenset({1, 2, 3}),
+    "DynamicQuantizeLSTM": frozenset({3, 7}),
 }
 _QUANTIZED_INT_TYPES = frozenset(
     {

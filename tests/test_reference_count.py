@@ -232,13 +232,6 @@ def _dense_constant_named(tmp_path: Path, tensor_name: str) -> Path:
     return _save(graph, tmp_path / "m.onnx")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: graph_analysis keys Constant-node tensors by the attribute tensor's own name (or the "
-    "sparse values' name), not the node's output; weights read under the output name are reported "
-    "unused (issue 8, first class; silero_vad.onnx of silero-vad 6.2.3 reports Parameters 0)",
-)
 @pytest.mark.parametrize(
     ("build", "expected"),
     [
@@ -305,13 +298,6 @@ def test_integer_and_one_element_differences_stated(tmp_path: Path) -> None:
     assert analyze(path).parameters.total == 18 + 18 + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: graph_analysis/params.py has no DynamicQuantizeLSTM entry, so its W/R scales and zero "
-    "points (inputs 8-11, one per direction) are read as data and counted as parameters (ddddocr 1.6.1 "
-    "common_old.onnx: 13,520,266 where its float original common.onnx has 13,520,258)",
-)
 def test_dynamic_quantize_lstm_zero_points_are_metadata(tmp_path: Path) -> None:
     hidden, size = 2, 3
     w = numpy_helper.from_array(np.ones((2, size, 4 * hidden), dtype=np.int8), "w")
