@@ -42,6 +42,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Cause",
     "FrameworkInfo",
+    "FrameworkLayer",
+    "FrameworkSummary",
     "FrameworkTensor",
     "FrameworkTotals",
     "InitializerOrigin",
@@ -51,9 +53,13 @@ __all__ = [
     "TensorKind",
     "duplicate_tensor_names",
     "framework_info_to_dict",
+    "framework_summary_from_dict",
+    "framework_summary_to_dict",
+    "layers_from_tensors",
     "read_framework_info",
     "reconcile",
     "reconciliation_to_dict",
+    "rolled_up_layers",
     "tied_copies_from_metadata",
     "trainable_by_layer",
     "write_framework_json",
@@ -107,6 +113,70 @@ class FrameworkTotals:
     trainable: int
     non_trainable: int
     buffers: int
+
+
+@dataclass(frozen=True)
+class FrameworkLayer:
+    """One layer (module) of a framework model, named, typed and counted by the framework itself.
+
+    Filled by the converters without any export (PyTorch: ``named_modules()``; Keras: the model's
+    layers, nested models recursively), in the framework's order with every parent before its
+    children (pre-order), the root model first at depth 0. Counts are the layer's OWN tensors
+    (not its children's); a tensor shared by several layers (tied weights, a reused Keras layer)
+    is counted once, at the first layer holding it, so the ``parameters`` of all rows sum to
+    :attr:`FrameworkTotals.total` and their ``buffers`` to :attr:`FrameworkTotals.buffers`.
+    :func:`rolled_up_layers` sums the subtrees for a table at a given depth.
+
+    Attributes:
+        name: the full name the user knows (``encoder.layer.0.attention``, ``block_1/conv``);
+            ``""`` for the root model.
+        type: the layer's class name (``Conv2d``, ``Dense``, ``GPT2Block``).
+        depth: 0 for the root, 1 for its direct children, and so on.
+        parameters: parameter elements the layer holds, by the framework's definition of
+            ``total`` (Keras: every weight, BatchNorm moving statistics included).
+        trainable: the trainable part of ``parameters``.
+        frozen: the part of ``parameters - trainable`` the user froze (``requires_grad=False``,
+            Keras ``layer.trainable = False``); Keras BatchNorm moving statistics are
+            non-trainable by nature, not frozen, and are left out of it.
+        buffers: elements of the layer's buffers (PyTorch: BatchNorm running statistics,
+            pruning masks, position ids; not in ``parameters``); 0 for Keras.
+        output_shape: the layer's output shape(s) as the framework reported them on the example
+            input (``"(1, 64, 16, 16)"``, several outputs joined by ``"; "``), ``""`` when unknown
+            (no forward ran, or the layer was not called).
+    """
+
+    name: str
+    type: str
+    depth: int
+    parameters: int
+    trainable: int
+    frozen: int = 0
+    buffers: int = 0
+    output_shape: str = ""
+
+    @property
+    def non_trainable(self) -> int:
+        """``parameters - trainable``."""
+        return self.parameters - self.trainable
+
+
+@dataclass(frozen=True)
+class FrameworkSummary:
+    """The framework's own answer about a model, counted by the framework: no export needed.
+
+    Attributes:
+        name: the framework (``torch``, ``keras``, ``tensorflow``).
+        version: its version.
+        model_type: the root model's class name.
+        totals: the framework's totals (definitions in this module's docstring).
+        layers: the per-layer table (:class:`FrameworkLayer`, own counts, pre-order).
+    """
+
+    name: str
+    version: str
+    model_type: str
+    totals: FrameworkTotals
+    layers: tuple[FrameworkLayer, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -393,8 +463,150 @@ def trainable_by_layer(info: FrameworkInfo, *, depth: int = 1) -> tuple[LayerTra
     return tuple(LayerTrainability(k, t, f) for k, (t, f) in rows.items())
 
 
+def framework_summary_to_dict(summary: FrameworkSummary) -> dict[str, Any]:
+    """JSON for a :class:`FrameworkSummary` (the converter child's protocol and ``inspect``)."""
+    return {
+        "name": summary.name,
+        "version": summary.version,
+        "model_type": summary.model_type,
+        "total": summary.totals.total,
+        "trainable": summary.totals.trainable,
+        "non_trainable": summary.totals.non_trainable,
+        "buffers": summary.totals.buffers,
+        "layers": [
+            {
+                "name": layer.name,
+                "type": layer.type,
+                "depth": layer.depth,
+                "parameters": layer.parameters,
+                "trainable": layer.trainable,
+                "frozen": layer.frozen,
+                "buffers": layer.buffers,
+                "output_shape": layer.output_shape,
+            }
+            for layer in summary.layers
+        ],
+    }
+
+
+def framework_summary_from_dict(data: Mapping[str, Any]) -> FrameworkSummary:
+    """Inverse of :func:`framework_summary_to_dict` (raises KeyError/TypeError/ValueError when
+    ``data`` is not such an object)."""
+    return FrameworkSummary(
+        name=str(data["name"]),
+        version=str(data["version"]),
+        model_type=str(data.get("model_type", "")),
+        totals=FrameworkTotals(
+            total=int(data["total"]),
+            trainable=int(data["trainable"]),
+            non_trainable=int(data["non_trainable"]),
+            buffers=int(data["buffers"]),
+        ),
+        layers=tuple(
+            FrameworkLayer(
+                name=str(row["name"]),
+                type=str(row["type"]),
+                depth=int(row["depth"]),
+                parameters=int(row["parameters"]),
+                trainable=int(row["trainable"]),
+                frozen=int(row.get("frozen", 0)),
+                buffers=int(row.get("buffers", 0)),
+                output_shape=str(row.get("output_shape", "")),
+            )
+            for row in data.get("layers", ())
+        ),
+    )
+
+
+def rolled_up_layers(layers: Iterable[FrameworkLayer], *, depth: int) -> tuple[FrameworkLayer, ...]:
+    """The per-layer table at ``depth``: rows of depth 1..``depth``, each counting its subtree.
+
+    ``layers`` are own counts in pre-order (:class:`FrameworkLayer`). Each returned row of depth
+    ``d`` holds its own tensors plus all its descendants'; rows deeper than ``depth`` are folded
+    into their ancestor. The root (depth 0) is returned first only when it holds tensors of its
+    own (an ``nn.Parameter`` set on the model itself), with its own counts. So the rows of depth 1
+    plus that root row sum to the totals.
+    """
+    ordered = list(layers)
+    sums = [[r.parameters, r.trainable, r.frozen, r.buffers] for r in ordered]
+    # Pre-order: a row's ancestors are the rows left open on a stack of smaller depths.
+    stack: list[int] = []
+    for i, row in enumerate(ordered):
+        while stack and ordered[stack[-1]].depth >= row.depth:
+            stack.pop()
+        own = (row.parameters, row.trainable, row.frozen, row.buffers)
+        for j in stack:
+            if ordered[j].depth >= 1:
+                sums[j] = [a + b for a, b in zip(sums[j], own, strict=True)]
+        stack.append(i)
+    result: list[FrameworkLayer] = []
+    for row, (params, trainable, frozen, buffers) in zip(ordered, sums, strict=True):
+        if row.depth == 0:
+            if row.parameters or row.buffers:
+                result.append(row)
+        elif row.depth <= depth:
+            result.append(
+                FrameworkLayer(
+                    row.name,
+                    row.type,
+                    row.depth,
+                    params,
+                    trainable,
+                    frozen,
+                    buffers,
+                    row.output_shape,
+                )
+            )
+    return tuple(result)
+
+
+def layers_from_tensors(info: FrameworkInfo) -> tuple[FrameworkLayer, ...]:
+    """A per-layer table rebuilt from the tensors recorded in an ONNX file's framework metadata
+    (for ``inspect OUT.onnx``, where the framework is not run): layers from the tensor names
+    (``encoder.layer.0.attn.weight`` -> ``encoder``, ``encoder.layer``, ...; Keras
+    ``dense/kernel`` -> ``dense``), types from the recorded owner class (for the owning layer
+    only), no output shapes. Parameters the framework marks non-trainable count as frozen."""
+    rows: dict[str, list[Any]] = {"": ["", 0, 0, 0, 0, 0]}
+    first_seen: dict[str, int] = {"": 0}
+    for tensor in info.tensors:
+        parts = re.split(r"[./]", tensor.name)[:-1]
+        sep = "/" if "/" in tensor.name and "." not in tensor.name else "."
+        for d in range(1, len(parts) + 1):
+            prefix = sep.join(parts[:d])
+            first_seen.setdefault(prefix, len(first_seen))
+            rows.setdefault(prefix, ["", d, 0, 0, 0, 0])
+        row = rows[sep.join(parts)]
+        if tensor.module and not row[0]:
+            row[0] = tensor.module
+        if tensor.kind is TensorKind.BUFFER:
+            row[5] += tensor.num_elements
+        else:
+            row[2] += tensor.num_elements
+            if tensor.trainable:
+                row[3] += tensor.num_elements
+            elif not _is_moving_statistic(tensor):
+                row[4] += tensor.num_elements
+
+    def preorder(name: str) -> tuple[int, ...]:
+        parts = re.split(r"[./]", name) if name else []
+        return tuple(first_seen[name[: len(".".join(parts[:d]))]] for d in range(1, len(parts) + 1))
+
+    return tuple(
+        FrameworkLayer(name, kind, d, params, trainable, frozen, buffers)
+        for name, (kind, d, params, trainable, frozen, buffers) in sorted(
+            rows.items(), key=lambda item: preorder(item[0])
+        )
+    )
+
+
 def _is_batchnorm(module: str) -> bool:
     return "batchnorm" in module.lower() or "batchnormalization" in module.lower()
+
+
+def _is_moving_statistic(tensor: FrameworkTensor) -> bool:
+    """A Keras BatchNorm moving mean/variance: a non-trainable weight by nature, not frozen."""
+    leaf = re.split(r"[./:]", tensor.name.removesuffix(":0"))[-1]
+    return _is_batchnorm(tensor.module) and leaf.startswith("moving_")
 
 
 def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
