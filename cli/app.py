@@ -122,11 +122,20 @@ def inspect(
     input_dtype: InputDtypeOpt = [],  # noqa: B006
     dynamic: DynamicOpt = [],  # noqa: B006
     weights: WeightsOpt = None,
+    framework_only: Annotated[
+        bool,
+        typer.Option(
+            "--framework-only",
+            help="Framework sources: the framework's own counts and layer table, no ONNX export.",
+        ),
+    ] = False,
 ) -> None:
     """Count parameters and size a model: on disk, stored weights, what-if precisions, breakdowns.
 
-    Framework sources (see `convert`) are exported to ONNX in a temporary folder first; the output
-    then also shows the framework's own counts and reconciles them with the graph's.
+    Framework sources (see `convert`) show first the framework's own counts (counted by PyTorch or
+    Keras), then are exported to ONNX in a temporary folder for the graph's figures, reconciled
+    with the framework's. If the export fails, the framework's answer stands (exit 0) and the
+    failure is one warning line on stderr.
     """
     bindings = parse_bindings(input_shape, input_dtypes=input_dtype)
     with progress_reporter() as on_progress:
@@ -136,7 +145,14 @@ def inspect(
             dynamic_axes=dynamic,
             weights=weights,
             deep=deep,
+            framework_only=framework_only,
             on_progress=on_progress,
+        )
+    if inspection.export_error is not None:
+        typer.echo(
+            f"modelsize: warning: {model}: no graph figures, the ONNX export failed: "
+            f"{inspection.export_error}",
+            err=True,
         )
     console = _stdout()
     text = render_source_inspection(inspection, fmt, by=by, depth=depth, top=top, console=console)
