@@ -9,6 +9,7 @@ changes parameter counts. When the dynamo exporter fails, the TorchScript export
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import tempfile
@@ -166,8 +167,11 @@ def _module_types(model: Any) -> dict[str, str]:
     return types
 
 
-def _collect_tensors(model: Any) -> tuple[list[FrameworkTensorData], FrameworkTotals]:
-    """Unique parameters (tied once, with every alias) and buffers, as torch defines them."""
+def _collect_tensors(
+    model: Any, used: set[int] | None = None
+) -> tuple[list[FrameworkTensorData], FrameworkTotals]:
+    """Unique parameters (tied once, with every alias) and buffers, as torch defines them;
+    ``used`` (ids of the tensors the forward read, None when unknown) marks usage."""
     modules = _module_types(model)
     by_id: dict[int, FrameworkTensorData] = {}
     ordered: list[FrameworkTensorData] = []
@@ -193,6 +197,7 @@ def _collect_tensors(model: Any) -> tuple[list[FrameworkTensorData], FrameworkTo
                 values=_to_numpy(tensor),
                 module=owner(name),
                 layer_hint=name.rpartition(".")[0],
+                used_in_forward=None if used is None else id(tensor) in used,
             )
             by_id[id(tensor)] = data
             ordered.append(data)
@@ -415,12 +420,14 @@ def _example_tensors(specs: Sequence[InputSpec]) -> dict[str, Any]:
 
 def _run_forward(
     model: Any, inputs: dict[str, Any], specs: Sequence[InputSpec], source: str, positional: bool
-) -> dict[str, str]:
+) -> tuple[dict[str, str], set[int] | None]:
     """Run the model once on the example inputs (this also materialises lazy parameters).
 
     Returns:
         ``{module name: output shape text}`` for every module called (forward hooks; empty for
-        TorchScript modules, which take no hooks).
+        TorchScript modules, which take no hooks), and the ``id()`` of every parameter and buffer
+        an operation of the forward read (None for TorchScript modules, whose operations run
+        out of Python's sight).
 
     Raises:
         ShapeBindingError: the model rejects the input.
@@ -441,8 +448,9 @@ def _run_forward(
             except Exception:  # a module that takes no hooks: no shape for it
                 continue
     described = ", ".join(f"{s.name} {tuple(s.dims)} {s.dtype}" for s in specs)
+    tracker = None if isinstance(model, torch.jit.ScriptModule) else _usage_tracker(model)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), tracker if tracker is not None else contextlib.nullcontext():
             output = model(*(inputs[s.name] for s in specs)) if positional else model(**inputs)
     except Exception as e:
         raise ShapeBindingError(
@@ -455,7 +463,34 @@ def _run_forward(
         raise SourceError(
             source, "forward() returns None: the model computes no output, there is nothing to size"
         )
-    return shapes
+    return shapes, tracker.used if tracker is not None else None
+
+
+def _usage_tracker_class() -> Any:
+    from torch.overrides import TorchFunctionMode
+    from torch.utils import _pytree
+
+    class UsageTracker(TorchFunctionMode):
+        """Records which of the model's tensors any torch operation of the forward reads."""
+
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.known = {id(t) for t in (*model.parameters(), *model.buffers())}
+            self.used: set[int] = set()
+
+        def __torch_function__(
+            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+        ) -> Any:
+            for leaf in _pytree.tree_leaves((args, kwargs or {})):
+                if id(leaf) in self.known:
+                    self.used.add(id(leaf))
+            return func(*args, **(kwargs or {}))
+
+    return UsageTracker
+
+
+def _usage_tracker(model: Any) -> Any:
+    return _usage_tracker_class()(model)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -637,6 +672,7 @@ def convert_torch(
     specs: list[InputSpec] = []
     output_shapes: dict[str, str] = {}
     inputs: dict[str, Any] = {}
+    used: set[int] | None = None
     try:
         specs = _resolve_inputs(model, parsed, dynamic, defaults, notes)
     except ShapeBindingError:
@@ -647,13 +683,13 @@ def convert_torch(
         lazy = _lazy_modules(model)
         report_progress("checking the model on the example input")
         inputs = _example_tensors(specs)
-        output_shapes = _run_forward(model, inputs, specs, source, positional)
+        output_shapes, used = _run_forward(model, inputs, specs, source, positional)
         if lazy:
             notes.append(
                 f"lazy parameters ({', '.join(lazy[:3])}) materialised by one forward call on the "
                 "example input"
             )
-    tensors, totals = _collect_tensors(model)
+    tensors, totals = _collect_tensors(model, used)
     summary = FrameworkSummary(
         name="torch",
         version=torch.__version__,

@@ -10,7 +10,11 @@ from pathlib import Path
 
 from graph_analysis import deep as deep_scan
 from graph_analysis.dtypes import DataType
-from graph_analysis.framework import read_framework_info, tied_copies_from_metadata
+from graph_analysis.framework import (
+    read_framework_info,
+    recorded_role,
+    tied_copies_from_metadata,
+)
 from graph_analysis.loading import ModelFile, TensorInfo, TensorSource, read_model
 from graph_analysis.params import (
     DEFAULT_INT4_BLOCK_SIZE,
@@ -98,11 +102,16 @@ def build_report(
     """The report for an already-read model (see :func:`analyze`)."""
     uses = collect_uses(model)
     entries: list[tuple[TensorKey, TensorInfo, list[Use], Role]] = []
+    # The framework's record (written by `modelsize convert`) decides parameter vs buffer.
+    record = read_framework_info(model.metadata)
     for graph in model.graphs():
         for position, tensor in enumerate(graph.tensors):
             key = tensor_key(tensor, position)
             tensor_uses = uses.get(key, [])
-            entries.append((key, tensor, tensor_uses, classify(tensor, tensor_uses)))
+            role = classify(tensor, tensor_uses)
+            if record is not None and not tensor.graph:
+                role = recorded_role(role, record.initializers.get(tensor.name))
+            entries.append((key, tensor, tensor_uses, role))
 
     # Copies: the same external byte range (aliases), then recorded ties, then the deep scan.
     duplicate_of: dict[int, tuple[int, str]] = {}
@@ -135,7 +144,7 @@ def build_report(
     layer_items: list[LayerItem] = []
     op_items: list[LayerItem] = []
     # The framework's record (written by `modelsize convert`) says which parameters are frozen.
-    info = read_framework_info(model.metadata)
+    info = record
     trainable_of = (
         {name: origin.trainable for name, origin in info.initializers.items()} if info else {}
     )

@@ -35,7 +35,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "METADATA_KEY",
@@ -59,11 +59,14 @@ __all__ = [
     "read_framework_info",
     "reconcile",
     "reconciliation_to_dict",
+    "recorded_role",
     "rolled_up_layers",
     "tied_copies_from_metadata",
     "trainable_by_layer",
     "write_framework_json",
 ]
+
+RoleT = TypeVar("RoleT")
 
 METADATA_KEY = "modelsize.framework"
 SCHEMA_VERSION = 1
@@ -93,11 +96,19 @@ class Cause(str, Enum):
     CONSTANTS_FOLDED = "constants_folded"
     """Parameters in the graph with no framework counterpart: folded constants, fused weights."""
     REMOVED = "removed_by_exporter"
-    """A framework parameter absent from the graph (unused by the exported forward, folded away)."""
+    """A framework parameter absent from the graph when the record cannot say whether the forward
+    read it (no usage recorded: Keras, TorchScript)."""
     BUFFER_IN_GRAPH = "buffer_in_graph"
     """A buffer (running statistics, position ids) in the graph but not in ``parameters()``."""
     OTHER_ROLE = "not_counted_in_graph"
     """A framework parameter in the graph but not counted there (classified as a constant)."""
+    UNUSED = "unused_in_forward"
+    """A framework parameter the forward never read on the example input (a spare layer): the
+    exporter had nothing to write."""
+    RELAID = "relaid_by_exporter"
+    """A framework parameter the forward reads whose values the exporter stored inside other
+    graph tensors (an LSTM's two biases merged into ONNX's one wider ``B``, a bias summed into a
+    folded constant): those graph tensors appear under ``constants_folded``."""
     IDENTICAL_CONTENT = "identical_content"
     """A framework parameter whose values equal another's: the exporter stored the two once (a
     fresh model's all-ones norm weights), or the deep scan counted them once."""
@@ -192,6 +203,9 @@ class FrameworkTensor:
     merged_into: str = ""
     """The ONNX initializer that holds this tensor's values for another framework tensor, when
     the exporter merged identical tensors (empty otherwise)."""
+    used_in_forward: bool | None = None
+    """Whether the framework's forward on the example input read this tensor (None: unknown, e.g.
+    a TorchScript module or a Keras model). A parameter it never read is ``unused_in_forward``."""
 
 
 @dataclass(frozen=True)
@@ -328,6 +342,7 @@ def framework_info_to_dict(info: FrameworkInfo) -> dict[str, Any]:
                 "module": t.module,
                 "all_zero": t.is_all_zero,
                 "merged_into": t.merged_into,
+                "used": t.used_in_forward,
             }
             for t in info.tensors
         ],
@@ -386,6 +401,7 @@ def read_framework_info(metadata: Mapping[str, str]) -> FrameworkInfo | None:
                     module=str(t.get("module", "")),
                     is_all_zero=bool(t.get("all_zero", False)),
                     merged_into=str(t.get("merged_into", "")),
+                    used_in_forward=None if t.get("used") is None else bool(t["used"]),
                 )
                 for t in data.get("tensors", ())
             ),
@@ -401,6 +417,31 @@ def read_framework_info(metadata: Mapping[str, str]) -> FrameworkInfo | None:
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def recorded_role(role: RoleT, origin: InitializerOrigin | None) -> RoleT:
+    """The role of a graph tensor once the framework's record is heard: the record decides.
+
+    A tensor the framework calls a parameter (a PReLU slope or a scalar ``nn.Parameter`` that the
+    graph reads through a Reshape or a Mul, which the graph rule alone calls a constant) is a
+    parameter; a tensor the framework calls a buffer (a pruning ``weight_mask``, a buffer of
+    fixed position encodings) is not a learned parameter, whatever op reads it. Running
+    statistics keep their role (the analysis counts them beside the parameters), and so does any
+    tensor the record does not name.
+
+    Args:
+        role: the graph rule's role (a ``graph_analysis.report.Role``).
+        origin: the record's entry for the tensor (``FrameworkInfo.initializers[name]``).
+    """
+    if origin is None:
+        return role
+    kind = type(role)
+    value = str(getattr(role, "value", role))
+    if origin.kind is TensorKind.PARAMETER and value == "constant":
+        return kind("parameter")  # type: ignore[call-arg]
+    if origin.kind is TensorKind.BUFFER and value == "parameter":
+        return kind("constant")  # type: ignore[call-arg]
+    return role
 
 
 # ---------------------------------------------------------------------------------------------
@@ -603,6 +644,13 @@ def _is_batchnorm(module: str) -> bool:
     return "batchnorm" in module.lower() or "batchnormalization" in module.lower()
 
 
+def _is_bias_name(name: str) -> bool:
+    """A bias by its name (``fc.bias``, ``dense/bias:0``, ``bn/beta``, ``B``), not any all-zero
+    tensor (a normalization's sample counter is all zeros too, and no bias)."""
+    leaf = re.split(r"[./:]", name.removesuffix(":0"))[-1].lower()
+    return "bias" in leaf or leaf in ("beta", "b")
+
+
 def _is_moving_statistic(tensor: FrameworkTensor) -> bool:
     """A Keras BatchNorm moving mean/variance: a non-trainable weight by nature, not frozen."""
     leaf = re.split(r"[./:]", tensor.name.removesuffix(":0"))[-1]
@@ -656,11 +704,14 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
     other_role: list[str] = []
     same_content: list[str] = []
     merged: list[FrameworkTensor] = []
+    unused: list[FrameworkTensor] = []
     for tensor in info.tensors:
         names = [n for n in holders.get(tensor.name, []) if n not in copies]
         if tensor.kind is TensorKind.BUFFER:
             continue
-        if not names and tensor.merged_into in records:
+        if not names and tensor.used_in_forward is False:
+            unused.append(tensor)  # whatever its content: the exporter never saw it
+        elif not names and tensor.merged_into in records:
             merged.append(tensor)
         elif not names:
             missing.append(tensor)
@@ -702,11 +753,19 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
         0,
     )
     batchnorm = [t for t in still_missing if _is_batchnorm(t.module)]
-    zero_bias = [t for t in still_missing if not _is_batchnorm(t.module) and t.is_all_zero]
-    removed = [t for t in still_missing if t not in batchnorm and t not in zero_bias]
+    zero_bias = [
+        t
+        for t in still_missing
+        if not _is_batchnorm(t.module) and t.is_all_zero and _is_bias_name(t.name)
+    ]
+    rest = [t for t in still_missing if t not in batchnorm and t not in zero_bias]
+    relaid = [t for t in rest if t.used_in_forward]
+    removed = [t for t in rest if not t.used_in_forward]
     for cause, group in (
+        (Cause.UNUSED, unused),
         (Cause.BATCHNORM_FOLDED, batchnorm),
         (Cause.ZERO_BIAS_DROPPED, zero_bias),
+        (Cause.RELAID, relaid),
         (Cause.REMOVED, removed),
     ):
         elements = sum(t.num_elements for t in group)
