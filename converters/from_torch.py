@@ -463,7 +463,28 @@ def _run_forward(
         raise SourceError(
             source, "forward() returns None: the model computes no output, there is nothing to size"
         )
+    _register_output_dataclasses(output)
     return shapes, tracker.used if tracker is not None else None
+
+
+def _register_output_dataclasses(output: Any) -> None:
+    """Let the exporters flatten a plain ``@dataclass`` the forward returns (torch.export knows
+    only registered containers; transformers registers its ``ModelOutput`` itself)."""
+    import dataclasses
+
+    import torch
+    from torch.utils import _pytree
+
+    values = list(output.values()) if isinstance(output, dict) else [output]
+    if isinstance(output, (list, tuple)):
+        values = list(output)
+    for value in values:
+        cls = type(value)
+        if dataclasses.is_dataclass(value) and cls not in _pytree.SUPPORTED_NODES:
+            try:
+                torch.export.register_dataclass(cls)
+            except Exception:  # not registrable (a field that is no tensor): the export says why
+                continue
 
 
 def _usage_tracker_class() -> Any:

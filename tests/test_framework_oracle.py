@@ -100,7 +100,8 @@ def test_framework_counts_equal_torch_and_the_graph_reconciles(name: str, tmp_pa
     top = rolled_up_layers(summary.layers, depth=1)
     assert sum(r.parameters for r in top) == total
     if "export_error" in data:
-        assert name in ("DistributionOutput", "CustomObjectOutput", "DataclassOutput", "PackedLstm")
+        # Outputs no exporter can flatten (a plain @dataclass is registered and exports).
+        assert name in ("DistributionOutput", "CustomObjectOutput")
         assert not out.exists()
         return
     report = analyze(out)
