@@ -305,7 +305,7 @@ def test_cli_convert_then_inspect_the_onnx_file(tmp_path: Path) -> None:
         "buffers": 0,
         "output_shape": None,
     }
-    assert list(data)[0] == "framework"  # the framework's answer comes first
+    assert next(iter(data)) == "framework"  # the framework's answer comes first
     assert "conversion" not in data  # an ONNX file: nothing converted now
 
 
