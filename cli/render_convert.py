@@ -70,6 +70,14 @@ _DEFINITIONS["tensorflow"] = (
 )
 
 
+_DISPLAY_NAMES = {"torch": "PyTorch", "keras": "Keras", "tensorflow": "TensorFlow"}
+
+
+def _display(name: str) -> str:
+    """The framework as people name it: ``PyTorch`` for ``torch``."""
+    return _DISPLAY_NAMES.get(name, name)
+
+
 def _definitions(name: str) -> tuple[str, str, str, str]:
     return _DEFINITIONS.get(name, _DEFINITIONS["keras" if "keras" in name else "tensorflow"])
 
@@ -101,9 +109,13 @@ def _headline(inspection: SourceInspection) -> Table | None:
     name = summary.name if summary is not None else info.name if info is not None else "?"
     version = summary.version if summary is not None else info.version if info is not None else ""
     model_type = f", {summary.model_type}" if summary is not None and summary.model_type else ""
-    where = "counted by the framework itself" if summary is not None else "recorded at export"
+    where = (
+        f"counted by {_display(name)} itself"
+        if summary is not None
+        else f"counted by {_display(name)} at export, read from the file's record"
+    )
     table = Table(
-        title=f"Framework: {name} {version}{model_type} ({where})",
+        title=f"Framework: {_display(name)} {version}{model_type} ({where})",
         title_justify="left",
         title_style="bold",
         show_header=False,
@@ -136,9 +148,16 @@ def _framework_layer_table(
     rows, hidden = _limited(list(inspection.framework_layers(depth)), top)
     if not rows:
         return None
-    name = inspection.summary.name if inspection.summary is not None else "framework"
+    info = inspection.framework
+    name = (
+        inspection.summary.name
+        if inspection.summary is not None
+        else info.name
+        if info is not None
+        else "framework"
+    )
     table = Table(
-        title=f"Layers by the framework ({name} names, depth {depth}; counts include sub-layers)",
+        title=f"Layers by {_display(name)} (its names, depth {depth}; counts include sub-layers)",
         title_justify="left",
     )
     table.add_column("layer")
@@ -216,7 +235,7 @@ def _markdown_framework(inspection: SourceInspection, depth: int, top: int | Non
     defs = _definitions(name)
     value, why = _graph_line(inspection)
     lines = [
-        f"## Framework: {name} {version} (counted by the framework)",
+        f"## Framework: {_display(name)} {version} (counted by {_display(name)})",
         "",
         "| figure | value | definition |",
         "|---|---:|---|",

@@ -59,12 +59,12 @@ def test_framework_only_table_and_top() -> None:
     )
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].startswith("Framework: torch") and "FrozenPart" in lines[0]
+    assert lines[0].startswith("Framework: PyTorch") and "FrozenPart" in lines[0]
     assert lines[1].split()[:2] == ["Parameters", "146"]
     assert lines[2].split()[:2] == ["trainable", "18"]
     assert lines[3].split()[:2] == ["non-trainable", "128"]
     assert "not exported (--framework-only)" in out
-    assert "backbone" in out and "head" not in out.split("Layers by the framework")[1]
+    assert "backbone" in out and "head" not in out.split("Layers by PyTorch")[1]
     assert "4 more rows (--top)" in out  # depth 2: backbone, its 3 children, head
     assert "ONNX IR" not in out  # no graph section
 
@@ -72,11 +72,11 @@ def test_framework_only_table_and_top() -> None:
 def test_headline_comes_before_the_graph_figures() -> None:
     code, out, err = _run("inspect", f"{SEED}:SimpleModel")
     assert code == 0, err
-    assert out.index("Framework: torch") < out.index("Graph parameters") < out.index("ONNX IR")
+    assert out.index("Framework: PyTorch") < out.index("Graph parameters") < out.index("ONNX IR")
     assert "241" in out.splitlines()[1]
     code, md, err = _run("inspect", f"{SEED}:SimpleModel", "--format", "markdown")
     assert code == 0, err
-    assert md.startswith("## Framework: torch")
+    assert md.startswith("## Framework: PyTorch")
     assert "| parameters | 241 |" in md and "| fc1 | Linear | (1, 20) | 220 |" in md
 
 
