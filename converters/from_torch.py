@@ -704,7 +704,14 @@ def convert_torch(
         lazy = _lazy_modules(model)
         report_progress("checking the model on the example input")
         inputs = _example_tensors(specs)
-        output_shapes, used = _run_forward(model, inputs, specs, source, positional)
+        try:
+            output_shapes, used = _run_forward(model, inputs, specs, source, positional)
+        except ShapeBindingError as e:
+            # Counting needs no forward: without an export, a guessed input the model rejects
+            # costs only the output shapes (a given one, or a lazy model, is the user's error).
+            if export or lazy or parsed.shapes:
+                raise
+            notes.append(f"{e.message}; output shapes need --input-shape")
         if lazy:
             notes.append(
                 f"lazy parameters ({', '.join(lazy[:3])}) materialised by one forward call on the "

@@ -225,3 +225,35 @@ def test_lazy_without_shape_names_the_flag(tmp_path: Path) -> None:
             dynamic=[],
             export=False,
         )
+
+
+def test_framework_only_counts_when_the_guessed_input_is_rejected(tmp_path: Path) -> None:
+    from graph_analysis.errors import ShapeBindingError
+
+    data = convert_torch(
+        kind="torch_code",
+        location=str(FIXTURE),
+        attr="RejectsGuessedInput",
+        source="RejectsGuessedInput",
+        out_path=None,
+        bindings=bindings_to_json(parse_bindings([])),
+        dynamic=[],
+        export=False,
+    )
+    assert data["summary"]["total"] == 10
+    assert data["summary"]["layers"][1]["output_shape"] == ""
+    assert any("rejects the input" in n and "--input-shape" in n for n in data["notes"])
+    with pytest.raises(ShapeBindingError, match="rejects the input"):  # an export needs it
+        _convert_guessed("RejectsGuessedInput", tmp_path / "m.onnx")
+
+
+def _convert_guessed(name: str, out: Path) -> dict[str, Any]:
+    return convert_torch(
+        kind="torch_code",
+        location=str(FIXTURE),
+        attr=name,
+        source=name,
+        out_path=str(out),
+        bindings=bindings_to_json(parse_bindings([])),
+        dynamic=[],
+    )
