@@ -543,6 +543,7 @@ def inspection_to_dict(inspection: SourceInspection, *, depth: int | None = None
         }
     if inspection.export_error is not None:
         data["export_error"] = inspection.export_error
+        data["warnings"] = [f"no graph figures: the ONNX export failed: {inspection.export_error}"]
     return data
 
 
