@@ -14,6 +14,7 @@ from graph_analysis.framework import (
     read_framework_info,
     recorded_role,
     tied_copies_from_metadata,
+    trainable_flags,
 )
 from graph_analysis.loading import ModelFile, TensorInfo, TensorSource, read_model
 from graph_analysis.params import (
@@ -145,9 +146,7 @@ def build_report(
     op_items: list[LayerItem] = []
     # The framework's record (written by `modelsize convert`) says which parameters are frozen.
     info = record
-    trainable_of = (
-        {name: origin.trainable for name, origin in info.initializers.items()} if info else {}
-    )
+    trainable_of = trainable_flags(info) if info else {}  # buffers are never "frozen"
     weight_dtypes: list[tuple[DataType, int, int]] = []
     param_dtypes: list[tuple[DataType, int, int]] = []
     duplicate_bytes = aliased_bytes = weights_bytes = 0

@@ -63,6 +63,7 @@ __all__ = [
     "rolled_up_layers",
     "tied_copies_from_metadata",
     "trainable_by_layer",
+    "trainable_flags",
     "write_framework_json",
 ]
 
@@ -417,6 +418,22 @@ def read_framework_info(metadata: Mapping[str, str]) -> FrameworkInfo | None:
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def trainable_flags(info: FrameworkInfo) -> dict[str, bool]:
+    """``{initializer: trainable}`` for the initializers holding framework PARAMETERS that can be
+    trained or frozen: buffers (BatchNorm running statistics, masks) and Keras moving statistics
+    are left out, so a table's "frozen" column never counts them (they are no frozen layer)."""
+    tensors = {t.name: t for t in info.tensors}
+    flags: dict[str, bool] = {}
+    for onnx_name, origin in info.initializers.items():
+        tensor = tensors.get(origin.framework_name)
+        if origin.kind is not TensorKind.PARAMETER:
+            continue
+        if tensor is not None and not origin.trainable and _is_moving_statistic(tensor):
+            continue
+        flags[onnx_name] = origin.trainable
+    return flags
 
 
 def recorded_role(role: RoleT, origin: InitializerOrigin | None) -> RoleT:

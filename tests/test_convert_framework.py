@@ -288,3 +288,16 @@ def test_layers_rebuilt_from_the_record_keep_moving_statistics_out_of_frozen() -
     assert (rows["bn"].parameters, rows["bn"].trainable, rows["bn"].frozen) == (8, 4, 0)
     assert rows["frozen_dense"].frozen == 6 and rows["frozen_dense"].type == "Dense"
     assert rows["b"].parameters == 3
+
+
+def test_trainable_flags_leave_buffers_and_moving_statistics_out() -> None:
+    from graph_analysis.framework import trainable_flags
+
+    tensors = [
+        FrameworkTensor("fc.weight", P, False, 6, "Linear"),
+        FrameworkTensor("bn.running_mean", B, False, 4, "BatchNorm2d"),
+        FrameworkTensor("bn/moving_mean", P, False, 4, "BatchNormalization"),
+        FrameworkTensor("bn/gamma", P, True, 4, "BatchNormalization"),
+    ]
+    inits = {t.name: InitializerOrigin(t.name, t.kind, t.trainable) for t in tensors}
+    assert trainable_flags(_info(tensors, inits)) == {"fc.weight": False, "bn/gamma": True}

@@ -173,6 +173,9 @@ def test_batchnorm_buffers_are_not_frozen(tmp_path: Path) -> None:
     (bn,) = [r for r in summary.layers if r.name == "bn"]
     assert (bn.parameters, bn.trainable, bn.frozen, bn.buffers) == (8, 8, 0, 9)
     assert bn.output_shape == "(2, 4, 6, 6)"
+    # In the graph's own layer table too: running statistics are counted, never "frozen".
+    layers = {r.key: r for r in analyze(tmp_path / "m.onnx").layers}
+    assert (layers["bn"].num_parameters, layers["bn"].frozen_parameters) == (16, 0)
 
 
 def test_frozen_part_per_layer(tmp_path: Path) -> None:
