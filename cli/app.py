@@ -32,7 +32,13 @@ from cli.render_deploy import (
 )
 from cli.render_memory import render_source_memory
 from cli.render_quant import render_comparison, render_quantization, render_quantized_comparison
-from cli.report_html import compare_html, fit_html, memory_html, profile_html
+from cli.report_html import (
+    compare_html,
+    fit_html,
+    inspect_source_html,
+    memory_html,
+    profile_html,
+)
 from converters._output import check_output_path, write_text_output
 from converters.fit_source import check_source, fit_source
 from converters.memory_source import source_memory
@@ -186,12 +192,23 @@ def inspect(
     batch: BatchOpt = None,
     dynamic: DynamicOpt = [],  # noqa: B006
     weights: WeightsOpt = None,
+    framework_only: Annotated[
+        bool,
+        typer.Option(
+            "--framework-only",
+            help="Framework sources: the framework's own counts and layer table, no ONNX export.",
+        ),
+    ] = False,
+    output: ReportOutOpt = None,
 ) -> None:
     """Count parameters and size a model: on disk, stored weights, what-if precisions, breakdowns.
 
-    Framework sources (see `convert`) are exported to ONNX in a temporary folder first; the output
-    then also shows the framework's own counts and reconciles them with the graph's.
+    Framework sources (see `convert`) show first the framework's own counts (counted by PyTorch or
+    Keras), then are exported to ONNX in a temporary folder for the graph's figures, reconciled
+    with the framework's. If the export fails, the framework's answer stands (exit 0) and the
+    failure is one warning line on stderr.
     """
+    target = _html_target(fmt, output)
     bindings = input_bindings(input_shape, input_dtype, dim, batch)
     with progress_reporter() as on_progress:
         inspection = inspect_source(
@@ -200,13 +217,26 @@ def inspect(
             dynamic_axes=dynamic,
             weights=weights,
             deep=deep,
+            framework_only=framework_only,
             on_progress=on_progress,
         )
+    if inspection.export_error is not None:
+        typer.echo(
+            f"modelsize: warning: {model}: no graph figures, the ONNX export failed: "
+            f"{inspection.export_error}",
+            err=True,
+        )
+    if target is not None:
+        _write_report(target, inspect_source_html(inspection, model, depth=depth))
+        if inspection.report is not None:
+            print_warnings(inspection.report.warnings)
+        return
     console = _stdout()
     text = render_source_inspection(inspection, fmt, by=by, depth=depth, top=top, console=console)
     if text is not None:
         sys.stdout.write(text)
-    print_warnings(inspection.report.warnings)
+    if inspection.report is not None:
+        print_warnings(inspection.report.warnings)
 
 
 @app.command()

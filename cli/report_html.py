@@ -21,12 +21,20 @@ from cli.render_html import (
 )
 from converters.memory_source import SourceMemory
 from converters.profile_source import SourceProfile
+from converters.sources import SourceInspection
 from graph_analysis.deploy import FitResult
 from graph_analysis.memory import MemoryEstimate
 from graph_analysis.report import ModelReport, Role
 from graph_analysis.runtime.compare import Comparison
 
-__all__ = ["compare_html", "fit_html", "inspect_html", "memory_html", "profile_html"]
+__all__ = [
+    "compare_html",
+    "fit_html",
+    "inspect_html",
+    "inspect_source_html",
+    "memory_html",
+    "profile_html",
+]
 
 _MIB = 2**20
 
@@ -44,8 +52,63 @@ def byte_unit(values: list[float]) -> tuple[str, float]:
     return "bytes", 1.0
 
 
+def inspect_source_html(inspection: SourceInspection, source: str, *, depth: int = 2) -> str:
+    """``inspect`` of any source: the framework's own answer first (framework sources), then the
+    graph's report when there is one."""
+    sections: list[Section] = []
+    summary = inspection.summary
+    if summary is not None:
+        totals = summary.totals
+        facts = [
+            (
+                "Framework",
+                f"{summary.name} {summary.version}, {summary.model_type} (counted by the framework)",
+            ),
+            ("Parameters", f"{totals.total:,}"),
+            ("Trainable", f"{totals.trainable:,}"),
+            ("Non-trainable", f"{totals.total - totals.trainable:,}"),
+            ("Buffers", f"{totals.buffers:,}"),
+        ]
+        if inspection.export_error:
+            facts.append(("Graph", f"none: the ONNX export failed: {inspection.export_error}"))
+        rows = [
+            [
+                "  " * layer.depth + (layer.name or "(model)"),
+                layer.type,
+                f"{layer.parameters:,}",
+                f"{layer.trainable:,}",
+                layer.output_shape,
+            ]
+            for layer in summary.layers
+            if layer.depth <= depth
+        ]
+        sections.append(
+            Section(
+                "The framework's count",
+                facts,
+                tables=[
+                    (
+                        "Layers as the framework defines them (counted)",
+                        ["layer", "type", "parameters", "trainable", "output shape"],
+                        rows,
+                    )
+                ],
+            )
+        )
+    if inspection.report is None:
+        return html_page(f"modelsize inspect: {source}", sections)
+    graph_page = _inspect_sections(inspection.report, depth)
+    return html_page(f"modelsize inspect: {source}", sections + graph_page)
+
+
 def inspect_html(report: ModelReport, *, title: str | None = None, depth: int = 2) -> str:
     """Parameters by layer as a treemap (bytes as area, data type as colour, copies outlined)."""
+    return html_page(
+        title or f"modelsize inspect: {Path(report.path).name}", _inspect_sections(report, depth)
+    )
+
+
+def _inspect_sections(report: ModelReport, depth: int) -> list[Section]:
     groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     dtypes: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     marked: set[str] = set()
@@ -112,22 +175,19 @@ def inspect_html(report: ModelReport, *, title: str | None = None, depth: int = 
         for r in report.layers
         if r.depth <= depth
     ]
-    return html_page(
-        title or f"modelsize inspect: {Path(report.path).name}",
-        [
-            Section("Summary", facts, [chart, dtype_chart]),
-            Section(
-                "Layers",
-                tables=[
-                    (
-                        "Parameters by layer (counted)",
-                        ["layer", "parameters", "bytes", "tensors"],
-                        rows,
-                    )
-                ],
-            ),
-        ],
-    )
+    return [
+        Section("Summary", facts, [chart, dtype_chart]),
+        Section(
+            "Layers",
+            tables=[
+                (
+                    "Parameters by layer (counted)",
+                    ["layer", "parameters", "bytes", "tensors"],
+                    rows,
+                )
+            ],
+        ),
+    ]
 
 
 def _memory_sections(estimate: MemoryEstimate, measured_peak: int | None) -> list[Section]:

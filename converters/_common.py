@@ -164,6 +164,8 @@ class FrameworkTensorData:
     module: str = ""
     aliases: tuple[str, ...] = ()
     layer_hint: str = ""
+    used_in_forward: bool | None = None
+    """Whether the forward on the example input read it (None: not known)."""
 
     @property
     def num_elements(self) -> int:

@@ -132,6 +132,7 @@ def finish_export(
                 t.module,
                 bool(t.values.size) and not bool(np.any(t.values)),
                 merged.get(t.name, ""),
+                t.used_in_forward,
             )
             for t in tensors
         ),

@@ -9,8 +9,10 @@ changes parameter counts. When the dynamo exporter fails, the TorchScript export
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,8 +34,11 @@ from converters._onnx_io import finish_export
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ConversionError, ShapeBindingError, SourceError
 from graph_analysis.framework import (
+    FrameworkLayer,
+    FrameworkSummary,
     FrameworkTotals,
     TensorKind,
+    framework_summary_to_dict,
 )
 
 __all__ = ["convert_torch"]
@@ -96,6 +101,23 @@ def _load_state_dict(model: Any, weights: str, source: str) -> None:
         raise SourceError(weights, f"the checkpoint does not fit {source}: {first_line(e)}") from e
 
 
+def _no_cache(config: Any) -> None:
+    """Export a transformers model without its key/value cache: no ``past_key_values`` inputs or
+    outputs (a ``DynamicCache`` output is not exportable). Its ``ModelOutput`` is a registered
+    pytree: the exporters flatten it to a tuple (``return_dict=False`` breaks some heads in
+    transformers 5, which read ``.last_hidden_state`` from their base model's output)."""
+    if hasattr(config, "use_cache"):
+        config.use_cache = False
+
+
+def _is_transformers_model(model: Any) -> bool:
+    """Whether ``model`` is a transformers ``PreTrainedModel`` (without importing transformers)."""
+    return any(
+        cls.__name__ == "PreTrainedModel" and cls.__module__.startswith("transformers.")
+        for cls in type(model).__mro__
+    )
+
+
 def _load_hf_folder(folder: str, source: str, notes: list[str]) -> Any:
     try:
         import transformers
@@ -108,8 +130,7 @@ def _load_hf_folder(folder: str, source: str, notes: list[str]) -> Any:
         config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True)
     except Exception as e:
         raise SourceError(source, f"config.json cannot be read: {first_line(e)}") from e
-    if hasattr(config, "use_cache"):
-        config.use_cache = False  # no past_key_values outputs in the exported graph
+    _no_cache(config)
     arch = (getattr(config, "architectures", None) or [None])[0]
     cls = getattr(transformers, arch, None) if arch else None
     if cls is None:
@@ -147,8 +168,11 @@ def _module_types(model: Any) -> dict[str, str]:
     return types
 
 
-def _collect_tensors(model: Any) -> tuple[list[FrameworkTensorData], FrameworkTotals]:
-    """Unique parameters (tied once, with every alias) and buffers, as torch defines them."""
+def _collect_tensors(
+    model: Any, used: set[int] | None = None
+) -> tuple[list[FrameworkTensorData], FrameworkTotals]:
+    """Unique parameters (tied once, with every alias) and buffers, as torch defines them;
+    ``used`` (ids of the tensors the forward read, None when unknown) marks usage."""
     modules = _module_types(model)
     by_id: dict[int, FrameworkTensorData] = {}
     ordered: list[FrameworkTensorData] = []
@@ -174,6 +198,7 @@ def _collect_tensors(model: Any) -> tuple[list[FrameworkTensorData], FrameworkTo
                 values=_to_numpy(tensor),
                 module=owner(name),
                 layer_hint=name.rpartition(".")[0],
+                used_in_forward=None if used is None else id(tensor) in used,
             )
             by_id[id(tensor)] = data
             ordered.append(data)
@@ -182,6 +207,63 @@ def _collect_tensors(model: Any) -> tuple[list[FrameworkTensorData], FrameworkTo
     trainable = sum(t.num_elements for t in params if t.trainable)
     buffers = sum(t.num_elements for t in ordered if t.kind is TensorKind.BUFFER)
     return ordered, FrameworkTotals(total, trainable, total - trainable, buffers)
+
+
+def _lazy_modules(model: Any) -> list[str]:
+    """``name (Type)`` of each module holding a not yet materialised (lazy) parameter or buffer."""
+    import torch
+
+    found: list[str] = []
+    for name, module in model.named_modules():
+        own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+        if any(torch.nn.parameter.is_lazy(t) for t in own):
+            found.append(f"{name or 'the model'} ({type(module).__name__})")
+    return found
+
+
+def _layer_rows(model: Any, output_shapes: Mapping[str, str]) -> tuple[FrameworkLayer, ...]:
+    """The framework's per-layer table: every module in ``named_modules()`` order (pre-order),
+    with the parameters and buffers it holds itself; a tensor shared by several modules (a tied
+    weight) counts at the first module holding it, as ``parameters()`` counts it once."""
+    seen: set[int] = set()
+    rows: list[FrameworkLayer] = []
+    for name, module in model.named_modules():
+        params = buffers = trainable = 0
+        for tensor in module.parameters(recurse=False):
+            if id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            params += tensor.numel()
+            trainable += tensor.numel() if tensor.requires_grad else 0
+        for tensor in module.buffers(recurse=False):
+            if tensor is None or id(tensor) in seen:
+                continue
+            seen.add(id(tensor))
+            buffers += tensor.numel()
+        rows.append(
+            FrameworkLayer(
+                name=name,
+                type=str(getattr(module, "original_name", None) or type(module).__name__),
+                depth=name.count(".") + 1 if name else 0,
+                parameters=params,
+                trainable=trainable,
+                frozen=params - trainable,
+                buffers=buffers,
+                output_shape=output_shapes.get(name, ""),
+            )
+        )
+    return tuple(rows)
+
+
+def _shape_text(value: Any) -> str:
+    """Output shape(s) of a module call: ``(1, 8)``; several tensors joined by ``; ``."""
+    import torch
+
+    leaves = [t for t in torch.utils._pytree.tree_leaves(value) if isinstance(t, torch.Tensor)]
+    if not leaves and value is not None and hasattr(value, "__dict__"):
+        leaves = [t for t in vars(value).values() if isinstance(t, torch.Tensor)]
+    shown = "; ".join(str(tuple(int(d) for d in t.shape)) for t in leaves[:4])
+    return shown + ("; ..." if len(leaves) > 4 else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,10 +287,19 @@ def _forward_names(model: Any) -> list[str]:
 
 def _guess_first_input(model: Any) -> tuple[tuple[int, ...], str, str]:
     """An input shape from the first layer holding parameters: (dims, dtype, how it was chosen)."""
+    import torch
+
+    lazy = _lazy_modules(model)
+    if lazy:
+        raise ShapeBindingError(
+            None,
+            f"the model has lazy parameters ({lazy[0]}): give --input-shape so that one forward "
+            "call on that input materialises them",
+        )
     for name, module in model.named_modules():
         kind = str(getattr(module, "original_name", None) or type(module).__name__)
         weight = getattr(module, "weight", None)
-        if weight is None or not hasattr(weight, "shape"):
+        if not isinstance(weight, torch.Tensor):
             continue
         if kind == "Linear":
             return (1, int(weight.shape[1])), "FLOAT", f"first layer {name} is Linear"
@@ -328,22 +419,100 @@ def _example_tensors(specs: Sequence[InputSpec]) -> dict[str, Any]:
     return tensors
 
 
-def _check_forward(
+def _run_forward(
     model: Any, inputs: dict[str, Any], specs: Sequence[InputSpec], source: str, positional: bool
-) -> None:
+) -> tuple[dict[str, str], set[int] | None]:
+    """Run the model once on the example inputs (this also materialises lazy parameters).
+
+    Returns:
+        ``{module name: output shape text}`` for every module called (forward hooks; empty for
+        TorchScript modules, which take no hooks), and the ``id()`` of every parameter and buffer
+        an operation of the forward read (None for TorchScript modules, whose operations run
+        out of Python's sight).
+
+    Raises:
+        ShapeBindingError: the model rejects the input.
+        SourceError: ``forward`` returns nothing (None): there is no graph to export.
+    """
     import torch
 
-    shapes = ", ".join(f"{s.name} {tuple(s.dims)} {s.dtype}" for s in specs)
+    shapes: dict[str, str] = {}
+    handles: list[Any] = []
+    if not isinstance(model, torch.jit.ScriptModule):
+        for name, module in model.named_modules():
+
+            def hook(_m: Any, _args: Any, output: Any, key: str = name) -> None:
+                shapes.setdefault(key, _shape_text(output))
+
+            try:
+                handles.append(module.register_forward_hook(hook))
+            except Exception:  # a module that takes no hooks: no shape for it
+                continue
+    described = ", ".join(f"{s.name} {tuple(s.dims)} {s.dtype}" for s in specs)
+    tracker = None if isinstance(model, torch.jit.ScriptModule) else _usage_tracker(model)
     try:
-        with torch.no_grad():
-            if positional:
-                model(*(inputs[s.name] for s in specs))
-            else:
-                model(**inputs)
+        with torch.no_grad(), tracker if tracker is not None else contextlib.nullcontext():
+            output = model(*(inputs[s.name] for s in specs)) if positional else model(**inputs)
     except Exception as e:
         raise ShapeBindingError(
-            source, f"the model rejects the input ({shapes}): {first_line(e)}"
+            source, f"the model rejects the input ({described}): {first_line(e)}"
         ) from e
+    finally:
+        for handle in handles:
+            handle.remove()
+    if output is None:
+        raise SourceError(
+            source, "forward() returns None: the model computes no output, there is nothing to size"
+        )
+    _register_output_dataclasses(output)
+    return shapes, tracker.used if tracker is not None else None
+
+
+def _register_output_dataclasses(output: Any) -> None:
+    """Let the exporters flatten a plain ``@dataclass`` the forward returns (torch.export knows
+    only registered containers; transformers registers its ``ModelOutput`` itself)."""
+    import dataclasses
+
+    import torch
+    from torch.utils import _pytree
+
+    values = list(output.values()) if isinstance(output, dict) else [output]
+    if isinstance(output, (list, tuple)):
+        values = list(output)
+    for value in values:
+        cls = type(value)
+        if dataclasses.is_dataclass(value) and cls not in _pytree.SUPPORTED_NODES:
+            try:
+                torch.export.register_dataclass(cls)
+            except Exception:  # not registrable (a field that is no tensor): the export says why
+                continue
+
+
+def _usage_tracker_class() -> Any:
+    from torch.overrides import TorchFunctionMode
+    from torch.utils import _pytree
+
+    class UsageTracker(TorchFunctionMode):
+        """Records which of the model's tensors any torch operation of the forward reads."""
+
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.known = {id(t) for t in (*model.parameters(), *model.buffers())}
+            self.used: set[int] = set()
+
+        def __torch_function__(
+            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+        ) -> Any:
+            for leaf in _pytree.tree_leaves((args, kwargs or {})):
+                if id(leaf) in self.known:
+                    self.used.add(id(leaf))
+            return func(*args, **(kwargs or {}))
+
+    return UsageTracker
+
+
+def _usage_tracker(model: Any) -> Any:
+    return _usage_tracker_class()(model)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,7 +560,7 @@ def _export(
             program.save(str(path))
             return "torch.onnx.export(dynamo=True, optimize=False)", None
         except Exception as e:
-            fallback_reason = f"dynamo exporter failed: {first_line(e)}"
+            fallback_reason = f"dynamo exporter failed: {_export_reason(e)}"
     report_progress("exporting with the TorchScript exporter")
     # The TorchScript exporter merges initializers with equal values (a fresh model's LayerNorm
     # weights) when the root module is not training, and under TrainingMode.EVAL its eval peephole
@@ -413,6 +582,15 @@ def _export(
             None, f"{fallback_reason}; TorchScript exporter failed: {first_line(e)}"
         ) from e
     return "torch.onnx.export(dynamo=False, do_constant_folding=False)", fallback_reason
+
+
+def _export_reason(e: BaseException) -> str:
+    """One line saying why an export failed: torch.export's own message opens with generic advice
+    ("Failed to export the model ... step 1/3") and names the cause under "Exception summary"."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    _, found, after = text.partition("## Exception summary")
+    lines = [ln.strip() for ln in after.splitlines() if ln.strip()] if found else []
+    return lines[0][:300] if lines else first_line(e)
 
 
 def _torchscript_export(
@@ -474,41 +652,163 @@ def convert_torch(
     location: str,
     attr: str | None,
     source: str,
-    out_path: str,
+    out_path: str | None,
     bindings: dict[str, Any],
     dynamic: list[str],
     weights: str | None = None,
+    export: bool = True,
 ) -> dict[str, Any]:
-    """Load a PyTorch source, export it to ONNX with framework metadata, return the result as JSON.
+    """Load a PyTorch source, count it, export it to ONNX with framework metadata; return JSON.
+
+    The framework's answer (``summary``: totals and per-layer table) is computed before any
+    export and returned even when the export fails: then ``export_error`` holds the exporter's
+    one-line reason and no file is written.
 
     Args:
         kind: a ``SourceKind`` value (torch_code, torchscript, torch_export, hf_folder).
         location: the file, folder or module path.
         attr: the class or factory name for code sources.
         source: the user's argument, for messages.
-        out_path: the ONNX file to write.
+        out_path: the ONNX file to write (unused when ``export`` is False).
         bindings: ``bindings_to_json`` of the user's input description.
         dynamic: ``DynamicAxis`` values to keep symbolic.
         weights: a state_dict checkpoint for code sources.
+        export: False answers from the framework only (no ONNX export): the forward runs only
+            when an input shape is known or needed (lazy parameters), for the output shapes.
 
     Raises:
-        SourceError: unusable code, checkpoint or folder.
+        SourceError: unusable code, checkpoint or folder; a forward that returns None.
         ShapeBindingError: no usable input shape, or the model rejects it.
-        ConversionError: both exporters failed.
     """
     import torch
 
     notes: list[str] = []
-    export_target: Any = None
     parsed = bindings_from_json(bindings)
-    defaults: dict[str, tuple[tuple[int, ...], str]] | None = None
     report_progress("loading the model")
+    model, export_target, defaults = _load_torch(
+        kind, location, attr, source, weights, parsed, notes
+    )
+    if kind != "torch_export":  # an exported program's module is already in its traced mode
+        model.eval()
+    positional = kind in ("torch_export", "torchscript")
+    specs: list[InputSpec] = []
+    output_shapes: dict[str, str] = {}
+    inputs: dict[str, Any] = {}
+    used: set[int] | None = None
+    try:
+        specs = _resolve_inputs(model, parsed, dynamic, defaults, notes)
+    except ShapeBindingError:
+        if export or _lazy_modules(model):
+            raise
+        notes.append("no forward ran (no input shape): output shapes need --input-shape")
+    if specs:
+        lazy = _lazy_modules(model)
+        report_progress("checking the model on the example input")
+        inputs = _example_tensors(specs)
+        try:
+            output_shapes, used = _run_forward(model, inputs, specs, source, positional)
+        except ShapeBindingError as e:
+            # Counting needs no forward: without an export, a guessed input the model rejects
+            # costs only the output shapes (a given one, or a lazy model, is the user's error).
+            if export or lazy or parsed.shapes:
+                raise
+            notes.append(f"{e.message}; output shapes need --input-shape")
+        if lazy:
+            notes.append(
+                f"lazy parameters ({', '.join(lazy[:3])}) materialised by one forward call on the "
+                "example input"
+            )
+    tensors, totals = _collect_tensors(model, used)
+    summary = FrameworkSummary(
+        name="torch",
+        version=torch.__version__,
+        model_type=type(model).__name__,
+        totals=totals,
+        layers=_layer_rows(model, output_shapes),
+    )
+    result: dict[str, Any] = {
+        "summary": framework_summary_to_dict(summary),
+        "framework": _counts_json(summary),
+        "inputs": [s.to_json() for s in specs],
+        "notes": notes,
+    }
+    if not export:
+        return result
+    assert out_path is not None
+    out = Path(out_path)
+    with tempfile.TemporaryDirectory(
+        prefix=f".modelsize-export-{os.getpid()}-", dir=out.parent
+    ) as tmp:
+        exported = Path(tmp) / "model.onnx"
+        try:
+            exporter, fallback_reason = _export(
+                export_target if export_target is not None else model,
+                inputs,
+                specs,
+                exported,
+                positional,
+            )
+        except ConversionError as e:
+            # The framework counted what it built: that answer stands without a graph.
+            result["export_error"] = e.message
+            return result
+        report_progress("recording framework counts")
+        written = finish_export(
+            exported,
+            out,
+            tensors,
+            framework="torch",
+            version=torch.__version__,
+            exporter=exporter,
+            fallback_reason=fallback_reason,
+            totals=totals,
+            inputs=specs,
+            notes=notes,
+        )
+    return {**written, "summary": result["summary"]}
+
+
+def _counts_json(summary: FrameworkSummary) -> dict[str, Any]:
+    t = summary.totals
+    return {
+        "name": summary.name,
+        "version": summary.version,
+        "total": t.total,
+        "trainable": t.trainable,
+        "non_trainable": t.non_trainable,
+        "buffers": t.buffers,
+    }
+
+
+def _load_torch(
+    kind: str,
+    location: str,
+    attr: str | None,
+    source: str,
+    weights: str | None,
+    parsed: Bindings,
+    notes: list[str],
+) -> tuple[Any, Any, dict[str, tuple[tuple[int, ...], str]] | None]:
+    """(model, what to export when not the model itself, default inputs) for a PyTorch source."""
+    import torch
+
+    export_target: Any = None
+    defaults: dict[str, tuple[tuple[int, ...], str]] | None = None
     if kind == "torch_code":
         assert attr is not None
         model = _build_from_code(location, attr, source)
         if weights:
             _load_state_dict(model, weights, source)
             notes.append(f"weights loaded from {weights} (weights_only=True)")
+        if _is_transformers_model(model):
+            # Exported the way a Hugging Face folder is: no cache, tuple outputs, config inputs.
+            _no_cache(model.config)
+            defaults, why = _hf_default_inputs(model)
+            if not parsed.shapes:
+                notes.append(
+                    why.replace("config.json", "the model's config")
+                    + " (set it with --input-shape)"
+                )
     elif kind == "torchscript":
         try:
             model = torch.jit.load(location, map_location="cpu")  # type: ignore[no-untyped-call]
@@ -539,47 +839,12 @@ def convert_torch(
             )
     elif kind == "hf_folder":
         model = _load_hf_folder(location, source, notes)
+        defaults, why = _hf_default_inputs(model)
         if not parsed.shapes:
-            defaults, why = _hf_default_inputs(model)
             notes.append(why + " (set it with --input-shape)")
-        else:
-            defaults, _ = _hf_default_inputs(model)
     else:
         raise SourceError(source, f"not a PyTorch source ({kind})")
-    if kind != "torch_export":  # an exported program's module is already in its traced mode
-        model.eval()
-    tensors, totals = _collect_tensors(model)
-    specs = _resolve_inputs(model, parsed, dynamic, defaults, notes)
-    inputs = _example_tensors(specs)
-    report_progress("checking the model on the example input")
-    positional = kind in ("torch_export", "torchscript")
-    _check_forward(model, inputs, specs, source, positional)
-
-    out = Path(out_path)
-    with tempfile.TemporaryDirectory(
-        prefix=f".modelsize-export-{os.getpid()}-", dir=out.parent
-    ) as tmp:
-        exported = Path(tmp) / "model.onnx"
-        exporter, fallback_reason = _export(
-            export_target if export_target is not None else model,
-            inputs,
-            specs,
-            exported,
-            positional,
-        )
-        report_progress("recording framework counts")
-        return finish_export(
-            exported,
-            out,
-            tensors,
-            framework="torch",
-            version=torch.__version__,
-            exporter=exporter,
-            fallback_reason=fallback_reason,
-            totals=totals,
-            inputs=specs,
-            notes=notes,
-        )
+    return model, export_target, defaults
 
 
 def _onnx_dtype_name(tensor: Any) -> str:

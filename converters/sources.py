@@ -24,15 +24,19 @@ from converters._common import DynamicAxis, InputSpec, bindings_to_json
 from converters._output import check_output_path, remove_stale_work
 from graph_analysis import ModelReport, analyze, report_to_dict
 from graph_analysis.bindings import Bindings
-from graph_analysis.errors import MissingExtraError, SourceError
+from graph_analysis.errors import ConversionError, MissingExtraError, SourceError
 from graph_analysis.framework import (
     FrameworkInfo,
+    FrameworkLayer,
+    FrameworkSummary,
+    FrameworkTotals,
     Reconciliation,
-    framework_info_to_dict,
+    framework_summary_from_dict,
+    layers_from_tensors,
     read_framework_info,
     reconcile,
     reconciliation_to_dict,
-    trainable_by_layer,
+    rolled_up_layers,
 )
 from graph_analysis.runtime._feeds import check_inputs_fit, specs_from_bindings
 
@@ -117,6 +121,8 @@ class ConversionResult:
         framework: the framework's counts, also stored in the file's metadata.
         inputs: the example inputs the model was exported with.
         notes: choices made for the user (dummy inputs, random initialisation, ...).
+        summary: the framework's own answer (totals and per-layer table), when the converter
+            gave one.
     """
 
     onnx_path: Path
@@ -125,17 +131,49 @@ class ConversionResult:
     framework: FrameworkCounts
     inputs: tuple[InputSpec, ...] = ()
     notes: tuple[str, ...] = ()
+    summary: FrameworkSummary | None = None
 
 
 @dataclass(frozen=True)
 class SourceInspection:
-    """An analysed source: the graph report; for framework sources, info and reconciliation."""
+    """An analysed source: the framework's own answer first (framework sources), then the graph.
 
-    report: ModelReport
+    Attributes:
+        report: the analysis of the ONNX graph; None when no graph was made (``framework_only``)
+            or the export failed (``export_error``).
+        framework: the framework record read from the ONNX file's metadata.
+        reconciliation: how the graph's count follows from the framework's.
+        conversion: how a framework source was exported.
+        notes: choices made for the user.
+        summary: the framework's answer counted by the framework itself (framework sources).
+        export_error: why the export failed; the framework's answer stands without a graph.
+        inputs: the example inputs the framework ran (framework sources).
+    """
+
+    report: ModelReport | None
     framework: FrameworkInfo | None = None
     reconciliation: Reconciliation | None = None
     conversion: ConversionResult | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    summary: FrameworkSummary | None = None
+    export_error: str | None = None
+    inputs: tuple[InputSpec, ...] = ()
+
+    @property
+    def totals(self) -> FrameworkTotals | None:
+        """The framework's totals: counted by the framework now, else read from the record."""
+        if self.summary is not None:
+            return self.summary.totals
+        return self.framework.totals if self.framework is not None else None
+
+    def framework_layers(self, depth: int) -> tuple[FrameworkLayer, ...]:
+        """The framework's per-layer table at ``depth`` (:func:`rolled_up_layers`): from the
+        framework itself, else rebuilt from the metadata record's tensor names."""
+        if self.summary is not None and self.summary.layers:
+            return rolled_up_layers(self.summary.layers, depth=depth)
+        if self.framework is not None:
+            return rolled_up_layers(layers_from_tensors(self.framework), depth=depth)
+        return ()
 
 
 _MODULE_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
@@ -254,13 +292,59 @@ def convert_source(
         on_progress: called with the name of each slow step as it starts.
 
     Raises:
-        SourceError: an ONNX source, an unusable source or checkpoint, ``--dim`` (named dims exist
-            only in a graph).
+        SourceError: an ONNX source, an unusable source or checkpoint, a forward returning None,
+            ``--dim`` (named dims exist only in a graph).
         MissingExtraError: the framework is not installed.
         OutputPathError: the output would overwrite the source or cannot be written.
         ShapeBindingError: no usable input description, example inputs larger than the available
             memory, or the model rejects them.
-        ConversionError: the exporter failed, crashed, ran out of memory or timed out.
+        ConversionError: the exporter failed (the message gives the framework's count), crashed,
+            ran out of memory or timed out.
+    """
+    if source.kind is not SourceKind.ONNX:
+        check_output_path(
+            Path(out_path),
+            protected=[Path(source.location), *([Path(weights)] if weights else [])],
+        )
+    out = Path(out_path).resolve()
+    data = _run_converter(
+        source,
+        out,
+        bindings=bindings,
+        dynamic_axes=dynamic_axes,
+        weights=weights,
+        timeout_s=timeout_s,
+        on_progress=on_progress,
+    )
+    summary = _summary_of(data)
+    if data.get("export_error"):
+        counted = (
+            f" (the framework counts {summary.totals.total:,} parameters: "
+            "`modelsize inspect --framework-only` reports them)"
+            if summary is not None
+            else ""
+        )
+        raise ConversionError(
+            source.text, f"the ONNX export failed: {data['export_error']}{counted}"
+        )
+    return _conversion_result(data)
+
+
+def _run_converter(
+    source: Source,
+    out: Path | None,
+    *,
+    bindings: Bindings | None,
+    dynamic_axes: Sequence[DynamicAxis],
+    weights: str | Path | None,
+    timeout_s: float,
+    on_progress: ProgressCallback | None,
+) -> dict[str, Any]:
+    """Run the framework's converter in a child process; ``out`` None counts without exporting.
+
+    Returns the child's JSON: ``summary`` (the framework's answer), ``framework`` (counts),
+    ``inputs``, ``notes``; after an export also ``onnx_path``, ``exporter``,
+    ``fallback_reason``, or ``export_error`` when the exporter failed.
     """
     if source.kind is SourceKind.ONNX:
         raise SourceError(source.text, "already an ONNX model: nothing to convert")
@@ -274,19 +358,16 @@ def convert_source(
         raise SourceError(str(weights), "--weights goes with a file.py:Name or module:Name source")
     if weights is not None and not Path(weights).is_file():
         raise SourceError(str(weights), "no such file")
-    check_output_path(
-        Path(out_path), protected=[Path(source.location), *([Path(weights)] if weights else [])]
-    )
     if bindings is not None and bindings.dims:
         raise SourceError(
             source.text,
             f"--dim {', '.join(bindings.dims)}: a framework source has no named dims before its "
             "export; give the example input with --input-shape (and --batch)",
         )
-    out = Path(out_path).resolve()
     # The exporter allocates the example inputs first: refuse sizes the machine cannot hold.
     check_inputs_fit(source.text, specs_from_bindings(bindings or Bindings()))
-    remove_stale_work(out.parent)
+    if out is not None:
+        remove_stale_work(out.parent)
     _require_extra(source)
     module = (
         "converters.from_tensorflow:convert_tensorflow"
@@ -300,39 +381,34 @@ def convert_source(
         "kind": source.kind.value,
         "location": location,
         "source": source.text,
-        "out_path": str(out),
+        "out_path": str(out) if out is not None else None,
         "bindings": bindings_to_json(bindings or Bindings()),
         "dynamic": [DynamicAxis(d).value for d in dynamic_axes],
     }
+    if out is None:
+        kwargs["export"] = False
     if source.kind.framework == "torch":
         kwargs["attr"] = source.attr
         kwargs["weights"] = str(Path(weights).resolve()) if weights is not None else None
-    data = run_in_child(
+    return run_in_child(
         module, kwargs, source=source.text, timeout_s=timeout_s, on_progress=on_progress
     )
-    fw = data["framework"]
-    return ConversionResult(
-        onnx_path=Path(data["onnx_path"]),
-        exporter=data["exporter"],
-        fallback_reason=data.get("fallback_reason"),
-        framework=FrameworkCounts(
-            name=fw["name"],
-            version=fw["version"],
-            total=int(fw["total"]),
-            trainable=int(fw["trainable"]),
-            non_trainable=int(fw["non_trainable"]),
-            buffers=int(fw["buffers"]),
-        ),
-        inputs=tuple(
-            InputSpec(
-                i["name"],
-                tuple(i["dims"]),
-                i["dtype"],
-                {int(k): v for k, v in i.get("dynamic", {}).items()},
-            )
-            for i in data.get("inputs", ())
-        ),
-        notes=tuple(data.get("notes", ())),
+
+
+def _summary_of(data: dict[str, Any]) -> FrameworkSummary | None:
+    raw = data.get("summary")
+    return framework_summary_from_dict(raw) if isinstance(raw, dict) else None
+
+
+def _inputs_of(data: dict[str, Any]) -> tuple[InputSpec, ...]:
+    return tuple(
+        InputSpec(
+            i["name"],
+            tuple(i["dims"]),
+            i["dtype"],
+            {int(k): v for k, v in i.get("dynamic", {}).items()},
+        )
+        for i in data.get("inputs", ())
     )
 
 
@@ -348,13 +424,20 @@ def inspect_source(
     dynamic_axes: Sequence[DynamicAxis] = (),
     weights: str | Path | None = None,
     deep: bool = False,
+    framework_only: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     on_progress: ProgressCallback | None = None,
 ) -> SourceInspection:
-    """Analyse any source: ONNX files directly, framework sources converted in a temp folder.
+    """Analyse any source: ONNX files directly, framework sources counted by their framework and
+    converted in a temp folder.
 
-    The framework info comes from the ONNX file's metadata (so an ONNX file exported earlier by
-    ``modelsize convert`` is reconciled too).
+    For a framework source the framework's own answer (:attr:`SourceInspection.summary`) comes
+    first and stands even when the export fails (then ``report`` is None and ``export_error``
+    says why). The framework record comes from the ONNX file's metadata (so an ONNX file exported
+    earlier by ``modelsize convert`` is reconciled too).
+
+    Args:
+        framework_only: answer from the framework alone, without exporting (``report`` None).
 
     Raises:
         ModelsizeError: as :func:`detect_source`, :func:`convert_source` and the analysis raise.
@@ -363,19 +446,39 @@ def inspect_source(
     if source.kind is SourceKind.ONNX:
         if weights is not None:
             raise SourceError(str(weights), "--weights goes with a file.py:Name source")
+        if framework_only:
+            raise SourceError(
+                arg, "--framework-only needs a framework source (an ONNX file is already a graph)"
+            )
         report = _analyze(Path(source.location), deep)
         info = read_framework_info(report.metadata)
         return SourceInspection(report, info, reconcile(report, info) if info else None)
-    with tempfile.TemporaryDirectory(prefix="modelsize-inspect-") as tmp:
-        result = convert_source(
-            source,
-            Path(tmp) / "model.onnx",
-            bindings=bindings,
-            dynamic_axes=dynamic_axes,
-            weights=weights,
-            timeout_s=timeout_s,
-            on_progress=on_progress,
+    options: dict[str, Any] = {
+        "bindings": bindings,
+        "dynamic_axes": dynamic_axes,
+        "weights": weights,
+        "timeout_s": timeout_s,
+        "on_progress": on_progress,
+    }
+    if framework_only:
+        data = _run_converter(source, None, **options)
+        return SourceInspection(
+            None,
+            summary=_summary_of(data),
+            notes=tuple(data.get("notes", ())),
+            inputs=_inputs_of(data),
         )
+    with tempfile.TemporaryDirectory(prefix="modelsize-inspect-") as tmp:
+        data = _run_converter(source, Path(tmp) / "model.onnx", **options)
+        if data.get("export_error"):
+            return SourceInspection(
+                None,
+                summary=_summary_of(data),
+                notes=tuple(data.get("notes", ())),
+                export_error=str(data["export_error"]),
+                inputs=_inputs_of(data),
+            )
+        result = _conversion_result(data)
         if on_progress is not None:
             on_progress("analysing the exported graph")
         report = _analyze(result.onnx_path, deep)
@@ -388,27 +491,55 @@ def inspect_source(
         reconcile(report, info) if info else None,
         result,
         result.notes,
+        summary=result.summary,
+        inputs=result.inputs,
     )
 
 
 def inspection_to_dict(inspection: SourceInspection, *, depth: int | None = None) -> dict[str, Any]:
-    """The JSON object for ``inspect``: the report's JSON (``depth`` limits its layer rows) plus
-    ``framework``, ``reconciliation`` and, for converted sources, ``conversion``."""
-    data: dict[str, Any] = dict(report_to_dict(inspection.report, depth=depth))
-    info = inspection.framework
-    if info is not None:
-        raw = framework_info_to_dict(info)
+    """The JSON object for ``inspect``.
+
+    For a framework source (or an ONNX file carrying the framework record), ``framework`` comes
+    first: the framework's own counts and per-layer table (``layers`` at ``depth``, default 1),
+    then the report's JSON (absent when no graph was made), ``reconciliation``, ``conversion``
+    and, when the export failed, ``export_error``.
+    """
+    data: dict[str, Any] = {}
+    totals = inspection.totals
+    summary, info = inspection.summary, inspection.framework
+    if totals is not None:
+        name = summary.name if summary is not None else info.name if info is not None else ""
+        version = (
+            summary.version if summary is not None else info.version if info is not None else ""
+        )
         data["framework"] = {
-            "name": info.name,
-            "version": info.version,
-            "exporter": info.exporter,
-            "fallback_reason": info.fallback_reason,
-            **raw["totals"],
+            "counted_by": f"{name} {version}".strip(),
+            "name": name,
+            "version": version,
+            "model_type": summary.model_type if summary is not None else None,
+            "total": totals.total,
+            "trainable": totals.trainable,
+            "non_trainable": totals.non_trainable,
+            "buffers": totals.buffers,
+            "exporter": info.exporter if info is not None else None,
+            "fallback_reason": info.fallback_reason if info is not None else None,
             "layers": [
-                {"layer": row.layer, "trainable": row.trainable, "frozen": row.frozen}
-                for row in trainable_by_layer(info, depth=depth or 1)
+                {
+                    "name": row.name,
+                    "type": row.type,
+                    "depth": row.depth,
+                    "parameters": row.parameters,
+                    "trainable": row.trainable,
+                    "non_trainable": row.non_trainable,
+                    "frozen": row.frozen,
+                    "buffers": row.buffers,
+                    "output_shape": row.output_shape or None,
+                }
+                for row in inspection.framework_layers(depth or 1)
             ],
         }
+    if inspection.report is not None:
+        data.update(report_to_dict(inspection.report, depth=depth))
     if inspection.reconciliation is not None:
         data["reconciliation"] = reconciliation_to_dict(inspection.reconciliation)
     if inspection.conversion is not None:
@@ -418,7 +549,40 @@ def inspection_to_dict(inspection: SourceInspection, *, depth: int | None = None
         data["conversion"]["onnx_path_note"] = (
             "exported to a temporary file, removed after the analysis; modelsize convert keeps one"
         )
+    elif totals is not None and inspection.report is None:
+        data["conversion"] = {
+            "onnx_path": None,
+            "exporter": None,
+            "fallback_reason": None,
+            "framework": None,
+            "inputs": [i.to_json() for i in inspection.inputs],
+            "notes": list(inspection.notes),
+        }
+    if inspection.export_error is not None:
+        data["export_error"] = inspection.export_error
+        data["warnings"] = [f"no graph figures: the ONNX export failed: {inspection.export_error}"]
     return data
+
+
+def _conversion_result(data: dict[str, Any]) -> ConversionResult:
+    """The :class:`ConversionResult` for a converter child's JSON after a successful export."""
+    fw = data["framework"]
+    return ConversionResult(
+        onnx_path=Path(data["onnx_path"]),
+        exporter=data["exporter"],
+        fallback_reason=data.get("fallback_reason"),
+        framework=FrameworkCounts(
+            name=fw["name"],
+            version=fw["version"],
+            total=int(fw["total"]),
+            trainable=int(fw["trainable"]),
+            non_trainable=int(fw["non_trainable"]),
+            buffers=int(fw["buffers"]),
+        ),
+        inputs=_inputs_of(data),
+        notes=tuple(data.get("notes", ())),
+        summary=_summary_of(data),
+    )
 
 
 def conversion_to_dict(result: ConversionResult) -> dict[str, Any]:

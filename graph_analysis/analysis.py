@@ -10,7 +10,11 @@ from pathlib import Path
 
 from graph_analysis import deep as deep_scan
 from graph_analysis.dtypes import DataType
-from graph_analysis.framework import read_framework_info, tied_copies_from_metadata
+from graph_analysis.framework import (
+    read_framework_info,
+    tied_copies_from_metadata,
+    trainable_flags,
+)
 from graph_analysis.loading import ModelFile, TensorInfo, TensorSource, read_model
 from graph_analysis.params import (
     DEFAULT_INT4_BLOCK_SIZE,
@@ -134,9 +138,7 @@ def build_report(
     op_items: list[LayerItem] = []
     # The framework's record (written by `modelsize convert`) says which parameters are frozen.
     info = read_framework_info(model.metadata)
-    trainable_of = (
-        {name: origin.trainable for name, origin in info.initializers.items()} if info else {}
-    )
+    trainable_of = trainable_flags(info) if info else {}  # buffers are never "frozen"
     weight_dtypes: list[tuple[DataType, int, int]] = []
     param_dtypes: list[tuple[DataType, int, int]] = []
     duplicate_bytes = aliased_bytes = weights_bytes = 0

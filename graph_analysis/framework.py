@@ -35,13 +35,15 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "METADATA_KEY",
     "SCHEMA_VERSION",
     "Cause",
     "FrameworkInfo",
+    "FrameworkLayer",
+    "FrameworkSummary",
     "FrameworkTensor",
     "FrameworkTotals",
     "InitializerOrigin",
@@ -51,13 +53,21 @@ __all__ = [
     "TensorKind",
     "duplicate_tensor_names",
     "framework_info_to_dict",
+    "framework_summary_from_dict",
+    "framework_summary_to_dict",
+    "layers_from_tensors",
     "read_framework_info",
     "reconcile",
     "reconciliation_to_dict",
+    "recorded_role",
+    "rolled_up_layers",
     "tied_copies_from_metadata",
     "trainable_by_layer",
+    "trainable_flags",
     "write_framework_json",
 ]
+
+RoleT = TypeVar("RoleT")
 
 METADATA_KEY = "modelsize.framework"
 SCHEMA_VERSION = 1
@@ -87,11 +97,19 @@ class Cause(str, Enum):
     CONSTANTS_FOLDED = "constants_folded"
     """Parameters in the graph with no framework counterpart: folded constants, fused weights."""
     REMOVED = "removed_by_exporter"
-    """A framework parameter absent from the graph (unused by the exported forward, folded away)."""
+    """A framework parameter absent from the graph when the record cannot say whether the forward
+    read it (no usage recorded: Keras, TorchScript)."""
     BUFFER_IN_GRAPH = "buffer_in_graph"
     """A buffer (running statistics, position ids) in the graph but not in ``parameters()``."""
     OTHER_ROLE = "not_counted_in_graph"
     """A framework parameter in the graph but not counted there (classified as a constant)."""
+    UNUSED = "unused_in_forward"
+    """A framework parameter the forward never read on the example input (a spare layer): the
+    exporter had nothing to write."""
+    RELAID = "relaid_by_exporter"
+    """A framework parameter the forward reads whose values the exporter stored inside other
+    graph tensors (an LSTM's two biases merged into ONNX's one wider ``B``, a bias summed into a
+    folded constant): those graph tensors appear under ``constants_folded``."""
     IDENTICAL_CONTENT = "identical_content"
     """A framework parameter whose values equal another's: the exporter stored the two once (a
     fresh model's all-ones norm weights), or the deep scan counted them once."""
@@ -110,6 +128,70 @@ class FrameworkTotals:
 
 
 @dataclass(frozen=True)
+class FrameworkLayer:
+    """One layer (module) of a framework model, named, typed and counted by the framework itself.
+
+    Filled by the converters without any export (PyTorch: ``named_modules()``; Keras: the model's
+    layers, nested models recursively), in the framework's order with every parent before its
+    children (pre-order), the root model first at depth 0. Counts are the layer's OWN tensors
+    (not its children's); a tensor shared by several layers (tied weights, a reused Keras layer)
+    is counted once, at the first layer holding it, so the ``parameters`` of all rows sum to
+    :attr:`FrameworkTotals.total` and their ``buffers`` to :attr:`FrameworkTotals.buffers`.
+    :func:`rolled_up_layers` sums the subtrees for a table at a given depth.
+
+    Attributes:
+        name: the full name the user knows (``encoder.layer.0.attention``, ``block_1/conv``);
+            ``""`` for the root model.
+        type: the layer's class name (``Conv2d``, ``Dense``, ``GPT2Block``).
+        depth: 0 for the root, 1 for its direct children, and so on.
+        parameters: parameter elements the layer holds, by the framework's definition of
+            ``total`` (Keras: every weight, BatchNorm moving statistics included).
+        trainable: the trainable part of ``parameters``.
+        frozen: the part of ``parameters - trainable`` the user froze (``requires_grad=False``,
+            Keras ``layer.trainable = False``); Keras BatchNorm moving statistics are
+            non-trainable by nature, not frozen, and are left out of it.
+        buffers: elements of the layer's buffers (PyTorch: BatchNorm running statistics,
+            pruning masks, position ids; not in ``parameters``); 0 for Keras.
+        output_shape: the layer's output shape(s) as the framework reported them on the example
+            input (``"(1, 64, 16, 16)"``, several outputs joined by ``"; "``), ``""`` when unknown
+            (no forward ran, or the layer was not called).
+    """
+
+    name: str
+    type: str
+    depth: int
+    parameters: int
+    trainable: int
+    frozen: int = 0
+    buffers: int = 0
+    output_shape: str = ""
+
+    @property
+    def non_trainable(self) -> int:
+        """``parameters - trainable``."""
+        return self.parameters - self.trainable
+
+
+@dataclass(frozen=True)
+class FrameworkSummary:
+    """The framework's own answer about a model, counted by the framework: no export needed.
+
+    Attributes:
+        name: the framework (``torch``, ``keras``, ``tensorflow``).
+        version: its version.
+        model_type: the root model's class name.
+        totals: the framework's totals (definitions in this module's docstring).
+        layers: the per-layer table (:class:`FrameworkLayer`, own counts, pre-order).
+    """
+
+    name: str
+    version: str
+    model_type: str
+    totals: FrameworkTotals
+    layers: tuple[FrameworkLayer, ...] = ()
+
+
+@dataclass(frozen=True)
 class FrameworkTensor:
     """One framework tensor (a unique parameter or a buffer)."""
 
@@ -122,6 +204,9 @@ class FrameworkTensor:
     merged_into: str = ""
     """The ONNX initializer that holds this tensor's values for another framework tensor, when
     the exporter merged identical tensors (empty otherwise)."""
+    used_in_forward: bool | None = None
+    """Whether the framework's forward on the example input read this tensor (None: unknown, e.g.
+    a TorchScript module or a Keras model). A parameter it never read is ``unused_in_forward``."""
 
 
 @dataclass(frozen=True)
@@ -258,6 +343,7 @@ def framework_info_to_dict(info: FrameworkInfo) -> dict[str, Any]:
                 "module": t.module,
                 "all_zero": t.is_all_zero,
                 "merged_into": t.merged_into,
+                "used": t.used_in_forward,
             }
             for t in info.tensors
         ],
@@ -316,6 +402,7 @@ def read_framework_info(metadata: Mapping[str, str]) -> FrameworkInfo | None:
                     module=str(t.get("module", "")),
                     is_all_zero=bool(t.get("all_zero", False)),
                     merged_into=str(t.get("merged_into", "")),
+                    used_in_forward=None if t.get("used") is None else bool(t["used"]),
                 )
                 for t in data.get("tensors", ())
             ),
@@ -331,6 +418,47 @@ def read_framework_info(metadata: Mapping[str, str]) -> FrameworkInfo | None:
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def trainable_flags(info: FrameworkInfo) -> dict[str, bool]:
+    """``{initializer: trainable}`` for the initializers holding framework PARAMETERS that can be
+    trained or frozen: buffers (BatchNorm running statistics, masks) and Keras moving statistics
+    are left out, so a table's "frozen" column never counts them (they are no frozen layer)."""
+    tensors = {t.name: t for t in info.tensors}
+    flags: dict[str, bool] = {}
+    for onnx_name, origin in info.initializers.items():
+        tensor = tensors.get(origin.framework_name)
+        if origin.kind is not TensorKind.PARAMETER:
+            continue
+        if tensor is not None and not origin.trainable and _is_moving_statistic(tensor):
+            continue
+        flags[onnx_name] = origin.trainable
+    return flags
+
+
+def recorded_role(role: RoleT, origin: InitializerOrigin | None) -> RoleT:
+    """The role of a graph tensor once the framework's record is heard: the record decides.
+
+    A tensor the framework calls a parameter (a PReLU slope or a scalar ``nn.Parameter`` that the
+    graph reads through a Reshape or a Mul, which the graph rule alone calls a constant) is a
+    parameter; a tensor the framework calls a buffer (a pruning ``weight_mask``, a buffer of
+    fixed position encodings) is not a learned parameter, whatever op reads it. Running
+    statistics keep their role (the analysis counts them beside the parameters), and so does any
+    tensor the record does not name.
+
+    Args:
+        role: the graph rule's role (a ``graph_analysis.report.Role``).
+        origin: the record's entry for the tensor (``FrameworkInfo.initializers[name]``).
+    """
+    if origin is None:
+        return role
+    kind = type(role)
+    value = str(getattr(role, "value", role))
+    if origin.kind is TensorKind.PARAMETER and value == "constant":
+        return kind("parameter")  # type: ignore[call-arg]
+    if origin.kind is TensorKind.BUFFER and value == "parameter":
+        return kind("constant")  # type: ignore[call-arg]
+    return role
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,8 +521,157 @@ def trainable_by_layer(info: FrameworkInfo, *, depth: int = 1) -> tuple[LayerTra
     return tuple(LayerTrainability(k, t, f) for k, (t, f) in rows.items())
 
 
+def framework_summary_to_dict(summary: FrameworkSummary) -> dict[str, Any]:
+    """JSON for a :class:`FrameworkSummary` (the converter child's protocol and ``inspect``)."""
+    return {
+        "name": summary.name,
+        "version": summary.version,
+        "model_type": summary.model_type,
+        "total": summary.totals.total,
+        "trainable": summary.totals.trainable,
+        "non_trainable": summary.totals.non_trainable,
+        "buffers": summary.totals.buffers,
+        "layers": [
+            {
+                "name": layer.name,
+                "type": layer.type,
+                "depth": layer.depth,
+                "parameters": layer.parameters,
+                "trainable": layer.trainable,
+                "frozen": layer.frozen,
+                "buffers": layer.buffers,
+                "output_shape": layer.output_shape,
+            }
+            for layer in summary.layers
+        ],
+    }
+
+
+def framework_summary_from_dict(data: Mapping[str, Any]) -> FrameworkSummary:
+    """Inverse of :func:`framework_summary_to_dict` (raises KeyError/TypeError/ValueError when
+    ``data`` is not such an object)."""
+    return FrameworkSummary(
+        name=str(data["name"]),
+        version=str(data["version"]),
+        model_type=str(data.get("model_type", "")),
+        totals=FrameworkTotals(
+            total=int(data["total"]),
+            trainable=int(data["trainable"]),
+            non_trainable=int(data["non_trainable"]),
+            buffers=int(data["buffers"]),
+        ),
+        layers=tuple(
+            FrameworkLayer(
+                name=str(row["name"]),
+                type=str(row["type"]),
+                depth=int(row["depth"]),
+                parameters=int(row["parameters"]),
+                trainable=int(row["trainable"]),
+                frozen=int(row.get("frozen", 0)),
+                buffers=int(row.get("buffers", 0)),
+                output_shape=str(row.get("output_shape", "")),
+            )
+            for row in data.get("layers", ())
+        ),
+    )
+
+
+def rolled_up_layers(layers: Iterable[FrameworkLayer], *, depth: int) -> tuple[FrameworkLayer, ...]:
+    """The per-layer table at ``depth``: rows of depth 1..``depth``, each counting its subtree.
+
+    ``layers`` are own counts in pre-order (:class:`FrameworkLayer`). Each returned row of depth
+    ``d`` holds its own tensors plus all its descendants'; rows deeper than ``depth`` are folded
+    into their ancestor. The root (depth 0) is returned first only when it holds tensors of its
+    own (an ``nn.Parameter`` set on the model itself), with its own counts. So the rows of depth 1
+    plus that root row sum to the totals.
+    """
+    ordered = list(layers)
+    sums = [[r.parameters, r.trainable, r.frozen, r.buffers] for r in ordered]
+    # Pre-order: a row's ancestors are the rows left open on a stack of smaller depths.
+    stack: list[int] = []
+    for i, row in enumerate(ordered):
+        while stack and ordered[stack[-1]].depth >= row.depth:
+            stack.pop()
+        own = (row.parameters, row.trainable, row.frozen, row.buffers)
+        for j in stack:
+            if ordered[j].depth >= 1:
+                sums[j] = [a + b for a, b in zip(sums[j], own, strict=True)]
+        stack.append(i)
+    result: list[FrameworkLayer] = []
+    for row, (params, trainable, frozen, buffers) in zip(ordered, sums, strict=True):
+        if row.depth == 0:
+            if row.parameters or row.buffers:
+                result.append(row)
+        elif row.depth <= depth:
+            result.append(
+                FrameworkLayer(
+                    row.name,
+                    row.type,
+                    row.depth,
+                    params,
+                    trainable,
+                    frozen,
+                    buffers,
+                    row.output_shape,
+                )
+            )
+    return tuple(result)
+
+
+def layers_from_tensors(info: FrameworkInfo) -> tuple[FrameworkLayer, ...]:
+    """A per-layer table rebuilt from the tensors recorded in an ONNX file's framework metadata
+    (for ``inspect OUT.onnx``, where the framework is not run): layers from the tensor names
+    (``encoder.layer.0.attn.weight`` -> ``encoder``, ``encoder.layer``, ...; Keras
+    ``dense/kernel`` -> ``dense``), types from the recorded owner class (for the owning layer
+    only), no output shapes. Parameters the framework marks non-trainable count as frozen."""
+    rows: dict[str, list[Any]] = {"": ["", 0, 0, 0, 0, 0]}
+    first_seen: dict[str, int] = {"": 0}
+    for tensor in info.tensors:
+        parts = re.split(r"[./]", tensor.name)[:-1]
+        sep = "/" if "/" in tensor.name and "." not in tensor.name else "."
+        for d in range(1, len(parts) + 1):
+            prefix = sep.join(parts[:d])
+            first_seen.setdefault(prefix, len(first_seen))
+            rows.setdefault(prefix, ["", d, 0, 0, 0, 0])
+        row = rows[sep.join(parts)]
+        if tensor.module and not row[0]:
+            row[0] = tensor.module
+        if tensor.kind is TensorKind.BUFFER:
+            row[5] += tensor.num_elements
+        else:
+            row[2] += tensor.num_elements
+            if tensor.trainable:
+                row[3] += tensor.num_elements
+            elif not _is_moving_statistic(tensor):
+                row[4] += tensor.num_elements
+
+    def preorder(name: str) -> tuple[int, ...]:
+        parts = re.split(r"[./]", name) if name else []
+        return tuple(first_seen[name[: len(".".join(parts[:d]))]] for d in range(1, len(parts) + 1))
+
+    return tuple(
+        FrameworkLayer(name, kind, d, params, trainable, frozen, buffers)
+        for name, (kind, d, params, trainable, frozen, buffers) in sorted(
+            rows.items(), key=lambda item: preorder(item[0])
+        )
+    )
+
+
 def _is_batchnorm(module: str) -> bool:
     return "batchnorm" in module.lower() or "batchnormalization" in module.lower()
+
+
+def _is_bias_name(name: str) -> bool:
+    """A bias by its name (``fc.bias``, ``dense/bias:0``, ``bn/beta``, ``B``), not any all-zero
+    tensor (a normalization's sample counter is all zeros too, and no bias)."""
+    leaf = re.split(r"[./:]", name.removesuffix(":0"))[-1].lower()
+    return "bias" in leaf or leaf in ("beta", "b")
+
+
+def _is_moving_statistic(tensor: FrameworkTensor) -> bool:
+    """A Keras BatchNorm moving mean/variance: a non-trainable weight by nature, not frozen."""
+    leaf = re.split(r"[./:]", tensor.name.removesuffix(":0"))[-1]
+    return _is_batchnorm(tensor.module) and leaf.startswith("moving_")
 
 
 def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
@@ -444,11 +721,14 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
     other_role: list[str] = []
     same_content: list[str] = []
     merged: list[FrameworkTensor] = []
+    unused: list[FrameworkTensor] = []
     for tensor in info.tensors:
         names = [n for n in holders.get(tensor.name, []) if n not in copies]
         if tensor.kind is TensorKind.BUFFER:
             continue
-        if not names and tensor.merged_into in records:
+        if not names and tensor.used_in_forward is False:
+            unused.append(tensor)  # whatever its content: the exporter never saw it
+        elif not names and tensor.merged_into in records:
             merged.append(tensor)
         elif not names:
             missing.append(tensor)
@@ -490,11 +770,19 @@ def reconcile(report: _ReportLike, info: FrameworkInfo) -> Reconciliation:
         0,
     )
     batchnorm = [t for t in still_missing if _is_batchnorm(t.module)]
-    zero_bias = [t for t in still_missing if not _is_batchnorm(t.module) and t.is_all_zero]
-    removed = [t for t in still_missing if t not in batchnorm and t not in zero_bias]
+    zero_bias = [
+        t
+        for t in still_missing
+        if not _is_batchnorm(t.module) and t.is_all_zero and _is_bias_name(t.name)
+    ]
+    rest = [t for t in still_missing if t not in batchnorm and t not in zero_bias]
+    relaid = [t for t in rest if t.used_in_forward]
+    removed = [t for t in rest if not t.used_in_forward]
     for cause, group in (
+        (Cause.UNUSED, unused),
         (Cause.BATCHNORM_FOLDED, batchnorm),
         (Cause.ZERO_BIAS_DROPPED, zero_bias),
+        (Cause.RELAID, relaid),
         (Cause.REMOVED, removed),
     ):
         elements = sum(t.num_elements for t in group)

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from graph_analysis.dtypes import DataType, bitwidth, is_floating, is_integer, nbytes
+from graph_analysis.framework import read_framework_info, recorded_role
 from graph_analysis.loading import GraphInfo, ModelFile, NodeInfo, TensorInfo, TensorSource
 from graph_analysis.report import DtypeRow, GroupRow, Precision, PrecisionSize, Role
 
@@ -247,13 +248,20 @@ def classify_model(model: ModelFile) -> tuple[ClassifiedTensor, ...]:
     """Every stored tensor of every graph, in reading order, with its uses and its role.
 
     The one classification of a model: the report, the memory estimate and quantization read it.
+    Where the file carries the framework's record (written by ``modelsize convert``), the record
+    decides parameter vs buffer for the main graph's tensors
+    (:func:`graph_analysis.framework.recorded_role`).
     """
     uses = collect_uses(model)
+    record = read_framework_info(model.metadata)
     out: list[ClassifiedTensor] = []
     for graph in model.graphs():
         for position, tensor in enumerate(graph.tensors):
             tensor_uses = tuple(uses.get(tensor_key(tensor, position), ()))
-            out.append(ClassifiedTensor(tensor, tensor_uses, classify(tensor, tensor_uses)))
+            role = classify(tensor, tensor_uses)
+            if record is not None and not tensor.graph:
+                role = recorded_role(role, record.initializers.get(tensor.name))
+            out.append(ClassifiedTensor(tensor, tensor_uses, role))
     return tuple(out)
 
 

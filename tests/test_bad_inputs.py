@@ -265,7 +265,7 @@ def _one_line_refusal(args: list[str]) -> str:
         (["inspect", MODEL, "--top", "x"], "modelsize: --top: must be a whole number"),
         (
             ["inspect", MODEL, "--format", "bogus"],
-            "modelsize: --format: 'bogus' is not one of 'table', 'json', 'csv', 'markdown'",
+            "modelsize: --format: 'bogus' is not one of 'table', 'json', 'csv', 'markdown', 'html'",
         ),
         (
             ["memory", MODEL, "--checkpointing", "2"],

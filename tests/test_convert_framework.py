@@ -192,3 +192,112 @@ def test_trainable_by_layer_follows_framework_names() -> None:
         LayerTrainability("dense", 5, 0),
     )
     assert trainable_by_layer(info, depth=3)[0] == LayerTrainability("encoder.layer.0", 0, 6)
+
+
+def test_unused_relaid_and_counter_causes() -> None:
+    """A parameter the forward never read is unused_in_forward whatever its content; one it read
+    but that no initializer holds was re-laid out (relaid_by_exporter, never removed); an
+    all-zero sample counter is not a zero bias."""
+    tensors = [
+        FrameworkTensor("fc.weight", P, True, 12, "Linear", used_in_forward=True),
+        FrameworkTensor("spare.bias", P, True, 4, "Linear", True, used_in_forward=False),
+        FrameworkTensor("spare_bn.weight", P, True, 4, "BatchNorm1d", used_in_forward=False),
+        FrameworkTensor(
+            "ln2.weight", P, True, 4, "LayerNorm", merged_into="ln1.weight", used_in_forward=False
+        ),
+        FrameworkTensor("ln1.weight", P, True, 4, "LayerNorm", used_in_forward=True),
+        FrameworkTensor("lstm.bias_ih", P, True, 8, "LSTM", used_in_forward=True),
+        FrameworkTensor("lstm.bias_hh", P, True, 8, "LSTM", used_in_forward=True),
+        FrameworkTensor("norm/count", P, False, 1, "Normalization", is_all_zero=True),
+    ]
+    inits = {
+        "fc.weight": InitializerOrigin("fc.weight", P, True),
+        "ln1.weight": InitializerOrigin("ln1.weight", P, True),
+    }
+    report = _report(
+        Rec("fc.weight", "parameter", 12, 48),
+        Rec("ln1.weight", "parameter", 4, 16),
+        Rec("B", "parameter", 16, 64),  # the LSTM's two biases in ONNX's one wider bias
+    )
+    rec = reconcile(report, _info(tensors, inits))
+    causes = {e.cause: e for e in rec.entries}
+    assert causes[Cause.UNUSED].tensors == ("spare.bias", "spare_bn.weight", "ln2.weight")
+    assert causes[Cause.RELAID].tensors == ("lstm.bias_ih", "lstm.bias_hh")
+    assert causes[Cause.RELAID].delta_elements == -16
+    assert causes[Cause.CONSTANTS_FOLDED].tensors == ("B",)
+    assert causes[Cause.REMOVED].tensors == ("norm/count",)  # usage unknown, not a bias
+    assert Cause.ZERO_BIAS_DROPPED not in causes
+    assert Cause.BATCHNORM_FOLDED not in causes and Cause.IDENTICAL_CONTENT not in causes
+    assert rec.framework_total + sum(e.delta_elements for e in rec.entries) == rec.graph_total
+    assert rec.is_exact
+
+
+def test_the_record_decides_parameter_or_buffer() -> None:
+    from graph_analysis.framework import recorded_role
+    from graph_analysis.report import Role
+
+    param, buffer = InitializerOrigin("s", P, True), InitializerOrigin("m", B, False)
+    assert recorded_role(Role.CONSTANT, param) is Role.PARAMETER  # a scalar nn.Parameter
+    assert recorded_role(Role.PARAMETER, buffer) is Role.CONSTANT  # a pruning mask
+    assert recorded_role(Role.RUNNING_STAT, buffer) is Role.RUNNING_STAT
+    assert recorded_role(Role.CONSTANT, None) is Role.CONSTANT
+    assert recorded_role(Role.UNUSED, param) is Role.UNUSED
+
+
+def test_layer_table_roll_up_and_json_round_trip() -> None:
+    from graph_analysis.framework import (
+        FrameworkLayer,
+        FrameworkSummary,
+        framework_summary_from_dict,
+        framework_summary_to_dict,
+        rolled_up_layers,
+    )
+
+    layers = (
+        FrameworkLayer("", "Net", 0, 2, 2),
+        FrameworkLayer("enc", "Encoder", 1, 0, 0),
+        FrameworkLayer("enc.0", "Linear", 2, 12, 0, 12, 0, "(1, 4)"),
+        FrameworkLayer("enc.1", "BatchNorm1d", 2, 8, 8, 0, 9, "(1, 4)"),
+        FrameworkLayer("head", "Linear", 1, 5, 5, 0, 0, "(1, 1)"),
+    )
+    summary = FrameworkSummary("torch", "2.13", "Net", FrameworkTotals(27, 15, 12, 9), layers)
+    assert framework_summary_from_dict(framework_summary_to_dict(summary)) == summary
+    top = rolled_up_layers(layers, depth=1)
+    assert [(r.name, r.parameters, r.trainable, r.frozen, r.buffers) for r in top] == [
+        ("", 2, 2, 0, 0),  # the model's own tensors
+        ("enc", 20, 8, 12, 9),
+        ("head", 5, 5, 0, 0),
+    ]
+    assert sum(r.parameters for r in top) == summary.totals.total
+    assert len(rolled_up_layers(layers, depth=2)) == 5
+
+
+def test_layers_rebuilt_from_the_record_keep_moving_statistics_out_of_frozen() -> None:
+    from graph_analysis.framework import layers_from_tensors, rolled_up_layers
+
+    info = _info(
+        [
+            FrameworkTensor("bn/gamma", P, True, 4, "BatchNormalization"),
+            FrameworkTensor("bn/moving_mean", P, False, 4, "BatchNormalization"),
+            FrameworkTensor("frozen_dense/kernel", P, False, 6, "Dense"),
+            FrameworkTensor("b.fc.weight", P, True, 3, "Linear"),
+        ],
+        {},
+    )
+    rows = {r.name: r for r in rolled_up_layers(layers_from_tensors(info), depth=1)}
+    assert (rows["bn"].parameters, rows["bn"].trainable, rows["bn"].frozen) == (8, 4, 0)
+    assert rows["frozen_dense"].frozen == 6 and rows["frozen_dense"].type == "Dense"
+    assert rows["b"].parameters == 3
+
+
+def test_trainable_flags_leave_buffers_and_moving_statistics_out() -> None:
+    from graph_analysis.framework import trainable_flags
+
+    tensors = [
+        FrameworkTensor("fc.weight", P, False, 6, "Linear"),
+        FrameworkTensor("bn.running_mean", B, False, 4, "BatchNorm2d"),
+        FrameworkTensor("bn/moving_mean", P, False, 4, "BatchNormalization"),
+        FrameworkTensor("bn/gamma", P, True, 4, "BatchNormalization"),
+    ]
+    inits = {t.name: InitializerOrigin(t.name, t.kind, t.trainable) for t in tensors}
+    assert trainable_flags(_info(tensors, inits)) == {"fc.weight": False, "bn/gamma": True}

@@ -293,7 +293,19 @@ def test_cli_convert_then_inspect_the_onnx_file(tmp_path: Path) -> None:
     assert data["framework"]["trainable"] == 492_850
     assert data["framework"]["non_trainable"] == 448
     assert data["reconciliation"] == []
-    assert data["framework"]["layers"][0] == {"layer": "conv1", "trainable": 0, "frozen": 448}
+    # Rebuilt from the record's tensors: no forward ran now, so no output shapes.
+    assert data["framework"]["layers"][0] == {
+        "name": "conv1",
+        "type": "Conv2d",
+        "depth": 1,
+        "parameters": 448,
+        "trainable": 0,
+        "non_trainable": 448,
+        "frozen": 448,
+        "buffers": 0,
+        "output_shape": None,
+    }
+    assert next(iter(data)) == "framework"  # the framework's answer comes first
     assert "conversion" not in data  # an ONNX file: nothing converted now
 
 

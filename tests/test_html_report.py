@@ -156,6 +156,7 @@ def test_cli_writes_html_reports(tmp_path: Path) -> None:
     runner = CliRunner()
     model = write(seed_complex(), tmp_path / "cnn.onnx")
     for args in (
+        ["inspect", str(model)],
         ["memory", str(model), "--train"],
         ["profile", str(model), "--count-only"],
         ["fit", str(model), "--memory", "1GiB", "--precision", "fp32"],
