@@ -184,3 +184,179 @@ def test_mobilenet_v2(tmp_path: Path) -> None:
     _check_reconciled(ins, total, trainable)
     causes = {e.cause for e in ins.reconciliation.entries}  # type: ignore[union-attr]
     assert Cause.BATCHNORM_FOLDED in causes
+
+
+def test_saved_model_variables_sharing_a_name_are_counted_by_identity(tmp_path: Path) -> None:
+    """``model.export()`` of a subclassed model names every Dense kernel ``<model>/kernel:0``:
+    matched by name, the three Dense layers counted as one (416 instead of 548 in the report)."""
+
+    class Subclassed(keras.Model):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(name="subclassed")
+            self.d1 = keras.layers.Dense(16)
+            self.d2 = keras.layers.Dense(16)
+            self.d3 = keras.layers.Dense(4)
+            self.d2.trainable = False
+
+        def call(self, x: Any) -> Any:
+            return self.d3(self.d2(self.d1(x)))
+
+    import numpy as np
+
+    model = Subclassed()
+    model(np.zeros((1, 12), "float32"))
+    total, trainable = _counts(model)
+    assert (total, trainable) == (12 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4, 548 - 272)
+    model.export(str(tmp_path / "sub"), verbose=False)
+    ins = inspect_source(str(tmp_path / "sub"))
+    _check_reconciled(ins, total, trainable)
+    names = [t.name for t in ins.framework.tensors]  # type: ignore[union-attr]
+    assert len(set(names)) == 6, names
+
+
+def test_tf_module_with_unnamed_variables(tmp_path: Path) -> None:
+    """Two unnamed ``tf.Variable``s are both ``Variable:0``: told apart by identity and named by
+    their attribute in the object graph."""
+    import tensorflow as tf
+
+    class TwoMatmuls(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = tf.Variable(tf.random.normal([4, 4]))
+            self.b = tf.Variable(tf.random.normal([4, 8]))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def __call__(self, x: Any) -> Any:
+            return {"y": tf.matmul(tf.matmul(x, self.a), self.b)}
+
+    module = TwoMatmuls()
+    tf.saved_model.save(
+        module, str(tmp_path / "m"), signatures={"serving_default": module.__call__}
+    )
+    ins = inspect_source(str(tmp_path / "m"))
+    _check_reconciled(ins, 48, 48)
+    assert ins.report.parameters.total == 48
+    assert sorted(t.name for t in ins.framework.tensors) == ["a", "b"]  # type: ignore[union-attr]
+
+
+_CUSTOM_LAYERS = """
+import keras
+
+
+@keras.saving.register_keras_serializable(package="modelsize_test")
+class Scale(keras.layers.Layer):
+    def __init__(self, units=3, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1], self.units), name="w")
+
+    def call(self, x):
+        return x @ self.w
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class Unregistered(keras.layers.Layer):
+    def build(self, shape):
+        self.v = self.add_weight(shape=(shape[-1],), name="v", trainable=False)
+
+    def call(self, x):
+        return x * self.v
+
+
+@keras.saving.register_keras_serializable(package="modelsize_test")
+class Subclassed(keras.Model):
+    def __init__(self, units=5, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.hidden = keras.layers.Dense(units)
+        self.out = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+"""
+
+
+@pytest.fixture(scope="module")
+def custom(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A user's module of custom Keras classes (written, imported, used, saved)."""
+    import importlib.util
+
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("custom")
+    module_path = folder / "my_layers.py"
+    module_path.write_text(_CUSTOM_LAYERS)
+    spec = importlib.util.spec_from_file_location("my_layers", module_path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    inp = keras.Input((6,), name="x")
+    functional = keras.Model(inp, mod.Unregistered()(mod.Scale(4)(inp)))
+    functional.save(folder / "custom.keras")
+    sub = mod.Subclassed(5)
+    sub(np.zeros((1, 6), "float32"))
+    sub.save(folder / "subclassed.keras")
+    (folder / "empty.py").write_text("import keras\nfrom keras.layers import Dense\n")
+    return {
+        "folder": folder,
+        "module": module_path,
+        "functional": _counts(functional),
+        "subclassed": _counts(sub),
+    }
+
+
+@pytest.mark.parametrize("name", ["custom.keras", "subclassed.keras"])
+def test_custom_class_missing_names_the_class_and_the_flag(
+    custom: dict[str, Any], name: str
+) -> None:
+    line = _one_line_exit_2("inspect", str(custom["folder"] / name))
+    expected = "'Scale'" if name == "custom.keras" else "'Subclassed'"
+    assert expected in line and "--custom-objects" in line and "module my_layers" in line
+    assert "could not be deserialized" not in line  # Keras's first, misleading line
+
+
+def test_custom_objects_module_not_defining_the_class(custom: dict[str, Any]) -> None:
+    line = _one_line_exit_2(
+        "inspect",
+        str(custom["folder"] / "custom.keras"),
+        "--custom-objects",
+        str(custom["folder"] / "empty.py"),
+    )
+    assert "'Scale'" in line and "empty.py neither defines nor registers" in line
+
+
+def test_custom_layers_from_the_users_module(custom: dict[str, Any]) -> None:
+    ins = inspect_source(
+        str(custom["folder"] / "custom.keras"), custom_objects=str(custom["module"])
+    )
+    total, trainable = custom["functional"]
+    assert (total, trainable) == (6 * 4 + 4, 24)
+    _check_reconciled(ins, total, trainable)
+
+
+def test_subclassed_keras_file_from_the_users_module(custom: dict[str, Any]) -> None:
+    """A subclassed model has no symbolic inputs: its build shape (1, 6) gives (batch, 6)."""
+    ins = inspect_source(
+        str(custom["folder"] / "subclassed.keras"), custom_objects=str(custom["module"])
+    )
+    total, trainable = custom["subclassed"]
+    assert (total, trainable) == (6 * 5 + 5 + 5 * 2 + 2, 47)
+    _check_reconciled(ins, total, trainable)
+    assert ins.conversion is not None and ins.conversion.inputs[0].dims == (1, 6)
+
+
+def test_custom_objects_only_for_keras_files(saved: dict[str, Any], custom: dict[str, Any]) -> None:
+    line = _one_line_exit_2(
+        "inspect",
+        str(saved["folder"] / "f_saved"),
+        "--custom-objects",
+        str(custom["module"]),
+    )
+    assert "--custom-objects goes with a .keras or .h5 source" in line
