@@ -101,6 +101,14 @@ WeightsOpt = Annotated[
     Path | None,
     typer.Option("--weights", help="state_dict checkpoint for a file.py:Name source."),
 ]
+CustomObjectsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--custom-objects",
+        help="my_layers.py or package.module defining a Keras file's custom classes "
+        "(imported: its code runs).",
+    ),
+]
 
 
 @app.command()
@@ -122,6 +130,7 @@ def inspect(
     input_dtype: InputDtypeOpt = [],  # noqa: B006
     dynamic: DynamicOpt = [],  # noqa: B006
     weights: WeightsOpt = None,
+    custom_objects: CustomObjectsOpt = None,
 ) -> None:
     """Count parameters and size a model: on disk, stored weights, what-if precisions, breakdowns.
 
@@ -137,6 +146,7 @@ def inspect(
             weights=weights,
             deep=deep,
             on_progress=on_progress,
+            custom_objects=custom_objects,
         )
     console = _stdout()
     text = render_source_inspection(inspection, fmt, by=by, depth=depth, top=top, console=console)
@@ -162,6 +172,7 @@ def convert(
     input_dtype: InputDtypeOpt = [],  # noqa: B006
     dynamic: DynamicOpt = [],  # noqa: B006
     weights: WeightsOpt = None,
+    custom_objects: CustomObjectsOpt = None,
 ) -> None:
     """Export a PyTorch, Hugging Face or Keras/TensorFlow model to ONNX with the framework's counts."""
     bindings = parse_bindings(input_shape, input_dtypes=input_dtype)
@@ -173,6 +184,7 @@ def convert(
             dynamic_axes=dynamic,
             weights=weights,
             on_progress=on_progress,
+            custom_objects=custom_objects,
         )
     text = render_conversion(result, fmt, _stdout())
     if text is not None:
