@@ -151,8 +151,30 @@ def _layer_of_weights(model: Any) -> dict[int, tuple[str, str]]:
     return owners
 
 
+def _compute_dtypes(model: Any) -> dict[int, str]:
+    """id(weight) -> the dtype its layer computes in, for weights of mixed-precision layers
+    (``mixed_float16``: float32 variables read as float16 copies, which tf2onnx folds into
+    float16 initializers)."""
+    try:
+        layers = list(model._flatten_layers(include_self=True, recursive=True))
+    except (AttributeError, TypeError):
+        layers = [model, *getattr(model, "layers", ())]
+    result: dict[int, str] = {}
+    for layer in layers:
+        policy = getattr(layer, "dtype_policy", None)
+        compute = str(getattr(policy, "compute_dtype", "") or "")
+        variable = str(getattr(policy, "variable_dtype", "") or "")
+        if compute and variable and compute != variable:
+            for w in getattr(layer, "weights", ()):
+                if getattr(w, "autocast", True) and str(w.dtype) == variable:
+                    result[id(w)] = compute
+    return result
+
+
 def _keras_tensors(model: Any) -> tuple[list[FrameworkTensorData], FrameworkTotals]:
     owners = _layer_of_weights(model)
+    # Matched by content against the graph: a mixed-precision weight as the copy the layer reads.
+    compute = _compute_dtypes(model)
     trainable_ids = {id(w) for w in model.trainable_weights}
     unique: list[Any] = []
     seen: set[int] = set()
@@ -163,12 +185,15 @@ def _keras_tensors(model: Any) -> tuple[list[FrameworkTensorData], FrameworkTota
     tensors: list[FrameworkTensorData] = []
     for name, w in zip(_unique_names(unique, {}), unique, strict=True):
         layer, cls = owners.get(id(w), ("", ""))
+        values = np.asarray(w.numpy())
+        if id(w) in compute:
+            values = values.astype(compute[id(w)])
         tensors.append(
             FrameworkTensorData(
                 name=name,
                 kind=TensorKind.PARAMETER,
                 trainable=id(w) in trainable_ids,
-                values=np.asarray(w.numpy()),
+                values=values,
                 module=cls,
                 layer_hint=layer,
             )
@@ -242,15 +267,18 @@ def _keras_layer_rows(model: Any) -> list[dict[str, Any]]:
 
 def _keras_output_shape(layer: Any) -> str:
     """The symbolic output shape(s) Keras knows for a layer (``(None, 8, 8, 4)``, as
-    ``model.summary()`` shows them); ``""`` for a layer called several times or never (a shared
-    layer, a subclassed model's layers)."""
-    try:
-        output = layer.output
-    except (AttributeError, ValueError, RuntimeError):
-        return ""
-    flat = output if isinstance(output, (list, tuple)) else [output]
-    shapes = [str(tuple(getattr(t, "shape", ()))) for t in flat[:4]]
-    return "; ".join(shapes) + ("; ..." if len(flat) > 4 else "")
+    ``model.summary()`` shows them), the distinct ones of every call of a shared layer joined by
+    ``"; "``; ``""`` for a layer never called symbolically (a subclassed model's layers)."""
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    outputs = [t for node in nodes for t in getattr(node, "output_tensors", ())]
+    if not outputs:
+        try:
+            output = layer.output
+        except (AttributeError, ValueError, RuntimeError):
+            return ""
+        outputs = list(output) if isinstance(output, (list, tuple)) else [output]
+    shapes = list(dict.fromkeys(str(tuple(getattr(t, "shape", ()))) for t in outputs))
+    return "; ".join(shapes[:4]) + ("; ..." if len(shapes) > 4 else "")
 
 
 def _scope_rows(tensors: Sequence[FrameworkTensorData]) -> list[dict[str, Any]]:
@@ -596,20 +624,20 @@ def _check_memory(tensors: Sequence[FrameworkTensorData], source: str, notes: li
     available = _available_memory()
     if weights >= _LARGE_MODEL_BYTES:
         notes.append(
-            f"large model: tf2onnx needs about {RAM_FACTOR}x the weights "
-            f"({_gib(weights)} GiB of weights, about {_gib(needed)} GiB) in RAM"
+            f"large model: tf2onnx needs about {RAM_FACTOR}x the weights in RAM "
+            f"({_binary(weights)} of weights: about {_binary(needed)})"
         )
     if available is not None and needed > available:
         raise UnsupportedModelError(
             source,
-            f"converting with tf2onnx needs about {_gib(needed)} GiB of RAM ({RAM_FACTOR}x the "
-            f"{_gib(weights)} GiB of weights, measured) and {_gib(available)} GiB is available: "
+            f"converting with tf2onnx needs about {_binary(needed)} of RAM ({RAM_FACTOR}x the "
+            f"{_binary(weights)} of weights, measured) and {_binary(available)} is available: "
             "run it on a machine with more memory",
         )
 
 
-def _gib(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.2f}"
+def _binary(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 def _available_memory() -> int | None:

@@ -360,3 +360,24 @@ def test_custom_objects_only_for_keras_files(saved: dict[str, Any], custom: dict
         str(custom["module"]),
     )
     assert "--custom-objects goes with a .keras or .h5 source" in line
+
+
+def test_memory_guard_refuses_with_the_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guard multiplies the weights by the measured factor and refuses (exit 2) up front."""
+    import numpy as np
+
+    import converters.from_tensorflow as ft
+    from converters._common import FrameworkTensorData
+    from graph_analysis.errors import UnsupportedModelError
+    from graph_analysis.framework import TensorKind
+
+    weights = [FrameworkTensorData("w", TensorKind.PARAMETER, True, np.zeros(2**20, "float32"))]
+    monkeypatch.setattr(ft, "_available_memory", lambda: 100 * 2**20)  # 100 MiB free
+    with pytest.raises(
+        UnsupportedModelError,
+        match=r"needs about 320\.0 MiB .*80x the 4\.0 MiB .* 100\.0 MiB is available",
+    ):
+        ft._check_memory(weights, "m.keras", [])
+    assert UnsupportedModelError.exit_code == 2
+    monkeypatch.setattr(ft, "_available_memory", lambda: 400 * 2**20)
+    ft._check_memory(weights, "m.keras", [])  # 4 MiB x 80 = 320 MiB fits
