@@ -19,6 +19,7 @@ keras = pytest.importorskip("keras")
 from typer.testing import CliRunner  # noqa: E402
 
 from cli.app import app  # noqa: E402
+from converters.from_tensorflow import summarize_tensorflow  # noqa: E402
 from converters.sources import SourceInspection, SourceKind, detect_source, inspect_source  # noqa: E402
 from graph_analysis.bindings import parse_bindings  # noqa: E402
 from graph_analysis.framework import Cause  # noqa: E402
@@ -212,6 +213,9 @@ def test_saved_model_variables_sharing_a_name_are_counted_by_identity(tmp_path: 
     _check_reconciled(ins, total, trainable)
     names = [t.name for t in ins.framework.tensors]  # type: ignore[union-attr]
     assert len(set(names)) == 6, names
+    summary = summarize_tensorflow(kind="saved_model", location=str(tmp_path / "sub"), source="s")
+    assert (summary["total"], summary["trainable"]) == (total, trainable)
+    assert sum(r["parameters"] for r in summary["layers"]) == total
 
 
 def test_tf_module_with_unnamed_variables(tmp_path: Path) -> None:
@@ -237,6 +241,9 @@ def test_tf_module_with_unnamed_variables(tmp_path: Path) -> None:
     _check_reconciled(ins, 48, 48)
     assert ins.report.parameters.total == 48
     assert sorted(t.name for t in ins.framework.tensors) == ["a", "b"]  # type: ignore[union-attr]
+    summary = summarize_tensorflow(kind="saved_model", location=str(tmp_path / "m"), source="m")
+    assert (summary["total"], summary["trainable"]) == (48, 48)
+    assert [(r["name"], r["parameters"]) for r in summary["layers"]] == [("", 48)]
 
 
 _CUSTOM_LAYERS = """
@@ -300,6 +307,7 @@ def custom(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     inp = keras.Input((6,), name="x")
     functional = keras.Model(inp, mod.Unregistered()(mod.Scale(4)(inp)))
     functional.save(folder / "custom.keras")
+    functional.save(folder / "custom.h5")
     sub = mod.Subclassed(5)
     sub(np.zeros((1, 6), "float32"))
     sub.save(folder / "subclassed.keras")
@@ -312,13 +320,15 @@ def custom(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("name", ["custom.keras", "subclassed.keras"])
+@pytest.mark.parametrize("name", ["custom.keras", "custom.h5", "subclassed.keras"])
 def test_custom_class_missing_names_the_class_and_the_flag(
     custom: dict[str, Any], name: str
 ) -> None:
     line = _one_line_exit_2("inspect", str(custom["folder"] / name))
-    expected = "'Scale'" if name == "custom.keras" else "'Subclassed'"
-    assert expected in line and "--custom-objects" in line and "module my_layers" in line
+    expected = "'Subclassed'" if name == "subclassed.keras" else "'Scale'"
+    assert expected in line and "--custom-objects" in line
+    if name.endswith(".keras"):
+        assert "module my_layers" in line
     assert "could not be deserialized" not in line  # Keras's first, misleading line
 
 
@@ -332,13 +342,30 @@ def test_custom_objects_module_not_defining_the_class(custom: dict[str, Any]) ->
     assert "'Scale'" in line and "empty.py neither defines nor registers" in line
 
 
-def test_custom_layers_from_the_users_module(custom: dict[str, Any]) -> None:
-    ins = inspect_source(
-        str(custom["folder"] / "custom.keras"), custom_objects=str(custom["module"])
-    )
+@pytest.mark.parametrize("name", ["custom.keras", "custom.h5"])
+def test_custom_layers_from_the_users_module(custom: dict[str, Any], name: str) -> None:
+    ins = inspect_source(str(custom["folder"] / name), custom_objects=str(custom["module"]))
     total, trainable = custom["functional"]
     assert (total, trainable) == (6 * 4 + 4, 24)
     _check_reconciled(ins, total, trainable)
+
+
+def test_custom_objects_as_a_module_path(
+    custom: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--custom-objects my_layers`` imports the module from the current folder."""
+    monkeypatch.chdir(custom["folder"])
+    summary = summarize_tensorflow(
+        kind="keras",
+        location=str(custom["folder"] / "subclassed.keras"),
+        source="subclassed.keras",
+        custom_objects="my_layers",
+    )
+    assert (summary["total"], summary["trainable"]) == custom["subclassed"]
+    rows = summary["layers"]
+    assert (rows[0]["name"], rows[0]["type"]) == ("", "Subclassed")
+    dense = [(r["depth"], r["parameters"], r["output_shape"]) for r in rows if r["type"] == "Dense"]
+    assert dense == [(1, 6 * 5 + 5, ""), (1, 5 * 2 + 2, "")]  # no symbolic calls: no shapes
 
 
 def test_subclassed_keras_file_from_the_users_module(custom: dict[str, Any]) -> None:
