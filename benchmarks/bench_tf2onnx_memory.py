@@ -91,8 +91,10 @@ def measure(name: str, build: str) -> dict[str, int]:
 
 
 def main(names: list[str]) -> None:
-    print(f"{'model':<16} {'params':>11} {'weights MiB':>11} {'RSS at check MiB':>16} "
-          f"{'peak MiB':>9} {'factor':>7}")
+    print(
+        f"{'model':<16} {'params':>11} {'weights MiB':>11} {'RSS at check MiB':>16} "
+        f"{'peak MiB':>9} {'factor':>7}"
+    )
     for name in names or list(MODELS):
         r = measure(name, MODELS[name])
         factor = (r["peak"] - r["rss_at_check"]) / r["weights"]
