@@ -430,6 +430,14 @@ def _unique_names(variables: Sequence[Any], paths: Mapping[int, str]) -> list[st
     return result
 
 
+_BATCHNORM_WEIGHTS = frozenset({"gamma", "beta", "moving_mean", "moving_variance"})
+
+
+def _leaf(name: str) -> str:
+    """The variable's own name without the ``_N`` suffix of :func:`_unique_names`."""
+    return re.sub(r"_\d+$", "", name.rpartition("/")[2])
+
+
 def _variable_tensors(
     variables: Sequence[Any], trainable: Sequence[Any], paths: Mapping[int, str]
 ) -> tuple[list[FrameworkTensorData], FrameworkTotals]:
@@ -447,18 +455,21 @@ def _variable_tensors(
             seen.add(id(v))
             unique.append(v)
     names = _unique_names(unique, paths)
-    # Without layer classes, a scope holding a moving_mean is taken to be a BatchNormalization.
-    batchnorm_scopes = {n.rpartition("/")[0] for n in names if n.endswith("moving_mean")}
+    # Without layer classes, a scope holding a moving_mean is taken to hold a BatchNormalization,
+    # and its gamma/beta/moving statistics to be that layer's (a subclassed model's export puts
+    # every variable in one scope: its kernels are not BatchNorm's).
+    batchnorm_scopes = {n.rpartition("/")[0] for n in names if _leaf(n) == "moving_mean"}
     tensors: list[FrameworkTensorData] = []
     for name, v in zip(names, unique, strict=True):
         scope = name.rpartition("/")[0]
+        is_batchnorm = scope in batchnorm_scopes and _leaf(name) in _BATCHNORM_WEIGHTS
         tensors.append(
             FrameworkTensorData(
                 name=name,
                 kind=TensorKind.PARAMETER,
                 trainable=id(v) in trainable_ids,
                 values=np.asarray(v.numpy()),
-                module="BatchNormalization" if scope in batchnorm_scopes else "",
+                module="BatchNormalization" if is_batchnorm else "",
                 layer_hint=scope.rpartition("/")[2],
             )
         )

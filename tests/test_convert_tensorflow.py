@@ -408,3 +408,38 @@ def test_memory_guard_refuses_with_the_figures(monkeypatch: pytest.MonkeyPatch) 
     assert UnsupportedModelError.exit_code == 2
     monkeypatch.setattr(ft, "_available_memory", lambda: 400 * 2**20)
     ft._check_memory(weights, "m.keras", [])  # 4 MiB x 80 = 320 MiB fits
+
+
+def test_subclassed_export_with_batchnorm(tmp_path: Path) -> None:
+    """Every variable of a subclassed export sits in one scope: only BatchNorm's own four are
+    BatchNorm's (its kernels are not folded statistics)."""
+    import numpy as np
+
+    class ConvBn(keras.Model):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(name="convbn")
+            self.conv = keras.layers.Conv2D(4, 3)
+            self.bn = keras.layers.BatchNormalization()
+            self.pool = keras.layers.GlobalAveragePooling2D()
+            self.head = keras.layers.Dense(2)
+
+        def call(self, x: Any) -> Any:
+            return self.head(self.pool(self.bn(self.conv(x))))
+
+    model = ConvBn()
+    model(np.zeros((1, 8, 8, 3), "float32"))
+    model.head.bias.assign([0.5, -0.5])
+    total, trainable = _counts(model)
+    assert (total, trainable) == (112 + 16 + 10, 112 + 8 + 10)
+    model.export(str(tmp_path / "convbn"), verbose=False)
+    ins = inspect_source(str(tmp_path / "convbn"))
+    _check_reconciled(ins, total, trainable)
+    modules = {t.name: t.module for t in ins.framework.tensors}  # type: ignore[union-attr]
+    assert sorted(n for n, m in modules.items() if m == "BatchNormalization") == [
+        "convbn/beta",
+        "convbn/gamma",
+        "convbn/moving_mean",
+        "convbn/moving_variance",
+    ]
+    causes = {e.cause: e for e in ins.reconciliation.entries}  # type: ignore[union-attr]
+    assert causes[Cause.BATCHNORM_FOLDED].elements == 16
