@@ -55,7 +55,9 @@ def _frozen_submodel() -> Any:
     inner_in = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, name="conv")(inner_in)
     x = keras.layers.BatchNormalization(name="bn")(x)
-    backbone = keras.Model(inner_in, keras.layers.GlobalAveragePooling2D()(x), name="backbone")
+    backbone = keras.Model(
+        inner_in, keras.layers.GlobalAveragePooling2D(name="pool")(x), name="backbone"
+    )
     backbone.trainable = False
     inp = keras.Input((8, 8, 3), name="image")
     return keras.Model(inp, keras.layers.Dense(2, name="head")(backbone(inp)))
@@ -211,3 +213,26 @@ def test_mobilenet_export_keeps_the_framework_counts(
     assert ins.framework is not None and ins.reconciliation is not None
     assert (ins.framework.totals.total, ins.framework.totals.trainable) == (total, trainable)
     assert ins.reconciliation.is_exact
+
+
+@pytest.mark.slow  # a child process imports TensorFlow
+def test_summary_through_the_child_process(saved: dict[str, tuple[Path, int, int]]) -> None:
+    """The no-export summary is JSON the parent reads through the converter child protocol."""
+    from converters._child import run_in_child
+
+    path, total, trainable = saved["frozen_submodel"]
+    summary = run_in_child(
+        "converters.from_tensorflow:summarize_tensorflow",
+        {"kind": "keras", "location": str(path), "source": str(path)},
+        source=str(path),
+        timeout_s=300,
+    )
+    assert (summary["name"], summary["total"], summary["trainable"]) == ("keras", total, trainable)
+    assert [r["name"] for r in summary["layers"]] == [
+        "",
+        "backbone",
+        "backbone/conv",
+        "backbone/bn",
+        "backbone/pool",
+        "head",
+    ]
