@@ -54,10 +54,9 @@ def status(key):
     raise KeyError(key)
 
 seen = {}
-original = ft._check_memory
 
-def check(tensors, source, notes):
-    seen["weights"] = sum(int(t.values.nbytes) for t in tensors)
+def check(weights, source, notes):
+    seen["weights"] = weights
     seen["rss_at_check"] = status("VmRSS")
     seen["hwm_before"] = status("VmHWM")
     with open("/proc/self/clear_refs", "w") as f:

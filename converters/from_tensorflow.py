@@ -17,7 +17,7 @@ import inspect
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -530,9 +530,7 @@ def _mixed_precision_notes(model: Any) -> list[str]:
             mixed[key] = mixed.get(key, 0) + 1
     if not mixed:
         return []
-    variable_bytes = sum(
-        int(np.prod(w.shape)) * np.dtype(str(w.dtype)).itemsize for w in model.weights
-    )
+    variable_bytes = _variable_bytes(model.weights)
     policies = ", ".join(f"{name} ({n} layers)" for name, n in mixed.items())
     return [
         f"mixed precision {policies}: Keras keeps the variables in float32 ({variable_bytes:,} "
@@ -627,10 +625,24 @@ def _onnx_dtype(tf_dtype: Any) -> str:
     return reverse.get(name, "FLOAT")
 
 
-def _check_memory(tensors: Sequence[FrameworkTensorData], source: str, notes: list[str]) -> None:
-    """Refuse before tf2onnx runs when the machine cannot hold its measured peak (exit 2), rather
-    than let the kernel kill the conversion after minutes."""
-    weights = sum(int(t.values.nbytes) for t in tensors)
+def _variable_bytes(variables: Iterable[Any]) -> int:
+    """Bytes of the variables in their own dtype (float32 master weights of a mixed model)."""
+    total = 0
+    seen: set[int] = set()
+    for v in variables:
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        name = str(getattr(v.dtype, "name", v.dtype))
+        bits = re.search(r"\d+$", name)
+        itemsize = 1 if name == "bool" else (int(bits.group()) // 8 if bits else 4)
+        total += int(np.prod(v.shape)) * itemsize
+    return total
+
+
+def _check_memory(weights: int, source: str, notes: list[str]) -> None:
+    """Refuse before tf2onnx runs when the machine cannot hold its measured peak for ``weights``
+    bytes of variables (exit 2), rather than let the kernel kill the conversion after minutes."""
     needed = weights * RAM_FACTOR
     available = _available_memory()
     if weights >= _LARGE_MODEL_BYTES:
@@ -705,6 +717,7 @@ def convert_tensorflow(
         model = _load_keras(location, source, custom_objects)
         framework, version = "keras", keras.__version__
         tensors, totals = _keras_tensors(model)
+        weight_bytes = _variable_bytes(model.weights)
         summary = _summary(
             framework, version, type(model).__name__, totals, _keras_layer_rows(model)
         )
@@ -720,6 +733,7 @@ def convert_tensorflow(
         loaded, signature = _load_saved_model(location, source, tf)
         framework, version = "tensorflow", tf.__version__
         tensors, totals = _saved_model_tensors(loaded, signature, tf)
+        weight_bytes = sum(int(t.values.nbytes) for t in tensors)
         summary = _summary(framework, version, "SavedModel", totals, _scope_rows(tensors))
         _, kw_specs = signature.structured_input_signature
         declared = [
@@ -738,7 +752,7 @@ def convert_tensorflow(
 
     else:
         raise SourceError(source, f"not a TensorFlow source ({kind})")
-    _check_memory(tensors, source, notes)
+    _check_memory(weight_bytes, source, notes)
     input_signature = [
         tf.TensorSpec(sig, getattr(tf, _TF_DTYPES[s.dtype]), name=s.name) for s, sig in specs
     ]

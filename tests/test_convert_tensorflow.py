@@ -391,14 +391,11 @@ def test_custom_objects_only_for_keras_files(saved: dict[str, Any], custom: dict
 
 def test_memory_guard_refuses_with_the_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     """The guard multiplies the weights by the measured factor and refuses (exit 2) up front."""
-    import numpy as np
-
     import converters.from_tensorflow as ft
-    from converters._common import FrameworkTensorData
     from graph_analysis.errors import UnsupportedModelError
-    from graph_analysis.framework import TensorKind
 
-    weights = [FrameworkTensorData("w", TensorKind.PARAMETER, True, np.zeros(2**20, "float32"))]
+    weights = ft._variable_bytes([keras.Variable(keras.ops.zeros((2**20,)), name="w")])
+    assert weights == 4 * 2**20
     monkeypatch.setattr(ft, "_available_memory", lambda: 100 * 2**20)  # 100 MiB free
     with pytest.raises(
         UnsupportedModelError,
