@@ -2,9 +2,13 @@
 
 Runs inside the converter child process (``converters._child``); tensorflow, keras and tf2onnx are
 imported inside the functions. Keras files load with ``safe_mode=True`` (a Lambda layer's
-Python code is never run) and ``compile=False``. The model is converted through a
-``tf.function`` with an input signature (``tf2onnx.convert.from_function``): ``from_keras``
-fails on some Keras 3 models.
+Python code is never run) and ``compile=False``; custom classes come only from the module the user
+names (``--custom-objects``). The model is converted through a ``tf.function`` with an input
+signature (``tf2onnx.convert.from_function``): ``from_keras`` fails on some Keras 3 models.
+
+Framework tensors are one per variable *object* (identity, never names: SavedModel variables often
+share a name). :func:`summarize_tensorflow` gives the framework's own counts and per-layer table
+without any export.
 
 tf2onnx always runs TensorFlow's grappler constant folding and its own optimizers: BatchNorm is
 folded into the preceding Conv, all-zero biases disappear. These changes are not prevented (turning
