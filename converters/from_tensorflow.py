@@ -69,7 +69,8 @@ _TF_DTYPES = {
 
 # Keras 3 ("Could not locate class 'Scale'") and legacy .h5 ("Unknown layer: 'Scale'") messages.
 _MISSING_CLASS = re.compile(
-    r"Could not locate (?:class|function) '([^']+)'|Unknown (?:layer|object|class)[^:']*: '?([\w.>]+)"
+    r"Could not locate (?:class|function) '([^']+)'"
+    r"|Unknown (?:layer|object|class)[^:']*: '?([\w.>]+)"
 )
 _CONFIG_MODULE = re.compile(r"'module': '([\w.]+)', 'class_name': '([^']+)'")
 
@@ -347,10 +348,11 @@ def summarize_tensorflow(
 ) -> dict[str, Any]:
     """The framework's own answer about a Keras file or SavedModel, without any export.
 
-    Loads the model (as :func:`convert_tensorflow` does) and counts it the way the framework
-    does: totals (``count_params()``, the trainable weights; BatchNorm moving statistics are
-    non-trainable, not frozen) and the per-layer table (:func:`_keras_layer_rows`; for a
-    SavedModel, rows by variable scope). Fast: no tracing, no tf2onnx.
+    :func:`convert_tensorflow` with ``export=False``, its ``summary`` only. Counts the model the
+    way the framework does: totals (``count_params()``, the trainable weights; BatchNorm moving
+    statistics are non-trainable, not frozen) and the per-layer table
+    (:func:`_keras_layer_rows`; for a SavedModel, rows by variable scope). Fast: no tracing, no
+    tf2onnx.
 
     Returns:
         ``framework_summary_to_dict`` JSON: ``name``, ``version``, ``model_type``, ``total``,
@@ -359,24 +361,18 @@ def summarize_tensorflow(
     Raises:
         SourceError: the model cannot be loaded.
     """
-    report_progress("importing TensorFlow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    report_progress("loading the model")
-    if kind in ("keras", "keras_h5"):
-        import keras
-
-        model = _load_keras(location, source, custom_objects)
-        _, totals = _keras_tensors(model)
-        return _summary(
-            "keras", keras.__version__, type(model).__name__, totals, _keras_layer_rows(model)
-        )
-    if kind == "saved_model":
-        loaded, signature = _load_saved_model(location, source, tf)
-        tensors, totals = _saved_model_tensors(loaded, signature, tf)
-        return _summary("tensorflow", tf.__version__, "SavedModel", totals, _scope_rows(tensors))
-    raise SourceError(source, f"not a TensorFlow source ({kind})")
+    answer = convert_tensorflow(
+        kind=kind,
+        location=location,
+        source=source,
+        out_path=None,
+        bindings={},
+        dynamic=[],
+        custom_objects=custom_objects,
+        export=False,
+    )
+    summary: dict[str, Any] = answer["summary"]
+    return summary
 
 
 def _object_paths(root: Any, tf: Any) -> dict[int, str]:
@@ -683,34 +679,42 @@ def convert_tensorflow(
     kind: str,
     location: str,
     source: str,
-    out_path: str,
+    out_path: str | None,
     bindings: dict[str, Any],
     dynamic: list[str],
     custom_objects: str | None = None,
+    export: bool = True,
 ) -> dict[str, Any]:
-    """Load a Keras file or SavedModel, convert it with tf2onnx, record the framework's counts.
+    """Load a Keras file or SavedModel, count it, convert it with tf2onnx; return JSON.
+
+    The framework's answer (``summary``: ``framework_summary_to_dict`` JSON, totals and per-layer
+    table) is computed before any conversion and returned even when tf2onnx fails: then
+    ``export_error`` holds its one-line reason and no file is written.
 
     Args:
         kind: ``keras``, ``keras_h5`` or ``saved_model`` (a ``SourceKind`` value).
         location: the file or folder.
         source: the user's argument, for messages.
-        out_path: the ONNX file to write.
+        out_path: the ONNX file to write (unused when ``export`` is False).
         bindings: ``bindings_to_json`` of the user's input description.
         dynamic: ``DynamicAxis`` values to keep symbolic.
         custom_objects: ``my_layers.py`` or ``package.module`` defining the custom classes a
             Keras file needs (imported: its code runs), or None.
+        export: False answers from the framework only: no call, no tracing, no tf2onnx.
+
+    Returns:
+        ``summary``, ``framework`` (counts), ``inputs``, ``notes``; after a conversion also
+        ``onnx_path``, ``exporter``, ``fallback_reason``, or ``export_error`` when tf2onnx failed.
 
     Raises:
         SourceError: the model cannot be loaded (a Lambda layer under safe mode, a custom class
             not supplied, a damaged file).
         ShapeBindingError: the input description does not fit the model.
-        ConversionError: tf2onnx failed, or would need more RAM than is available.
+        UnsupportedModelError: tf2onnx would need more RAM than is available (measured factor).
     """
     report_progress("importing TensorFlow")
-    import tensorflow as tf
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tf2onnx
+    import tensorflow as tf
 
     notes: list[str] = []
     parsed = bindings_from_json(bindings)
@@ -725,10 +729,8 @@ def convert_tensorflow(
         summary = _summary(
             framework, version, type(model).__name__, totals, _keras_layer_rows(model)
         )
-        declared = _keras_inputs(model, source, notes)
         notes.extend(_mixed_precision_notes(model))
-        specs = _resolve_specs(declared, parsed, dynamic)
-        _check_keras_call(model, specs, source, tf)
+        declared = _keras_inputs(model, source, notes)
 
         def call(*xs: Any) -> Any:
             return model(list(xs) if len(xs) > 1 else xs[0], training=False)
@@ -748,35 +750,51 @@ def convert_tensorflow(
             )
             for name, spec in sorted(kw_specs.items())
         ]
-        specs = _resolve_specs(declared, parsed, dynamic)
-        names = [s.name for s, _ in specs]
+        names = sorted(kw_specs)
 
         def call(*xs: Any) -> Any:
             return signature(**dict(zip(names, xs, strict=True)))
 
     else:
         raise SourceError(source, f"not a TensorFlow source ({kind})")
+    result: dict[str, Any] = {
+        "summary": summary,
+        "framework": {k: summary[k] for k in _COUNT_KEYS},
+        "inputs": [],
+        "notes": notes,
+    }
+    if not export:
+        return result
+    specs = _resolve_specs(declared, parsed, dynamic)
+    result["inputs"] = [s.to_json() for s, _ in specs]
+    if kind != "saved_model":
+        _check_keras_call(model, specs, source, tf)
     _check_memory(weight_bytes, source, notes)
+    report_progress("converting with tf2onnx")
+    import tf2onnx
+
     input_signature = [
         tf.TensorSpec(sig, getattr(tf, _TF_DTYPES[s.dtype]), name=s.name) for s, sig in specs
     ]
     function = tf.function(call, input_signature=input_signature)
-    report_progress("converting with tf2onnx")
     try:
         # large_model=True breaks on NumPy 2; models over 2 GiB fail here with a clear message.
         model_proto, _ = tf2onnx.convert.from_function(
             function, input_signature=input_signature, opset=_OPSET
         )
     except Exception as e:
-        raise ConversionError(source, f"tf2onnx failed: {first_line(e)}") from e
+        # The framework counted what it built: that answer stands without a graph.
+        result["export_error"] = f"tf2onnx failed: {first_line(e)}"
+        return result
     exporter = f"tf2onnx {tf2onnx.__version__} from_function (opset {_OPSET})"
     report_progress("recording framework counts")
+    assert out_path is not None
     out = Path(out_path)
     with tempfile.TemporaryDirectory(prefix=".modelsize-export-", dir=out.parent) as tmp:
         exported = Path(tmp) / "model.onnx"
         exported.write_bytes(model_proto.SerializeToString())
         del model_proto
-        result = finish_export(
+        written = finish_export(
             exported,
             out,
             tensors,
@@ -788,9 +806,10 @@ def convert_tensorflow(
             inputs=[s for s, _ in specs],
             notes=notes,
         )
-    # The framework's own per-layer table (framework_summary_to_dict JSON), for the parent.
-    result["summary"] = summary
-    return result
+    return {**written, "summary": summary}
+
+
+_COUNT_KEYS = ("name", "version", "total", "trainable", "non_trainable", "buffers")
 
 
 def _check_keras_call(

@@ -23,7 +23,12 @@ from converters._child import ProgressCallback, run_in_child
 from converters._common import DynamicAxis, InputSpec, bindings_to_json
 from graph_analysis import ModelReport, analyze, report_to_dict
 from graph_analysis.bindings import Bindings
-from graph_analysis.errors import MissingExtraError, OutputPathError, SourceError
+from graph_analysis.errors import (
+    ConversionError,
+    MissingExtraError,
+    OutputPathError,
+    SourceError,
+)
 from graph_analysis.framework import (
     FrameworkInfo,
     Reconciliation,
@@ -306,6 +311,8 @@ def convert_source(
     data = run_in_child(
         module, kwargs, source=source.text, timeout_s=timeout_s, on_progress=on_progress
     )
+    if data.get("export_error"):  # the converter kept the framework's counts (``summary``)
+        raise ConversionError(source.text, f"the ONNX export failed: {data['export_error']}")
     fw = data["framework"]
     return ConversionResult(
         onnx_path=Path(data["onnx_path"]),

@@ -236,3 +236,46 @@ def test_summary_through_the_child_process(saved: dict[str, tuple[Path, int, int
         "backbone/pool",
         "head",
     ]
+
+
+def test_export_failure_keeps_the_framework_answer(
+    saved: dict[str, tuple[Path, int, int]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tf2onnx failing is one line in ``export_error``; the framework's counts stand."""
+    import tf2onnx
+
+    from converters.from_tensorflow import convert_tensorflow
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("unsupported op: MyOp\nsecond line")
+
+    monkeypatch.setattr(tf2onnx.convert, "from_function", fail)
+    path, total, trainable = saved["frozen_submodel"]
+    out = tmp_path / "m.onnx"
+    result = convert_tensorflow(
+        kind="keras",
+        location=str(path),
+        source=str(path),
+        out_path=str(out),
+        bindings={},
+        dynamic=[],
+    )
+    assert result["export_error"] == "tf2onnx failed: ValueError: unsupported op: MyOp"
+    assert (result["summary"]["total"], result["summary"]["trainable"]) == (total, trainable)
+    assert result["framework"]["total"] == total
+    assert result["inputs"][0]["dims"] == [1, 8, 8, 3]
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_framework_only_needs_no_input_shape(tmp_path: Path) -> None:
+    """Without export nothing is called: unknown spatial dims need no --input-shape."""
+    inp = keras.Input((None, None, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, name="conv")(inp)
+    model = keras.Model(inp, keras.layers.GlobalMaxPooling2D(name="pool")(x))
+    model.save(tmp_path / "any_size.keras")
+    summary = summarize_tensorflow(
+        kind="keras", location=str(tmp_path / "any_size.keras"), source="any_size.keras"
+    )
+    assert summary["total"] == model.count_params() == 3 * 3 * 3 * 4 + 4
+    rows = {r["name"]: r for r in summary["layers"]}
+    assert rows["conv"]["output_shape"] == "(None, None, None, 4)"
