@@ -169,6 +169,14 @@ WeightsOpt = Annotated[
     Path | None,
     typer.Option("--weights", help="state_dict checkpoint for a file.py:Name source."),
 ]
+CustomObjectsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--custom-objects",
+        help="my_layers.py or package.module defining a Keras file's custom classes "
+        "(imported: its code runs).",
+    ),
+]
 
 
 @app.command()
@@ -200,6 +208,7 @@ def inspect(
         ),
     ] = False,
     output: ReportOutOpt = None,
+    custom_objects: CustomObjectsOpt = None,
 ) -> None:
     """Count parameters and size a model: on disk, stored weights, what-if precisions, breakdowns.
 
@@ -219,6 +228,7 @@ def inspect(
             deep=deep,
             framework_only=framework_only,
             on_progress=on_progress,
+            custom_objects=custom_objects,
         )
     if inspection.export_error is not None:
         typer.echo(
@@ -259,6 +269,7 @@ def convert(
     batch: BatchOpt = None,
     dynamic: DynamicOpt = [],  # noqa: B006
     weights: WeightsOpt = None,
+    custom_objects: CustomObjectsOpt = None,
 ) -> None:
     """Export a PyTorch, Hugging Face or Keras/TensorFlow model to ONNX with the framework's counts."""
     bindings = input_bindings(input_shape, input_dtype, dim, batch)
@@ -270,6 +281,7 @@ def convert(
             dynamic_axes=dynamic,
             weights=weights,
             on_progress=on_progress,
+            custom_objects=custom_objects,
         )
     text = render_conversion(result, fmt, _stdout())
     if text is not None:

@@ -277,6 +277,7 @@ def convert_source(
     weights: str | Path | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     on_progress: ProgressCallback | None = None,
+    custom_objects: str | Path | None = None,
 ) -> ConversionResult:
     """Export a framework source to an ONNX file with the framework's counts in its metadata.
 
@@ -290,6 +291,8 @@ def convert_source(
         weights: a state_dict checkpoint for a code source (loaded with ``weights_only=True``).
         timeout_s: the child process is stopped after this many seconds.
         on_progress: called with the name of each slow step as it starts.
+        custom_objects: for a Keras file, ``my_layers.py`` or ``package.module`` defining its
+            custom classes; imported in the child (its code runs: only a module the user names).
 
     Raises:
         SourceError: an ONNX source, an unusable source or checkpoint, a forward returning None,
@@ -315,6 +318,7 @@ def convert_source(
         weights=weights,
         timeout_s=timeout_s,
         on_progress=on_progress,
+        custom_objects=custom_objects,
     )
     summary = _summary_of(data)
     if data.get("export_error"):
@@ -339,6 +343,7 @@ def _run_converter(
     weights: str | Path | None,
     timeout_s: float,
     on_progress: ProgressCallback | None,
+    custom_objects: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the framework's converter in a child process; ``out`` None counts without exporting.
 
@@ -358,6 +363,7 @@ def _run_converter(
         raise SourceError(str(weights), "--weights goes with a file.py:Name or module:Name source")
     if weights is not None and not Path(weights).is_file():
         raise SourceError(str(weights), "no such file")
+    custom = _custom_objects_argument(custom_objects, source)
     if bindings is not None and bindings.dims:
         raise SourceError(
             source.text,
@@ -390,6 +396,8 @@ def _run_converter(
     if source.kind.framework == "torch":
         kwargs["attr"] = source.attr
         kwargs["weights"] = str(Path(weights).resolve()) if weights is not None else None
+    if custom is not None:
+        kwargs["custom_objects"] = custom
     return run_in_child(
         module, kwargs, source=source.text, timeout_s=timeout_s, on_progress=on_progress
     )
@@ -412,6 +420,23 @@ def _inputs_of(data: dict[str, Any]) -> tuple[InputSpec, ...]:
     )
 
 
+def _custom_objects_argument(value: str | Path | None, source: Source) -> str | None:
+    """``--custom-objects`` checked in the parent: a ``.py`` file (made absolute) or a module
+    path, and only for a Keras file (a SavedModel needs no Python classes)."""
+    if value is None:
+        return None
+    text = str(value)
+    if source.kind not in (SourceKind.KERAS, SourceKind.KERAS_H5):
+        raise SourceError(text, "--custom-objects goes with a .keras or .h5 source")
+    if text.endswith(".py"):
+        if not Path(text).is_file():
+            raise SourceError(text, "no such file")
+        return str(Path(text).resolve())
+    if not _MODULE_PATH.match(text):
+        raise SourceError(text, "--custom-objects takes a file.py or a package.module")
+    return text
+
+
 def _analyze(path: Path, deep: bool) -> ModelReport:
     # analyze() reads the converter's record of tied parameters (metadata_props) by default.
     return analyze(path, deep=deep)
@@ -427,6 +452,7 @@ def inspect_source(
     framework_only: bool = False,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     on_progress: ProgressCallback | None = None,
+    custom_objects: str | Path | None = None,
 ) -> SourceInspection:
     """Analyse any source: ONNX files directly, framework sources counted by their framework and
     converted in a temp folder.
@@ -446,6 +472,7 @@ def inspect_source(
     if source.kind is SourceKind.ONNX:
         if weights is not None:
             raise SourceError(str(weights), "--weights goes with a file.py:Name source")
+        _custom_objects_argument(custom_objects, source)
         if framework_only:
             raise SourceError(
                 arg, "--framework-only needs a framework source (an ONNX file is already a graph)"
@@ -459,6 +486,7 @@ def inspect_source(
         "weights": weights,
         "timeout_s": timeout_s,
         "on_progress": on_progress,
+        "custom_objects": custom_objects,
     }
     if framework_only:
         data = _run_converter(source, None, **options)
