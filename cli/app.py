@@ -27,7 +27,7 @@ from converters.quantize import QuantMethod, quantize_source
 from converters.sources import DynamicAxis, convert_source, detect_source, inspect_source
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.errors import ModelsizeError
-from graph_analysis.memory import Optimizer, TrainingPrecision
+from graph_analysis.memory import Loss, Optimizer, TrainingPrecision
 from graph_analysis.runtime.compare import compare_models
 
 __all__ = ["app", "main"]
@@ -282,6 +282,12 @@ def memory(
             "--checkpointing", min=0.01, max=1.0, help="Fraction of saved activations kept."
         ),
     ] = 1.0,
+    loss: Annotated[
+        Loss,
+        typer.Option(
+            "--loss", help="Loss of the training step (auto: cross-entropy for logits, else mse)."
+        ),
+    ] = Loss.AUTO,
     measure: Annotated[
         bool, typer.Option("--measure", help="Also measure (onnxruntime; PyTorch training step).")
     ] = False,
@@ -303,6 +309,7 @@ def memory(
             optimizer=optimizer,
             precision=precision,
             checkpointing=checkpointing,
+            loss=loss,
             measure=measure,
             runs=5,
             torch_source=torch_source,

@@ -13,8 +13,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.memory import (
+    Loss,
     Optimizer,
     OrtCpuModel,
+    StepPhase,
     TrainingPrecision,
     estimate_memory,
     memory_to_dict,
@@ -254,7 +256,16 @@ def test_training_lines(
     assert tr.item("gradients") == grads
     assert tr.item("optimizer_state") == state
     assert tr.item("master_weights") == master
-    assert tr.peak_bytes == sum(i.nbytes for i in tr.items)
+    for phase in StepPhase:
+        assert tr.phase_bytes[phase] == sum(i.nbytes for i in tr.items if phase in i.phases)
+    assert tr.first_step_peak_bytes == max(
+        tr.phase_bytes[StepPhase.FIRST_BACKWARD], tr.phase_bytes[StepPhase.OPTIMIZER_STEP]
+    )
+    assert tr.peak_bytes == max(
+        tr.phase_bytes[StepPhase.BACKWARD], tr.phase_bytes[StepPhase.OPTIMIZER_STEP]
+    )
+    # The optimizer state is held in every later backward, never in the first one.
+    assert tr.phase_bytes[StepPhase.BACKWARD] - tr.phase_bytes[StepPhase.FIRST_BACKWARD] == state
 
 
 def test_saved_activations_and_checkpointing() -> None:
@@ -263,10 +274,106 @@ def test_saved_activations_and_checkpointing() -> None:
     assert full is not None and half is not None
     # Saved: X (MatMul input), R (Relu output and MatMul input, once), O (BatchNorm input).
     expected = 4 * (8 * 16 + 8 * 32 + 8 * 4)
-    assert full.item("saved_activations") == expected
-    assert half.item("saved_activations") == expected // 2
+    assert full.saved_activations_bytes == expected
+    assert half.saved_activations_bytes == expected // 2
     with pytest.raises(ValueError, match="checkpointing"):
         estimate_memory(_mlp(), train=True, checkpointing=0.0)
+
+
+def _classifier(tail: str | None = None) -> onnx.ModelProto:
+    """X[4, 8] -> MatMul W[8, 1000] -> Y[4, 1000] (optionally through a ``tail`` op)."""
+    w = numpy_helper.from_array(np.ones((8, 1000), dtype=np.float32), "W")
+    nodes = [helper.make_node("MatMul", ["X", "W"], ["Y" if tail is None else "H"])]
+    if tail is not None:
+        nodes.append(helper.make_node(tail, ["H"], ["Y"]))
+    return _make(nodes, [_vi("X", [4, 8])], [_vi("Y", None)], [w])
+
+
+@pytest.mark.parametrize(
+    ("loss", "factor", "expected"),
+    [
+        (Loss.AUTO, None, 3 * 16000),  # [batch, classes] logits of a MatMul: cross-entropy
+        (Loss.CROSS_ENTROPY, None, 3 * 16000),
+        (Loss.MSE, None, 2 * 16000),
+        (Loss.MSE, 1.5, 24000),  # a custom factor overrides the loss's own
+        (Loss.SUM, None, 0),  # 128 + 16000 + 16000 at the loss < MatMul's backward: 32256
+    ],
+)
+def test_loss_term(loss: Loss, factor: float | None, expected: int) -> None:
+    # Before MatMul's backward: saved X (128 B), the held output Y (16000 B) and the loss's
+    # buffers. At MatMul's backward: X, the gradient of Y and the held output: 32256 B.
+    tr = estimate_memory(
+        _classifier(), train=True, loss=loss, loss_output_factor=factor, training_framework_bytes=0
+    ).training
+    assert tr is not None
+    assert tr.loss is (Loss.CROSS_ENTROPY if loss is Loss.AUTO else loss)
+    assert tr.item("loss") == expected
+    assert tr.item("saved_activations") == 128
+    assert tr.item("activation_gradients") == (16000 if expected else 128 + 2 * 16000)
+
+
+def test_auto_loss_follows_the_output() -> None:
+    regression = estimate_memory(_classifier("Relu"), train=True).training
+    assert regression is not None and regression.loss is Loss.MSE
+    # An LM head: logits whose last dim is the row count of a gathered embedding table.
+    table = numpy_helper.from_array(np.ones((50, 8), dtype=np.float32), "E")
+    head = numpy_helper.from_array(np.ones((8, 50), dtype=np.float32), "H")
+    nodes = [
+        helper.make_node("Gather", ["E", "ids"], ["emb"]),
+        helper.make_node("MatMul", ["emb", "H"], ["logits"]),
+    ]
+    ids = _vi("ids", [2, 5], TensorProto.INT64)
+    lm = estimate_memory(_make(nodes, [ids], [_vi("logits", None)], [table, head]), train=True)
+    assert lm.training is not None and lm.training.loss is Loss.CROSS_ENTROPY
+    assert "vocabulary" in lm.training.loss_reason
+
+
+def test_backward_walk_frees_saved_tensors_in_reverse() -> None:
+    # X[1,256] -> MatMul W1 -> H -> Relu -> R -> MatMul W2[256,4] -> Y[1,4]; 1 KiB tensors.
+    # Saved: X (first saver node 0), R (Relu, node 1). At Relu's backward both are held, with the
+    # gradients of H and R (forward live set at step 1) and the held output Y: 2048 + 2048 + 16.
+    inits = [
+        numpy_helper.from_array(np.ones((256, 256), dtype=np.float32), "W1"),
+        numpy_helper.from_array(np.ones((256, 4), dtype=np.float32), "W2"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W1"], ["H"]),
+        helper.make_node("Relu", ["H"], ["R"]),
+        helper.make_node("MatMul", ["R", "W2"], ["Y"]),
+    ]
+    model = _make(nodes, [_vi("X", [1, 256])], [_vi("Y", None)], inits)
+    tr = estimate_memory(model, train=True, loss=Loss.SUM, training_framework_bytes=0).training
+    assert tr is not None
+    assert tr.saved_activations_bytes == 2048
+    assert tr.item("saved_activations") == 2048
+    assert tr.item("activation_gradients") == 2048 + 16
+    assert tr.item("loss") == 0 and tr.item("convolution_buffers") == 0
+    params = 256 * 256 + 256 * 4
+    weights_and_grads = 2 * 4 * params
+    assert tr.phase_bytes[StepPhase.FIRST_BACKWARD] == weights_and_grads + 4112
+    assert tr.phase_bytes[StepPhase.BACKWARD] == weights_and_grads + 8 * params + 4112
+    # Adam's update: weights, gradients, two state buffers and 2 x the largest tensor.
+    assert tr.phase_bytes[StepPhase.OPTIMIZER_STEP] == 16 * params + 2 * 4 * 256 * 256
+    # The 256 KiB weight's Adam temporaries outweigh 4 KiB of activations: both peaks are there.
+    assert tr.first_step_peak_bytes == tr.peak_bytes == tr.phase_bytes[StepPhase.OPTIMIZER_STEP]
+    assert tr.steady_peak_phase is StepPhase.OPTIMIZER_STEP
+
+
+@pytest.mark.parametrize(("kernel", "buffers"), [(3, 2048), (1, 0)])
+def test_convolution_buffers(kernel: int, buffers: int) -> None:
+    # X[1,4,8,8] -> Conv(4 -> 4, kernel k, same padding) -> Y: 1 KiB each. oneDNN's backward of a
+    # kernel above 1x1 holds the conv's input + output again.
+    w = numpy_helper.from_array(np.ones((4, 4, kernel, kernel), dtype=np.float32), "W")
+    pad = kernel // 2
+    node = helper.make_node("Conv", ["X", "W"], ["Y"], pads=[pad] * 4)
+    model = _make([node], [_vi("X", [1, 4, 8, 8])], [_vi("Y", None)], [w])
+    tr = estimate_memory(model, train=True, loss=Loss.SUM, training_framework_bytes=0).training
+    assert tr is not None
+    assert tr.item("convolution_buffers") == buffers
+    zero = estimate_memory(
+        model, train=True, loss=Loss.SUM, training_framework_bytes=0, conv_backward_factor=0.0
+    ).training
+    assert zero is not None and zero.item("convolution_buffers") == 0
 
 
 def test_json_keys() -> None:
@@ -437,8 +544,10 @@ def test_cli_memory_golden(fmt: str, golden: str, update_golden: bool, monkeypat
     assert result.stdout == path.read_text()
     if fmt == "json":
         training = json.loads(result.stdout)["training"]
-        items = [k for k in training if k.endswith("_bytes") and k != "peak_bytes"]
-        assert sum(training[k] for k in items) == training["peak_bytes"]
+        phase = training["peak_phase"]
+        held = [k for k, phases in training["held_during"].items() if phase in phases]
+        assert sum(training[f"{k}_bytes"] for k in held) == training["peak_bytes"]
+        assert training["phases"][phase] == training["peak_bytes"]
 
 
 def test_external_weights_are_mapped_not_copied(tmp_path) -> None:  # type: ignore[no-untyped-def]
