@@ -173,10 +173,11 @@ SAVES_INPUTS = frozenset(
         "BiasGelu",
         "Attention",
         "MultiHeadAttention",
+        "LSTM",
     }
 )
 SAVES_OUTPUTS = frozenset(
-    {"Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Exp", "Sqrt", "Reciprocal"}
+    {"Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Exp", "Sqrt", "Reciprocal", "LSTM"}
 )
 #: Ops whose backward keeps int64 indices shaped like their first output (max_pool2d_with_indices).
 SAVES_INDICES = frozenset({"MaxPool"})
@@ -473,8 +474,10 @@ def estimate_memory(
     training_framework_bytes: int = 1 * MiB,
     loss: Loss = Loss.AUTO,
     loss_output_factor: float | None = None,
-    optimizer_temporaries: float = 2.0,
+    optimizer_temporaries: float = 3.0,
     conv_backward_factor: float = 1.0,
+    lstm_workspace_factor: float = 5.0,
+    lstm_backward_factor: float = 13.0,
     pytorch_basis: bool = False,
 ) -> MemoryEstimate:
     """Estimate inference (and optionally training) memory of an ONNX model.
@@ -501,12 +504,19 @@ def estimate_memory(
             mean-square error 2, sum 1) for a custom loss.
         optimizer_temporaries: temporaries of the optimizer step, in multiples of the largest
             trainable tensor, for Adam/AdamW (PyTorch's single-tensor Adam on CPU computes
-            ``exp_avg_sq.sqrt() / bias_correction`` out of place: 2 measured); SGD updates in place.
+            ``exp_avg_sq.sqrt() / bias_correction`` out of place: 3 measured with PyTorch 2.13
+            on 4 MiB and 16 MiB parameters, on the first step and later); SGD updates in place.
         conv_backward_factor: buffers PyTorch's oneDNN convolution backward holds beyond the
             gradients, in multiples of one convolution's input plus output bytes, for
             convolutions with a kernel larger than 1x1 (1.0 measured: the output gradient and the
             input reordered to oneDNN's blocked layout; transient, so the largest such
             convolution counts, once).
+        lstm_workspace_factor: resident bytes of the workspace PyTorch's oneDNN LSTM keeps for
+            backward, in multiples of the LSTM's output ``Y`` (saved with its input and
+            outputs): 5 measured (6.1 x Y held after forward, Y included, over five shapes).
+        lstm_backward_factor: scratch the oneDNN LSTM backward holds while it runs, in multiples
+            of ``Y`` beyond the input's and output's gradients: 11-15 measured at
+            batch x hidden >= 4096, more on smaller shapes.
         pytorch_basis: label the training figure as modelling PyTorch on CPU (the source was a
             PyTorch model) rather than framework-neutral.
 
@@ -599,6 +609,7 @@ def estimate_memory(
             loss=Loss(loss),
             loss_output_factor=loss_output_factor,
             conv_backward_factor=conv_backward_factor,
+            lstm_factors=(lstm_workspace_factor, lstm_backward_factor),
             pytorch_basis=pytorch_basis,
             parameter_split=_split_from_report(report) if report is not None else None,
         )
@@ -686,6 +697,7 @@ def _training_estimate(
     loss: Loss,
     loss_output_factor: float | None,
     conv_backward_factor: float,
+    lstm_factors: tuple[float, float],
     pytorch_basis: bool,
     parameter_split: tuple[int, int, int] | None,
 ) -> TrainingEstimate:
@@ -698,7 +710,7 @@ def _training_estimate(
     value_bytes = 2 if half else 4
     state_buffers = OPTIMIZER_STATE_BUFFERS[optimizer]
     state_bytes = 4 if precision is TrainingPrecision.MIXED else value_bytes
-    saved = _saved_tensors(model, shapes, alias_ops)
+    saved = _saved_tensors(model, shapes, alias_ops, lstm_workspace_factor=lstm_factors[0])
     saved_total = sum(n for n, _ in saved.values())
     lookup = shapes.lookup()
     output = _loss_output(model, lookup)
@@ -707,6 +719,15 @@ def _training_estimate(
     else:
         loss_reason = "chosen by the user"
     factor = LOSS_OUTPUT_FACTORS[loss] if loss_output_factor is None else loss_output_factor
+    grads_by_weight = {
+        name: count * value_bytes
+        for (graph, name), (data_type, count) in weights.items()
+        if graph == MAIN_GRAPH
+        and data_type is not None
+        and is_floating(data_type)
+        and uses.get((graph, name))
+        and not all(op == "BatchNormalization" and k in (3, 4) for op, k in uses[(graph, name)])
+    }
     peak = _backward_peak(
         model,
         shapes,
@@ -716,6 +737,10 @@ def _training_estimate(
         loss_factor=factor,
         checkpointing=checkpointing,
         conv_factor=conv_backward_factor,
+        lstm_factor=lstm_factors[1],
+        parameter_gradients=grads_by_weight,
+        all_gradients=trainable * value_bytes,
+        scale=scale,
     )
     half_note = " x 1/2 (16-bit)" if half else ""
     p = "P"
@@ -730,7 +755,15 @@ def _training_estimate(
         TrainingItem(
             "gradients",
             trainable * value_bytes,
-            f"{p} x {value_bytes} B (trainable only; all of them by the end of backward)",
+            f"{p} x {value_bytes} B (trainable only; all of them once backward has ended)",
+            (StepPhase.OPTIMIZER_STEP,),
+        ),
+        TrainingItem(
+            "gradients_so_far",
+            peak.parameter_gradients,
+            f"gradients of the parameters whose last consumer's backward has run at {peak.where}"
+            " (set to None after every step)",
+            backward,
         ),
         TrainingItem(
             "optimizer_state",
@@ -754,7 +787,7 @@ def _training_estimate(
         ),
         TrainingItem(
             "saved_activations",
-            int(peak.saved * scale),
+            peak.saved,
             f"tensors kept for backward still needed at {peak.where} (of "
             f"{saved_total * checkpointing * scale / MiB:.1f} MiB saved) x {checkpointing:g} "
             "(checkpointing)" + half_note,
@@ -762,21 +795,22 @@ def _training_estimate(
         ),
         TrainingItem(
             "activation_gradients",
-            int(peak.gradients * scale),
+            peak.gradients,
             "gradients of the tensors live in forward at that node, the inputs, and the output "
             "the caller holds" + half_note,
             backward,
         ),
         TrainingItem(
-            "convolution_buffers",
-            int(peak.conv * scale),
-            f"that Conv's input + output x {conv_backward_factor:g} (oneDNN backward's "
-            "blocked-layout copies; kernels above 1x1)" + half_note,
+            "backward_buffers",
+            peak.conv,
+            f"oneDNN backward buffers of that node: a Conv (kernel above 1x1): input + output x "
+            f"{conv_backward_factor:g} (blocked-layout copies); an LSTM: output x "
+            f"{lstm_factors[1]:g} (scratch)" + half_note,
             backward,
         ),
         TrainingItem(
             "loss",
-            int(peak.loss * scale),
+            peak.loss,
             f"output {out_name} x {factor:g} ({loss.value}: "
             f"{_LOSS_TERMS[loss] if loss_output_factor is None else 'custom factor'}); "
             "held only before the first node's backward" + half_note,
@@ -884,9 +918,14 @@ class _BackwardPeak:
 
     saved: int
     gradients: int
+    parameter_gradients: int
     conv: int
     loss: int
     where: str
+
+    @property
+    def total(self) -> int:
+        return self.saved + self.gradients + self.parameter_gradients + self.conv + self.loss
 
 
 def _backward_peak(
@@ -899,6 +938,10 @@ def _backward_peak(
     loss_factor: float,
     checkpointing: float,
     conv_factor: float,
+    lstm_factor: float,
+    parameter_gradients: Mapping[str, int],
+    all_gradients: int,
+    scale: float,
 ) -> _BackwardPeak:
     """Walk backward over the main graph's nodes in reverse and find the most activation bytes.
 
@@ -907,8 +950,13 @@ def _backward_peak(
     ``i`` (a tensor's gradient exists from its last consumer's backward to its producer's, the
     forward interval run in reverse; graph inputs are held as themselves); the output the
     caller holds; and for a Conv with a kernel above 1x1 oneDNN's blocked-layout copies
-    (``conv_factor`` x its input + output bytes). Before the first node's backward, the loss
-    holds ``loss_factor`` x the output beside every saved buffer.
+    (``conv_factor`` x its input + output bytes), for an LSTM its scratch (``lstm_factor`` x its
+    output bytes); and the gradients of the parameters whose last consumer's backward has run
+    (``parameter_gradients``, by main-graph weight; the rest of ``all_gradients``, such as
+    subgraph weights', is held throughout; tied copies never count above ``all_gradients``).
+    Before the first node's backward, the loss holds ``loss_factor`` x the output beside every
+    saved buffer, and no parameter has a gradient yet (they are set to None after each step).
+    Activation bytes are multiplied by ``scale`` (1/2 for 16-bit training).
     """
     graph = model.graph
     lookup = shapes.lookup()
@@ -917,10 +965,32 @@ def _backward_peak(
     count = len(nodes)
     weights = {i.name for i in graph.initializer}
     weights |= {o for n in nodes if n.op_type == "Constant" for o in n.output}
-    for node in nodes:
+    sources: dict[str, set[str]] = {name: {name} for name in parameter_gradients}
+    last_use = [0] * (count + 1)
+    seen: set[str] = set()
+    weight_only: set[int] = set()
+    for index, node in enumerate(nodes):
         ins = [i for i in node.input if i]
         if ins and all(i in weights for i in ins) and not _subgraphs(node):
+            # A Transpose of a weight: no backward of its own; the gradient arrives with the
+            # consumer of its output.
             weights.update(o for o in node.output if o)
+            weight_only.add(index)
+            derived: set[str] = set()
+            for name in ins:
+                derived |= sources.get(name, set())
+            for out in node.output:
+                sources[out] = derived
+    for index in range(count - 1, -1, -1):
+        if index in weight_only:
+            continue
+        for used in _inputs_with_subgraphs(nodes[index]):
+            for weight in sources.get(used, set()):
+                if weight not in seen:
+                    seen.add(weight)
+                    last_use[index] += parameter_gradients[weight]
+    unseen = sum(n for w, n in parameter_gradients.items() if w not in seen)
+    other_gradients = max(0, all_gradients - sum(parameter_gradients.values()))
     start: dict[str, int] = {i.name: 0 for i in graph.input if i.name not in weights}
     end: dict[str, int] = dict.fromkeys(start, 0)
     root: dict[str, str] = {}
@@ -949,25 +1019,36 @@ def _backward_peak(
     for nbytes_, index in saved.values():
         by_saver[min(max(index, 0), count)] += nbytes_
     held_output = (output.nbytes or 0) if output is not None else 0
-    saved_total = int(sum(by_saver) * checkpointing)
     best = _BackwardPeak(
-        saved_total,
-        held_output,
+        int(sum(by_saver) * checkpointing * scale),
+        int(held_output * scale),
+        other_gradients,
         0,
-        int(held_output * loss_factor),
+        int(held_output * loss_factor * scale),
         "the loss, before the first node's backward",
     )
+    # Parameter gradients present at node i's backward: those last used at i or later.
+    grads_from = [0] * (count + 1)
+    for index in range(count - 1, -1, -1):
+        grads_from[index] = grads_from[index + 1] + last_use[index]
     running_live = 0
     running_saved = 0
     for index, node in enumerate(nodes):
         running_live += live[index]
         running_saved += by_saver[index]
-        conv = int(_conv_buffer_bytes(node, lookup) * conv_factor)
-        grads = running_live + held_output
-        total = int(running_saved * checkpointing) + grads + conv
-        if total > best.saved + best.gradients + best.conv + best.loss:
-            where = f"the backward of {node_label(node, index)}"
-            best = _BackwardPeak(int(running_saved * checkpointing), grads, conv, 0, where)
+        conv = _conv_buffer_bytes(node, lookup) * conv_factor
+        if node.op_type == "LSTM" and node.output:
+            conv += size_of(MAIN_GRAPH, node.output[0]) * lstm_factor
+        point = _BackwardPeak(
+            int(running_saved * checkpointing * scale),
+            int((running_live + held_output) * scale),
+            min(grads_from[index] + unseen + other_gradients, all_gradients),
+            int(conv * scale),
+            0,
+            f"the backward of {node_label(node, index)}",
+        )
+        if point.total > best.total:
+            best = point
     return best
 
 
@@ -1059,14 +1140,19 @@ def _saved_activation_bytes(
 
 
 def _saved_tensors(
-    model: onnx.ModelProto, shapes: InferredShapes, alias_ops: frozenset[str]
+    model: onnx.ModelProto,
+    shapes: InferredShapes,
+    alias_ops: frozenset[str],
+    *,
+    lstm_workspace_factor: float = 5.0,
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """``(graph, buffer) -> (bytes, first saver)`` of what autograd keeps for backward.
 
     ``first saver`` is the index in the main graph's node order of the earliest node whose
     backward needs the buffer: backward runs in reverse order, so the buffer is freed once that
     node's backward has run. Buffers saved inside subgraphs get 0 (held through all of
-    backward). MaxPool's int64 indices are buffers of their own (``<output>#indices``).
+    backward). MaxPool's int64 indices are buffers of their own (``<output>#indices``), and so
+    is an LSTM's oneDNN workspace (``<Y>#workspace``, ``lstm_workspace_factor`` x ``Y``).
     """
     lookup = shapes.lookup()
     sizes = {key: t.nbytes or 0 for key, t in lookup.items()}
@@ -1128,6 +1214,12 @@ def _saved_tensors(
                         shape.num_elements * 8,
                         index if main else 0,
                     )
+            if node.op_type == "LSTM" and node.output and node.output[0]:
+                workspace = _lookup_size(sizes, path, node.output[0]) * lstm_workspace_factor
+                found[(path, node.output[0] + "#workspace")] = (
+                    int(workspace),
+                    index if main else 0,
+                )
         for name, index in saved.items():
             found[(path, name)] = (_lookup_size(sizes, path, name), index)
     return found

@@ -281,35 +281,38 @@ def test_saved_activations_and_checkpointing() -> None:
 
 
 def _classifier(tail: str | None = None) -> onnx.ModelProto:
-    """X[4, 8] -> MatMul W[8, 1000] -> Y[4, 1000] (optionally through a ``tail`` op)."""
+    """X[64, 8] -> MatMul W[8, 1000] -> Y[64, 1000] (optionally through a ``tail`` op)."""
     w = numpy_helper.from_array(np.ones((8, 1000), dtype=np.float32), "W")
     nodes = [helper.make_node("MatMul", ["X", "W"], ["Y" if tail is None else "H"])]
     if tail is not None:
         nodes.append(helper.make_node(tail, ["H"], ["Y"]))
-    return _make(nodes, [_vi("X", [4, 8])], [_vi("Y", None)], [w])
+    return _make(nodes, [_vi("X", [64, 8])], [_vi("Y", None)], [w])
 
 
 @pytest.mark.parametrize(
     ("loss", "factor", "expected"),
     [
-        (Loss.AUTO, None, 3 * 16000),  # [batch, classes] logits of a MatMul: cross-entropy
-        (Loss.CROSS_ENTROPY, None, 3 * 16000),
-        (Loss.MSE, None, 2 * 16000),
-        (Loss.MSE, 1.5, 24000),  # a custom factor overrides the loss's own
-        (Loss.SUM, None, 0),  # 128 + 16000 + 16000 at the loss < MatMul's backward: 32256
+        (Loss.AUTO, None, 3 * 256000),  # [batch, classes] logits of a MatMul: cross-entropy
+        (Loss.CROSS_ENTROPY, None, 3 * 256000),
+        (Loss.MSE, None, 2 * 256000),
+        (Loss.MSE, 1.5, 384000),  # a custom factor overrides the loss's own
+        (Loss.SUM, None, 0),  # 2048 + 2 x 256000 at the loss < MatMul's backward: 548096
     ],
 )
 def test_loss_term(loss: Loss, factor: float | None, expected: int) -> None:
-    # Before MatMul's backward: saved X (128 B), the held output Y (16000 B) and the loss's
-    # buffers. At MatMul's backward: X, the gradient of Y and the held output: 32256 B.
+    # Before MatMul's backward: saved X (2048 B), the held output Y (256000 B) and the loss's
+    # buffers, no parameter gradient yet. At MatMul's backward: X, X again and Y's gradient
+    # (live in forward there), the held output and W's gradient (32000 B): 548096 B.
     tr = estimate_memory(
         _classifier(), train=True, loss=loss, loss_output_factor=factor, training_framework_bytes=0
     ).training
     assert tr is not None
     assert tr.loss is (Loss.CROSS_ENTROPY if loss is Loss.AUTO else loss)
     assert tr.item("loss") == expected
-    assert tr.item("saved_activations") == 128
-    assert tr.item("activation_gradients") == (16000 if expected else 128 + 2 * 16000)
+    assert tr.item("saved_activations") == 2048
+    at_node = 2048 + 2 * 256000
+    assert tr.item("activation_gradients") == (256000 if expected else at_node)
+    assert tr.item("gradients_so_far") == (0 if expected else 32000)
 
 
 def test_auto_loss_follows_the_output() -> None:
@@ -345,16 +348,19 @@ def test_backward_walk_frees_saved_tensors_in_reverse() -> None:
     tr = estimate_memory(model, train=True, loss=Loss.SUM, training_framework_bytes=0).training
     assert tr is not None
     assert tr.saved_activations_bytes == 2048
-    assert tr.item("saved_activations") == 2048
+    # Node by node (reverse): MatMul2: X, R saved + R, Y grads + held Y + W2's gradient = 7200;
+    # Relu: 2048 + 2064 + 4096 = 8208; MatMul1: X saved + X, H + held Y + both gradients.
+    w1, w2 = 256 * 256 * 4, 256 * 4 * 4
+    assert tr.item("saved_activations") == 1024
     assert tr.item("activation_gradients") == 2048 + 16
-    assert tr.item("loss") == 0 and tr.item("convolution_buffers") == 0
-    params = 256 * 256 + 256 * 4
-    weights_and_grads = 2 * 4 * params
-    assert tr.phase_bytes[StepPhase.FIRST_BACKWARD] == weights_and_grads + 4112
-    assert tr.phase_bytes[StepPhase.BACKWARD] == weights_and_grads + 8 * params + 4112
-    # Adam's update: weights, gradients, two state buffers and 2 x the largest tensor.
-    assert tr.phase_bytes[StepPhase.OPTIMIZER_STEP] == 16 * params + 2 * 4 * 256 * 256
-    # The 256 KiB weight's Adam temporaries outweigh 4 KiB of activations: both peaks are there.
+    assert tr.item("gradients_so_far") == w1 + w2
+    assert tr.item("loss") == 0 and tr.item("backward_buffers") == 0
+    backward = 1024 + 2064 + w1 + w2
+    weights = w1 + w2
+    assert tr.phase_bytes[StepPhase.FIRST_BACKWARD] == weights + backward
+    assert tr.phase_bytes[StepPhase.BACKWARD] == weights + 2 * weights + backward
+    # Adam's update: weights, gradients, two state buffers and 3 x the largest tensor.
+    assert tr.phase_bytes[StepPhase.OPTIMIZER_STEP] == 4 * weights + 3 * w1
     assert tr.first_step_peak_bytes == tr.peak_bytes == tr.phase_bytes[StepPhase.OPTIMIZER_STEP]
     assert tr.steady_peak_phase is StepPhase.OPTIMIZER_STEP
 
@@ -369,11 +375,11 @@ def test_convolution_buffers(kernel: int, buffers: int) -> None:
     model = _make([node], [_vi("X", [1, 4, 8, 8])], [_vi("Y", None)], [w])
     tr = estimate_memory(model, train=True, loss=Loss.SUM, training_framework_bytes=0).training
     assert tr is not None
-    assert tr.item("convolution_buffers") == buffers
+    assert tr.item("backward_buffers") == buffers
     zero = estimate_memory(
         model, train=True, loss=Loss.SUM, training_framework_bytes=0, conv_backward_factor=0.0
     ).training
-    assert zero is not None and zero.item("convolution_buffers") == 0
+    assert zero is not None and zero.item("backward_buffers") == 0
 
 
 def test_json_keys() -> None:
@@ -572,3 +578,16 @@ def test_external_weights_are_mapped_not_copied(tmp_path) -> None:  # type: igno
     # inline: creation 2 x W dominates; external: every weight once, no original beside the copy
     assert inline.peak_bytes == max(2 * weights, weights + packed + acts)
     assert external.peak_bytes == max(packed + packed, weights + acts)
+
+
+def test_lstm_keeps_its_workspace() -> None:
+    # X[4, 2, 8] -> LSTM(hidden 4) -> Y[4, 1, 2, 4] (128 B). Saved: X (256 B), Y, and oneDNN's
+    # workspace, 5 x Y; at its backward the LSTM's scratch holds 13 x Y.
+    w = numpy_helper.from_array(np.ones((1, 16, 8), dtype=np.float32), "W")
+    r = numpy_helper.from_array(np.ones((1, 16, 4), dtype=np.float32), "R")
+    node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=4)
+    model = _make([node], [_vi("X", [4, 2, 8])], [_vi("Y", None)], [w, r])
+    tr = estimate_memory(model, train=True, loss=Loss.SUM, training_framework_bytes=0).training
+    assert tr is not None
+    assert tr.saved_activations_bytes == 256 + 128 + 5 * 128
+    assert tr.item("backward_buffers") == 13 * 128
