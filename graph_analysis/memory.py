@@ -789,7 +789,7 @@ def _training_estimate(
             "saved_activations",
             peak.saved,
             f"tensors kept for backward still needed at {peak.where} (of "
-            f"{saved_total * checkpointing * scale / MiB:.1f} MiB saved) x {checkpointing:g} "
+            f"{int(saved_total * checkpointing * scale):,} B saved in all) x {checkpointing:g} "
             "(checkpointing)" + half_note,
             backward,
         ),
