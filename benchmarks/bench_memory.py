@@ -107,11 +107,18 @@ def main(names: list[str]) -> None:
             est = replace(est, training=train_est.training)
             on = measure_inference(path, bindings, runs=3, arena=True)
             off = measure_inference(path, bindings, runs=3, arena=False)
-            train = measure_training_step(f"{SOURCE}:{name}", inputs, optimizer=Optimizer.ADAM)
-            fixed = measure_training_step(
-                f"{SOURCE}:{name}", inputs, optimizer=Optimizer.ADAM, malloc_mmap_threshold=1 << 17
-            )
             assert est.training is not None
+            loss = est.training.loss  # the measured step uses the estimate's loss
+            train = measure_training_step(
+                f"{SOURCE}:{name}", inputs, optimizer=Optimizer.ADAM, loss=loss
+            )
+            fixed = measure_training_step(
+                f"{SOURCE}:{name}",
+                inputs,
+                optimizer=Optimizer.ADAM,
+                loss=loss,
+                malloc_mmap_threshold=1 << 17,
+            )
             rows.append((name, est, on, off, train, fixed))
             tr = est.training
             print(
