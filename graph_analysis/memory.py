@@ -478,6 +478,7 @@ def estimate_memory(
     conv_backward_factor: float = 1.0,
     lstm_workspace_factor: float = 5.0,
     lstm_backward_factor: float = 13.0,
+    conv_scratchpad_bytes: int = 6_900_000,
     pytorch_basis: bool = False,
 ) -> MemoryEstimate:
     """Estimate inference (and optionally training) memory of an ONNX model.
@@ -514,6 +515,9 @@ def estimate_memory(
         lstm_workspace_factor: resident bytes of the workspace PyTorch's oneDNN LSTM keeps for
             backward, in multiples of the LSTM's output ``Y`` (saved with its input and
             outputs): 5 measured (6.1 x Y held after forward, Y included, over five shapes).
+        conv_scratchpad_bytes: oneDNN's persistent scratchpad once the process has run a
+            stride-1 convolution with a kernel above 1x1 (6.6-7.0 MiB measured, whatever the
+            channels, batch and map size, once per process, not per convolution).
         lstm_backward_factor: scratch the oneDNN LSTM backward holds while it runs, in multiples
             of ``Y`` beyond the input's and output's gradients: 11-15 measured at
             batch x hidden >= 4096, more on smaller shapes.
@@ -610,6 +614,7 @@ def estimate_memory(
             loss_output_factor=loss_output_factor,
             conv_backward_factor=conv_backward_factor,
             lstm_factors=(lstm_workspace_factor, lstm_backward_factor),
+            conv_scratchpad_bytes=conv_scratchpad_bytes,
             pytorch_basis=pytorch_basis,
             parameter_split=_split_from_report(report) if report is not None else None,
         )
@@ -698,6 +703,7 @@ def _training_estimate(
     loss_output_factor: float | None,
     conv_backward_factor: float,
     lstm_factors: tuple[float, float],
+    conv_scratchpad_bytes: int,
     pytorch_basis: bool,
     parameter_split: tuple[int, int, int] | None,
 ) -> TrainingEstimate:
@@ -815,6 +821,12 @@ def _training_estimate(
             f"{_LOSS_TERMS[loss] if loss_output_factor is None else 'custom factor'}); "
             "held only before the first node's backward" + half_note,
             backward,
+        ),
+        TrainingItem(
+            "convolution_scratchpad",
+            conv_scratchpad_bytes if _has_spatial_conv(model) else 0,
+            "fixed: oneDNN's persistent scratchpad once a stride-1 Conv with a kernel above 1x1 "
+            "has run",
         ),
         TrainingItem("framework_overhead", framework_bytes, "fixed: autograd engine, kernels"),
     ]
@@ -1068,6 +1080,21 @@ def _outer_names(graph: onnx.GraphProto) -> set[str]:
             used |= _outer_names(sub)
         defined.update(o for o in node.output if o)
     return used - defined
+
+
+def _has_spatial_conv(model: onnx.ModelProto) -> bool:
+    """Whether some Conv has a kernel above 1x1 and stride 1 (its attributes, else its weight)."""
+    for _path, graph in iter_graphs(model.graph):
+        dims_of = {i.name: tuple(i.dims) for i in graph.initializer}
+        for node in graph.node:
+            if node.op_type != "Conv":
+                continue
+            attrs = {a.name: list(a.ints) for a in node.attribute}
+            kernel = attrs.get("kernel_shape") or list(dims_of.get(node.input[1], ())[2:])
+            strides = attrs.get("strides") or [1]
+            if any(k > 1 for k in kernel) and all(st == 1 for st in strides):
+                return True
+    return False
 
 
 def _conv_buffer_bytes(node: onnx.NodeProto, lookup: Mapping[tuple[str, str], TensorShape]) -> int:
