@@ -516,8 +516,9 @@ def estimate_memory(
             backward, in multiples of the LSTM's output ``Y`` (saved with its input and
             outputs): 5 measured (6.1 x Y held after forward, Y included, over five shapes).
         conv_scratchpad_bytes: oneDNN's persistent scratchpad once the process has run a
-            stride-1 convolution with a kernel above 1x1 (6.6-7.0 MiB measured, whatever the
-            channels, batch and map size, once per process, not per convolution).
+            stride-1 convolution with a kernel above 1x1, at most (6.6-7.0 MiB measured from
+            batch 8 at 32x32 to 224x224 maps, whatever the channels; once per process, not per
+            convolution); on tiny maps 16 x that convolution's output instead.
         lstm_backward_factor: scratch the oneDNN LSTM backward holds while it runs, in multiples
             of ``Y`` beyond the input's and output's gradients: 11-15 measured at
             batch x hidden >= 4096, more on smaller shapes.
@@ -824,9 +825,9 @@ def _training_estimate(
         ),
         TrainingItem(
             "convolution_scratchpad",
-            conv_scratchpad_bytes if _has_spatial_conv(model) else 0,
-            "fixed: oneDNN's persistent scratchpad once a stride-1 Conv with a kernel above 1x1 "
-            "has run",
+            int(min(conv_scratchpad_bytes, 16 * _spatial_conv_output_bytes(model, lookup))),
+            f"min({conv_scratchpad_bytes:,} B, 16 x the largest stride-1 Conv output (kernel "
+            "above 1x1)): oneDNN's persistent scratchpad",
         ),
         TrainingItem("framework_overhead", framework_bytes, "fixed: autograd engine, kernels"),
     ]
@@ -1082,19 +1083,30 @@ def _outer_names(graph: onnx.GraphProto) -> set[str]:
     return used - defined
 
 
-def _has_spatial_conv(model: onnx.ModelProto) -> bool:
-    """Whether some Conv has a kernel above 1x1 and stride 1 (its attributes, else its weight)."""
-    for _path, graph in iter_graphs(model.graph):
-        dims_of = {i.name: tuple(i.dims) for i in graph.initializer}
+def _spatial_conv_output_bytes(
+    model: onnx.ModelProto, lookup: Mapping[tuple[str, str], TensorShape]
+) -> int:
+    """Output bytes of the largest stride-1 Conv with a kernel above 1x1 (0 when none).
+
+    oneDNN keeps a scratchpad once such a convolution has run: 6.6-7.0 MiB measured from batch 8
+    at 32x32 up to 224x224 maps, whatever the channels; about 16 x the output on tiny maps
+    (0.96 MiB for a 1 x 16 x 32 x 32 output).
+    """
+    largest = 0
+    for path, graph in iter_graphs(model.graph):
         for node in graph.node:
-            if node.op_type != "Conv":
+            if node.op_type != "Conv" or len(node.input) < 2 or not node.output:
                 continue
             attrs = {a.name: list(a.ints) for a in node.attribute}
-            kernel = attrs.get("kernel_shape") or list(dims_of.get(node.input[1], ())[2:])
+            weight = lookup.get((path, node.input[1]))
+            kernel = attrs.get("kernel_shape") or [
+                d for d in ((weight.dims or ())[2:] if weight else ()) if isinstance(d, int)
+            ]
             strides = attrs.get("strides") or [1]
             if any(k > 1 for k in kernel) and all(st == 1 for st in strides):
-                return True
-    return False
+                out = lookup.get((path, node.output[0]))
+                largest = max(largest, (out.nbytes or 0) if out else 0)
+    return largest
 
 
 def _conv_buffer_bytes(node: onnx.NodeProto, lookup: Mapping[tuple[str, str], TensorShape]) -> int:
