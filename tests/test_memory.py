@@ -593,3 +593,34 @@ def test_lstm_keeps_its_workspace() -> None:
     assert tr is not None
     assert tr.saved_activations_bytes == 256 + 128 + 5 * 128
     assert tr.item("backward_buffers") == 13 * 128
+
+
+@pytest.mark.torch
+def test_measured_losses_follow_pytorch_conventions() -> None:
+    # The training child's losses: cross-entropy over the last dim for rank 2-3 outputs, over dim 1
+    # above (PyTorch's [batch, classes, d1, ...]); mse against a target of the output's shape.
+    torch = pytest.importorskip("torch")
+    from converters._torch_train_child import _loss, _target
+
+    for shape, target_shape in [
+        ((4, 10), (4,)),
+        ((2, 5, 7), (10,)),
+        ((2, 3, 4, 4), (2, 4, 4)),
+    ]:
+        out = torch.randn(shape, requires_grad=True)
+        target = _target(torch, "cross_entropy", out)
+        assert tuple(target.shape) == target_shape and target.dtype == torch.int64
+        loss = _loss(torch, "cross_entropy", out, target)
+        classes = shape[1] if len(shape) > 3 else shape[-1]
+        # Zero logits: cross-entropy is log(classes) whatever the target.
+        zero = _loss(torch, "cross_entropy", torch.zeros(shape), target)
+        assert float(zero) == pytest.approx(np.log(classes), rel=1e-6)
+        loss.backward()
+        assert out.grad is not None and out.grad.shape == out.shape
+    out = torch.ones(3, 2)
+    target = _target(torch, "mse", out)
+    assert target.shape == out.shape
+    assert float(_loss(torch, "mse", out, target)) == pytest.approx(
+        float(((out - target) ** 2).mean()), rel=1e-6
+    )
+    assert float(_loss(torch, "sum", out, None)) == 6.0
