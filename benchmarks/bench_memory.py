@@ -6,22 +6,30 @@ training estimate), estimate with ``graph_analysis.memory.estimate_memory``, mea
 fresh onnxruntime child (arena on and off) and one training step (Adam, fp32, steady state of two
 steps) in a fresh PyTorch child. Prints estimate/measured ratios; targets: inference within 25%,
 training within 30%. Run: ``python benchmarks/bench_memory.py [NAME ...]`` (a few minutes).
+
+``python benchmarks/bench_memory.py --train [NAME ...]``: the training benchmark (``TRAIN_CASES``:
+eight architectures with their heads, two batch sizes each, exported in training mode; Adam,
+fp32, the loss the estimate chooses, three steps in a fresh PyTorch child with a fixed mmap
+threshold), the estimate's first-step and steady-state peaks against the first and the third
+measured step; target: within 20%.
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
-from dataclasses import replace
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import benchmarks.architectures as archs  # noqa: E402
-from converters.torch_train import measure_training_step  # noqa: E402
+from converters.torch_train import TrainingMeasurement, measure_training_step  # noqa: E402
 from graph_analysis.bindings import Bindings, ShapeSpec  # noqa: E402
-from graph_analysis.memory import Optimizer, estimate_memory  # noqa: E402
+from graph_analysis.memory import Optimizer, TrainingEstimate, estimate_memory  # noqa: E402
 from graph_analysis.runtime.measure import InputSpec, measure_inference  # noqa: E402
 
 MiB = 1 << 20
@@ -99,11 +107,18 @@ def main(names: list[str]) -> None:
             est = replace(est, training=train_est.training)
             on = measure_inference(path, bindings, runs=3, arena=True)
             off = measure_inference(path, bindings, runs=3, arena=False)
-            train = measure_training_step(f"{SOURCE}:{name}", inputs, optimizer=Optimizer.ADAM)
-            fixed = measure_training_step(
-                f"{SOURCE}:{name}", inputs, optimizer=Optimizer.ADAM, malloc_mmap_threshold=1 << 17
-            )
             assert est.training is not None
+            loss = est.training.loss  # the measured step uses the estimate's loss
+            train = measure_training_step(
+                f"{SOURCE}:{name}", inputs, optimizer=Optimizer.ADAM, loss=loss
+            )
+            fixed = measure_training_step(
+                f"{SOURCE}:{name}",
+                inputs,
+                optimizer=Optimizer.ADAM,
+                loss=loss,
+                malloc_mmap_threshold=1 << 17,
+            )
             rows.append((name, est, on, off, train, fixed))
             tr = est.training
             print(
@@ -139,5 +154,117 @@ def main(names: list[str]) -> None:
         )
 
 
+# --- training: eight architectures, two batch sizes, first step and steady state ----------------
+
+#: name -> (inputs at a batch size, the two batch sizes). Sizes are reduced where a full-size
+#: model would not train in a few minutes on 2 shared cores (the docstrings in
+#: benchmarks/architectures.py say what each is); ResNet-50 is full size at 224x224.
+TRAIN_CASES: dict[str, tuple[Callable[[int], tuple[InputSpec, ...]], tuple[int, int]]] = {
+    "mlp": (lambda b: (InputSpec("input", FLOAT, (b, 1024)),), (64, 256)),
+    "cnn": (lambda b: (InputSpec("input", FLOAT, (b, 3, 64, 64)),), (8, 32)),
+    "resnet50": (lambda b: (InputSpec("pixel_values", FLOAT, (b, 3, 224, 224)),), (2, 8)),
+    "bert_mlm": (lambda b: (InputSpec("input_ids", INT64, (b, 128)),), (4, 16)),
+    "hf_gpt2": (lambda b: (InputSpec("input_ids", INT64, (b, 128)),), (4, 16)),
+    "vit_classifier": (lambda b: (InputSpec("pixel_values", FLOAT, (b, 3, 64, 64)),), (8, 32)),
+    "t5_lm": (
+        lambda b: (
+            InputSpec("input_ids", INT64, (b, 64)),
+            InputSpec("decoder_input_ids", INT64, (b, 64)),
+        ),
+        (4, 16),
+    ),
+    "lstm_lm": (lambda b: (InputSpec("input_ids", INT64, (b, 64)),), (8, 32)),
+}
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    """One training case: the estimate and the measured steps (fixed mmap threshold)."""
+
+    name: str
+    batch: int
+    estimate: TrainingEstimate
+    measured: TrainingMeasurement
+    seconds: float
+
+
+def train_rows(names: list[str], *, mmap_threshold: int | None = 1 << 17) -> list[TrainingRow]:
+    """Export each architecture in training mode, estimate and measure it at both batch sizes.
+
+    ``mmap_threshold``: glibc's ``M_MMAP_THRESHOLD`` in the measuring child (None: glibc's
+    dynamic default, whose heap slack moves the peak by up to +-15% run to run).
+    """
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names or list(TRAIN_CASES):
+            make_inputs, batches = TRAIN_CASES[name]
+            path = export(name, make_inputs(2), Path(tmp), training=True)
+            for batch in batches:
+                inputs = make_inputs(batch)
+                bindings = Bindings(shapes=tuple(ShapeSpec(i.name, i.dims) for i in inputs))
+                t0 = time.perf_counter()
+                est = estimate_memory(
+                    path, bindings, train=True, optimizer=Optimizer.ADAM, pytorch_basis=True
+                ).training
+                assert est is not None
+                measured = measure_training_step(
+                    f"{SOURCE}:{name}",
+                    inputs,
+                    optimizer=Optimizer.ADAM,
+                    loss=est.loss,
+                    steps=3,
+                    malloc_mmap_threshold=mmap_threshold,
+                )
+                row = TrainingRow(name, batch, est, measured, time.perf_counter() - t0)
+                rows.append(row)
+                print(_train_line(row), flush=True)
+    return rows
+
+
+def _train_line(row: TrainingRow) -> str:
+    est, m = row.estimate, row.measured
+    items = "  ".join(f"{i.name[:10]} {i.nbytes / MiB:.1f}" for i in est.items if i.nbytes)
+    return (
+        f"{row.name:<15} b{row.batch:<3} {est.loss.value:<13} first est "
+        f"{est.first_step_peak_bytes / MiB:7.1f} meas {m.first_step_peak_bytes / MiB:7.1f} "
+        f"({est.first_step_peak_bytes / m.first_step_peak_bytes:4.2f})  steady est "
+        f"{est.peak_bytes / MiB:7.1f} meas {m.steady_peak_bytes / MiB:7.1f} "
+        f"({est.peak_bytes / m.steady_peak_bytes:4.2f})  steps "
+        f"{' '.join(f'{p / MiB:.1f}' for p in m.step_peak_bytes)}  [{items}]  {row.seconds:.0f} s"
+    )
+
+
+def train_table(rows: list[TrainingRow]) -> str:
+    """The Markdown table docs/memory.md records."""
+    lines = [
+        "| model | batch, input | loss | parameters | first step est. / measured MiB | ratio"
+        " | steady state est. / measured MiB | ratio |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        est, m = row.estimate, row.measured
+        dims = ", ".join(
+            "x".join(str(d) for d in i.dims) for i in TRAIN_CASES[row.name][0](row.batch)
+        )
+        lines.append(
+            f"| {row.name} | {dims} | {est.loss.value} | {m.num_parameters / 1e6:.1f} M | "
+            f"{est.first_step_peak_bytes / MiB:.1f} / {m.first_step_peak_bytes / MiB:.1f} | "
+            f"{est.first_step_peak_bytes / m.first_step_peak_bytes:.2f} | "
+            f"{est.peak_bytes / MiB:.1f} / {m.steady_peak_bytes / MiB:.1f} | "
+            f"{est.peak_bytes / m.steady_peak_bytes:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def train_main(names: list[str]) -> None:
+    """``python benchmarks/bench_memory.py --train [NAME ...]``: the training table."""
+    rows = train_rows(names)
+    print()
+    print(train_table(rows))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--train"]:
+        train_main(sys.argv[2:])
+    else:
+        main(sys.argv[1:])

@@ -54,7 +54,7 @@ from graph_analysis.deploy import (
     scan_folder,
 )
 from graph_analysis.errors import ModelsizeError, ShapeBindingError, UsageError
-from graph_analysis.memory import Optimizer, TrainingPrecision
+from graph_analysis.memory import Loss, Optimizer, TrainingPrecision
 from graph_analysis.runtime.compare import compare_models
 from graph_analysis.runtime.profile import OptimizationLevel
 
@@ -420,6 +420,12 @@ def memory(
             "--checkpointing", min=0.01, max=1.0, help="Fraction of saved activations kept."
         ),
     ] = 1.0,
+    loss: Annotated[
+        Loss,
+        typer.Option(
+            "--loss", help="Loss of the training step (auto: cross-entropy for logits, else mse)."
+        ),
+    ] = Loss.AUTO,
     measure: Annotated[
         bool, typer.Option("--measure", help="Also measure (onnxruntime; PyTorch training step).")
     ] = False,
@@ -443,6 +449,7 @@ def memory(
             optimizer=optimizer,
             precision=precision,
             checkpointing=checkpointing,
+            loss=loss,
             measure=measure,
             runs=5,
             torch_source=torch_source,

@@ -10,7 +10,7 @@ from rich.table import Table
 from cli.render import OutputFormat, format_bytes
 from converters.memory_source import SourceMemory
 from converters.torch_train import TrainingComparison
-from graph_analysis.memory import MemoryEstimate, memory_to_dict
+from graph_analysis.memory import MemoryEstimate, StepPhase, memory_to_dict
 from graph_analysis.runtime.measure import InferenceMeasurement, MemoryComparison
 
 __all__ = [
@@ -119,20 +119,48 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
         train = Table(
             title=(
                 f"Training step (estimated: {tr.optimizer.value}, {tr.precision.value}, "
-                f"checkpointing {tr.checkpointing:g}; {tr.basis})"
+                f"checkpointing {tr.checkpointing:g}, loss {tr.loss.value}: {tr.loss_reason}; "
+                f"{tr.basis})"
             ),
             title_justify="left",
         )
         train.add_column("item")
         train.add_column("size", justify="right")
+        train.add_column("held during")
         train.add_column("formula")
         for item in tr.items:
-            train.add_row(item.name.replace("_", " "), _mib(item.nbytes), item.formula)
+            train.add_row(
+                item.name.replace("_", " "),
+                _mib(item.nbytes),
+                _held_during(item.phases),
+                item.formula,
+            )
+        p = f"P = {tr.trainable_parameters:,}"
         train.add_row(
-            "peak", _mib(tr.peak_bytes), f"sum; P = {tr.trainable_parameters:,}", style="bold"
+            "peak, first step",
+            _mib(tr.first_step_peak_bytes),
+            tr.first_step_peak_phase.value.replace("_", " "),
+            f"sum of the items held then (no optimizer state during backward); {p}",
+        )
+        train.add_row(
+            "peak, steady state",
+            _mib(tr.peak_bytes),
+            tr.steady_peak_phase.value.replace("_", " "),
+            "sum of the items held then (every step from the second on)",
+            style="bold",
         )
         tables.append(train)
     return tables
+
+
+def _held_during(phases: tuple[StepPhase, ...]) -> str:
+    if set(phases) == set(StepPhase):
+        return "whole step"
+    if set(phases) == {StepPhase.FIRST_BACKWARD, StepPhase.BACKWARD}:
+        return "backward"
+    if set(phases) == {StepPhase.BACKWARD, StepPhase.OPTIMIZER_STEP}:
+        return "optimizer step; backward from step 2"
+    return ", ".join(phase.value.replace("_", " ") for phase in phases)
 
 
 def _inference_measured_table(comparison: MemoryComparison) -> Table:
@@ -166,8 +194,11 @@ def training_comparison_to_dict(comparison: TrainingComparison) -> dict[str, obj
         "source": m.source,
         "optimizer": m.optimizer.value,
         "precision": m.precision.value,
+        "loss": m.loss.value,
         "peak_bytes": m.peak_bytes,
+        "steady_peak_bytes": m.steady_peak_bytes,
         "first_step_peak_bytes": m.first_step_peak_bytes,
+        "step_peak_bytes": list(m.step_peak_bytes),
         "model_bytes": m.model_bytes,
         "param_bytes": m.param_bytes,
         "num_parameters": m.num_parameters,
@@ -175,6 +206,7 @@ def training_comparison_to_dict(comparison: TrainingComparison) -> dict[str, obj
         "step_seconds": list(m.step_seconds),
         "torch_version": m.torch_version,
         "ratio": round(comparison.ratio, 4),
+        "first_step_ratio": round(comparison.first_step_ratio, 4),
     }
     return data
 
@@ -182,14 +214,26 @@ def training_comparison_to_dict(comparison: TrainingComparison) -> dict[str, obj
 def _training_measured_table(comparison: TrainingComparison) -> Table:
     m = comparison.measurement
     table = Table(title="Measured training step (PyTorch CPU, fresh child)", title_justify="left")
-    for column in ("source", "parameters", "peak", "first step peak", "estimate / measured"):
+    for column in ("source", "parameters", "loss", "step", "measured peak", "estimate / measured"):
         table.add_column(column, justify="right")
+    est = comparison.estimate.training
+    first_est = est.first_step_peak_bytes if est is not None else 0
     table.add_row(
         m.source,
         f"{m.num_parameters:,}",
-        _mib(m.peak_bytes),
+        m.loss.value,
+        "first",
         _mib(m.first_step_peak_bytes),
-        f"{comparison.ratio:.2f}",
+        f"{_mib(first_est)} / {_mib(m.first_step_peak_bytes)} = {comparison.first_step_ratio:.2f}",
+    )
+    steady_est = est.peak_bytes if est is not None else 0
+    table.add_row(
+        "",
+        "",
+        "",
+        f"steady (step {len(m.step_peak_bytes)})",
+        _mib(m.steady_peak_bytes),
+        f"{_mib(steady_est)} / {_mib(m.steady_peak_bytes)} = {comparison.ratio:.2f}",
     )
     return table
 

@@ -16,7 +16,13 @@ from converters._child import ProgressCallback
 from converters.sources import ConversionResult, SourceKind, convert_source, detect_source
 from converters.torch_train import TrainingComparison, compare_training
 from graph_analysis.bindings import Bindings
-from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
+from graph_analysis.memory import (
+    Loss,
+    MemoryEstimate,
+    Optimizer,
+    TrainingPrecision,
+    estimate_memory,
+)
 from graph_analysis.runtime.measure import MemoryComparison, compare_memory
 
 __all__ = ["SourceMemory", "source_memory"]
@@ -49,6 +55,7 @@ def source_memory(
     optimizer: Optimizer = Optimizer.ADAM,
     precision: TrainingPrecision = TrainingPrecision.FP32,
     checkpointing: float = 1.0,
+    loss: Loss = Loss.AUTO,
     measure: bool = False,
     arenas: tuple[bool, ...] = (True, False),
     runs: int = 10,
@@ -60,7 +67,8 @@ def source_memory(
     Args:
         source: an ``.onnx`` file or anything ``modelsize convert`` accepts.
         bindings: input shapes: the example inputs of an export, and the dims the estimate binds.
-        train, optimizer, precision, checkpointing: the training estimate's assumptions.
+        train, optimizer, precision, checkpointing, loss: the training estimate's assumptions
+            (the measured training step uses the estimate's loss).
         measure: run the model in onnxruntime (``arenas`` settings, ``runs`` timed runs), and with
             ``train`` a PyTorch training step when the source is PyTorch code.
         torch_source: the PyTorch code (``file.py:Name``) an ONNX ``source`` came from, to measure
@@ -92,6 +100,7 @@ def source_memory(
             optimizer=optimizer,
             precision=precision,
             checkpointing=checkpointing,
+            loss=loss,
             pytorch_basis=code_source is not None,
         )
         inference = None
@@ -108,6 +117,7 @@ def source_memory(
                 optimizer=optimizer,
                 precision=precision,
                 checkpointing=checkpointing,
+                loss=loss,
             )
             estimate = training.estimate
     return SourceMemory(source, estimate, inference, training, conversion)

@@ -2,10 +2,12 @@
 
 The source is a ``file.py:Name`` (an ``nn.Module`` subclass or factory taking no arguments, or a
 module instance). The child imports the source's module, records its resident set as the baseline,
-resets the peak counter, builds the model, and runs ``steps`` training steps (forward, a
-mean-square loss on the first floating-point output, backward, optimizer step,
-``zero_grad(set_to_none=True)``). Reported: the peak resident growth over the baseline (weights,
-gradients, optimizer state, saved activations, framework memory), per step.
+builds the model, and runs ``steps`` training steps (forward, the loss on the first
+floating-point output, backward, optimizer step, ``zero_grad(set_to_none=True)``), resetting the
+kernel's peak counter before each. Reported: each step's peak resident growth over the baseline
+(weights, gradients, optimizer state, saved activations, framework memory). The first step and
+the later ones differ: Adam's state is created in the first ``step()``, after backward has freed
+the activations, so only later steps hold both.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from pathlib import Path
 
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import InternalError, MissingExtraError, SourceError
-from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
+from graph_analysis.memory import (
+    Loss,
+    MemoryEstimate,
+    Optimizer,
+    TrainingPrecision,
+    estimate_memory,
+)
 from graph_analysis.runtime._child_process import run_json_child
 from graph_analysis.runtime._feeds import specs_to_json
 from graph_analysis.runtime.measure import InputSpec, model_input_specs
@@ -41,9 +49,13 @@ class TrainingMeasurement:
         source: the ``file.py:Name`` measured.
         optimizer: the optimizer used.
         precision: the precision used (mixed: bfloat16 autocast on CPU).
+        loss: the loss used (cross-entropy, mean-square error or a plain sum).
         model_bytes: resident growth once the model is built (weights and construction leftovers).
-        peak_bytes: peak resident growth over all steps (steady state from the second step on).
-        first_step_peak_bytes: peak growth through the first step (optimizer state created there).
+        step_peak_bytes: each step's peak resident growth over the baseline.
+        first_step_peak_bytes: the first step's peak (optimizer state created after backward).
+        steady_peak_bytes: the last step's peak (the steady state: the optimizer state is held
+            through backward); equal to the first step's when only one step ran.
+        peak_bytes: the largest step peak.
         param_bytes: counted: ``sum(p.numel() * p.element_size())`` in the child.
         num_parameters: ``sum(p.numel() for p in model.parameters())``.
         trainable_parameters: the same over parameters with ``requires_grad``.
@@ -54,9 +66,12 @@ class TrainingMeasurement:
     source: str
     optimizer: Optimizer
     precision: TrainingPrecision
+    loss: Loss
     model_bytes: int
-    peak_bytes: int
+    step_peak_bytes: tuple[int, ...]
     first_step_peak_bytes: int
+    steady_peak_bytes: int
+    peak_bytes: int
     param_bytes: int
     num_parameters: int
     trainable_parameters: int
@@ -70,7 +85,8 @@ def measure_training_step(
     *,
     optimizer: Optimizer = Optimizer.ADAM,
     precision: TrainingPrecision = TrainingPrecision.FP32,
-    steps: int = 2,
+    loss: Loss = Loss.MSE,
+    steps: int = 3,
     threads: int = 1,
     timeout_s: float = 900.0,
     malloc_mmap_threshold: int | None = None,
@@ -84,7 +100,12 @@ def measure_training_step(
             else passed positionally in order).
         optimizer: SGD, SGD with momentum 0.9, Adam or AdamW (PyTorch defaults otherwise).
         precision: fp32, fp16/bf16 (model cast), or mixed (bfloat16 autocast on CPU).
-        steps: training steps; 2 or more includes a steady-state step.
+        loss: the loss on the first floating-point output: cross-entropy (class-index targets,
+            classes in the last dim for rank 2-3 outputs, in dim 1 above), mean-square error
+            (a random target of the output's shape) or a sum. ``auto`` is not accepted: the
+            estimate chooses, and the measurement uses its choice.
+        steps: training steps; 2 or more includes a steady-state step (3: the steady state
+            measured on a step that follows one which already held the state).
         threads: ``torch.set_num_threads``.
         timeout_s: the child is killed after this many seconds.
         malloc_mmap_threshold: fix glibc's ``M_MMAP_THRESHOLD`` in the child (bytes; e.g. 131072).
@@ -114,6 +135,7 @@ def measure_training_step(
         "source": f"{Path(file_name).resolve()}:{attr}" if is_file else source,
         "optimizer": Optimizer(optimizer).value,
         "precision": TrainingPrecision(precision).value,
+        "loss": Loss(loss).value,
         "steps": max(1, steps),
         "threads": threads,
         "inputs": specs_to_json(inputs),
@@ -135,9 +157,12 @@ def measure_training_step(
         source=source,
         optimizer=Optimizer(optimizer),
         precision=TrainingPrecision(precision),
+        loss=Loss(loss),
         model_bytes=max(0, int(data["model_rss_bytes"]) - baseline),
-        peak_bytes=max(peaks),
+        step_peak_bytes=tuple(peaks),
         first_step_peak_bytes=peaks[0],
+        steady_peak_bytes=peaks[-1],
+        peak_bytes=max(peaks),
         param_bytes=int(data["param_bytes"]),
         num_parameters=int(data["num_parameters"]),
         trainable_parameters=int(data["trainable_parameters"]),
@@ -150,15 +175,21 @@ def measure_training_step(
 class TrainingComparison:
     """A training estimate from the ONNX graph next to a measured PyTorch training step.
 
+    Each estimated figure is paired with the measurement of the same step: the steady-state
+    estimate with the last measured step, the first-step estimate with the first step.
+
     Attributes:
         estimate: the estimate (``estimate.training`` is set).
-        measurement: the measured step.
-        ratio: ``estimate.training.peak_bytes / measurement.peak_bytes``.
+        measurement: the measured steps.
+        ratio: steady state: ``estimate.training.peak_bytes / measurement.steady_peak_bytes``.
+        first_step_ratio: ``estimate.training.first_step_peak_bytes /
+            measurement.first_step_peak_bytes``.
     """
 
     estimate: MemoryEstimate
     measurement: TrainingMeasurement
     ratio: float
+    first_step_ratio: float
 
 
 def compare_training(
@@ -169,14 +200,17 @@ def compare_training(
     optimizer: Optimizer = Optimizer.ADAM,
     precision: TrainingPrecision = TrainingPrecision.FP32,
     checkpointing: float = 1.0,
-    steps: int = 2,
+    loss: Loss = Loss.AUTO,
+    steps: int = 3,
 ) -> TrainingComparison:
     """Estimate a training step from ``onnx_path`` and measure the PyTorch ``source`` it came from.
 
     The inputs fed to PyTorch are the ONNX model's inputs with the bound shapes, matched to
     ``forward``'s parameters by name. Export the ONNX in training mode
     (``torch.onnx.export(..., training=torch.onnx.TrainingMode.TRAINING)``) for the closest
-    estimate: eval exports fold BatchNorm into Conv, hiding the activations it saves.
+    estimate: eval exports fold BatchNorm into Conv, hiding the activations it saves. The loss
+    measured is the estimate's (``auto`` resolved from the graph's output). The ratios pair the
+    estimate's first-step and steady-state peaks with the first and the last measured step.
 
     Raises:
         ShapeBindingError, ModelFormatError: bad bindings or model.
@@ -189,13 +223,21 @@ def compare_training(
         optimizer=optimizer,
         precision=precision,
         checkpointing=checkpointing,
+        loss=loss,
         pytorch_basis=True,
-    )
-    inputs = model_input_specs(onnx_path, bindings)
-    measurement = measure_training_step(
-        source, inputs, optimizer=optimizer, precision=precision, steps=steps
     )
     if estimate.training is None:  # estimate_memory(train=True) always sets it
         raise InternalError(onnx_path, "the training estimate is missing")
-    ratio = estimate.training.peak_bytes / max(measurement.peak_bytes, 1)
-    return TrainingComparison(estimate, measurement, ratio)
+    training = estimate.training
+    inputs = model_input_specs(onnx_path, bindings)
+    measurement = measure_training_step(
+        source,
+        inputs,
+        optimizer=optimizer,
+        precision=precision,
+        loss=training.loss,
+        steps=max(steps, 2),
+    )
+    ratio = training.peak_bytes / max(measurement.steady_peak_bytes, 1)
+    first = training.first_step_peak_bytes / max(measurement.first_step_peak_bytes, 1)
+    return TrainingComparison(estimate, measurement, ratio, first)

@@ -15,24 +15,35 @@ from pathlib import Path
 
 import onnx
 
-from graph_analysis._liveness import ALIAS_OPS, GraphLiveness, LiveTensor, analyze_liveness
+from graph_analysis._liveness import (
+    ALIAS_OPS,
+    GraphLiveness,
+    LiveTensor,
+    analyze_liveness,
+    subgraphs_of,
+)
 from graph_analysis._weights import ModelWeights, read_weights
 from graph_analysis.bindings import Bindings
-from graph_analysis.dtypes import DataType
+from graph_analysis.dtypes import DataType, is_floating
 from graph_analysis.loading import load_skeleton, read_model
+from graph_analysis.report import Role
 from graph_analysis.shapes import (
     MAIN_GRAPH,
     InferredShapes,
+    TensorShape,
     infer_shapes,
     iter_graphs,
+    node_label,
 )
 
 __all__ = [
     "InferenceEstimate",
     "LiveTensor",
+    "Loss",
     "MemoryEstimate",
     "Optimizer",
     "OrtCpuModel",
+    "StepPhase",
     "TrainingEstimate",
     "TrainingItem",
     "TrainingPrecision",
@@ -60,6 +71,51 @@ class TrainingPrecision(str, Enum):
     BF16 = "bf16"
     MIXED = "mixed"
 
+
+class Loss(str, Enum):
+    """The loss a training step applies to the model's first floating-point output.
+
+    ``auto`` picks what a user of that kind of model trains with, from the graph's first output:
+    cross-entropy for logits (an LM head over an embedding's vocabulary, or a ``[batch, classes]``
+    output of a Gemm/MatMul), mean-square error otherwise (regression outputs, feature maps,
+    hidden states).
+    """
+
+    AUTO = "auto"
+    CROSS_ENTROPY = "cross_entropy"
+    MSE = "mse"
+    SUM = "sum"
+
+
+#: What each loss holds, in multiples of the output's bytes (PyTorch 2.13 CPU, measured on a
+#: 512 x 32000 fp32 output with a fixed mmap threshold). Cross-entropy: ``log_softmax``'s output
+#: (saved), the gradient ``nll_loss`` hands back and the logits' gradient: 3 at the start of
+#: backward. Mean-square error: the target and the output's gradient (the squared difference is
+#: freed within forward): 2. Sum: the output's gradient only: 1 (a stand-in for custom losses with
+#: small intermediates; ``loss_output_factor`` sets any other multiple).
+LOSS_OUTPUT_FACTORS: Mapping[Loss, float] = {
+    Loss.CROSS_ENTROPY: 3.0,
+    Loss.MSE: 2.0,
+    Loss.SUM: 1.0,
+}
+
+
+class StepPhase(str, Enum):
+    """The moments of a training step whose held memory the estimate adds up.
+
+    ``first_backward``: forward and backward of the first step (no optimizer state yet: Adam
+    creates it in the first ``step()``, after backward has freed the activations).
+    ``backward``: forward and backward from the second step on (the state is held throughout).
+    ``optimizer_step``: the optimizer's update (activations freed, gradients and state held).
+    """
+
+    FIRST_BACKWARD = "first_backward"
+    BACKWARD = "backward"
+    OPTIMIZER_STEP = "optimizer_step"
+
+
+_ALL_PHASES = (StepPhase.FIRST_BACKWARD, StepPhase.BACKWARD, StepPhase.OPTIMIZER_STEP)
+_BACKWARD_PHASES = (StepPhase.FIRST_BACKWARD, StepPhase.BACKWARD)
 
 #: fp32 buffers the optimizer keeps per trainable parameter.
 OPTIMIZER_STATE_BUFFERS: Mapping[Optimizer, int] = {
@@ -117,10 +173,11 @@ SAVES_INPUTS = frozenset(
         "BiasGelu",
         "Attention",
         "MultiHeadAttention",
+        "LSTM",
     }
 )
 SAVES_OUTPUTS = frozenset(
-    {"Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Exp", "Sqrt", "Reciprocal"}
+    {"Relu", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Exp", "Sqrt", "Reciprocal", "LSTM"}
 )
 #: Ops whose backward keeps int64 indices shaped like their first output (max_pool2d_with_indices).
 SAVES_INDICES = frozenset({"MaxPool"})
@@ -236,38 +293,79 @@ class InferenceEstimate:
 
 @dataclass(frozen=True)
 class TrainingItem:
-    """One line of the training estimate: what, bytes, and the formula that gave them."""
+    """One line of the training estimate: what, bytes, the formula, and when it is held.
+
+    Attributes:
+        name: the item (``weights``, ``saved_activations``, ...).
+        nbytes: its bytes.
+        formula: how they were computed.
+        phases: the phases of a step during which the item is held (see :class:`StepPhase`).
+    """
 
     name: str
     nbytes: int
     formula: str
+    phases: tuple[StepPhase, ...] = _ALL_PHASES
 
 
 @dataclass(frozen=True)
 class TrainingEstimate:
     """Estimated peak memory of one training step (forward, backward, optimizer step).
 
+    Each item is held during some phases of the step (:class:`StepPhase`); a phase holds the sum
+    of its items, and a step peaks at its largest phase. The first step never holds the optimizer
+    state and the activations together; later steps do.
+
     Attributes:
         optimizer: the optimizer assumed.
         precision: the precision assumed.
         checkpointing: fraction of saved activations kept (1.0: no activation checkpointing).
+        loss: the loss assumed (never ``auto``: the choice made).
+        loss_reason: why that loss (the user's choice, or what the graph's output looks like).
+        saved_activations_bytes: estimated: every buffer autograd keeps for backward (x the
+            checkpointing fraction, x 1/2 for 16-bit); the items count the part still held at
+            the peak of backward.
         trainable_parameters: counted: elements of floating-point initializers that are parameters
             (BatchNorm running statistics and integer tensors excluded).
         frozen_bytes: counted: non-trainable buffers (running statistics, integer tensors).
         items: the itemised lines (weights, gradients, optimizer state, master copy, saved
-            activations, working memory, framework overhead).
-        peak_bytes: the sum of the items.
+            activations, working memory, loss, framework overhead), each with its phases.
+        phase_bytes: estimated: bytes held in each phase (the sum of its items).
+        first_step_peak_bytes: estimated: peak of the first step, the larger of ``first_backward``
+            and ``optimizer_step``.
+        peak_bytes: estimated: the steady-state peak (every step from the second on), the larger
+            of ``backward`` and ``optimizer_step``; what a training run needs.
         basis: what the figure models (PyTorch on CPU, or framework-neutral).
     """
 
     optimizer: Optimizer
     precision: TrainingPrecision
     checkpointing: float
+    loss: Loss
+    loss_reason: str
+    saved_activations_bytes: int
     trainable_parameters: int
     frozen_bytes: int
     items: tuple[TrainingItem, ...]
+    phase_bytes: Mapping[StepPhase, int]
+    first_step_peak_bytes: int
     peak_bytes: int
     basis: str
+
+    @property
+    def steady_peak_bytes(self) -> int:
+        """The steady-state peak (from the second step on): ``peak_bytes``."""
+        return self.peak_bytes
+
+    @property
+    def first_step_peak_phase(self) -> StepPhase:
+        """The phase where the first step peaks."""
+        return _peak_phase(self.phase_bytes, StepPhase.FIRST_BACKWARD)
+
+    @property
+    def steady_peak_phase(self) -> StepPhase:
+        """The phase where later steps peak."""
+        return _peak_phase(self.phase_bytes, StepPhase.BACKWARD)
 
     def item(self, name: str) -> int:
         """Bytes of the item called ``name`` (0 when absent)."""
@@ -320,8 +418,13 @@ def estimate_memory(
     inputs_live_whole_run: bool = True,
     alias_ops: frozenset[str] = ALIAS_OPS,
     training_framework_bytes: int = 1 * MiB,
-    loss_output_factor: float = 3.0,
-    optimizer_temporaries: float = 2.0,
+    loss: Loss = Loss.AUTO,
+    loss_output_factor: float | None = None,
+    optimizer_temporaries: float = 3.0,
+    conv_backward_factor: float = 1.0,
+    lstm_workspace_factor: float = 5.0,
+    lstm_backward_factor: float = 13.0,
+    conv_scratchpad_bytes: int = 6_900_000,
     pytorch_basis: bool = False,
 ) -> MemoryEstimate:
     """Estimate inference (and optionally training) memory of an ONNX model.
@@ -341,12 +444,30 @@ def estimate_memory(
         training_framework_bytes: fixed memory a training step adds beyond its tensors (about
             1 MiB measured for PyTorch 2.13 on CPU once the process has run one step; the one-time
             initialisation, about 80 MiB of lazy imports, is the process's, not the model's).
-        loss_output_factor: multiples of the graph outputs' bytes the loss adds: its saved
-            intermediate (log-softmax for cross-entropy), the outputs' gradient and one temporary
-            of backward (``softmax - target``; ``2 * out * grad`` for a squared loss): 3.
+        loss: the loss applied to the first floating-point graph output (``train`` only);
+            ``auto`` chooses cross-entropy for logits, mean-square error otherwise.
+        loss_output_factor: multiples of that output's bytes the loss holds at the start of
+            backward, overriding the loss's own (:data:`LOSS_OUTPUT_FACTORS`: cross-entropy 3,
+            mean-square error 2, sum 1) for a custom loss.
         optimizer_temporaries: temporaries of the optimizer step, in multiples of the largest
             trainable tensor, for Adam/AdamW (PyTorch's single-tensor Adam on CPU computes
-            ``exp_avg_sq.sqrt() / bias_correction`` out of place: 2 measured); SGD updates in place.
+            ``exp_avg_sq.sqrt() / bias_correction`` out of place: 3 measured with PyTorch 2.13
+            on 4 MiB and 16 MiB parameters, on the first step and later); SGD updates in place.
+        conv_backward_factor: buffers PyTorch's oneDNN convolution backward holds beyond the
+            gradients, in multiples of one convolution's input plus output bytes, for
+            convolutions with a kernel larger than 1x1 (1.0 measured: the output gradient and the
+            input reordered to oneDNN's blocked layout; transient, so the largest such
+            convolution counts, once).
+        lstm_workspace_factor: resident bytes of the workspace PyTorch's oneDNN LSTM keeps for
+            backward, in multiples of the LSTM's output ``Y`` (saved with its input and
+            outputs): 5 measured (6.1 x Y held after forward, Y included, over five shapes).
+        conv_scratchpad_bytes: oneDNN's persistent scratchpad once the process has run a
+            stride-1 convolution with a kernel above 1x1, at most (6.6-7.0 MiB measured from
+            batch 8 at 32x32 to 224x224 maps, whatever the channels; once per process, not per
+            convolution); on tiny maps 16 x that convolution's output instead.
+        lstm_backward_factor: scratch the oneDNN LSTM backward holds while it runs, in multiples
+            of ``Y`` beyond the input's and output's gradients: 11-15 measured at
+            batch x hidden >= 4096, more on smaller shapes.
         pytorch_basis: label the training figure as modelling PyTorch on CPU (the source was a
             PyTorch model) rather than framework-neutral.
 
@@ -405,7 +526,11 @@ def estimate_memory(
             alias_ops=alias_ops,
             framework_bytes=training_framework_bytes,
             optimizer_temporaries=optimizer_temporaries,
+            loss=Loss(loss),
             loss_output_factor=loss_output_factor,
+            conv_backward_factor=conv_backward_factor,
+            lstm_factors=(lstm_workspace_factor, lstm_backward_factor),
+            conv_scratchpad_bytes=conv_scratchpad_bytes,
             pytorch_basis=pytorch_basis,
         )
     assumptions: dict[str, object] = {
@@ -508,26 +633,59 @@ def _training_estimate(
     alias_ops: frozenset[str],
     framework_bytes: int,
     optimizer_temporaries: float,
-    loss_output_factor: float,
+    loss: Loss,
+    loss_output_factor: float | None,
+    conv_backward_factor: float,
+    lstm_factors: tuple[float, float],
+    conv_scratchpad_bytes: int,
     pytorch_basis: bool,
 ) -> TrainingEstimate:
     trainable = stored.trainable_parameters
     largest_trainable = stored.largest_trainable
     frozen_bytes = stored.frozen_bytes
     half = precision in (TrainingPrecision.FP16, TrainingPrecision.BF16, TrainingPrecision.MIXED)
+    scale = 0.5 if half else 1.0
     value_bytes = 2 if half else 4
     state_buffers = OPTIMIZER_STATE_BUFFERS[optimizer]
     state_bytes = 4 if precision is TrainingPrecision.MIXED else value_bytes
-    saved = _saved_activation_bytes(model, shapes, stored, alias_ops)
+    saved = _saved_tensors(model, shapes, stored, alias_ops, lstm_workspace_factor=lstm_factors[0])
+    saved_total = sum(n for n, _ in saved.values())
     lookup = shapes.lookup()
-    outputs_bytes = sum(
-        lookup[(MAIN_GRAPH, o.name)].nbytes or 0
-        for o in model.graph.output
-        if (MAIN_GRAPH, o.name) in lookup
+    output = _loss_output(model, lookup)
+    if loss is Loss.AUTO:
+        loss, loss_reason = _choose_loss(model, lookup, output)
+    else:
+        loss_reason = "chosen by the user"
+    factor = LOSS_OUTPUT_FACTORS[loss] if loss_output_factor is None else loss_output_factor
+    # Gradients per main-graph parameter, from the one classification (running statistics,
+    # constants and unused tensors get none).
+    grads_by_weight = {
+        w.name: w.num_elements * value_bytes
+        for w in stored.tensors
+        if w.graph == MAIN_GRAPH
+        and w.role is Role.PARAMETER
+        and is_floating(w.data_type)
+        and w.readers
+    }
+    peak = _backward_peak(
+        model,
+        shapes,
+        stored,
+        saved,
+        alias_ops,
+        output=output,
+        loss_factor=factor,
+        checkpointing=checkpointing,
+        conv_factor=conv_backward_factor,
+        lstm_factor=lstm_factors[1],
+        parameter_gradients=grads_by_weight,
+        all_gradients=trainable * value_bytes,
+        scale=scale,
     )
-    saved_scaled = int(saved * checkpointing * (0.5 if half else 1.0))
-    working = int(liveness.peak_bytes * (0.5 if half else 1.0))
+    half_note = " x 1/2 (16-bit)" if half else ""
     p = "P"
+    backward = _BACKWARD_PHASES
+    out_name = output.name if output is not None else "(none)"
     items = [
         TrainingItem(
             "weights",
@@ -535,12 +693,24 @@ def _training_estimate(
             f"{p} x {value_bytes} B + frozen buffers",
         ),
         TrainingItem(
-            "gradients", trainable * value_bytes, f"{p} x {value_bytes} B (trainable only)"
+            "gradients",
+            trainable * value_bytes,
+            f"{p} x {value_bytes} B (trainable only; all of them once backward has ended)",
+            (StepPhase.OPTIMIZER_STEP,),
+        ),
+        TrainingItem(
+            "gradients_so_far",
+            peak.parameter_gradients,
+            f"gradients of the parameters whose last consumer's backward has run at {peak.where}"
+            " (set to None after every step)",
+            backward,
         ),
         TrainingItem(
             "optimizer_state",
             trainable * state_buffers * state_bytes,
-            f"{p} x {state_buffers} buffer(s) x {state_bytes} B ({optimizer.value})",
+            f"{p} x {state_buffers} buffer(s) x {state_bytes} B ({optimizer.value}; created in "
+            "the first step's update, held through every later backward)",
+            (StepPhase.BACKWARD, StepPhase.OPTIMIZER_STEP),
         ),
         TrainingItem(
             "master_weights",
@@ -553,26 +723,50 @@ def _training_estimate(
             if state_buffers == 2
             else 0,
             f"largest trainable tensor x {optimizer_temporaries:g} x {state_bytes} B (Adam/AdamW)",
+            (StepPhase.OPTIMIZER_STEP,),
         ),
         TrainingItem(
             "saved_activations",
-            saved_scaled,
-            f"sum of tensors kept for backward x {checkpointing:g} (checkpointing)"
-            + (" x 1/2 (16-bit)" if half else ""),
+            peak.saved,
+            f"tensors kept for backward still needed at {peak.where} (of "
+            f"{int(saved_total * checkpointing * scale):,} B saved in all) x {checkpointing:g} "
+            "(checkpointing)" + half_note,
+            backward,
         ),
         TrainingItem(
-            "working_activations",
-            working,
-            "peak of live forward activations (backward's temporaries)"
-            + (" x 1/2" if half else ""),
+            "activation_gradients",
+            peak.gradients,
+            "gradients of the tensors live in forward at that node, the inputs, and the output "
+            "the caller holds" + half_note,
+            backward,
         ),
         TrainingItem(
-            "loss_and_output_gradients",
-            int(outputs_bytes * loss_output_factor * (0.5 if half else 1.0)),
-            f"graph outputs x {loss_output_factor:g} (loss intermediate, output gradient, temporary)",
+            "backward_buffers",
+            peak.conv,
+            f"oneDNN backward buffers of that node: a Conv (kernel above 1x1): input + output x "
+            f"{conv_backward_factor:g} (blocked-layout copies); an LSTM: output x "
+            f"{lstm_factors[1]:g} (scratch)" + half_note,
+            backward,
+        ),
+        TrainingItem(
+            "loss",
+            peak.loss,
+            f"output {out_name} x {factor:g} ({loss.value}: "
+            f"{_LOSS_TERMS[loss] if loss_output_factor is None else 'custom factor'}); "
+            "held only before the first node's backward" + half_note,
+            backward,
+        ),
+        TrainingItem(
+            "convolution_scratchpad",
+            int(min(conv_scratchpad_bytes, 16 * _spatial_conv_output_bytes(model, lookup))),
+            f"min({conv_scratchpad_bytes:,} B, 16 x the largest stride-1 Conv output (kernel "
+            "above 1x1)): oneDNN's persistent scratchpad",
         ),
         TrainingItem("framework_overhead", framework_bytes, "fixed: autograd engine, kernels"),
     ]
+    phase_bytes = {
+        phase: sum(i.nbytes for i in items if phase in i.phases) for phase in _ALL_PHASES
+    }
     basis = (
         "PyTorch training step on CPU (eager, set_to_none grads)"
         if pytorch_basis
@@ -582,27 +776,324 @@ def _training_estimate(
         optimizer=optimizer,
         precision=precision,
         checkpointing=checkpointing,
+        loss=loss,
+        loss_reason=loss_reason,
+        saved_activations_bytes=int(saved_total * checkpointing * scale),
         trainable_parameters=trainable,
         frozen_bytes=frozen_bytes,
         items=tuple(items),
-        peak_bytes=sum(i.nbytes for i in items),
+        phase_bytes=phase_bytes,
+        first_step_peak_bytes=max(
+            phase_bytes[StepPhase.FIRST_BACKWARD], phase_bytes[StepPhase.OPTIMIZER_STEP]
+        ),
+        peak_bytes=max(phase_bytes[StepPhase.BACKWARD], phase_bytes[StepPhase.OPTIMIZER_STEP]),
         basis=basis,
     )
+
+
+_LOSS_TERMS: Mapping[Loss, str] = {
+    Loss.AUTO: "",
+    Loss.CROSS_ENTROPY: "log-softmax output, its gradient, the output's gradient",
+    Loss.MSE: "target, the output's gradient",
+    Loss.SUM: "the output's gradient",
+}
+
+
+def _peak_phase(phase_bytes: Mapping[StepPhase, int], backward: StepPhase) -> StepPhase:
+    if phase_bytes.get(backward, 0) >= phase_bytes.get(StepPhase.OPTIMIZER_STEP, 0):
+        return backward
+    return StepPhase.OPTIMIZER_STEP
+
+
+def _loss_output(
+    model: onnx.ModelProto, lookup: Mapping[tuple[str, str], TensorShape]
+) -> TensorShape | None:
+    """The graph output the loss reads: the first floating-point one (as PyTorch's ``out[0]``)."""
+    for out in model.graph.output:
+        shape = lookup.get((MAIN_GRAPH, out.name))
+        if shape is not None and shape.data_type is not None and is_floating(shape.data_type):
+            return shape
+    return None
+
+
+def _choose_loss(
+    model: onnx.ModelProto,
+    lookup: Mapping[tuple[str, str], TensorShape],
+    output: TensorShape | None,
+) -> tuple[Loss, str]:
+    """The loss a user of this kind of model trains with, read from the graph's loss output.
+
+    Cross-entropy for logits: an output whose last dim is the row count of an embedding table the
+    graph gathers from (a language-model head over the vocabulary), or a ``[batch, classes]``
+    output (classes > 1) computed by a Gemm/MatMul, possibly through a bias Add (a classifier).
+    Mean-square error otherwise: regression outputs, feature maps, hidden states.
+    """
+    if output is None or not output.dims:
+        return Loss.MSE, "no floating-point output of known shape: mean-square error assumed"
+    last = output.dims[-1]
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    vocabularies = set()
+    for node in graph.node:
+        if node.op_type == "Gather" and node.input and node.input[0] in initializers:
+            table = lookup.get((MAIN_GRAPH, node.input[0]))
+            if table is not None and table.dims and len(table.dims) == 2:
+                vocabularies.add(table.dims[0])
+    if isinstance(last, int) and last > 1 and last in vocabularies and len(output.dims) >= 2:
+        return Loss.CROSS_ENTROPY, f"logits over an embedding's {last}-entry vocabulary (LM head)"
+    producers = {o: n for n in graph.node for o in n.output}
+    node = producers.get(output.name)
+    if node is not None and node.op_type == "Add":
+        node = next(
+            (producers[i] for i in node.input if i in producers and i not in initializers), None
+        )
+    if (
+        len(output.dims) == 2
+        and isinstance(last, int)
+        and last > 1
+        and node is not None
+        and node.op_type in ("Gemm", "MatMul")
+    ):
+        return Loss.CROSS_ENTROPY, f"[batch, {last}] logits of a linear layer (classifier)"
+    return Loss.MSE, "not logits (regression output, feature map or hidden state)"
+
+
+@dataclass(frozen=True)
+class _BackwardPeak:
+    """Activation memory at the peak of backward, by kind, and where it is reached."""
+
+    saved: int
+    gradients: int
+    parameter_gradients: int
+    conv: int
+    loss: int
+    where: str
+
+    @property
+    def total(self) -> int:
+        return self.saved + self.gradients + self.parameter_gradients + self.conv + self.loss
+
+
+def _backward_peak(
+    model: onnx.ModelProto,
+    shapes: InferredShapes,
+    stored: ModelWeights,
+    saved: Mapping[tuple[str, str], tuple[int, int]],
+    alias_ops: frozenset[str],
+    *,
+    output: TensorShape | None,
+    loss_factor: float,
+    checkpointing: float,
+    conv_factor: float,
+    lstm_factor: float,
+    parameter_gradients: Mapping[str, int],
+    all_gradients: int,
+    scale: float,
+) -> _BackwardPeak:
+    """Walk backward over the main graph's nodes in reverse and find the most activation bytes.
+
+    At the backward of node ``i`` autograd holds: the saved buffers some node at or before ``i``
+    still needs (``first saver <= i``); the gradients of the tensors live in forward at step
+    ``i`` (a tensor's gradient exists from its last consumer's backward to its producer's, the
+    forward interval run in reverse; graph inputs are held as themselves); the output the
+    caller holds; and for a Conv with a kernel above 1x1 oneDNN's blocked-layout copies
+    (``conv_factor`` x its input + output bytes), for an LSTM its scratch (``lstm_factor`` x its
+    output bytes); and the gradients of the parameters whose last consumer's backward has run
+    (``parameter_gradients``, by main-graph weight; the rest of ``all_gradients``, such as
+    subgraph weights', is held throughout; tied copies never count above ``all_gradients``).
+    Before the first node's backward, the loss holds ``loss_factor`` x the output beside every
+    saved buffer, and no parameter has a gradient yet (they are set to None after each step).
+    Activation bytes are multiplied by ``scale`` (1/2 for 16-bit training).
+    """
+    graph = model.graph
+    lookup = shapes.lookup()
+    size_of = _size_function(shapes)
+    nodes = list(graph.node)
+    count = len(nodes)
+    weights = set(stored.names_in(MAIN_GRAPH))
+    sources: dict[str, set[str]] = {name: {name} for name in parameter_gradients}
+    last_use = [0] * (count + 1)
+    seen: set[str] = set()
+    weight_only: set[int] = set()
+    for index, node in enumerate(nodes):
+        ins = [i for i in node.input if i]
+        if ins and all(i in weights for i in ins) and not _subgraphs(node):
+            # A Transpose of a weight: no backward of its own; the gradient arrives with the
+            # consumer of its output.
+            weights.update(o for o in node.output if o)
+            weight_only.add(index)
+            derived: set[str] = set()
+            for name in ins:
+                derived |= sources.get(name, set())
+            for out in node.output:
+                sources[out] = derived
+    for index in range(count - 1, -1, -1):
+        if index in weight_only:
+            continue
+        for used in _inputs_with_subgraphs(nodes[index]):
+            for weight in sources.get(used, set()):
+                if weight not in seen:
+                    seen.add(weight)
+                    last_use[index] += parameter_gradients[weight]
+    unseen = sum(n for w, n in parameter_gradients.items() if w not in seen)
+    other_gradients = max(0, all_gradients - sum(parameter_gradients.values()))
+    start: dict[str, int] = {i.name: 0 for i in graph.input if i.name not in weights}
+    end: dict[str, int] = dict.fromkeys(start, 0)
+    root: dict[str, str] = {}
+    for index, node in enumerate(nodes):
+        for used in _inputs_with_subgraphs(node):
+            name = root.get(used, used)
+            if name in start:
+                end[name] = max(end[name], index)
+        ins = [i for i in node.input if i]
+        if node.op_type in alias_ops and ins and node.output and ins[0] in start:
+            root[node.output[0]] = root.get(ins[0], ins[0])
+            continue
+        for name in node.output:
+            if name and name not in weights:
+                start[name] = end[name] = index
+    for out in graph.output:
+        name = root.get(out.name, out.name)
+        if name in start:
+            end[name] = count - 1
+    live = [0] * (count + 1)
+    for name, first in start.items():
+        size = size_of(MAIN_GRAPH, name)
+        live[first] += size
+        live[end[name] + 1] -= size
+    by_saver = [0] * (count + 1)
+    for nbytes_, index in saved.values():
+        by_saver[min(max(index, 0), count)] += nbytes_
+    held_output = (output.nbytes or 0) if output is not None else 0
+    best = _BackwardPeak(
+        int(sum(by_saver) * checkpointing * scale),
+        int(held_output * scale),
+        other_gradients,
+        0,
+        int(held_output * loss_factor * scale),
+        "the loss, before the first node's backward",
+    )
+    # Parameter gradients present at node i's backward: those last used at i or later.
+    grads_from = [0] * (count + 1)
+    for index in range(count - 1, -1, -1):
+        grads_from[index] = grads_from[index + 1] + last_use[index]
+    running_live = 0
+    running_saved = 0
+    for index, node in enumerate(nodes):
+        running_live += live[index]
+        running_saved += by_saver[index]
+        conv = _conv_buffer_bytes(node, lookup) * conv_factor
+        if node.op_type == "LSTM" and node.output:
+            conv += size_of(MAIN_GRAPH, node.output[0]) * lstm_factor
+        point = _BackwardPeak(
+            int(running_saved * checkpointing * scale),
+            int((running_live + held_output) * scale),
+            min(grads_from[index] + unseen + other_gradients, all_gradients),
+            int(conv * scale),
+            0,
+            f"the backward of {node_label(node, index)}",
+        )
+        if point.total > best.total:
+            best = point
+    return best
+
+
+def _inputs_with_subgraphs(node: onnx.NodeProto) -> list[str]:
+    names = [i for i in node.input if i]
+    for _suffix, sub in subgraphs_of(node):
+        names.extend(_outer_names(sub))
+    return names
+
+
+def _outer_names(graph: onnx.GraphProto) -> set[str]:
+    defined = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    used: set[str] = set()
+    for node in graph.node:
+        used.update(i for i in node.input if i)
+        for _suffix, sub in subgraphs_of(node):
+            used |= _outer_names(sub)
+        defined.update(o for o in node.output if o)
+    return used - defined
+
+
+def _spatial_conv_output_bytes(
+    model: onnx.ModelProto, lookup: Mapping[tuple[str, str], TensorShape]
+) -> int:
+    """Output bytes of the largest stride-1 Conv with a kernel above 1x1 (0 when none).
+
+    oneDNN keeps a scratchpad once such a convolution has run: 6.6-7.0 MiB measured from batch 8
+    at 32x32 up to 224x224 maps, whatever the channels; about 16 x the output on tiny maps
+    (0.96 MiB for a 1 x 16 x 32 x 32 output).
+    """
+    largest = 0
+    for path, graph in iter_graphs(model.graph):
+        for node in graph.node:
+            if node.op_type != "Conv" or len(node.input) < 2 or not node.output:
+                continue
+            attrs = {a.name: list(a.ints) for a in node.attribute}
+            weight = lookup.get((path, node.input[1]))
+            kernel = attrs.get("kernel_shape") or [
+                d for d in ((weight.dims or ())[2:] if weight else ()) if isinstance(d, int)
+            ]
+            strides = attrs.get("strides") or [1]
+            if any(k > 1 for k in kernel) and all(st == 1 for st in strides):
+                out = lookup.get((path, node.output[0]))
+                largest = max(largest, (out.nbytes or 0) if out else 0)
+    return largest
+
+
+def _conv_buffer_bytes(node: onnx.NodeProto, lookup: Mapping[tuple[str, str], TensorShape]) -> int:
+    """Input plus output bytes of a main-graph Conv with a kernel above 1x1 (else 0).
+
+    PyTorch's oneDNN convolution backward holds, beyond the gradients themselves, about one
+    output-sized and one input-sized buffer (the output gradient and the input reordered to the
+    blocked layout; measured: a 3x3 64-channel conv on 8 MiB maps adds 2 x 8 MiB, a 1x1 conv
+    nothing). They are freed when that convolution's backward ends.
+    """
+    if node.op_type != "Conv" or len(node.input) < 2 or not node.output:
+        return 0
+    kernel = lookup.get((MAIN_GRAPH, node.input[1]))
+    dims = kernel.dims if kernel is not None else None
+    if dims is None or len(dims) < 3 or all(d == 1 for d in dims[2:]):
+        return 0
+    ins = lookup.get((MAIN_GRAPH, node.input[0]))
+    outs = lookup.get((MAIN_GRAPH, node.output[0]))
+    return ((ins.nbytes or 0) if ins else 0) + ((outs.nbytes or 0) if outs else 0)
 
 
 def _saved_activation_bytes(
     model: onnx.ModelProto, shapes: InferredShapes, stored: ModelWeights, alias_ops: frozenset[str]
 ) -> int:
     """Bytes of the activation buffers autograd keeps for backward (main graph and subgraphs)."""
+    return sum(n for n, _ in _saved_tensors(model, shapes, stored, alias_ops).values())
+
+
+def _saved_tensors(
+    model: onnx.ModelProto,
+    shapes: InferredShapes,
+    stored: ModelWeights,
+    alias_ops: frozenset[str],
+    *,
+    lstm_workspace_factor: float = 5.0,
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """``(graph, buffer) -> (bytes, first saver)`` of what autograd keeps for backward.
+
+    ``first saver`` is the index in the main graph's node order of the earliest node whose
+    backward needs the buffer: backward runs in reverse order, so the buffer is freed once that
+    node's backward has run. Buffers saved inside subgraphs get 0 (held through all of
+    backward). MaxPool's int64 indices are buffers of their own (``<output>#indices``), and so
+    is an LSTM's oneDNN workspace (``<Y>#workspace``, ``lstm_workspace_factor`` x ``Y``).
+    """
     lookup = shapes.lookup()
     sizes = {key: t.nbytes or 0 for key, t in lookup.items()}
     for u in shapes.unknown:
         sizes[(u.graph, u.name)] = u.assumed_nbytes
-    total = 0
+    found: dict[tuple[str, str], tuple[int, int]] = {}
     scope_weights: dict[str, set[str]] = {}
     scope_scalars: dict[str, set[str]] = {}
     for path, graph in iter_graphs(model.graph):
-        parent = path.rsplit("/", 1)[0] if path != MAIN_GRAPH else None
+        main = path == MAIN_GRAPH
+        parent = path.rsplit("/", 1)[0] if not main else None
         weights = set(scope_weights.get(parent, set())) if parent is not None else set()
         weights |= stored.names_in(path)
         scope_weights[path] = weights
@@ -615,9 +1106,18 @@ def _saved_activation_bytes(
         }
         scope_scalars[path] = scalars
         root: dict[str, str] = {}
-        saved: set[str] = set()
+        saved: dict[str, int] = {}
+        first_use: dict[str, int] = {}
+        for index, node in enumerate(graph.node):
+            for name in node.input:
+                first_use.setdefault(name, index)
         fused, gelu_inputs = _erf_gelu_nodes(graph, weights)
-        saved.update(gelu_inputs)
+
+        def keep(name: str, index: int, saved: dict[str, int] = saved, main: bool = main) -> None:
+            saved[name] = min(saved.get(name, index), index if main else 0)
+
+        for name in gelu_inputs:
+            keep(name, first_use.get(name, 0))
         for index, node in enumerate(graph.node):
             ins = [i for i in node.input if i]
             if ins and all(i in weights for i in ins) and not _subgraphs(node):
@@ -630,16 +1130,28 @@ def _saved_activation_bytes(
             if index in fused:
                 continue
             if node.op_type in SAVES_INPUTS:
-                kept = _saved_inputs(node, weights, scalars)
-                saved.update(root.get(i, i) for i in kept)
+                for name in _saved_inputs(node, weights, scalars):
+                    keep(root.get(name, name), index)
             if node.op_type in SAVES_OUTPUTS:
-                saved.update(root.get(o, o) for o in node.output if o)
+                for name in node.output:
+                    if name:
+                        keep(root.get(name, name), index)
             if node.op_type in SAVES_INDICES and node.output:
                 shape = lookup.get((path, node.output[0]))
                 if shape is not None and shape.num_elements is not None:
-                    total += shape.num_elements * 8
-        total += sum(_lookup_size(sizes, path, name) for name in saved)
-    return total
+                    found[(path, node.output[0] + "#indices")] = (
+                        shape.num_elements * 8,
+                        index if main else 0,
+                    )
+            if node.op_type == "LSTM" and node.output and node.output[0]:
+                workspace = _lookup_size(sizes, path, node.output[0]) * lstm_workspace_factor
+                found[(path, node.output[0] + "#workspace")] = (
+                    int(workspace),
+                    index if main else 0,
+                )
+        for name, index in saved.items():
+            found[(path, name)] = (_lookup_size(sizes, path, name), index)
+    return found
 
 
 def _subgraphs(node: onnx.NodeProto) -> bool:
@@ -795,12 +1307,24 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
             "optimizer": tr.optimizer.value,
             "precision": tr.precision.value,
             "checkpointing": tr.checkpointing,
+            "loss": tr.loss.value,
+            "loss_reason": tr.loss_reason,
+            "saved_activations_total_bytes": tr.saved_activations_bytes,
             "trainable_parameters": tr.trainable_parameters,
             "basis": tr.basis,
         }
         for item in tr.items:
             training[f"{item.name}_bytes"] = item.nbytes
         training["peak_bytes"] = tr.peak_bytes
+        training["peak_phase"] = tr.steady_peak_phase.value
+        training["first_step"] = {
+            "peak_bytes": tr.first_step_peak_bytes,
+            "peak_phase": tr.first_step_peak_phase.value,
+        }
+        training["phases"] = {phase.value: n for phase, n in tr.phase_bytes.items()}
+        training["held_during"] = {
+            item.name: [phase.value for phase in item.phases] for item in tr.items
+        }
         training["formulas"] = {item.name: item.formula for item in tr.items}
         result["training"] = training
     return result

@@ -206,9 +206,14 @@ def test_cli_torch_source_reports_measured_training(tmp_path: Path) -> None:
     assert measured["optimizer"] == "momentum"
     # Weights, gradients and the momentum buffer: at least 3 x 8 MiB resident at the peak.
     assert measured["peak_bytes"] >= 3 * measured["param_bytes"]
+    # Each estimate is paired with the measurement of the same step.
     assert measured["ratio"] == pytest.approx(
-        data["training"]["peak_bytes"] / measured["peak_bytes"], rel=1e-3
+        data["training"]["peak_bytes"] / measured["steady_peak_bytes"], rel=1e-3
     )
+    assert measured["first_step_ratio"] == pytest.approx(
+        data["training"]["first_step"]["peak_bytes"] / measured["first_step_peak_bytes"], rel=1e-3
+    )
+    assert measured["loss"] == data["training"]["loss"] == "cross_entropy"  # [64, 1024] of a Gemm
     bad = CliRunner().invoke(app, [*args, "--torch-source", f"{tmp_path}/missing.py:mlp"])
     assert bad.exit_code == 2 and "no such file" in bad.stderr
 

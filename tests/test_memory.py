@@ -13,8 +13,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from graph_analysis.bindings import parse_bindings
 from graph_analysis.memory import (
+    Loss,
     Optimizer,
     OrtCpuModel,
+    StepPhase,
     TrainingPrecision,
     estimate_memory,
     memory_to_dict,
@@ -254,7 +256,16 @@ def test_training_lines(
     assert tr.item("gradients") == grads
     assert tr.item("optimizer_state") == state
     assert tr.item("master_weights") == master
-    assert tr.peak_bytes == sum(i.nbytes for i in tr.items)
+    for phase in StepPhase:
+        assert tr.phase_bytes[phase] == sum(i.nbytes for i in tr.items if phase in i.phases)
+    assert tr.first_step_peak_bytes == max(
+        tr.phase_bytes[StepPhase.FIRST_BACKWARD], tr.phase_bytes[StepPhase.OPTIMIZER_STEP]
+    )
+    assert tr.peak_bytes == max(
+        tr.phase_bytes[StepPhase.BACKWARD], tr.phase_bytes[StepPhase.OPTIMIZER_STEP]
+    )
+    # The optimizer state is held in every later backward, never in the first one.
+    assert tr.phase_bytes[StepPhase.BACKWARD] - tr.phase_bytes[StepPhase.FIRST_BACKWARD] == state
 
 
 def test_saved_activations_and_checkpointing() -> None:
@@ -263,10 +274,114 @@ def test_saved_activations_and_checkpointing() -> None:
     assert full is not None and half is not None
     # Saved: X (MatMul input), R (Relu output and MatMul input, once), O (BatchNorm input).
     expected = 4 * (8 * 16 + 8 * 32 + 8 * 4)
-    assert full.item("saved_activations") == expected
-    assert half.item("saved_activations") == expected // 2
+    assert full.saved_activations_bytes == expected
+    assert half.saved_activations_bytes == expected // 2
     with pytest.raises(ValueError, match="checkpointing"):
         estimate_memory(_mlp(), train=True, checkpointing=0.0)
+
+
+def _classifier(tail: str | None = None) -> onnx.ModelProto:
+    """X[64, 8] -> MatMul W[8, 1000] -> Y[64, 1000] (optionally through a ``tail`` op)."""
+    w = numpy_helper.from_array(np.ones((8, 1000), dtype=np.float32), "W")
+    nodes = [helper.make_node("MatMul", ["X", "W"], ["Y" if tail is None else "H"])]
+    if tail is not None:
+        nodes.append(helper.make_node(tail, ["H"], ["Y"]))
+    return _make(nodes, [_vi("X", [64, 8])], [_vi("Y", None)], [w])
+
+
+@pytest.mark.parametrize(
+    ("loss", "factor", "expected"),
+    [
+        (Loss.AUTO, None, 3 * 256000),  # [batch, classes] logits of a MatMul: cross-entropy
+        (Loss.CROSS_ENTROPY, None, 3 * 256000),
+        (Loss.MSE, None, 2 * 256000),
+        (Loss.MSE, 1.5, 384000),  # a custom factor overrides the loss's own
+        (Loss.SUM, None, 0),  # 2048 + 2 x 256000 at the loss < MatMul's backward: 548096
+    ],
+)
+def test_loss_term(loss: Loss, factor: float | None, expected: int) -> None:
+    # Before MatMul's backward: saved X (2048 B), the held output Y (256000 B) and the loss's
+    # buffers, no parameter gradient yet. At MatMul's backward: X, X again and Y's gradient
+    # (live in forward there), the held output and W's gradient (32000 B): 548096 B.
+    tr = estimate_memory(
+        _classifier(), train=True, loss=loss, loss_output_factor=factor, training_framework_bytes=0
+    ).training
+    assert tr is not None
+    assert tr.loss is (Loss.CROSS_ENTROPY if loss is Loss.AUTO else loss)
+    assert tr.item("loss") == expected
+    assert tr.item("saved_activations") == 2048
+    at_node = 2048 + 2 * 256000
+    assert tr.item("activation_gradients") == (256000 if expected else at_node)
+    assert tr.item("gradients_so_far") == (0 if expected else 32000)
+
+
+def test_auto_loss_follows_the_output() -> None:
+    regression = estimate_memory(_classifier("Relu"), train=True).training
+    assert regression is not None and regression.loss is Loss.MSE
+    # An LM head: logits whose last dim is the row count of a gathered embedding table.
+    table = numpy_helper.from_array(np.ones((50, 8), dtype=np.float32), "E")
+    head = numpy_helper.from_array(np.ones((8, 50), dtype=np.float32), "H")
+    nodes = [
+        helper.make_node("Gather", ["E", "ids"], ["emb"]),
+        helper.make_node("MatMul", ["emb", "H"], ["logits"]),
+    ]
+    ids = _vi("ids", [2, 5], TensorProto.INT64)
+    lm = estimate_memory(_make(nodes, [ids], [_vi("logits", None)], [table, head]), train=True)
+    assert lm.training is not None and lm.training.loss is Loss.CROSS_ENTROPY
+    assert "vocabulary" in lm.training.loss_reason
+
+
+def test_backward_walk_frees_saved_tensors_in_reverse() -> None:
+    # X[1,256] -> MatMul W1 -> H -> Relu -> R -> MatMul W2[256,4] -> Y[1,4]; 1 KiB tensors.
+    # Saved: X (first saver node 0), R (Relu, node 1). At Relu's backward both are held, with the
+    # gradients of H and R (forward live set at step 1) and the held output Y: 2048 + 2048 + 16.
+    inits = [
+        numpy_helper.from_array(np.ones((256, 256), dtype=np.float32), "W1"),
+        numpy_helper.from_array(np.ones((256, 4), dtype=np.float32), "W2"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W1"], ["H"]),
+        helper.make_node("Relu", ["H"], ["R"]),
+        helper.make_node("MatMul", ["R", "W2"], ["Y"]),
+    ]
+    model = _make(nodes, [_vi("X", [1, 256])], [_vi("Y", None)], inits)
+    tr = estimate_memory(model, train=True, loss=Loss.SUM, training_framework_bytes=0).training
+    assert tr is not None
+    assert tr.saved_activations_bytes == 2048
+    # Node by node (reverse): MatMul2: X, R saved + R, Y grads + held Y + W2's gradient = 7200;
+    # Relu: 2048 + 2064 + 4096 = 8208; MatMul1: X saved + X, H + held Y + both gradients.
+    w1, w2 = 256 * 256 * 4, 256 * 4 * 4
+    assert tr.item("saved_activations") == 1024
+    assert tr.item("activation_gradients") == 2048 + 16
+    assert tr.item("gradients_so_far") == w1 + w2
+    assert tr.item("loss") == 0 and tr.item("backward_buffers") == 0
+    backward = 1024 + 2064 + w1 + w2
+    weights = w1 + w2
+    assert tr.phase_bytes[StepPhase.FIRST_BACKWARD] == weights + backward
+    assert tr.phase_bytes[StepPhase.BACKWARD] == weights + 2 * weights + backward
+    # Adam's update: weights, gradients, two state buffers and 3 x the largest tensor.
+    assert tr.phase_bytes[StepPhase.OPTIMIZER_STEP] == 4 * weights + 3 * w1
+    assert tr.first_step_peak_bytes == tr.peak_bytes == tr.phase_bytes[StepPhase.OPTIMIZER_STEP]
+    assert tr.steady_peak_phase is StepPhase.OPTIMIZER_STEP
+
+
+@pytest.mark.parametrize(("kernel", "buffers"), [(3, 2048), (1, 0)])
+def test_convolution_buffers(kernel: int, buffers: int) -> None:
+    # X[1,4,8,8] -> Conv(4 -> 4, kernel k, same padding) -> Y: 1 KiB each. oneDNN's backward of a
+    # kernel above 1x1 holds the conv's input + output again.
+    w = numpy_helper.from_array(np.ones((4, 4, kernel, kernel), dtype=np.float32), "W")
+    pad = kernel // 2
+    node = helper.make_node("Conv", ["X", "W"], ["Y"], pads=[pad] * 4)
+    model = _make([node], [_vi("X", [1, 4, 8, 8])], [_vi("Y", None)], [w])
+    tr = estimate_memory(model, train=True, loss=Loss.SUM, training_framework_bytes=0).training
+    assert tr is not None
+    assert tr.item("backward_buffers") == buffers
+    # oneDNN's persistent scratchpad after a stride-1 conv above 1x1: 16 x a tiny output.
+    assert tr.item("convolution_scratchpad") == (16 * 1024 if kernel > 1 else 0)
+    zero = estimate_memory(
+        model, train=True, loss=Loss.SUM, training_framework_bytes=0, conv_backward_factor=0.0
+    ).training
+    assert zero is not None and zero.item("backward_buffers") == 0
 
 
 def test_json_keys() -> None:
@@ -438,8 +553,10 @@ def test_cli_memory_golden(fmt: str, golden: str, update_golden: bool, monkeypat
     assert result.stdout == path.read_text()
     if fmt == "json":
         training = json.loads(result.stdout)["training"]
-        items = [k for k in training if k.endswith("_bytes") and k != "peak_bytes"]
-        assert sum(training[k] for k in items) == training["peak_bytes"]
+        phase = training["peak_phase"]
+        held = [k for k, phases in training["held_during"].items() if phase in phases]
+        assert sum(training[f"{k}_bytes"] for k in held) == training["peak_bytes"]
+        assert training["phases"][phase] == training["peak_bytes"]
 
 
 def test_external_weights_are_mapped_not_copied(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -464,3 +581,47 @@ def test_external_weights_are_mapped_not_copied(tmp_path) -> None:  # type: igno
     # inline: creation 2 x W dominates; external: every weight once, no original beside the copy
     assert inline.peak_bytes == max(2 * weights, weights + packed + acts)
     assert external.peak_bytes == max(packed + packed, weights + acts)
+
+
+def test_lstm_keeps_its_workspace() -> None:
+    # X[4, 2, 8] -> LSTM(hidden 4) -> Y[4, 1, 2, 4] (128 B). Saved: X (256 B), Y, and oneDNN's
+    # workspace, 5 x Y; at its backward the LSTM's scratch holds 13 x Y.
+    w = numpy_helper.from_array(np.ones((1, 16, 8), dtype=np.float32), "W")
+    r = numpy_helper.from_array(np.ones((1, 16, 4), dtype=np.float32), "R")
+    node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=4)
+    model = _make([node], [_vi("X", [4, 2, 8])], [_vi("Y", None)], [w, r])
+    tr = estimate_memory(model, train=True, loss=Loss.SUM, training_framework_bytes=0).training
+    assert tr is not None
+    assert tr.saved_activations_bytes == 256 + 128 + 5 * 128
+    assert tr.item("backward_buffers") == 13 * 128
+
+
+@pytest.mark.torch
+def test_measured_losses_follow_pytorch_conventions() -> None:
+    # The training child's losses: cross-entropy over the last dim for rank 2-3 outputs, over dim 1
+    # above (PyTorch's [batch, classes, d1, ...]); mse against a target of the output's shape.
+    torch = pytest.importorskip("torch")
+    from converters._torch_train_child import _loss, _target
+
+    for shape, target_shape in [
+        ((4, 10), (4,)),
+        ((2, 5, 7), (10,)),
+        ((2, 3, 4, 4), (2, 4, 4)),
+    ]:
+        out = torch.randn(shape, requires_grad=True)
+        target = _target(torch, "cross_entropy", out)
+        assert tuple(target.shape) == target_shape and target.dtype == torch.int64
+        loss = _loss(torch, "cross_entropy", out, target)
+        classes = shape[1] if len(shape) > 3 else shape[-1]
+        # Zero logits: cross-entropy is log(classes) whatever the target.
+        zero = _loss(torch, "cross_entropy", torch.zeros(shape), target)
+        assert float(zero) == pytest.approx(np.log(classes), rel=1e-6)
+        loss.backward()
+        assert out.grad is not None and out.grad.shape == out.shape
+    out = torch.ones(3, 2)
+    target = _target(torch, "mse", out)
+    assert target.shape == out.shape
+    assert float(_loss(torch, "mse", out, target)) == pytest.approx(
+        float(((out - target) ** 2).mean()), rel=1e-6
+    )
+    assert float(_loss(torch, "sum", out, None)) == 6.0
