@@ -108,7 +108,7 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
     unknown = len(shapes.unknown)
     info.add_row(
         "unknown shapes",
-        "none" if not unknown else f"{unknown} tensors, sized as their node's largest input",
+        "none" if not unknown else f"{unknown} tensors, sized from their node's activation inputs",
     )
     info.add_row("shape engines", ", ".join(shapes.engines))
     for note in shapes.notes:
