@@ -38,6 +38,9 @@ def measurement_to_dict(m: InferenceMeasurement) -> dict[str, object]:
         "session_peak_bytes": m.session_peak_bytes,
         "session_bytes": m.session_bytes,
         "peak_bytes": m.peak_bytes,
+        "peak_min_bytes": m.peak_min_bytes,
+        "peak_max_bytes": m.peak_max_bytes,
+        "repeats": m.repeats,
         "steady_peak_bytes": m.steady_peak_bytes,
         "output_bytes": m.output_bytes,
         "latency_median_s": m.latency_median_s,
@@ -136,11 +139,14 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
 
 
 def _inference_measured_table(comparison: MemoryComparison) -> Table:
-    table = Table(title="Measured (onnxruntime CPU, fresh child process)", title_justify="left")
+    table = Table(
+        title="Measured (onnxruntime CPU, fresh child processes, median)", title_justify="left"
+    )
     for column in (
         "arena",
         "session peak",
-        "peak",
+        "peak (median)",
+        "min - max",
         "estimate / measured",
         "latency median",
         "latency p90",
@@ -151,6 +157,7 @@ def _inference_measured_table(comparison: MemoryComparison) -> Table:
             "on" if m.arena else "off",
             _mib(m.session_peak_bytes),
             _mib(m.peak_bytes),
+            f"{_mib(m.peak_min_bytes)} - {_mib(m.peak_max_bytes)} ({m.repeats} runs)",
             f"{comparison.ratio(m):.2f}",
             f"{m.latency_median_s * 1000:.2f} ms",
             f"{m.latency_p90_s * 1000:.2f} ms",
