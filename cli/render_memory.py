@@ -82,7 +82,7 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
     table.add_row(
         "runtime overhead",
         _mib(inf.runtime_overhead_bytes),
-        "estimated: session + run fixed costs, pre-packed weight copies",
+        "estimated: fixed costs, packed and heap-kept copies, arena slack",
     )
     phase = (
         "session creation"

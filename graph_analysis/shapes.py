@@ -301,7 +301,7 @@ def bind_inputs(
             elif axis == 0 and bindings.batch is not None:
                 value = bindings.batch
                 batch_used = True
-            elif dim.HasField("dim_param") and dim.dim_param in dim_values:
+            elif dim.HasField("dim_param") and dim.dim_param in dim_values and dim.dim_param != "?":
                 value = dim_values[dim.dim_param]  # the same symbol bound on an earlier input
             elif default_dim is None:
                 raise ShapeBindingError(
@@ -312,9 +312,10 @@ def bind_inputs(
             else:
                 value = default_dim
                 defaulted.append(f"{value_info.name}[{axis}] ({label}) = {default_dim}")
+            # ``?`` (Paddle's exports) names no symbol: two ``?`` dims may differ.
             if dim.HasField("dim_param") and dim.dim_param:
                 previous = dim_values.setdefault(dim.dim_param, value)
-                if previous != value:
+                if previous != value and dim.dim_param != "?":
                     raise ShapeBindingError(
                         path,
                         f"dim {dim.dim_param!r} is bound to both {previous} and {value}",

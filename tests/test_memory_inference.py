@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from cli.app import app
-from graph_analysis.memory import estimate_memory
+from graph_analysis.memory import OrtCpuModel, estimate_memory
 from graph_analysis.shapes import infer_shapes
 
 F32 = TensorProto.FLOAT
@@ -85,3 +85,72 @@ def test_unknown_output_is_sized_from_activation_inputs_never_a_weight() -> None
     inf = estimate_memory(model).inference
     # X (256) held throughout; at the last node X, M and Y live (A died after node 1): 768 bytes.
     assert inf.activations_peak_bytes == 3 * 256
+
+
+def test_runtime_formula_heap_kept_and_arena_fragmentation() -> None:
+    # 40 small weights (4 KiB each, under glibc's initial mmap threshold) and one 256 KiB weight
+    # above it, all read by Add: nothing pre-packed. Activations: X, then A and B of 1 MiB each.
+    small = [numpy_helper.from_array(np.zeros((1024,), np.float32), f"s{k}") for k in range(40)]
+    big = numpy_helper.from_array(np.zeros((256, 256), np.float32), "big")
+    nodes = [helper.make_node("Add", ["X", "big"], ["A0"])]
+    for k in range(40):
+        nodes.append(helper.make_node("Add", [f"A{k}", f"s{k}"], [f"A{k + 1}"]))
+    nodes.append(helper.make_node("Relu", ["A40"], ["Y"]))
+    model = _model(nodes, [_vi("X", [1024, 256])], [_vi("Y", None)], [*small, big])
+    runtime = OrtCpuModel(
+        session_fixed_bytes=1000,
+        run_fixed_bytes=100,
+        heap_kept_factor=1.0,
+        heap_tensor_max_bytes=128 * 1024,
+        prepack_factor=0.5,
+        arena_fragmentation_factor=1.0,
+    )
+    inf = estimate_memory(model, runtime=runtime).inference
+    weights = 40 * 4096 + 256 * 256 * 4
+    act = 1 << 20  # every activation: 1024 x 256 floats
+    assert inf.weights_bytes == weights
+    assert inf.prepackable_bytes == 0
+    assert inf.heap_kept_bytes == 40 * 4096  # the 256 KiB tensor was mapped, then unmapped
+    assert inf.activations_peak_bytes == 3 * act  # X, the Add's input and its output
+    assert inf.largest_activation_bytes == act
+    assert inf.arena_fragmentation_bytes == act  # min(L, A - L) = min(1, 2) MiB
+    running = weights + 40 * 4096 + 3 * act + act + 100
+    assert inf.inference_bytes == 1000 + running
+    assert inf.session_creation_bytes == 1000 + 2 * weights
+    assert inf.peak_bytes == 1000 + max(running, 2 * weights)
+
+
+def test_fragmentation_is_capped_when_one_tensor_dominates() -> None:
+    # X (4 B x 10) -> Expand to a 4 MiB tensor -> ReduceSum: the big tensor dominates the peak, so
+    # the arena's extra is what else is live (X and the reduction), not another 4 MiB.
+    shape = numpy_helper.from_array(np.array([1024, 1024], np.int64), "shape")
+    nodes = [
+        helper.make_node("Expand", ["X", "shape"], ["E"]),
+        helper.make_node("ReduceSum", ["E"], ["Y"], keepdims=0),
+    ]
+    model = _model(nodes, [_vi("X", [1, 1024])], [_vi("Y", None)], [shape])
+    inf = estimate_memory(model).inference
+    big = 1024 * 1024 * 4
+    assert inf.largest_activation_bytes == big
+    assert inf.arena_fragmentation_bytes == inf.activations_peak_bytes - big
+    assert 0 < inf.arena_fragmentation_bytes < big // 100
+
+
+def test_each_subgraph_adds_its_session_state() -> None:
+    model = onnx.parser.parse_model(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[4, 25] X, bool c) => (float[4, 25] Y) {
+          Y = If(c) <
+            then_branch = t () => (float[4, 25] a) { a = Relu(X) },
+            else_branch = e () => (float[4, 25] b) { b = Tanh(X) }
+          >
+        }
+        """
+    )
+    runtime = OrtCpuModel(subgraph_session_bytes=1000)
+    with_state = estimate_memory(model, runtime=runtime).inference
+    without = estimate_memory(model, runtime=OrtCpuModel(subgraph_session_bytes=0)).inference
+    assert with_state.subgraph_state_bytes == 2 * 1000  # two branches
+    assert with_state.peak_bytes - without.peak_bytes == 2 * 1000
+    assert with_state.session_creation_bytes - without.session_creation_bytes == 2 * 1000
