@@ -622,6 +622,8 @@ def _treat_unknown(
     computed from weights only is itself a weight (onnxruntime folds it): sized as its largest input.
     """
     unknown: list[UnknownTensor] = []
+    if not _count_unknown(model, found):
+        return unknown
     assumed: dict[tuple[str, str], int] = {}
     weights: set[tuple[str, str]] = set()
     for path, graph in iter_graphs(model.graph):
