@@ -164,9 +164,9 @@ REAL_CASES: list[tuple[str, tuple[str, ...], tuple[str, ...], str]] = [
     ),
     (
         "silero-vad/silero_vad/data/silero_vad_16k_op15.onnx",
-        ("input=8,4096", "state=2,8,128", "sr="),
+        ("input=4,512", "state=2,4,128", "sr="),
         (),
-        "VAD If 8x4096",
+        "VAD If 4x512",
     ),
     (
         "openwakeword/openwakeword/resources/models/melspectrogram.onnx",
