@@ -55,7 +55,7 @@ class InferenceMeasurement:
         output_bytes: bytes of the outputs returned by the first run.
         latency_median_s: median seconds per ``session.run`` over the latency runs.
         latency_p90_s: 90th percentile of the same.
-        runs: timed runs, all children together (``runs`` per child x ``repeats``).
+        runs: timed runs per child (the latency figures pool every child's runs).
         create_seconds: session creation time.
         peak_is_exact: False when the peak counter could not be reset (then the peak may include
             the imports' transient peak).
@@ -209,7 +209,7 @@ def measure_inference(
         output_bytes=int(first["output_bytes"]),
         latency_median_s=statistics.median(latencies),
         latency_p90_s=_percentile(latencies, 0.9),
-        runs=len(latencies),
+        runs=len(first["latencies_seconds"]),
         create_seconds=statistics.median(float(d["create_seconds"]) for d in children),
         peak_is_exact=all(bool(d["hwm_reset"]) for d in children),
         onnxruntime_version=str(first["onnxruntime_version"]),
