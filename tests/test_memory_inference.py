@@ -154,3 +154,21 @@ def test_each_subgraph_adds_its_session_state() -> None:
     assert with_state.subgraph_state_bytes == 2 * 1000  # two branches
     assert with_state.peak_bytes - without.peak_bytes == 2 * 1000
     assert with_state.session_creation_bytes - without.session_creation_bytes == 2 * 1000
+
+
+def test_symbolic_inference_never_meets_a_stripped_constant(tmp_path: Path) -> None:
+    # Older exporters store weights as Constant nodes; the skeleton strips their payloads. Given to
+    # onnxruntime's symbolic inference as such, it tried to open the placeholder and failed, leaving
+    # every shape onnx's inference missed unknown.
+    weight = numpy_helper.from_array(np.ones((64, 64), np.float32), "Wc")
+    nodes = [
+        helper.make_node("Constant", [], ["C"], value=weight),
+        helper.make_node("MatMul", ["X", "C"], ["H"]),
+        helper.make_node("Mystery", ["H"], ["Y"], domain="com.example"),
+    ]
+    path = tmp_path / "constant_weights.onnx"
+    onnx.save(_model(nodes, [_vi("X", ["n", 64])], [_vi("Y", None)]), str(path))
+    shapes = infer_shapes(path)
+    assert shapes.notes == ()
+    unknown = {u.name: u for u in shapes.unknown}
+    assert unknown["Y"].assumed_nbytes == 64 * 4  # H: [1, 64] floats, not the 16 KiB weight
