@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from cli.app import app
+from graph_analysis.bindings import parse_bindings
 from graph_analysis.memory import OrtCpuModel, estimate_memory
 from graph_analysis.shapes import infer_shapes
 
@@ -172,3 +173,27 @@ def test_symbolic_inference_never_meets_a_stripped_constant(tmp_path: Path) -> N
     assert shapes.notes == ()
     unknown = {u.name: u for u in shapes.unknown}
     assert unknown["Y"].assumed_nbytes == 64 * 4  # H: [1, 64] floats, not the 16 KiB weight
+
+
+def test_weight_only_node_before_a_subgraph_stays_a_weight_inside_it() -> None:
+    # WT = Transpose(W) is computed from weights only (folded: a weight); the If branch reads it.
+    # The branch must see it as a weight: its peak holds X and the branch's own output only.
+    model = onnx.parser.parse_model(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[1, 64] X, bool c) => (float[1, 64] Y) <float[64, 64] W = {0.0}> {
+          WT = Transpose(W)
+          Y = If(c) <
+            then_branch = t () => (float[1, 64] a) { a = MatMul(X, WT) },
+            else_branch = e () => (float[1, 64] b) { b = Relu(X) }
+          >
+        }
+        """
+    )
+    # The parser's one-value initializer is replaced by a real 64 x 64 weight.
+    model.graph.initializer[0].CopyFrom(
+        numpy_helper.from_array(np.zeros((64, 64), np.float32), "W")
+    )
+    inf = estimate_memory(model, parse_bindings(["c="])).inference
+    # X (256) + c (1) + Y (256) in the main graph, the branch output a (256): WT counts nowhere.
+    assert inf.activations_peak_bytes == 256 + 1 + 256 + 256
