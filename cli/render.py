@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterable, Sequence
 from enum import Enum
 from typing import Any
 
@@ -15,7 +16,14 @@ from rich.text import Text
 
 from graph_analysis.report import GroupRow, ModelReport, report_to_dict
 
-__all__ = ["Breakdown", "OutputFormat", "format_bytes", "render_inspect", "to_json"]
+__all__ = [
+    "Breakdown",
+    "OutputFormat",
+    "format_bytes",
+    "print_warnings",
+    "render_inspect",
+    "to_json",
+]
 
 
 class OutputFormat(str, Enum):
@@ -25,6 +33,7 @@ class OutputFormat(str, Enum):
     JSON = "json"
     CSV = "csv"
     MARKDOWN = "markdown"
+    HTML = "html"  # inspect, memory, compare, profile, fit: one self-contained file (-o)
 
 
 class Breakdown(str, Enum):
@@ -46,6 +55,17 @@ def format_bytes(value: int) -> str:
             return f"{value} B" if unit == "B" else f"{size:.2f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def print_warnings(warnings: Iterable[str]) -> None:
+    """Each warning as one ``modelsize: warning: ...`` line on stderr, whatever the format.
+
+    Warnings never go to stdout, where they would corrupt JSON/CSV and mix with the figures; the
+    JSON formats also carry them in their ``warnings`` list.
+    """
+    for warning in warnings:
+        sys.stderr.write(f"modelsize: warning: {' '.join(warning.split())}\n")
+    sys.stderr.flush()
 
 
 def to_json(data: Any) -> str:
@@ -152,8 +172,6 @@ def render_inspect(
         ]
         table.add_row(*cells, *([f"{frozen or 0:,}"] if has_frozen else []))
     console.print(table)
-    for warning in report.warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"))
     return None
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cli.render import OutputFormat, format_bytes, to_json
@@ -52,6 +53,8 @@ def quantization_to_dict(result: QuantizationResult) -> dict[str, Any]:
                 "other": result.recommendation.makeup.other_bytes,
             },
         },
+        "verified": result.verified,
+        "verified_reason": result.verified_reason,
         "warnings": list(result.warnings),
         "converted_from": result.converted_from,
     }
@@ -67,15 +70,20 @@ def render_quantization(
     lines = []
     if result.converted_from is not None:
         lines.append(
-            f"{result.converted_from} exported first to [bold]{result.source}[/bold] (float)"
+            f"{escape(result.converted_from)} exported first to [bold]{escape(str(result.source))}"
+            "[/bold] (float)"
         )
     lines.append(
-        f"[bold]{result.output}[/bold] written ({result.method.value}"
+        f"[bold]{escape(str(result.output))}[/bold] written ({result.method.value}"
         f"{', per channel' if result.per_channel else ''}): "
         f"{format_bytes(result.output_bytes)} vs {format_bytes(result.source_bytes)} "
         f"= {result.size_ratio:.2f}x the input (counted, file plus external data)"
     )
     lines.append(f"quantized ops: {ops}")
+    if result.verified:
+        lines.append(f"verified: {escape(result.verified_reason)}")
+    else:
+        lines.append(f"[bold]NOT VERIFIED[/bold]: {escape(result.verified_reason)}")
     if result.lifted_constants:
         lines.append(
             f"Constant-node weights lifted to initializers first: {result.lifted_constants}"
@@ -108,8 +116,6 @@ def render_quantization(
             f"({result.recommendation.reason})",
             soft_wrap=True,
         )
-    for warning in result.warnings:
-        console.print(f"[yellow]note:[/yellow] {warning}", soft_wrap=True, markup=True)
     return None
 
 

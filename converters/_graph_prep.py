@@ -17,7 +17,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from graph_analysis.dtypes import DataType, is_floating, nbytes
+from graph_analysis._weights import ModelWeights
+from graph_analysis.dtypes import DataType, is_floating
+from graph_analysis.report import Role
 
 __all__ = [
     "FLOAT32_TYPES",
@@ -61,6 +63,7 @@ FLOAT32_TYPES = frozenset({DataType.FLOAT, DataType.DOUBLE})
 _CONV = frozenset({"Conv", "ConvTranspose"})
 _MATMUL = frozenset({"MatMul", "Gemm"})
 _RECURRENT = frozenset({"LSTM", "GRU", "RNN"})
+_WEIGHT_ROLES = frozenset({Role.PARAMETER, Role.RUNNING_STAT})
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class FloatTensor:
 
     Attributes:
         name: the initializer's name.
-        graph: the graph holding it (``main`` or a subgraph's name).
+        graph: the graph holding it (``main``, or a subgraph's path such as ``/If_0.then_branch``).
         data_type: its ONNX data type name.
         dims: its shape.
         num_elements: elements.
@@ -121,8 +124,19 @@ def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
             yield from iter_graphs(sub)
 
 
-def _graph_label(graph: onnx.GraphProto, main: onnx.GraphProto) -> str:
-    return "main" if graph is main else (graph.name or "subgraph")
+def _bottom_up(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """Every nested subgraph before the graph holding it.
+
+    Rewriting a graph's node list (``del graph.node[:]``, ``extend``) copies its nodes: a subgraph
+    reached through the old nodes is detached, and edits made to it afterwards are lost. Editing
+    children first and parents last keeps every edit.
+    """
+    found: list[onnx.GraphProto] = []
+    for node in graph.node:
+        for sub in _subgraphs(node):
+            found.extend(_bottom_up(sub))
+    found.append(graph)
+    return found
 
 
 def lift_constants(model: onnx.ModelProto, *, min_elements: int = 2) -> int:
@@ -132,7 +146,7 @@ def lift_constants(model: onnx.ModelProto, *, min_elements: int = 2) -> int:
     initializer). Returns the number of Constant nodes lifted.
     """
     lifted = 0
-    for graph in list(iter_graphs(model.graph)):
+    for graph in _bottom_up(model.graph):
         keep = []
         for node in graph.node:
             tensor = _constant_tensor(node)
@@ -160,7 +174,7 @@ def bypass_weight_identities(model: onnx.ModelProto) -> int:
     graph output is kept. Returns the number of Identity nodes removed.
     """
     removed = 0
-    for graph in list(iter_graphs(model.graph)):
+    for graph in _bottom_up(model.graph):
         initializers = {t.name for t in graph.initializer}
         outputs = {o.name for o in graph.output}
         alias: dict[str, str] = {}
@@ -263,51 +277,46 @@ def quantized_op_counts(model: onnx.ModelProto) -> dict[str, int]:
     return dict(counts)
 
 
-def graph_makeup(model: onnx.ModelProto) -> GraphMakeup:
+def graph_makeup(weights: ModelWeights, quantized_ops: Mapping[str, int]) -> GraphMakeup:
     """Weight bytes by the kind of op reading them, and what is already stored in low-bit types.
 
-    Needs only the tensors' dims and types (external payloads need not be loaded).
+    Reads the one classification (``graph_analysis._weights``): the parameters and running
+    statistics wherever they are stored (initializers, Constant nodes, subgraphs), each by the ops
+    that read it; constants, quantization metadata and unused tensors are not weights.
     """
     conv = matmul = recurrent = other = low_bit = fp16 = 0
-    for graph in iter_graphs(model.graph):
-        readers = _consumers(graph)
-        for tensor in graph.initializer:
-            data_type = DataType.from_value(tensor.data_type)
-            if data_type is None:
-                continue
-            count = math.prod(tensor.dims)
-            size = nbytes(data_type, count)
-            if data_type in _LOW_BIT and count > 1:
-                low_bit += size
-                continue
-            if data_type in (DataType.FLOAT16, DataType.BFLOAT16):
-                fp16 += size
-            if not is_floating(data_type):
-                continue
-            ops = {op.replace(" (in subgraph)", "") for op in readers.get(tensor.name, [])}
-            if ops & _CONV:
-                conv += size
-            elif ops & _MATMUL:
-                matmul += size
-            elif ops & _RECURRENT:
-                recurrent += size
-            else:
-                other += size
+    for tensor in weights.tensors:
+        if tensor.role not in _WEIGHT_ROLES:
+            continue
+        if tensor.data_type in _LOW_BIT:
+            low_bit += tensor.nbytes
+            continue
+        if tensor.data_type in (DataType.FLOAT16, DataType.BFLOAT16):
+            fp16 += tensor.nbytes
+        if not is_floating(tensor.data_type):
+            continue
+        ops = {op for op, _index in tensor.readers}
+        if ops & _CONV:
+            conv += tensor.nbytes
+        elif ops & _MATMUL:
+            matmul += tensor.nbytes
+        elif ops & _RECURRENT:
+            recurrent += tensor.nbytes
+        else:
+            other += tensor.nbytes
     total = conv + matmul + recurrent + other
-    return GraphMakeup(
-        conv, matmul, recurrent, other, total, low_bit, fp16, quantized_op_counts(model)
-    )
+    return GraphMakeup(conv, matmul, recurrent, other, total, low_bit, fp16, dict(quantized_ops))
 
 
 def float_tensors(
-    model: onnx.ModelProto,
+    weights: ModelWeights,
     *,
     min_elements: int,
     data_types: frozenset[DataType] = _WIDE_FLOATS,
     reasons: Mapping[str, str] | None = None,
     default_reason: str = "its consumers have no quantized form in this method",
 ) -> tuple[FloatTensor, ...]:
-    """Floating initializers of ``min_elements``+ elements left in the model, largest first.
+    """Floating stored tensors of ``min_elements``+ elements in a model's reading, largest first.
 
     Quantization metadata (tensors read only by quantized ops: scales, zero points) is not listed.
     ``reasons`` maps a name to a known reason; others get ``default_reason``, or "read inside a
@@ -315,38 +324,34 @@ def float_tensors(
     """
     reasons = reasons or {}
     left = []
-    for graph in iter_graphs(model.graph):
-        readers = _consumers(graph)
-        for tensor in graph.initializer:
-            data_type = DataType.from_value(tensor.data_type)
-            if data_type is None or data_type not in data_types:
-                continue
-            count = math.prod(tensor.dims)
-            if count < min_elements:
-                continue
-            ops = tuple(sorted(set(readers.get(tensor.name, []))))
-            if ops and all(op.replace(" (in subgraph)", "") in QUANTIZED_OPS for op in ops):
-                continue
-            reason = reasons.get(tensor.name)
-            if reason is None:
-                if any(op.endswith("(in subgraph)") for op in ops):
-                    reason = (
-                        "read inside a subgraph from an outer scope: the quantizer cannot reach it"
-                    )
-                else:
-                    reason = default_reason
-            left.append(
-                FloatTensor(
-                    tensor.name,
-                    _graph_label(graph, model.graph),
-                    data_type.name,
-                    tuple(tensor.dims),
-                    count,
-                    nbytes(data_type, count),
-                    ops,
-                    reason,
-                )
+    for tensor in weights.tensors:
+        if tensor.data_type not in data_types or tensor.num_elements < min_elements:
+            continue
+        nested = list(tensor.nested_readers)
+        direct = [op for op, _index in tensor.readers]
+        for op in nested:
+            direct.remove(op)
+        ops = tuple(sorted({*direct, *(f"{op} (in subgraph)" for op in nested)}))
+        if ops and all(op.replace(" (in subgraph)", "") in QUANTIZED_OPS for op in ops):
+            continue
+        reason = reasons.get(tensor.name)
+        if reason is None:
+            if nested:
+                reason = "read inside a subgraph from an outer scope: the quantizer cannot reach it"
+            else:
+                reason = default_reason
+        left.append(
+            FloatTensor(
+                tensor.name,
+                tensor.graph or "main",
+                tensor.data_type.name,
+                tensor.dims,
+                tensor.num_elements,
+                tensor.nbytes,
+                ops,
+                reason,
             )
+        )
     return tuple(sorted(left, key=lambda t: -t.nbytes))
 
 

@@ -16,6 +16,7 @@ import onnx
 from onnx import numpy_helper
 
 from converters._common import FrameworkTensorData, InputSpec, find_merged, match_initializers
+from converters._output import publish
 from graph_analysis.errors import OutputPathError
 from graph_analysis.framework import (
     METADATA_KEY,
@@ -60,7 +61,7 @@ def write_onnx_with_metadata(
     out_path = out_path.resolve()
     try:
         fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{out_path.stem}-", suffix=".onnx.tmp", dir=out_path.parent
+            prefix=f".modelsize-write-{os.getpid()}-", suffix=".onnx.tmp", dir=out_path.parent
         )
         os.close(fd)
     except OSError as e:
@@ -79,7 +80,7 @@ def write_onnx_with_metadata(
             )
         else:
             onnx.save_model(model, tmp_name)
-        os.replace(tmp_name, out_path)
+        publish(Path(tmp_name), out_path)  # the umask's mode, not mkstemp's 0600
     except OSError as e:
         raise OutputPathError(out_path, f"cannot write the model: {e.strerror or e}") from e
     finally:

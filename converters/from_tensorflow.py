@@ -337,7 +337,9 @@ def convert_tensorflow(
     exporter = f"tf2onnx {tf2onnx.__version__} from_function (opset {_OPSET})"
     report_progress("recording framework counts")
     out = Path(out_path)
-    with tempfile.TemporaryDirectory(prefix=".modelsize-export-", dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix=f".modelsize-export-{os.getpid()}-", dir=out.parent
+    ) as tmp:
         exported = Path(tmp) / "model.onnx"
         exported.write_bytes(model_proto.SerializeToString())
         del model_proto

@@ -10,6 +10,7 @@ changes parameter counts. When the dynamo exporter fails, the TorchScript export
 from __future__ import annotations
 
 import inspect
+import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -555,7 +556,9 @@ def convert_torch(
     _check_forward(model, inputs, specs, source, positional)
 
     out = Path(out_path)
-    with tempfile.TemporaryDirectory(prefix=".modelsize-export-", dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix=f".modelsize-export-{os.getpid()}-", dir=out.parent
+    ) as tmp:
         exported = Path(tmp) / "model.onnx"
         exporter, fallback_reason = _export(
             export_target if export_target is not None else model,

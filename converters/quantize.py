@@ -5,7 +5,10 @@ Constant-node weights are lifted into initializers, subgraphs (If/Loop/Scan) are
 (``EnableSubgraph``), shapes are inferred when possible, every intermediate file is written with
 external data (so models over 2 GB pass), weights the quantizer cannot reach are stored as INT8
 behind a DequantizeLinear, and the result is loaded and run once in onnxruntime before it replaces
-the output path atomically. The input is never written.
+the output path atomically. When generated inputs cannot run the original model (dynamic dims left
+at 1 that the graph cannot take), the methods that need no data (dynamic, fp16, int4) still write
+the variant and report it as not verified, with the flags that would verify it; static calibration,
+which needs inputs that run, refuses. The input is never written.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import contextlib
 import logging
 import math
 import os
-import tempfile
 import warnings as py_warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -39,8 +41,9 @@ from converters._graph_prep import (
     quantized_op_counts,
     shared_gathers,
 )
+from converters._output import check_output_path, publish, work_folder
 from converters.sources import SourceKind, convert_source, detect_source
-from graph_analysis._weights import file_bytes
+from graph_analysis._weights import ModelWeights, file_bytes, read_weights
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
 from graph_analysis.errors import (
@@ -54,7 +57,7 @@ from graph_analysis.errors import (
     UnsupportedModelError,
 )
 from graph_analysis.loading import load_skeleton, read_model
-from graph_analysis.runtime._feeds import input_specs, make_feeds
+from graph_analysis.runtime._feeds import InputSpec, describe_specs, input_specs, make_feeds
 
 __all__ = [
     "FallbackTensor",
@@ -133,6 +136,11 @@ class QuantizationResult:
         fallback_tensors: weights stored as INT8 behind DequantizeLinear by the fallback.
         recommendation: the method suited to this graph (may differ from ``method``).
         warnings: trade-offs and problems worth telling the user, one sentence each.
+        verified: True when the variant ran once in onnxruntime on generated inputs (the original
+            ran on them too); False when it was only loaded, because those inputs do not run
+            the original model (dynamic dims left at 1 that the graph cannot take, for example).
+        verified_reason: what the check ran on, or why it could not run and which flags would
+            let it run.
         converted_from: the framework source ``source`` was exported from first, else None.
     """
 
@@ -150,6 +158,8 @@ class QuantizationResult:
     fallback_tensors: tuple[FallbackTensor, ...]
     recommendation: Recommendation
     warnings: tuple[str, ...]
+    verified: bool
+    verified_reason: str
     converted_from: str | None = None
 
     @property
@@ -199,21 +209,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _check_paths(src: Path, out: Path) -> None:
-    protected = [src, *read_model(src).external_files]
-    for candidate in (out, out.with_name(out.name + ".data")):
-        for guarded in protected:
-            if _same_file(candidate, guarded):
-                raise OutputPathError(
-                    out, f"would overwrite the input ({guarded}); choose another -o path"
-                )
-    if out.is_dir():
-        raise OutputPathError(out, "is a directory; give a file name such as model.int8.onnx")
-    if not out.parent.is_dir():
-        raise OutputPathError(out, f"the folder {out.parent} does not exist")
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise OutputPathError(out, f"the folder {out.parent} is not writable")
-    if out.exists() and not os.access(out, os.W_OK):
-        raise OutputPathError(out, "exists and is not writable")
+    check_output_path(out, protected=[src, *read_model(src).external_files])
 
 
 def _check_not_quantized(src: Path, method: QuantMethod, makeup: GraphMakeup) -> list[str]:
@@ -479,29 +475,72 @@ def _onnxruntime_version() -> str:
     return str(ort.__version__)
 
 
-def _smoke_run(path: Path, bindings: Bindings, src: Path) -> None:
-    """Load and run the variant once; when it fails, tell a bad variant from bad input."""
-    feeds = make_feeds(input_specs(src, bindings))
+_BIND_HINT = "--input-shape NAME=dims, --dim NAME=VALUE or --batch N"
+
+
+def _verify(path: Path, bindings: Bindings, src: Path) -> tuple[bool, str]:
+    """Load the variant and run it once on generated inputs; tell a bad variant from bad inputs.
+
+    Dynamic int8, fp16 and int4 need no data, so inputs that cannot run the *original* model (a
+    dim left at 1 that a Reshape cannot take, an input type that cannot be generated) do not stop
+    them: the variant is kept, reported as not verified, with the flags that would verify it.
+
+    Returns:
+        (verified, what was run or why nothing was).
+
+    Raises:
+        ShapeBindingError: bindings the user gave do not fit the model.
+        UnsupportedModelError: onnxruntime cannot load even the original model.
+        ConversionError: the variant does not load, or fails where the original runs.
+    """
+    specs: tuple[InputSpec, ...] = ()
+    why = ""
+    try:
+        specs = input_specs(src, bindings)
+    except ShapeBindingError as e:
+        if not bindings.is_empty:
+            raise
+        why = f"no inputs could be generated ({e.message})"
+    feeds = None if why else make_feeds(specs)
     failure = _run_once(path, feeds)
+    if failure is not None and failure[0] == "load":
+        _refuse_if_source_does_not_load(src)
+        raise ConversionError(src, f"the variant does not load in onnxruntime: {failure[1]}")
+    if failure is not None:
+        _refuse_if_source_does_not_load(src)
+        original = _run_once(src, feeds)
+        if original is None:
+            raise ConversionError(src, f"the variant does not run in onnxruntime: {failure[1]}")
+        why = (
+            f"the generated inputs ({describe_specs(specs)}) do not run the original model "
+            f"either ({original[1]})"
+        )
+    if why:
+        return False, f"loads in onnxruntime but was not run: {why}; verify it with {_BIND_HINT}"
+    return True, f"ran once in onnxruntime on generated inputs ({describe_specs(specs)})"
+
+
+def _check_calibration_runs(src: Path, batches: Sequence[Mapping[str, np.ndarray]]) -> None:
+    """Static calibration runs the original on its inputs: refuse inputs it cannot run on."""
+    failure = _run_once(src, batches[0] if batches else None)
     if failure is None:
         return
     _refuse_if_source_does_not_load(src)
-    if _run_once(src, feeds) is not None:
-        raise ShapeBindingError(
-            src,
-            f"the generated inputs do not run the original model either ({failure[1]}); "
-            "bind the input shapes with --input-shape/--dim/--batch",
-        )
-    raise ConversionError(src, f"the variant does not run in onnxruntime: {failure[1]}")
+    shapes = ", ".join(f"{k}: {list(v.shape)}" for k, v in batches[0].items())
+    raise ShapeBindingError(
+        src,
+        f"static quantization calibrates on inputs that run the model, and these ({shapes}) do "
+        f"not ({failure[1]}); give --calibration data or bind the inputs with {_BIND_HINT}",
+    )
 
 
 def _fallback_axes(
-    model: onnx.ModelProto, op_types: Sequence[str] | None, min_elements: int
+    weights: ModelWeights, op_types: Sequence[str] | None, min_elements: int
 ) -> dict[str, int]:
     """FLOAT weights the fallback should convert, with the axis their scales run along."""
     wanted = set(op_types) if op_types else None
     axes = {}
-    for tensor in float_tensors(model, min_elements=min_elements, data_types=FLOAT32_TYPES):
+    for tensor in float_tensors(weights, min_elements=min_elements, data_types=FLOAT32_TYPES):
         if tensor.data_type != "FLOAT" or len(tensor.dims) < 2:
             continue  # vectors (biases, norm scales) are small and sensitive: left in float
         ops = {op.replace(" (in subgraph)", "") for op in tensor.consumers}
@@ -549,21 +588,25 @@ def quantize_model(
         external_data: write ``<out>.data``; None decides by size (over ~1.8 GiB of tensors).
 
     Returns:
-        The result, after the variant was loaded and run once in onnxruntime.
+        The result, after the variant was loaded and run once in onnxruntime (``verified``), or
+        only loaded when generated inputs do not run the original (``verified`` False, why and
+        which flags would verify it in ``verified_reason`` and in ``warnings``).
 
     Raises:
         ModelFormatError, ExternalDataError: the source cannot be read.
         OutputPathError: ``out`` would overwrite the source (same path, link) or is not writable.
         AlreadyQuantizedError: the weights are already stored at the target precision or lower.
         UnsupportedModelError: int8 (dynamic/static) asked of a model with FLOAT16 weights.
-        ShapeBindingError: inputs cannot be generated for calibration or the test run.
-        ConversionError: onnxruntime's tools failed, or the variant does not run.
+        ShapeBindingError: bindings that do not fit the model; STATIC: calibration inputs that
+            cannot be generated or do not run the original model.
+        ConversionError: onnxruntime's tools failed, or the variant fails where the original runs.
     """
     src, out = Path(src), Path(out)
     bindings = bindings or Bindings()
-    header = load_skeleton(src)
+    source = read_model(src)  # the one reading: the makeup and the skeleton derive from it
+    header = load_skeleton(source)
     _check_paths(src, out)
-    makeup = graph_makeup(header)
+    makeup = graph_makeup(read_weights(source), quantized_op_counts(header))
     recommendation = recommend_method(makeup)
     if method is QuantMethod.AUTO:
         method = recommendation.method
@@ -582,14 +625,12 @@ def quantize_model(
     model = _load_full(src)
     lifted = lift_constants(model)
     bypassed = bypass_weight_identities(model)
-    batches = (
-        _calibration_batches(calibration, calibration_samples, src, bindings)
-        if method is QuantMethod.STATIC
-        else []
-    )
+    batches: list[dict[str, np.ndarray]] = []
+    if method is QuantMethod.STATIC:
+        batches = _calibration_batches(calibration, calibration_samples, src, bindings)
+        _check_calibration_runs(src, batches)
     try:
-        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".modelsize-quantize-") as tmp:
-            work = Path(tmp)
+        with work_folder(out.parent, "quantize") as work:
             prepped = work / "prepped.onnx"
             _save(model, prepped, external=True)
             del model
@@ -610,7 +651,7 @@ def quantize_model(
             )
             variant = onnx.load(str(quantized))
             fallback_done = (
-                _apply_fallback(variant, op_types, fallback_min_elements)
+                _apply_fallback(variant, read_weights(quantized), op_types, fallback_min_elements)
                 if fallback and method is not QuantMethod.FP16
                 else []
             )
@@ -622,9 +663,9 @@ def quantize_model(
             )
             final = work / out.name
             _save(variant, final, external=use_external)
-            _smoke_run(final, bindings, src)
+            verified, verified_reason = _verify(final, bindings, src)
             left = float_tensors(
-                variant,
+                read_weights(final),
                 min_elements=report_min_elements,
                 data_types=FLOAT32_TYPES if method is QuantMethod.FP16 else _ALL_FLOATS,
                 default_reason=_default_reason(method, op_types),
@@ -633,9 +674,15 @@ def quantize_model(
                 left = tuple(_note_fallback(t, fallback, fallback_min_elements) for t in left)
             quantized_ops = quantized_op_counts(variant)
             del variant
+            data_out = out.with_name(out.name + ".data")
             if use_external:
-                os.replace(work / (out.name + ".data"), out.with_name(out.name + ".data"))
-            os.replace(final, out)
+                publish(work / data_out.name, data_out)
+            try:
+                publish(final, out)
+            except OutputPathError:
+                if use_external:
+                    data_out.unlink(missing_ok=True)
+                raise
     except OSError as e:
         # Disk full, a folder that turned read-only, a quota: nothing was moved into place.
         raise OutputPathError(out, f"cannot write the variant: {e.strerror or e}") from e
@@ -644,6 +691,8 @@ def quantize_model(
     warnings.extend(
         _size_warnings(method, source_bytes, output_bytes, left, fallback_done, quantized_ops)
     )
+    if not verified:
+        warnings.append(f"NOT VERIFIED: the variant {verified_reason}")
     return QuantizationResult(
         source=src,
         output=out,
@@ -659,6 +708,8 @@ def quantize_model(
         fallback_tensors=tuple(fallback_done),
         recommendation=recommendation,
         warnings=tuple(warnings),
+        verified=verified,
+        verified_reason=verified_reason,
     )
 
 
@@ -701,11 +752,17 @@ def _quantize_with_retry(
 
 
 def _apply_fallback(
-    variant: onnx.ModelProto, op_types: Sequence[str] | None, min_elements: int
+    variant: onnx.ModelProto,
+    weights: ModelWeights,
+    op_types: Sequence[str] | None,
+    min_elements: int,
 ) -> list[FallbackTensor]:
-    """Store the FLOAT weights the quantizer left as INT8 behind DequantizeLinear (in place)."""
-    axes = _fallback_axes(variant, op_types, min_elements)
-    sizes = {t.name: t for t in float_tensors(variant, min_elements=min_elements)}
+    """Store the FLOAT weights the quantizer left as INT8 behind DequantizeLinear (in place).
+
+    ``weights`` is the reading of the file ``variant`` was loaded from.
+    """
+    axes = _fallback_axes(weights, op_types, min_elements)
+    sizes = {t.name: t for t in float_tensors(weights, min_elements=min_elements)}
     done = []
     for name in dequantize_linear_fallback(variant, set(axes), axes=axes):
         count = sizes[name].num_elements

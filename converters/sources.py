@@ -21,9 +21,10 @@ from typing import Any
 
 from converters._child import ProgressCallback, run_in_child
 from converters._common import DynamicAxis, InputSpec, bindings_to_json
+from converters._output import check_output_path, remove_stale_work
 from graph_analysis import ModelReport, analyze, report_to_dict
 from graph_analysis.bindings import Bindings
-from graph_analysis.errors import MissingExtraError, OutputPathError, SourceError
+from graph_analysis.errors import MissingExtraError, SourceError
 from graph_analysis.framework import (
     FrameworkInfo,
     Reconciliation,
@@ -33,6 +34,7 @@ from graph_analysis.framework import (
     reconciliation_to_dict,
     trainable_by_layer,
 )
+from graph_analysis.runtime._feeds import check_inputs_fit, specs_from_bindings
 
 __all__ = [
     "ConversionResult",
@@ -252,10 +254,12 @@ def convert_source(
         on_progress: called with the name of each slow step as it starts.
 
     Raises:
-        SourceError: an ONNX source, an unusable source or checkpoint.
+        SourceError: an ONNX source, an unusable source or checkpoint, ``--dim`` (named dims exist
+            only in a graph).
         MissingExtraError: the framework is not installed.
         OutputPathError: the output would overwrite the source or cannot be written.
-        ShapeBindingError: no usable input description, or the model rejects it.
+        ShapeBindingError: no usable input description, example inputs larger than the available
+            memory, or the model rejects them.
         ConversionError: the exporter failed, crashed, ran out of memory or timed out.
     """
     if source.kind is SourceKind.ONNX:
@@ -270,13 +274,19 @@ def convert_source(
         raise SourceError(str(weights), "--weights goes with a file.py:Name or module:Name source")
     if weights is not None and not Path(weights).is_file():
         raise SourceError(str(weights), "no such file")
+    check_output_path(
+        Path(out_path), protected=[Path(source.location), *([Path(weights)] if weights else [])]
+    )
+    if bindings is not None and bindings.dims:
+        raise SourceError(
+            source.text,
+            f"--dim {', '.join(bindings.dims)}: a framework source has no named dims before its "
+            "export; give the example input with --input-shape (and --batch)",
+        )
     out = Path(out_path).resolve()
-    if not out.parent.is_dir():
-        raise OutputPathError(out_path, "the output folder does not exist")
-    if out == Path(source.location).resolve() or (
-        weights is not None and out == Path(weights).resolve()
-    ):
-        raise OutputPathError(out_path, "the output would overwrite the input")
+    # The exporter allocates the example inputs first: refuse sizes the machine cannot hold.
+    check_inputs_fit(source.text, specs_from_bindings(bindings or Bindings()))
+    remove_stale_work(out.parent)
     _require_extra(source)
     module = (
         "converters.from_tensorflow:convert_tensorflow"
@@ -403,6 +413,11 @@ def inspection_to_dict(inspection: SourceInspection, *, depth: int | None = None
         data["reconciliation"] = reconciliation_to_dict(inspection.reconciliation)
     if inspection.conversion is not None:
         data["conversion"] = conversion_to_dict(inspection.conversion)
+        # inspect exports into a temporary folder, gone by now: there is no file to name.
+        data["conversion"]["onnx_path"] = None
+        data["conversion"]["onnx_path_note"] = (
+            "exported to a temporary file, removed after the analysis; modelsize convert keeps one"
+        )
     return data
 
 

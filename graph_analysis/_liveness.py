@@ -79,6 +79,7 @@ def analyze_liveness(
     graph: onnx.GraphProto,
     size_of: Callable[[str, str], int],
     *,
+    stored: Callable[[str], frozenset[str]],
     path: str = MAIN_GRAPH,
     weights: frozenset[str] = frozenset(),
     inputs_live_whole_run: bool = True,
@@ -96,15 +97,14 @@ def analyze_liveness(
         graph: the graph, its nodes in execution (topological) order.
         size_of: ``(graph_path, name) -> bytes`` for any activation tensor.
         path: this graph's path (for ``size_of`` and labels).
-        weights: names that are weights (initializers, Constant outputs, in this or outer scopes):
-            not activations.
+        stored: ``graph_path -> names`` of the tensors stored in that graph (initializers and
+            Constant outputs: ``graph_analysis._weights.ModelWeights.names_in``, the one reading).
+        weights: names of weights visible from outer scopes (set by the recursion): not
+            activations.
         inputs_live_whole_run: keep graph inputs live throughout (True for the main graph).
         alias_ops: op types whose first output aliases the first input.
     """
-    local_weights = set(weights) | {i.name for i in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            local_weights.update(o for o in node.output if o)
+    local_weights = set(weights) | stored(path)
     # Frozen for subgraphs only when the set changed since the last freeze: re-freezing after every
     # weight-only node was quadratic on quantized graphs (a DequantizeLinear per weight).
     frozen_weights: frozenset[str] | None = None
@@ -140,6 +140,7 @@ def analyze_liveness(
                 sub,
                 size_of,
                 path=f"{path}/{label}.{suffix}",
+                stored=stored,
                 weights=frozen_weights,
                 inputs_live_whole_run=True,
                 alias_ops=alias_ops,

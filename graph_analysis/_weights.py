@@ -1,15 +1,210 @@
-"""Per-model figures for comparisons, from the analysis core: parameters, weight bytes, file bytes."""
+"""The stored tensors as the estimates see them: one reading (``loading``), one classification
+(``params``), handed over as frozen records.
+
+Nothing downstream re-finds weights on a protobuf: the shapes of stored tensors, liveness, the memory
+estimate, the training split and quantization's makeup and float-weight list take a
+:class:`ModelWeights`; the comparison's census is the report's. The data flows one way:
+read -> classify -> (shapes, liveness) -> estimates -> render.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from graph_analysis.analysis import analyze
-from graph_analysis.loading import read_model
+from graph_analysis.analysis import analyze, build_report
+from graph_analysis.dtypes import DataType, is_floating
+from graph_analysis.loading import ModelFile, TensorSource, read_model
+from graph_analysis.params import classify_model
+from graph_analysis.report import ModelReport, Role
 
-__all__ = ["WeightCensus", "file_bytes", "weight_census"]
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = [
+    "ModelWeights",
+    "StoredWeight",
+    "WeightCensus",
+    "file_bytes",
+    "graph_scope",
+    "read_weights",
+    "weight_census",
+]
+
+#: Where onnxruntime holds a tensor as an initializer: graph initializers and Constant nodes. A tensor
+#: inside another op's attribute (ConstantOfShape's value) stays part of that node.
+_HELD_AS_INITIALIZER = frozenset(
+    {TensorSource.INITIALIZER, TensorSource.SPARSE_INITIALIZER, TensorSource.CONSTANT_NODE}
+)
+
+
+def graph_scope(path: str) -> str:
+    """The graph path of the read model (``If_3.then_branch``) in the form shapes and liveness
+    use (``/If_3.then_branch``; the main graph is ``""`` in both)."""
+    return f"/{path}" if path else ""
+
+
+@dataclass(frozen=True)
+class StoredWeight:
+    """One stored tensor of the main graph or a subgraph, as the estimates receive it.
+
+    Attributes:
+        graph: the graph path in the shapes/liveness form (:func:`graph_scope`).
+        name: the name the graph's edges use.
+        data_type: element type.
+        dims: dense shape.
+        num_elements: dense element count (sparse tensors are densified by onnxruntime at load).
+        nbytes: dense bytes, elements x bit width (sub-byte types packed).
+        role: its role under the one classification rule (docs/counting.md).
+        external: stored in an external data file.
+        readers: ``(op_type, input_index)`` of every node reading it, outer-scope reads resolved.
+        nested_readers: op types of the readers that sit in a nested subgraph (reading it from
+            an outer scope).
+    """
+
+    graph: str
+    name: str
+    data_type: DataType
+    dims: tuple[int, ...]
+    num_elements: int
+    nbytes: int
+    role: Role
+    external: bool
+    readers: tuple[tuple[str, int], ...]
+    nested_readers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelWeights:
+    """Every tensor onnxruntime holds as an initializer, and the training split of the parameters.
+
+    Built by :func:`read_weights` from the one reading. A model-local function's tensors are listed
+    once, under the graph ``/function:<domain>.<name>`` (as the report counts them), although
+    onnxruntime inlines one copy per call.
+
+    Attributes:
+        tensors: the stored tensors of the main graph, every subgraph and every function body, in
+            reading order.
+        trainable_parameters: elements of floating ``parameter`` tensors (each tied copy once),
+            except those the framework's record marks frozen.
+        largest_trainable: elements of the largest of those.
+        frozen_bytes: dense bytes of every other used tensor (running statistics, constants,
+            integer weights), copies once.
+    """
+
+    tensors: tuple[StoredWeight, ...]
+    trainable_parameters: int
+    largest_trainable: int
+    frozen_bytes: int
+
+    @cached_property
+    def _names(self) -> dict[str, frozenset[str]]:
+        found: dict[str, set[str]] = {}
+        for t in self.tensors:
+            found.setdefault(t.graph, set()).add(t.name)
+        return {graph: frozenset(names) for graph, names in found.items()}
+
+    def names_in(self, graph: str) -> frozenset[str]:
+        """Names of the tensors stored in ``graph`` itself (not its outer scopes)."""
+        return self._names.get(graph, frozenset())
+
+    def visible_in(self, graph: str) -> frozenset[str]:
+        """Names of stored tensors visible in ``graph``: its own and its outer scopes'."""
+        names = set(self.names_in(graph))
+        while graph:
+            graph = graph.rsplit("/", 1)[0]
+            names |= self.names_in(graph)
+        return frozenset(names)
+
+    def scalars_in(self, graph: str) -> frozenset[str]:
+        """Stored tensors of at most one element visible in ``graph`` (never trained)."""
+        return frozenset(t.name for t in self._visible_records(graph) if t.num_elements <= 1)
+
+    def _visible_records(self, graph: str) -> Iterator[StoredWeight]:
+        scopes = {graph}
+        while graph:
+            graph = graph.rsplit("/", 1)[0]
+            scopes.add(graph)
+        return (t for t in self.tensors if t.graph in scopes)
+
+
+def _split(report: ModelReport) -> tuple[int, int, int]:
+    """Trainable elements, largest trainable tensor, frozen bytes, from the classification.
+
+    Copies of one parameter (tied weights recorded by the exporter, external aliases) count once;
+    unused tensors get no gradient and runtimes drop them. When the file carries the framework's
+    record (``modelsize convert``), a parameter it marks frozen (``requires_grad=False``, a Keras
+    layer with ``trainable=False``) is a frozen buffer: the record decides.
+    """
+    trainable = largest = frozen = 0
+    for record in report.tensors:
+        if record.duplicate_of is not None or record.role is Role.UNUSED:
+            continue
+        data_type = DataType.__members__.get(record.data_type)
+        if (
+            record.role is Role.PARAMETER
+            and data_type is not None
+            and is_floating(data_type)
+            and record.trainable is not False
+        ):
+            trainable += record.num_elements
+            largest = max(largest, record.num_elements)
+        else:
+            frozen += record.nbytes
+    return trainable, largest, frozen
+
+
+def model_weights(model: ModelFile) -> tuple[ModelWeights, ModelReport]:
+    """The weights of an already-read model, and its report (both from one classification)."""
+    classified = classify_model(model)
+    report = build_report(model, classified=classified)
+    tensors = tuple(
+        StoredWeight(
+            graph=graph_scope(c.tensor.graph),
+            name=c.tensor.name,
+            data_type=c.tensor.data_type,
+            dims=c.tensor.dims,
+            num_elements=c.tensor.num_elements,
+            nbytes=c.tensor.nbytes,
+            role=c.role,
+            external=c.tensor.external is not None,
+            readers=tuple((u.node.op_type, u.index) for u in c.uses if u.node is not None),
+            nested_readers=tuple(
+                u.node.op_type
+                for u in c.uses
+                if u.node is not None and u.node.graph != c.tensor.graph
+            ),
+        )
+        for c in classified
+        if c.tensor.source in _HELD_AS_INITIALIZER
+    )
+    trainable, largest, frozen = _split(report)
+    return ModelWeights(tensors, trainable, largest, frozen), report
+
+
+def read_weights(model: str | os.PathLike[str] | onnx.ModelProto | ModelFile) -> ModelWeights:
+    """The weights of a model file, of its :class:`ModelFile` already read, or of an in-memory
+    model (written once to a temporary file: the loader reads files only).
+
+    Raises:
+        ModelFormatError, CorruptTensorError, ExternalDataError: as :func:`read_model`.
+    """
+    if isinstance(model, ModelFile):
+        return model_weights(model)[0]
+    if isinstance(model, (str, os.PathLike)):
+        return model_weights(read_model(model))[0]
+    import onnx
+
+    # The loader reads files only (memory-mapped, validated): an in-memory model is written out once.
+    with tempfile.TemporaryDirectory(prefix="modelsize-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx.save(model, str(path))
+        return model_weights(read_model(path))[0]
 
 
 @dataclass(frozen=True)

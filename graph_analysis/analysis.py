@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from graph_analysis import deep as deep_scan
@@ -14,17 +14,15 @@ from graph_analysis.framework import read_framework_info, tied_copies_from_metad
 from graph_analysis.loading import ModelFile, TensorInfo, TensorSource, read_model
 from graph_analysis.params import (
     DEFAULT_INT4_BLOCK_SIZE,
+    ClassifiedTensor,
     LayerItem,
-    TensorKey,
     Use,
-    classify,
-    collect_uses,
+    classify_model,
     dtype_rows,
     group_rows,
     layer_path,
     precision_sizes,
     strip_common_prefix,
-    tensor_key,
     unpacked_elements,
 )
 from graph_analysis.report import (
@@ -94,20 +92,20 @@ def build_report(
     deep: bool = False,
     int4_block_size: int = DEFAULT_INT4_BLOCK_SIZE,
     tied_copies: TiedCopies | None = tied_copies_from_metadata,
+    classified: Sequence[ClassifiedTensor] | None = None,
 ) -> ModelReport:
-    """The report for an already-read model (see :func:`analyze`)."""
-    uses = collect_uses(model)
-    entries: list[tuple[TensorKey, TensorInfo, list[Use], Role]] = []
-    for graph in model.graphs():
-        for position, tensor in enumerate(graph.tensors):
-            key = tensor_key(tensor, position)
-            tensor_uses = uses.get(key, [])
-            entries.append((key, tensor, tensor_uses, classify(tensor, tensor_uses)))
+    """The report for an already-read model (see :func:`analyze`).
+
+    ``classified`` is :func:`graph_analysis.params.classify_model` of ``model`` when the caller has
+    it already (it is computed otherwise).
+    """
+    classified = classify_model(model) if classified is None else classified
+    entries = [(c.tensor, list(c.uses), c.role) for c in classified]
 
     # Copies: the same external byte range (aliases), then recorded ties, then the deep scan.
     duplicate_of: dict[int, tuple[int, str]] = {}
     seen_ranges: dict[tuple[Path, int, int], int] = {}
-    for index, (_key, tensor, _uses, _role) in enumerate(entries):
+    for index, (tensor, _uses, _role) in enumerate(entries):
         ext = tensor.external
         if ext is not None and ext.length:
             rng = (ext.path, ext.offset, ext.length)
@@ -116,16 +114,16 @@ def build_report(
             else:
                 seen_ranges[rng] = index
     if tied_copies is not None:
-        by_name = {t.name: i for i, (_k, t, _u, _r) in enumerate(entries) if not t.graph}
+        by_name = {t.name: i for i, (t, _u, _r) in enumerate(entries) if not t.graph}
         for copy_name, original_name in tied_copies(model.metadata).items():
             ci, oi = by_name.get(copy_name), by_name.get(original_name)
             if ci is not None and oi is not None and ci != oi and ci not in duplicate_of:
                 duplicate_of[ci] = (oi, "tied")
     if deep:
         candidates = [
-            i for i, e in enumerate(entries) if e[3] in _WEIGHT_ROLES and i not in duplicate_of
+            i for i, e in enumerate(entries) if e[2] in _WEIGHT_ROLES and i not in duplicate_of
         ]
-        for match in deep_scan.find_copies([entries[i][1] for i in candidates]):
+        for match in deep_scan.find_copies([entries[i][0] for i in candidates]):
             copy_index = candidates[match.copy]
             duplicate_of.setdefault(copy_index, (candidates[match.original], match.kind))
 
@@ -143,10 +141,10 @@ def build_report(
     param_dtypes: list[tuple[DataType, int, int]] = []
     duplicate_bytes = aliased_bytes = weights_bytes = 0
     groups: dict[tuple[int, str], list[int]] = defaultdict(list)
-    for index, (_key, tensor, tensor_uses, role) in enumerate(entries):
+    for index, (tensor, tensor_uses, role) in enumerate(entries):
         layer = layer_path(tensor, tensor_uses)
         dup = duplicate_of.get(index)
-        original = entries[dup[0]][1].name if dup else None
+        original = entries[dup[0]][0].name if dup else None
         # Packed low-bit weights (MatMulNBits, GatherBlockQuantized) count their logical elements;
         # their bytes stay the stored ones.
         dtype, elements, stored = tensor.data_type, tensor.num_elements, tensor.nbytes
@@ -221,10 +219,10 @@ def build_report(
     )
     duplicates = tuple(
         DuplicateGroup(
-            original=entries[orig][1].name,
-            copies=tuple(entries[i][1].name for i in members),
+            original=entries[orig][0].name,
+            copies=tuple(entries[i][0].name for i in members),
             kind=kind,
-            nbytes=sum(entries[i][1].nbytes for i in members),
+            nbytes=sum(entries[i][0].nbytes for i in members),
         )
         for (orig, kind), members in groups.items()
     )

@@ -16,7 +16,8 @@ Tree::
     │   ├── MissingExtraError      the source needs an optional extra (torch, tensorflow)
     │   ├── OutputPathError        an output path that would overwrite the input or cannot be written
     │   ├── AlreadyQuantizedError  asked to quantize a model whose weights are already low-bit
-    │   └── UnsupportedModelError  a valid model this operation cannot handle (FLOAT16 weights to int8)
+    │   ├── UnsupportedModelError  a valid model this operation cannot handle (FLOAT16 weights to int8)
+    │   └── UsageError             an option value that cannot be used (a malformed size, a lone flag)
     └── InternalError              a step of ours or of a framework failed unexpectedly (exit 1)
         ├── ConversionError        an exporter crashed on a valid source
         └── MeasurementError       the measuring child process failed
@@ -41,6 +42,7 @@ __all__ = [
     "ShapeBindingError",
     "SourceError",
     "UnsupportedModelError",
+    "UsageError",
 ]
 
 
@@ -100,6 +102,13 @@ class AlreadyQuantizedError(InputError):
 
 class UnsupportedModelError(InputError):
     """A valid model that this operation cannot handle; the message says what to do instead."""
+
+
+class UsageError(InputError):
+    """An option value that cannot be used: a malformed size, an option missing its companion."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, message)
 
 
 class InternalError(ModelsizeError):

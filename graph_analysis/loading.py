@@ -113,7 +113,9 @@ class TensorInfo:
     """One stored tensor, without its values.
 
     Attributes:
-        name: the tensor's name (for Constant nodes: the node's output name).
+        name: the name the graph's edges use: an initializer's own name; a Constant node's output
+            (never the attribute tensor's own ``name`` field); ``<node>:<attribute>`` for a
+            tensor in another op's attribute.
         data_type: element type.
         dims: the (dense) shape.
         num_elements: product of ``dims`` (dense, also for sparse tensors).
@@ -377,9 +379,9 @@ class _Reader:
             elif fno == _GRAPH_NAME:
                 name = _string(buf, a, b)
             elif fno == _GRAPH_INIT:
-                tensors.append(self._tensor(a, b, TensorSource.INITIALIZER, path, ""))
+                tensors.append(self._tensor(a, b, TensorSource.INITIALIZER, path, None))
             elif fno == _GRAPH_SPARSE_INIT:
-                tensors.append(self._sparse(a, b, TensorSource.SPARSE_INITIALIZER, path, ""))
+                tensors.append(self._sparse(a, b, TensorSource.SPARSE_INITIALIZER, path, None))
             elif fno == _GRAPH_INPUT:
                 inputs.append(self._value_info(a, b))
             elif fno == _GRAPH_OUTPUT:
@@ -476,6 +478,7 @@ class _Reader:
         ints: list[int] = []
         num_strings = 0
         strings_nbytes = 0
+        graphs_seen = 0
         for fno, wt, _fs, a, b in fields:
             if fno == _ATTR_F and wt == FIXED32:
                 attributes[name] = _unpack_float(buf, a)
@@ -489,8 +492,13 @@ class _Reader:
                 tensors.append(self._tensor(a, b, source, path, tensor_name))
             elif fno in (_ATTR_SPARSE, _ATTR_SPARSES) and wt == LEN:
                 tensors.append(self._sparse(a, b, source, path, tensor_name))
-            elif fno in (_ATTR_G, _ATTR_GRAPHS) and wt == LEN:
+            elif fno == _ATTR_G and wt == LEN:
                 subgraphs.append(self._graph(a, b, path=_join(path, f"{label}.{name}")))
+            elif fno == _ATTR_GRAPHS and wt == LEN:
+                # One path per graph of the list, as graph_analysis.shapes names them.
+                suffix = f"{label}.{name}[{graphs_seen}]"
+                subgraphs.append(self._graph(a, b, path=_join(path, suffix)))
+                graphs_seen += 1
             elif fno == _ATTR_FLOATS:
                 floats.extend(_read_floats(buf, wt, a, b))
             elif fno == _ATTR_INTS:
@@ -527,8 +535,15 @@ class _Reader:
     # -- tensors --------------------------------------------------------------------------------
 
     def _tensor(
-        self, start: int, end: int, source: TensorSource, graph: str, fallback_name: str
+        self, start: int, end: int, source: TensorSource, graph: str, edge_name: str | None
     ) -> TensorInfo:
+        """Read one TensorProto; ``edge_name`` (when not None) names it instead of its own name.
+
+        A tensor held in an attribute is known to the graph by its holder: a Constant node's output
+        (the name the graph's edges use), or ``<node>:<attribute>``. Its own ``name`` field need not
+        match (``onnx.inliner`` prefixes outputs, not attribute tensor names), so it is ignored.
+        Initializers are named by their own ``name``: that is the edge name.
+        """
         buf = self.buf
         dims: list[int] = []
         raw_value = -1
@@ -558,7 +573,8 @@ class _Reader:
                 location = a
             elif fno == _T_SEGMENT:
                 has_segment = True
-        name = name or fallback_name
+        if edge_name is not None:
+            name = edge_name
         what = f"tensor {name!r}"
         data_type = DataType.from_value(raw_value)
         if data_type is None or data_type == DataType.UNDEFINED:
@@ -687,20 +703,21 @@ class _Reader:
         return target
 
     def _sparse(
-        self, start: int, end: int, source: TensorSource, graph: str, fallback_name: str
+        self, start: int, end: int, source: TensorSource, graph: str, edge_name: str | None
     ) -> TensorInfo:
         values: TensorInfo | None = None
         indices: TensorInfo | None = None
         dims: list[int] = []
         for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
             if fno == _SPARSE_VALUES and wt == LEN:
-                values = self._tensor(a, b, source, graph, fallback_name)
+                values = self._tensor(a, b, source, graph, edge_name)
             elif fno == _SPARSE_INDICES and wt == LEN:
-                indices = self._tensor(a, b, source, graph, fallback_name + ":indices")
+                indices_name = None if edge_name is None else f"{edge_name}:indices"
+                indices = self._tensor(a, b, source, graph, indices_name)
             elif fno == _SPARSE_DIMS:
                 dims.extend(_read_ints(self.buf, wt, a, b))
         if values is None:
-            raise CorruptTensorError(self.path, f"sparse tensor {fallback_name!r} has no values")
+            raise CorruptTensorError(self.path, f"sparse tensor {edge_name or ''!r} has no values")
         what = f"sparse tensor {values.name!r}"
         if any(d < 0 for d in dims):
             raise CorruptTensorError(self.path, f"{what} has a negative dim {tuple(dims)}")
@@ -956,7 +973,7 @@ class _Stripper:
 
 
 def load_skeleton(
-    path: str | os.PathLike[str], *, keep_max_elements: int = 1024
+    path: str | os.PathLike[str] | ModelFile, *, keep_max_elements: int = 1024
 ) -> onnx.ModelProto:
     """Load the model as an ``onnx.ModelProto`` without its large weights.
 
@@ -964,7 +981,8 @@ def load_skeleton(
     payload is replaced by an external-data stub (location ``modelsize-stripped-payload``) that nothing
     should read; smaller tensors (shape constants, scalars) keep their values, external ones inlined.
     Memory and time depend on the graph's structure, not its weights. The file is validated exactly as
-    by :func:`read_model`.
+    by :func:`read_model`; given the :class:`ModelFile` already read, the skeleton is derived from
+    that reading.
 
     Raises:
         Same as :func:`read_model`.
@@ -972,7 +990,7 @@ def load_skeleton(
     import onnx
     from google.protobuf.message import DecodeError
 
-    model = read_model(path)
+    model = path if isinstance(path, ModelFile) else read_model(path)
     buf, size = _open_model_bytes(model.path)
     try:
         data = _Stripper(model, buf, keep_max_elements).message(0, size, "model")

@@ -16,16 +16,15 @@ from pathlib import Path
 import onnx
 
 from graph_analysis._liveness import ALIAS_OPS, GraphLiveness, LiveTensor, analyze_liveness
-from graph_analysis.analysis import analyze
+from graph_analysis._weights import ModelWeights, read_weights
 from graph_analysis.bindings import Bindings
-from graph_analysis.dtypes import DataType, is_floating, nbytes
-from graph_analysis.report import ModelReport, Role
+from graph_analysis.dtypes import DataType
+from graph_analysis.loading import load_skeleton, read_model
 from graph_analysis.shapes import (
     MAIN_GRAPH,
     InferredShapes,
     infer_shapes,
     iter_graphs,
-    load_model_skeleton,
 )
 
 __all__ = [
@@ -328,60 +327,6 @@ class MemoryEstimate:
 # ---------------------------------------------------------------------------------------------
 
 
-def _weights(model: onnx.ModelProto) -> dict[tuple[str, str], tuple[DataType | None, int]]:
-    """``(graph, name) -> (data_type, num_elements)`` of every initializer and Constant tensor."""
-    found: dict[tuple[str, str], tuple[DataType | None, int]] = {}
-    for path, graph in iter_graphs(model.graph):
-        for init in graph.initializer:
-            found[(path, init.name)] = (DataType.from_value(init.data_type), _count(init.dims))
-        for sparse in graph.sparse_initializer:
-            # A sparse initializer holds its non-zero values and their indices.
-            values, indices = sparse.values, sparse.indices
-            count = _count(values.dims) + _count(indices.dims)
-            found[(path, values.name)] = (DataType.from_value(values.data_type), count)
-        for node in graph.node:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
-                for attr in node.attribute:
-                    if attr.type == onnx.AttributeProto.TENSOR:
-                        found[(path, node.output[0])] = (
-                            DataType.from_value(attr.t.data_type),
-                            _count(attr.t.dims),
-                        )
-    return found
-
-
-def _count(dims: object) -> int:
-    total = 1
-    for d in dims:  # type: ignore[attr-defined]
-        total *= int(d)
-    return total
-
-
-def _bytes_of(entry: tuple[DataType | None, int]) -> int:
-    data_type, count = entry
-    return nbytes(data_type, count) if data_type is not None else 0
-
-
-def _consumers(model: onnx.ModelProto) -> dict[tuple[str, str], list[tuple[str, int]]]:
-    """``(graph, name) -> [(op_type, input_index)]`` for every use, scopes resolved lexically."""
-    uses: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    defined: dict[str, set[str]] = {}
-    for path, graph in iter_graphs(model.graph):
-        names = {i.name for i in graph.input} | {i.name for i in graph.initializer}
-        names |= {o for n in graph.node for o in n.output if o}
-        defined[path] = names
-    for path, graph in iter_graphs(model.graph):
-        for node in graph.node:
-            for k, name in enumerate(node.input):
-                if not name:
-                    continue
-                scope = path
-                while name not in defined.get(scope, set()) and scope != MAIN_GRAPH:
-                    scope = scope.rsplit("/", 1)[0]
-                uses.setdefault((scope, name), []).append((node.op_type, k))
-    return uses
-
-
 def _size_function(shapes: InferredShapes, half_factor: float = 1.0) -> Callable[[str, str], int]:
     """``(graph_path, name) -> bytes`` over every tensor, outer scopes searched from inner graphs.
 
@@ -453,58 +398,25 @@ def estimate_memory(
         raise ValueError(f"checkpointing must be in (0, 1], got {checkpointing}")
     path: str | None = None
     if isinstance(model, (str, Path)):
+        # One reading: the weights and the skeleton handed to shape inference both derive from it.
         path = str(model)
-        model = load_model_skeleton(model)
+        model_file = read_model(model)
+        stored = read_weights(model_file)
+        model = load_skeleton(model_file)
+    else:
+        stored = read_weights(model)
     runtime = runtime or OrtCpuModel()
-    report = analyze(path) if path is not None else None
-    shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path)
-    weights = _weights(model)
-    weight_names_main = frozenset(name for (g, name) in weights if g == MAIN_GRAPH)
+    shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path, stored=stored)
     liveness = analyze_liveness(
         model.graph,
         _size_function(shapes),
-        weights=weight_names_main,
+        stored=stored.names_in,
         inputs_live_whole_run=inputs_live_whole_run,
         alias_ops=alias_ops,
     )
-    uses = _consumers(model)
-    if report is not None:
-        external = {t.name for t in report.tensors if t.storage == "external"}
-    else:
-        external = {
-            t.name
-            for _g, graph in iter_graphs(model.graph)
-            for t in graph.initializer
-            if t.data_location == onnx.TensorProto.EXTERNAL
-        }
-    prepack_keys = {
-        key for key in weights if any(PREPACK_INPUTS.get(op) == k for op, k in uses.get(key, []))
-    }
-    prepackable = sum(_bytes_of(weights[key]) for key in prepack_keys)
-    external_packed = [
-        _bytes_of(weights[key])
-        for key in prepack_keys
-        if key[1] in external and any(op in _GEMM_OPS for op, _k in uses.get(key, []))
-    ]
-    totals = _WeightTotals(
-        weights=sum(_bytes_of(e) for e in weights.values()),
-        inline_prepackable=sum(
-            _bytes_of(weights[key]) for key in prepack_keys if key[1] not in external
-        ),
-        half=sum(
-            _bytes_of(entry)
-            for key, entry in weights.items()
-            if entry[0] in _HALF_TYPES and uses.get(key)
-        ),
-        external=sum(_bytes_of(e) for key, e in weights.items() if key[1] in external),
-        external_packed=sum(external_packed),
-        largest_external_packed=max(external_packed, default=0),
-        heap=sum(
-            size
-            for key, entry in weights.items()
-            if key[1] not in external
-            and 0 < (size := _bytes_of(entry)) < runtime.heap_tensor_max_bytes
-        ),
+    totals = _weight_totals(
+        stored,
+        heap_tensor_max_bytes=runtime.heap_tensor_max_bytes,
         subgraphs=sum(1 for graph_path, _g in iter_graphs(model.graph) if graph_path != MAIN_GRAPH),
     )
     runtime_liveness = liveness
@@ -515,21 +427,20 @@ def estimate_memory(
         runtime_liveness = analyze_liveness(
             model.graph,
             _size_function(shapes, runtime.half_activation_factor),
-            weights=weight_names_main,
+            stored=stored.names_in,
             inputs_live_whole_run=inputs_live_whole_run,
             alias_ops=alias_ops,
         )
     inputs_bytes = sum(t.nbytes or 0 for t in shapes.inputs)
     inference = _inference_estimate(
-        totals, prepackable, liveness, runtime_liveness, inputs_bytes, runtime
+        totals, totals.prepackable, liveness, runtime_liveness, inputs_bytes, runtime
     )
     training = None
     if train:
         training = _training_estimate(
             model,
             shapes,
-            weights,
-            uses,
+            stored,
             liveness,
             optimizer=Optimizer(optimizer),
             precision=TrainingPrecision(precision),
@@ -539,7 +450,6 @@ def estimate_memory(
             optimizer_temporaries=optimizer_temporaries,
             loss_output_factor=loss_output_factor,
             pytorch_basis=pytorch_basis,
-            parameter_split=_split_from_report(report) if report is not None else None,
         )
     assumptions: dict[str, object] = {
         "default_dim": default_dim,
@@ -560,8 +470,37 @@ class _WeightTotals:
     external: int
     external_packed: int
     largest_external_packed: int
-    heap: int
-    subgraphs: int
+    prepackable: int = 0
+    heap: int = 0
+    subgraphs: int = 0
+
+
+def _weight_totals(
+    stored: ModelWeights, *, heap_tensor_max_bytes: int, subgraphs: int
+) -> _WeightTotals:
+    """The runtime model's weight figures from the one reading: every tensor onnxruntime holds as
+    an initializer (every role, unused ones too: they are parsed at session creation) at its dense
+    size; pre-packed ones by the slot their readers read them in; ``heap``: inline tensors under
+    ``heap_tensor_max_bytes`` (their load-time copies stay in glibc's heap)."""
+    packed = [t for t in stored.tensors if any(PREPACK_INPUTS.get(op) == k for op, k in t.readers)]
+    external_packed = [
+        t.nbytes for t in packed if t.external and any(op in _GEMM_OPS for op, _k in t.readers)
+    ]
+    return _WeightTotals(
+        weights=sum(t.nbytes for t in stored.tensors),
+        inline_prepackable=sum(t.nbytes for t in packed if not t.external),
+        half=sum(t.nbytes for t in stored.tensors if t.data_type in _HALF_TYPES and t.readers),
+        external=sum(t.nbytes for t in stored.tensors if t.external),
+        external_packed=sum(external_packed),
+        largest_external_packed=max(external_packed, default=0),
+        prepackable=sum(t.nbytes for t in packed),
+        heap=sum(
+            t.nbytes
+            for t in stored.tensors
+            if not t.external and 0 < t.nbytes < heap_tensor_max_bytes
+        ),
+        subgraphs=subgraphs,
+    )
 
 
 def _inference_estimate(
@@ -623,8 +562,7 @@ def _inference_estimate(
 def _training_estimate(
     model: onnx.ModelProto,
     shapes: InferredShapes,
-    weights: Mapping[tuple[str, str], tuple[DataType | None, int]],
-    uses: Mapping[tuple[str, str], list[tuple[str, int]]],
+    stored: ModelWeights,
     liveness: GraphLiveness,
     *,
     optimizer: Optimizer,
@@ -635,17 +573,15 @@ def _training_estimate(
     optimizer_temporaries: float,
     loss_output_factor: float,
     pytorch_basis: bool,
-    parameter_split: tuple[int, int, int] | None,
 ) -> TrainingEstimate:
-    if parameter_split is not None:
-        trainable, largest_trainable, frozen_bytes = parameter_split
-    else:
-        trainable, largest_trainable, frozen_bytes = _split_parameters(weights, uses)
+    trainable = stored.trainable_parameters
+    largest_trainable = stored.largest_trainable
+    frozen_bytes = stored.frozen_bytes
     half = precision in (TrainingPrecision.FP16, TrainingPrecision.BF16, TrainingPrecision.MIXED)
     value_bytes = 2 if half else 4
     state_buffers = OPTIMIZER_STATE_BUFFERS[optimizer]
     state_bytes = 4 if precision is TrainingPrecision.MIXED else value_bytes
-    saved = _saved_activation_bytes(model, shapes, alias_ops)
+    saved = _saved_activation_bytes(model, shapes, stored, alias_ops)
     lookup = shapes.lookup()
     outputs_bytes = sum(
         lookup[(MAIN_GRAPH, o.name)].nbytes or 0
@@ -717,51 +653,8 @@ def _training_estimate(
     )
 
 
-def _split_parameters(
-    weights: Mapping[tuple[str, str], tuple[DataType | None, int]],
-    uses: Mapping[tuple[str, str], list[tuple[str, int]]],
-) -> tuple[int, int, int]:
-    """Trainable elements, largest trainable tensor, frozen bytes, from the graph alone.
-
-    Used for in-memory models: floating-point initializers some node reads are parameters, except
-    BatchNormalization's running mean and variance; integer tensors are frozen.
-    """
-    trainable = largest = frozen = 0
-    for key, entry in weights.items():
-        data_type, count = entry
-        key_uses = uses.get(key, [])
-        if not key_uses:
-            continue  # unused initializer: no gradient, and runtimes drop it
-        is_running_stat = all(op == "BatchNormalization" and k in (3, 4) for op, k in key_uses)
-        if data_type is not None and is_floating(data_type) and not is_running_stat:
-            trainable += count
-            largest = max(largest, count)
-        else:
-            frozen += _bytes_of(entry)
-    return trainable, largest, frozen
-
-
-def _split_from_report(report: ModelReport) -> tuple[int, int, int]:
-    """Trainable elements, largest trainable tensor, frozen bytes, from the shared classification.
-
-    ``analyze`` classifies every stored tensor (parameter, running statistic, constant, ...) and
-    marks copies of one parameter (tied weights recorded by the exporter) so they count once.
-    """
-    trainable = largest = frozen = 0
-    for record in report.tensors:
-        if record.duplicate_of is not None or record.role is Role.UNUSED:
-            continue
-        data_type = DataType.__members__.get(record.data_type)
-        if record.role is Role.PARAMETER and data_type is not None and is_floating(data_type):
-            trainable += record.num_elements
-            largest = max(largest, record.num_elements)
-        else:
-            frozen += record.nbytes
-    return trainable, largest, frozen
-
-
 def _saved_activation_bytes(
-    model: onnx.ModelProto, shapes: InferredShapes, alias_ops: frozenset[str]
+    model: onnx.ModelProto, shapes: InferredShapes, stored: ModelWeights, alias_ops: frozenset[str]
 ) -> int:
     """Bytes of the activation buffers autograd keeps for backward (main graph and subgraphs)."""
     lookup = shapes.lookup()
@@ -774,10 +667,9 @@ def _saved_activation_bytes(
     for path, graph in iter_graphs(model.graph):
         parent = path.rsplit("/", 1)[0] if path != MAIN_GRAPH else None
         weights = set(scope_weights.get(parent, set())) if parent is not None else set()
-        weights |= {i.name for i in graph.initializer}
-        weights |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+        weights |= stored.names_in(path)
         scope_weights[path] = weights
-        scalars = _scalar_weights(graph) | scope_scalars.get(parent or "", set())
+        scalars = set(stored.scalars_in(path)) | scope_scalars.get(parent or "", set())
         # 1-element activations (a scale computed from a Shape) never need a gradient either.
         scalars |= {
             name
@@ -817,17 +709,6 @@ def _subgraphs(node: onnx.NodeProto) -> bool:
     return any(
         a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
     )
-
-
-def _scalar_weights(graph: onnx.GraphProto) -> set[str]:
-    """Initializers and Constant outputs with at most one element: constants, never trained."""
-    found = {i.name for i in graph.initializer if _count(i.dims) <= 1}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR and _count(attr.t.dims) <= 1:
-                    found.add(node.output[0])
-    return found
 
 
 def _saved_inputs(node: onnx.NodeProto, weights: set[str], scalars: set[str]) -> list[str]:

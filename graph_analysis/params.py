@@ -29,8 +29,10 @@ from graph_analysis.report import DtypeRow, GroupRow, Precision, PrecisionSize, 
 
 __all__ = [
     "DEFAULT_INT4_BLOCK_SIZE",
+    "ClassifiedTensor",
     "Use",
     "classify",
+    "classify_model",
     "collect_uses",
     "dtype_rows",
     "group_rows",
@@ -59,6 +61,8 @@ _QUANT_META_INPUTS: dict[str, frozenset[int]] = {
     "MatMulIntegerToFloat": frozenset({2, 3, 4, 5}),
     "GatherBlockQuantized": frozenset({2, 3}),
     "QAttention": frozenset({3, 4, 6, 7}),
+    # com.microsoft DynamicQuantizeLSTM: W_scale, W_zero_point, R_scale, R_zero_point.
+    "DynamicQuantizeLSTM": frozenset({8, 9, 10, 11}),
 }
 _QUANT_WEIGHT_INPUTS: dict[str, frozenset[int]] = {
     "DequantizeLinear": frozenset({0}),
@@ -72,6 +76,7 @@ _QUANT_WEIGHT_INPUTS: dict[str, frozenset[int]] = {
     "MatMulIntegerToFloat": frozenset({0, 1}),
     "GatherBlockQuantized": frozenset({0}),
     "QAttention": frozenset({1, 2}),
+    "DynamicQuantizeLSTM": frozenset({1, 2}),
 }
 _RUNNING_STAT_INPUTS: dict[str, frozenset[int]] = {"BatchNormalization": frozenset({3, 4})}
 _REDUCE_OPS = [
@@ -145,6 +150,7 @@ _WEIGHT_SLOTS: dict[str, frozenset[int]] = {
     "LSTM": frozenset({1, 2, 3}),
     "GRU": frozenset({1, 2, 3}),
     "RNN": frozenset({1, 2, 3}),
+    "DynamicQuantizeLSTM": frozenset({3, 7}),
 }
 _QUANTIZED_INT_TYPES = frozenset(
     {
@@ -226,6 +232,29 @@ def collect_uses(model: ModelFile) -> dict[TensorKey, list[Use]]:
     for function in model.functions:
         walk(function, [])
     return uses
+
+
+@dataclass(frozen=True)
+class ClassifiedTensor:
+    """One stored tensor with every reader of it and the role those readers give it."""
+
+    tensor: TensorInfo
+    uses: tuple[Use, ...]
+    role: Role
+
+
+def classify_model(model: ModelFile) -> tuple[ClassifiedTensor, ...]:
+    """Every stored tensor of every graph, in reading order, with its uses and its role.
+
+    The one classification of a model: the report, the memory estimate and quantization read it.
+    """
+    uses = collect_uses(model)
+    out: list[ClassifiedTensor] = []
+    for graph in model.graphs():
+        for position, tensor in enumerate(graph.tensors):
+            tensor_uses = tuple(uses.get(tensor_key(tensor, position), ()))
+            out.append(ClassifiedTensor(tensor, tensor_uses, classify(tensor, tensor_uses)))
+    return tuple(out)
 
 
 def _role_of_use(use: Use) -> str:

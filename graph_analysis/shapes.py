@@ -34,12 +34,14 @@ from typing import Any
 
 import onnx
 
+from graph_analysis._weights import ModelWeights, read_weights
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType, nbytes
 from graph_analysis.errors import ShapeBindingError
-from graph_analysis.loading import load_skeleton
+from graph_analysis.loading import load_skeleton, read_model
 
 __all__ = [
+    "ANONYMOUS_DIM_PARAMS",
     "MAIN_GRAPH",
     "InferredShapes",
     "TensorShape",
@@ -190,6 +192,19 @@ def node_label(node: onnx.NodeProto, index: int) -> str:
 # Binding
 
 
+#: ``dim_param`` spellings exporters write for "unknown" (PaddlePaddle's ``?``, an empty string,
+#: ``-1``...): each occurrence is a dim of its own, never tied to another one of the same spelling.
+ANONYMOUS_DIM_PARAMS = frozenset({"", "?", "-1", "None", "none", "null", "unknown"})
+
+
+def _symbol(dim: onnx.TensorShapeProto.Dimension) -> str | None:
+    """The symbol that ties this dim to others of the same name (``batch``, ``unk__12``), or None
+    for a fixed dim or an anonymous placeholder."""
+    if dim.HasField("dim_param") and dim.dim_param.strip() not in ANONYMOUS_DIM_PARAMS:
+        return dim.dim_param
+    return None
+
+
 def _is_unknown_dim(dim: onnx.TensorShapeProto.Dimension) -> bool:
     return not dim.HasField("dim_value") or dim.dim_value <= 0
 
@@ -219,7 +234,9 @@ def bind_inputs(
 
     Precedence per dim: an explicit ``--input-shape`` for that input, then ``--dim NAME=V`` for the
     dim's name (``dim_param``, or the literal ``-1``/``0``/``?``), then ``--batch`` for a leading
-    unknown dim, then ``default_dim``.
+    unknown dim, then ``default_dim``. A symbol (``batch``, ``unk__12``) takes one value wherever
+    it occurs; an anonymous placeholder (:data:`ANONYMOUS_DIM_PARAMS`: ``?``, empty, ``-1``...) is a
+    dim of its own at each occurrence (``--dim ?=N`` still sets every one of them).
 
     Args:
         model: the (skeleton) model; not modified.
@@ -285,6 +302,7 @@ def bind_inputs(
         for axis, dim in enumerate(dims):
             label = _dim_label(dim)
             name_key = dim.dim_param if dim.HasField("dim_param") else label
+            symbol = _symbol(dim)
             if given is not None:
                 value = given[axis]
                 if not _is_unknown_dim(dim) and dim.dim_value != value:
@@ -301,8 +319,8 @@ def bind_inputs(
             elif axis == 0 and bindings.batch is not None:
                 value = bindings.batch
                 batch_used = True
-            elif dim.HasField("dim_param") and dim.dim_param in dim_values and dim.dim_param != "?":
-                value = dim_values[dim.dim_param]  # the same symbol bound on an earlier input
+            elif symbol is not None and symbol in dim_values:
+                value = dim_values[symbol]  # the same symbol bound on an earlier input
             elif default_dim is None:
                 raise ShapeBindingError(
                     path,
@@ -312,14 +330,15 @@ def bind_inputs(
             else:
                 value = default_dim
                 defaulted.append(f"{value_info.name}[{axis}] ({label}) = {default_dim}")
-            # ``?`` (Paddle's exports) names no symbol: two ``?`` dims may differ.
-            if dim.HasField("dim_param") and dim.dim_param:
-                previous = dim_values.setdefault(dim.dim_param, value)
-                if previous != value and dim.dim_param != "?":
+            if symbol is not None:
+                previous = dim_values.setdefault(symbol, value)
+                if previous != value:
                     raise ShapeBindingError(
                         path,
-                        f"dim {dim.dim_param!r} is bound to both {previous} and {value}",
+                        f"dim {symbol!r} is bound to both {previous} and {value}",
                     )
+            elif dim.HasField("dim_param") and name_key in bindings.dims:
+                dim_values.setdefault(name_key, value)  # `--dim ?=N`: reported, never a tie
             dim.Clear()
             dim.dim_value = value
     if bindings.batch is not None and not batch_used:
@@ -371,13 +390,8 @@ def _shape_of(value_info: onnx.ValueInfoProto, graph: str) -> TensorShape:
     return TensorShape(value_info.name, graph, data_type, dims)
 
 
-def _initializer_shape(tensor: onnx.TensorProto, graph: str) -> TensorShape:
-    return TensorShape(
-        tensor.name, graph, DataType.from_value(tensor.data_type), tuple(tensor.dims)
-    )
-
-
 def _collect(model: onnx.ModelProto) -> dict[tuple[str, str], TensorShape]:
+    """Shapes the inference engines declared (inputs, value_info, outputs) in every graph."""
     found: dict[tuple[str, str], TensorShape] = {}
     for path, graph in iter_graphs(model.graph):
         for vi in [*graph.input, *graph.value_info, *graph.output]:
@@ -385,19 +399,14 @@ def _collect(model: onnx.ModelProto) -> dict[tuple[str, str], TensorShape]:
             key = (path, vi.name)
             if key not in found or (shape.is_known and not found[key].is_known):
                 found[key] = shape
-        for init in graph.initializer:
-            found[(path, init.name)] = _initializer_shape(init, path)
-        for node in graph.node:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
-                for attr in node.attribute:
-                    if attr.type == onnx.AttributeProto.TENSOR:
-                        found[(path, node.output[0])] = TensorShape(
-                            node.output[0],
-                            path,
-                            DataType.from_value(attr.t.data_type),
-                            tuple(attr.t.dims),
-                        )
     return found
+
+
+def _stored_shapes(stored: ModelWeights) -> dict[tuple[str, str], TensorShape]:
+    """Stored tensors (initializers, Constant outputs) as the one reading has them: exact."""
+    return {
+        (t.graph, t.name): TensorShape(t.name, t.graph, t.data_type, t.dims) for t in stored.tensors
+    }
 
 
 def _node_outputs(model: onnx.ModelProto) -> Iterator[tuple[str, onnx.NodeProto, str]]:
@@ -529,21 +538,26 @@ def _without_external_stubs(model: onnx.ModelProto) -> onnx.ModelProto:
         # Deleted in place, last first: the other nodes (and the subgraphs the walk visits next)
         # stay the same objects.
         for index in reversed(range(len(sub.node))):
-            stub = _stripped_constant(sub.node[index])
+            stub = _stubbed_constant(sub.node[index])
             name = sub.node[index].output[0] if stub is not None else ""
             if stub is not None and (path == MAIN_GRAPH or name not in taken):
                 as_input(stub, name)
                 del sub.node[index]
+            elif stub is not None:
+                stub.ClearField("external_data")
+                stub.data_location = onnx.TensorProto.DEFAULT
     graph.input.extend(added)
     return clean
 
 
-def _stripped_constant(node: onnx.NodeProto) -> onnx.TensorProto | None:
-    """The placeholder tensor of a Constant node whose payload the skeleton stripped, else None."""
+def _stubbed_constant(node: onnx.NodeProto) -> onnx.TensorProto | None:
+    """The value of a Constant node whose payload the skeleton replaced by a stub, else None."""
     if node.op_type != "Constant" or node.domain not in ("", "ai.onnx") or not node.output:
         return None
     for attr in node.attribute:
-        if attr.name == "value" and attr.t.data_location == onnx.TensorProto.EXTERNAL:
+        if attr.type == onnx.AttributeProto.TENSOR and (
+            attr.t.data_location == onnx.TensorProto.EXTERNAL
+        ):
             tensor: onnx.TensorProto = attr.t
             return tensor
     return None
@@ -561,6 +575,7 @@ def infer_shapes(
     default_dim: int | None = 1,
     use_symbolic: bool = True,
     path: str | Path | None = None,
+    stored: ModelWeights | None = None,
 ) -> InferredShapes:
     """Bind the inputs and infer the shape of every tensor in every graph.
 
@@ -570,6 +585,9 @@ def infer_shapes(
         default_dim: value for dims nobody bound; None makes an unbound dim an error.
         use_symbolic: also run onnxruntime's symbolic shape inference where onnx's leaves gaps.
         path: the model's path for error messages (taken from ``model`` when it is a path).
+        stored: the model's stored tensors from the one reading
+            (:func:`graph_analysis._weights.read_weights`), read here when not given: their
+            shapes are taken from it, never from the protobuf.
 
     Returns:
         The inputs as bound, every tensor's shape and the unknown ones with their treatment.
@@ -580,12 +598,17 @@ def infer_shapes(
     """
     if isinstance(model, (str, Path)):
         path = model
-        model = load_model_skeleton(model)
+        model_file = read_model(model)
+        stored = stored or read_weights(model_file)
+        model = load_skeleton(model_file)
     bindings = bindings or Bindings()
     bound, dim_values, defaulted = bind_inputs(model, bindings, default_dim=default_dim, path=path)
     notes: list[str] = []
     inferred = _run_onnx_inference(bound, notes)
-    found = _collect(inferred)
+    if stored is None:
+        stored = read_weights(model)
+    weights = _stored_shapes(stored)
+    found = _collect(inferred) | weights
     engines = ["onnx"]
     if use_symbolic and _count_unknown(inferred, found):
         symbolic = _run_symbolic_inference(inferred, notes)

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import typer.main
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from cli.app import app
 from fixtures import builders
 from graph_analysis import analyze
-from graph_analysis.errors import CorruptTensorError, ExternalDataError, ModelFormatError
+from graph_analysis.dtypes import DataType
+from graph_analysis.errors import (
+    CorruptTensorError,
+    ExternalDataError,
+    ModelFormatError,
+    ShapeBindingError,
+)
+from graph_analysis.runtime._feeds import InputSpec, check_inputs_fit, feeds_nbytes, make_feeds
 
 runner = CliRunner()
 
@@ -178,9 +191,16 @@ def test_missing_external_file_is_a_warning(tmp_path: Path) -> None:
     assert report.parameters.total == 16
     assert report.size.external_data_bytes == 0
     assert any("gone.bin" in w and "missing" in w for w in report.warnings)
-    code, out, _err = _run(path)
+    code, out, err = _run(path)
     assert code == 0
-    assert "missing" in out
+    # A warning goes to stderr, one line, never into the table on stdout.
+    assert "warning" not in out and "gone.bin" not in out
+    assert err.count("\n") == 1 and err.startswith("modelsize: warning: ")
+    assert "gone.bin" in err and "missing" in err
+    result = runner.invoke(app, ["inspect", str(path), "--format", "json"])
+    assert result.exit_code == 0
+    assert any("gone.bin" in w for w in json.loads(result.stdout)["warnings"])
+    assert result.stderr == err
 
 
 def _negative_dims(tmp_path: Path) -> Path:
@@ -216,3 +236,273 @@ def test_input_is_not_modified(zoo_path: Path) -> None:
 def test_builders_external_model_is_valid(tmp_path: Path) -> None:
     path = builders.external_data_model(tmp_path)
     onnx.checker.check_model(str(path))
+
+
+# --- The command line: every bad-input class is one line on stderr, exit 2 -----------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = str(ROOT / "fixtures" / "seed_simple.onnx")
+COMMANDS = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+
+
+def _one_line_refusal(args: list[str]) -> str:
+    """Run the CLI; assert exit 2, nothing on stdout, one line on stderr; return that line."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, (args, result.stdout, result.stderr)
+    assert result.stdout == "", args
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, (args, result.stderr)
+    assert lines[0].startswith("modelsize: "), lines
+    assert "Usage" not in lines[0] and "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["measure", MODEL, "--runs", "0"], "modelsize: --runs: must be at least 1"),
+        (["inspect", MODEL, "--depth", "0"], "modelsize: --depth: must be at least 1"),
+        (["inspect", MODEL, "--top", "x"], "modelsize: --top: must be a whole number"),
+        (
+            ["inspect", MODEL, "--format", "bogus"],
+            "modelsize: --format: 'bogus' is not one of 'table', 'json', 'csv', 'markdown'",
+        ),
+        (
+            ["memory", MODEL, "--checkpointing", "2"],
+            "modelsize: --checkpointing: must be at most 1",
+        ),
+        (["memory", MODEL, "--batch", "0"], "modelsize: --batch: must be at least 1"),
+        (["compare", MODEL, MODEL, "--threads", "0"], "modelsize: --threads: must be at least 1"),
+        (["quantize", MODEL], "modelsize: --output: missing (required)"),
+        (
+            ["quantize", MODEL, "-o", "q.onnx", "--calibration-samples", "0"],
+            "modelsize: --calibration-samples: must be at least 1",
+        ),
+        (["convert", "x.py:M"], "modelsize: --output: missing (required)"),
+        (["inspect"], "modelsize: MODEL: missing (required)"),
+        (
+            ["inspect", MODEL, "--depht", "1"],
+            "modelsize: no such option --depht (did you mean --depth, --deep, --weights?)",
+        ),
+        (["nope"], "modelsize: no such command 'nope'"),
+        (
+            ["measure", MODEL, "--input-shape"],
+            "modelsize: option '--input-shape' requires an argument",
+        ),
+        (
+            ["compare", MODEL],
+            "modelsize: MODELS: needs two or more models (the first is the reference)",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line(args: list[str], line: str) -> None:
+    assert _one_line_refusal(args) == line
+
+
+def _sweep_cases() -> list[tuple[str, str]]:
+    return [
+        (name, param.opts[0])
+        for name, command in COMMANDS.items()
+        for param in command.params
+        if param.param_type_name == "option" and not param.is_flag
+    ]
+
+
+@pytest.mark.parametrize(("command", "option"), _sweep_cases())
+def test_every_option_of_every_command_refuses_in_one_line(
+    tmp_path: Path, command: str, option: str
+) -> None:
+    """A value no option accepts (or a model that is not there): one line, exit 2, no usage box."""
+    missing = str(tmp_path / "missing.onnx")
+    args = [command, missing, *([missing] if command == "compare" else [])]
+    if command in ("convert", "quantize") and option != "--output":
+        args += ["-o", str(tmp_path / "out.onnx")]
+    _one_line_refusal([*args, option, "@@bogus@@"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_every_source_command_takes_the_same_input_flags() -> None:
+    flags = {"--input-shape", "--input-dtype", "--dim", "--batch"}
+    for name, command in COMMANDS.items():
+        if name == "scan":  # takes a folder, analysed at default shapes: no model source
+            continue
+        opts = {o for p in command.params for o in p.opts}
+        assert flags <= opts, (name, flags - opts)
+
+
+def test_input_dtype_contradicting_the_graph_is_refused() -> None:
+    line = _one_line_refusal(["compare", MODEL, MODEL, "--input-dtype", "x=INT64"])
+    assert line == (
+        f"modelsize: {MODEL}: input x is declared FLOAT; --input-dtype INT64 cannot change an "
+        "ONNX graph's input type"
+    )
+    line = _one_line_refusal(["measure", MODEL, "--input-dtype", "y=FLOAT"])
+    assert "--input-dtype names y, not an input of the model (inputs: x)" in line
+
+
+def test_interrupt_during_start_up_is_one_line_exit_130() -> None:
+    """Ctrl-C while the entry point imports the commands: no KeyboardInterrupt traceback."""
+    probe = (
+        "import builtins, os, signal, sys\n"
+        "real_import = builtins.__import__\n"
+        "def importing(name, *args, **kwargs):\n"
+        "    if name == 'typer':\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real_import(name, *args, **kwargs)\n"
+        "builtins.__import__ = importing\n"
+        "sys.argv = ['modelsize', 'inspect', sys.argv[1]]\n"
+        "from cli.__main__ import main\n"
+        "main()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-c", probe, MODEL],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 130, run.stderr
+    assert run.stdout == ""
+    assert run.stderr == "modelsize: interrupted\n"
+
+
+def test_the_entry_point_runs_commands_and_restores_sigint(tmp_path: Path) -> None:
+    probe = (
+        "import signal, sys\n"
+        "sys.argv = ['modelsize', 'inspect', sys.argv[1], '-f', 'csv', '--top', '1']\n"
+        "from cli.__main__ import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as e:\n"
+        "    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+        "    raise\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-c", probe, MODEL], env=env, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("breakdown,key,parameters")
+    assert signal.SIGINT  # the probe asserted the handler inside the child
+
+
+# --- Huge shapes: sized before anything is allocated --------------------------------------------
+
+
+def _dynamic_matmul(tmp_path: Path) -> Path:
+    weights = np.zeros((64, 8), np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "dyn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    path = tmp_path / "dyn.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "command", [["measure"], ["compare", "SECOND"], ["quantize", "-o", "OUT", "--compare"]]
+)
+def test_inputs_larger_than_the_machine_are_refused_with_the_figure(
+    tmp_path: Path, command: list[str]
+) -> None:
+    path = _dynamic_matmul(tmp_path)
+    args = [
+        a.replace("SECOND", str(path)).replace("OUT", str(tmp_path / "q.onnx")) for a in command
+    ]
+    line = _one_line_refusal([args[0], str(path), *args[1:], "--input-shape", "x=99999999999,64"])
+    # 99,999,999,999 x 64 FLOAT = 25,599,999,999,744 bytes: the real size, not float64's double.
+    assert line.startswith(f"modelsize: {path}: the generated inputs alone need 23.3 TiB")
+    assert "(25,599,999,999,744 bytes: x: FLOAT[99999999999,64])" in line
+    assert "available (" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dyn.onnx"]
+
+
+def test_check_inputs_fit_against_a_given_figure() -> None:
+    specs = [InputSpec("ids", DataType.INT64, (4, 128)), InputSpec("x", DataType.FLOAT16, (10,))]
+    assert feeds_nbytes(specs) == 4 * 128 * 8 + 10 * 2
+    check_inputs_fit("m.onnx", specs, available=4116)
+    with pytest.raises(ShapeBindingError, match=r"need 4\.0 KiB \(4,116 bytes.*has 4\.0 KiB"):
+        check_inputs_fit("m.onnx", specs, available=4115)
+
+
+@pytest.mark.parametrize(
+    "elem_type", [DataType.FLOAT, DataType.FLOAT16, DataType.DOUBLE, DataType.INT64, DataType.INT8]
+)
+def test_feeds_are_made_in_their_own_type(elem_type: DataType) -> None:
+    """Peak allocation while generating is about the feed's own size (no float64 copy first)."""
+    spec = InputSpec("x", elem_type, (1 << 21,))
+    tracemalloc.start()
+    try:
+        feeds = make_feeds([spec])
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    value = feeds["x"]
+    assert value.nbytes == feeds_nbytes([spec])
+    assert peak < value.nbytes + (4 << 20) + 65536  # plus one float32 chunk at most
+    again = make_feeds([spec])["x"]
+    assert np.array_equal(value, again)  # seeded: the same values every time
+    if np.issubdtype(value.dtype, np.floating):
+        sample = value.astype(np.float64)
+        assert abs(sample.mean()) < 0.01 and abs(sample.std() - 1) < 0.01  # standard normal
+    else:
+        assert value.min() == 0 and value.max() == 99  # uniform in [0, 100)
+
+
+@pytest.mark.parametrize("command", ["convert", "inspect", "memory"])
+def test_framework_example_inputs_larger_than_the_machine_are_refused(
+    tmp_path: Path, command: str
+) -> None:
+    """Sized from the flags before the framework is imported or the exporter allocates anything."""
+    code = tmp_path / "code.py"
+    code.write_text("class Model:\n    pass\n")
+    args = [command, f"{code}:Model", "--input-shape", "x=99999999999,64"]
+    if command == "convert":
+        args += ["-o", str(tmp_path / "out.onnx")]
+    line = _one_line_refusal([*args, "--input-dtype", "x=INT64"])
+    assert line.startswith(f"modelsize: {code}:Model: the generated inputs alone need 46.6 TiB")
+    assert "(51,199,999,999,488 bytes: x: INT64[99999999999,64])" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["code.py"]
+
+
+def test_an_ignored_sigint_stays_ignored() -> None:
+    """A background job of a non-interactive shell ignores SIGINT: the entry point keeps that."""
+    probe = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "sys.argv = ['modelsize', 'inspect', sys.argv[1], '-f', 'csv', '--top', '1']\n"
+        "from cli.__main__ import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+        "    print('kept')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run(
+        [sys.executable, "-c", probe, MODEL], env=env, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.endswith("kept\n")
+
+
+@pytest.mark.parametrize("command", ["convert", "inspect", "memory", "quantize"])
+def test_named_dims_are_refused_for_framework_sources(tmp_path: Path, command: str) -> None:
+    """--dim binds a symbolic dim of a graph; before the export there is none: never ignored."""
+    code = tmp_path / "code.py"
+    code.write_text("class Model:\n    pass\n")
+    args = [command, f"{code}:Model", "--dim", "seq=128"]
+    if command in ("convert", "quantize"):
+        args += ["-o", str(tmp_path / "out.onnx")]
+    line = _one_line_refusal(args)
+    assert line == (
+        f"modelsize: {code}:Model: --dim seq: a framework source has no named dims before its "
+        "export; give the example input with --input-shape (and --batch)"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["code.py"]

@@ -134,3 +134,29 @@ def test_installed_entry_point_and_lazy_imports(tmp_path: Path) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, env=env, check=True
     )
     assert loaded.stdout.strip() == ""
+
+
+def test_version_flag() -> None:
+    from importlib.metadata import version
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"modelsize {version('modelsize')}"
+
+
+@pytest.mark.torch
+def test_inspect_json_names_no_temporary_onnx_file() -> None:
+    """inspect exports a framework source into a temporary folder: no path to a removed file."""
+    pytest.importorskip("torch")
+    result = runner.invoke(
+        app, ["inspect", "fixtures/seed_models.py:SimpleModel", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    conversion = json.loads(result.stdout)["conversion"]
+    assert conversion["onnx_path"] is None
+    assert "temporary file, removed after the analysis" in conversion["onnx_path_note"]
+    assert conversion["framework"]["name"] == "torch"

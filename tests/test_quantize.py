@@ -628,8 +628,12 @@ def test_options_a_method_ignores_are_reported(forms: dict[str, Path], tmp_path:
     assert any("--per-channel does not apply to fp16" in w for w in result.warnings)
 
 
-def test_inputs_the_model_cannot_run_on_are_a_binding_error(tmp_path: Path) -> None:
-    """A Reshape to a fixed size needs a bound input shape: blame the inputs, not the variant."""
+def _needs_binding(tmp_path: Path) -> Path:
+    """A Reshape to a fixed size: generated inputs with the dynamic dim at 1 cannot run it.
+
+    Built the way streaming models and detectors are: a dynamic input dim that the graph
+    reshapes to a fixed size, so only some values of it are valid (here 128).
+    """
     weights = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
     graph = onnx.helper.make_graph(
         [
@@ -644,13 +648,100 @@ def test_inputs_the_model_cannot_run_on_are_a_binding_error(tmp_path: Path) -> N
             onnx.numpy_helper.from_array(np.array([2, 64], np.int64), "shape"),
         ],
     )
-    src = _save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]),
-                tmp_path / "m.onnx")  # fmt: skip
-    with pytest.raises(ShapeBindingError, match="do not run the original model either"):
-        quantize_model(src, tmp_path / "q.onnx")
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 21)])
+    return _save(model, tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize(
+    ("method", "op"),
+    [
+        (QuantMethod.DYNAMIC, "MatMulInteger"),
+        (QuantMethod.FP16, None),
+        (QuantMethod.INT4, "MatMulNBits"),
+    ],
+)
+def test_methods_without_data_write_an_unverified_variant_when_inputs_cannot_run(
+    tmp_path: Path, method: QuantMethod, op: str | None
+) -> None:
+    src = _needs_binding(tmp_path)
+    result = quantize_model(src, tmp_path / "q.onnx", method=method)
+    assert result.verified is False
+    assert "do not run the original model either" in result.verified_reason
+    assert "x: FLOAT[1]" in result.verified_reason and "--input-shape" in result.verified_reason
+    assert any(w.startswith("NOT VERIFIED") for w in result.warnings)
+    if op is not None:
+        assert result.quantized_ops.get(op) == 1
+    # The variant is good: on inputs the model can take, it agrees with the float model.
+    feeds = {"x": np.random.default_rng(2).standard_normal(128).astype(np.float32)}
+    (ref,) = _run(src, feeds)
+    (out,) = _run(result.output, feeds)
+    assert _cosine(ref, out) >= COSINE_MIN[method]
+    bound = quantize_model(
+        src, tmp_path / "b.onnx", method=method, bindings=parse_bindings(["x=128"])
+    )
+    assert bound.verified is True
+    assert bound.verified_reason == "ran once in onnxruntime on generated inputs (x: FLOAT[128])"
+
+
+def test_static_calibration_refuses_inputs_that_cannot_run(tmp_path: Path) -> None:
+    src = _needs_binding(tmp_path)
+    with pytest.raises(ShapeBindingError, match="calibrates on inputs that run the model"):
+        quantize_model(src, tmp_path / "q.onnx", method=QuantMethod.STATIC)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    bound = quantize_model(
+        src,
+        tmp_path / "q.onnx",
+        method=QuantMethod.STATIC,
+        calibration_samples=2,
+        bindings=parse_bindings(["x=128"]),
+    )
+    assert bound.verified is True
+
+
+def test_bindings_that_do_not_fit_are_still_refused(tmp_path: Path) -> None:
+    src = _needs_binding(tmp_path)
+    with pytest.raises(ShapeBindingError, match="nope"):
+        quantize_model(src, tmp_path / "q.onnx", bindings=parse_bindings(["nope=3"]))
     assert not (tmp_path / "q.onnx").exists()
-    bound = quantize_model(src, tmp_path / "q.onnx", bindings=parse_bindings(["x=128"]))
-    assert bound.quantized_ops.get("MatMulInteger") == 1
+
+
+def test_cli_says_not_verified_on_stderr_and_in_json(tmp_path: Path) -> None:
+    import json
+
+    src = _needs_binding(tmp_path)
+    out = tmp_path / "q.onnx"
+    result = CliRunner().invoke(app, ["quantize", str(src), "-o", str(out), "-f", "json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["verified"] is False
+    assert "do not run the original model either" in data["verified_reason"]
+    assert any(w.startswith("NOT VERIFIED") for w in data["warnings"])
+    lines = result.stderr.splitlines()
+    assert lines and all(line.startswith("modelsize: warning: ") for line in lines)
+    assert any("NOT VERIFIED" in line for line in lines)
+    table = CliRunner().invoke(app, ["quantize", str(src), "-o", str(out)])
+    assert table.exit_code == 0
+    assert "NOT VERIFIED: loads in onnxruntime but was not run" in " ".join(table.stdout.split())
+    assert "warning" not in table.stdout
+    verified = CliRunner().invoke(
+        app, ["quantize", str(src), "-o", str(out), "--input-shape", "x=128", "-f", "json"]
+    )
+    assert verified.exit_code == 0 and verified.stderr == ""
+    assert json.loads(verified.stdout)["verified"] is True
+
+
+def test_cli_compare_of_an_unverifiable_variant_is_refused(tmp_path: Path) -> None:
+    src = _needs_binding(tmp_path)
+    out = tmp_path / "q.onnx"
+    result = CliRunner().invoke(app, ["quantize", str(src), "-o", str(out), "--compare"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    errors = [
+        line for line in result.stderr.splitlines() if not line.startswith("modelsize: warning")
+    ]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"modelsize: {src}: {out} written but not compared")
+    assert out.exists()
 
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -677,13 +768,17 @@ def test_golden_quantize_outputs(
     out = tmp_path / "variant.onnx"
     result = CliRunner().invoke(app, ["quantize", str(forms[form]), "-o", str(out), *args])
     assert result.exit_code == 0, result.stderr
-    assert result.stderr == ""
-    text = result.stdout.replace(str(forms[form]), "<input>").replace(str(out), "<output>")
-    path = GOLDEN / golden
-    if update_golden:
-        path.write_text(text)
-    assert path.exists(), f"run pytest --update-golden to create {path}"
-    assert text == path.read_text()
+    # Warnings go to stderr, one line each: golden files for both streams (<golden>.stderr).
+    assert all(line.startswith("modelsize: warning: ") for line in result.stderr.splitlines())
+    for raw, path in (
+        (result.stdout, GOLDEN / golden),
+        (result.stderr, GOLDEN / f"{golden}.stderr"),
+    ):
+        text = raw.replace(str(forms[form]), "<input>").replace(str(out), "<output>")
+        if update_golden:
+            path.write_text(text)
+        assert path.exists(), f"run pytest --update-golden to create {path}"
+        assert text == path.read_text()
 
 
 def test_a_model_onnxruntime_cannot_load_is_refused_as_such(tmp_path: Path) -> None:

@@ -249,3 +249,98 @@ def test_symbolic_inference_fills_gaps_without_weight_payloads(tmp_path: Path) -
     assert shapes.unknown == ()
     assert "onnxruntime-symbolic" in shapes.engines
     assert shapes.lookup()[("", "Y")].dims == (2, 64, 64)
+
+
+def _paddle_style_model() -> onnx.ModelProto:
+    """x: [-1, 3, '?', '?'] as PaddlePaddle exports write it; a 3x3 Conv keeps H and W."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, "?", "?"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = numpy_helper.from_array(np.zeros((4, 3, 3, 3), dtype=np.float32), "w")
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])
+    graph = helper.make_graph([conv], "g", [x], [y], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_anonymous_dims_are_independent_per_occurrence() -> None:
+    model = _paddle_style_model()
+    bound, values, _defaulted = bind_inputs(model, parse_bindings(["x=1,3,48,192"]))
+    assert _input_dims(bound) == [1, 3, 48, 192]
+    assert values == {}  # '?' is no symbol: nothing to report as bound
+    shapes = infer_shapes(model, parse_bindings(["x=1,3,48,192"])).lookup()
+    assert shapes[("", "y")].dims == (1, 4, 48, 192)
+
+
+def test_real_symbols_still_tie_dims_across_inputs() -> None:
+    a = helper.make_tensor_value_info("A", TensorProto.FLOAT, ["batch", "?"])
+    b = helper.make_tensor_value_info("B", TensorProto.FLOAT, ["batch", "?"])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    graph = helper.make_graph(
+        [helper.make_node("Concat", ["A", "B"], ["Y"], axis=1)], "g", [a, b], [y]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    bound, values, _ = bind_inputs(model, parse_bindings(["A=2,5", "B=2,7"]))
+    assert [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in bound.graph.input] == [
+        [2, 5],
+        [2, 7],
+    ]
+    assert values == {"batch": 2}
+    with pytest.raises(ShapeBindingError, match="'batch' is bound to both 2 and 3"):
+        bind_inputs(model, parse_bindings(["A=2,5", "B=3,5"]))
+    # Unbound: 'batch' of B follows A's, each '?' takes the default on its own.
+    bound, _values, _ = bind_inputs(model, parse_bindings(["A=4,5"]))
+    assert [d.dim_value for d in bound.graph.input[1].type.tensor_type.shape.dim] == [4, 1]
+
+
+def test_anonymous_dims_in_memory_and_measure_binding(tmp_path: Path) -> None:
+    from graph_analysis.memory import estimate_memory
+    from graph_analysis.runtime.measure import measure_inference, model_input_specs
+
+    path = tmp_path / "paddle.onnx"
+    onnx.save(_paddle_style_model(), str(path))
+    bindings = parse_bindings(["x=1,3,48,192"])
+    specs = model_input_specs(path, bindings)
+    assert [(s.name, s.dims) for s in specs] == [("x", (1, 3, 48, 192))]
+    inference = estimate_memory(path, bindings).inference
+    assert inference.inputs_bytes == 1 * 3 * 48 * 192 * 4
+    assert inference.largest_activation_bytes == 1 * 4 * 48 * 192 * 4
+    result = CliRunner().invoke(app, ["memory", str(path), "--input-shape", "x=1,3,48,192"])
+    assert result.exit_code == 0, result.stderr
+    # onnxruntime runs the model on the bound inputs: its output is the size the estimate counts.
+    measured = measure_inference(path, bindings, runs=1)
+    assert [(s.name, s.dims) for s in measured.inputs] == [("x", (1, 3, 48, 192))]
+    assert measured.output_bytes == inference.largest_activation_bytes
+
+
+def test_symbolic_inference_runs_on_constant_node_weights() -> None:
+    # A weight stored as a Constant node (PaddlePaddle, inlined functions) is stubbed in the
+    # skeleton like an initializer; onnxruntime's symbolic pass must not try to read it.
+    weight = numpy_helper.from_array(np.zeros((8, 200), dtype=np.float32), "own_name")
+    nodes = [
+        helper.make_node("Constant", [], ["W"], value=weight),
+        helper.make_node("MatMul", ["X", "W"], ["H"]),
+        helper.make_node("Gelu", ["H"], ["Y"], domain="com.microsoft"),  # unknown to onnx
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+    )
+    skeleton = _skeleton_of(model)
+    shapes = infer_shapes(skeleton, parse_bindings(batch=3))
+    assert shapes.notes == ()
+    assert "onnxruntime-symbolic" in shapes.engines
+    assert shapes.lookup()[("", "Y")].dims == (3, 200)
+
+
+def _skeleton_of(model: onnx.ModelProto) -> onnx.ModelProto:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.onnx"
+        onnx.save(model, str(path))
+        return load_model_skeleton(path)

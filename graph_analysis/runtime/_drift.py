@@ -20,7 +20,8 @@ class OutputDrift:
         mean_abs: mean absolute element difference.
         cosine_similarity: cosine of the angle between the two outputs flattened (1.0 = same
             direction; 1.0 as well when both are all zeros).
-        argmax_agreement: for classifier-like outputs (floating, rank >= 2, last axis >= 2): the
+        argmax_agreement: for classifier-like outputs (floating, rank 2 or 3: batch[, sequence], classes;
+            last axis >= 2; a rank-4 map such as a detector's heatmap is not one): the
             fraction of rows whose argmax over the last axis is the same; None otherwise.
         num_elements: elements compared.
     """
@@ -56,7 +57,7 @@ def output_drift(name: str, reference: np.ndarray, other: np.ndarray) -> OutputD
     agreement = None
     if (
         np.issubdtype(reference.dtype, np.floating)
-        and reference.ndim >= 2
+        and reference.ndim in (2, 3)
         and reference.shape[-1] >= 2
     ):
         ref_arg = np.argmax(reference.reshape(-1, reference.shape[-1]), axis=-1)

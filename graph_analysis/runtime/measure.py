@@ -25,7 +25,12 @@ from graph_analysis.dtypes import DataType
 from graph_analysis.errors import ModelFormatError
 from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
 from graph_analysis.runtime._child_process import run_json_child
-from graph_analysis.runtime._feeds import InputSpec, specs_to_json
+from graph_analysis.runtime._feeds import (
+    InputSpec,
+    apply_input_dtypes,
+    check_inputs_fit,
+    specs_to_json,
+)
 from graph_analysis.shapes import bind_inputs, load_model_skeleton
 
 __all__ = [
@@ -163,11 +168,14 @@ def measure_inference(
         the children, latencies pooled).
 
     Raises:
-        ShapeBindingError: a binding that does not fit the model.
+        ShapeBindingError: a binding that does not fit the model, or inputs larger than the
+            memory this machine has available.
         MeasurementError: a child failed (onnxruntime rejected the model, ran out of memory,
             timed out).
     """
     inputs = model_input_specs(path, bindings, default_dim=default_dim)
+    inputs = apply_input_dtypes(path, inputs, bindings or Bindings())
+    check_inputs_fit(path, inputs)
     request = {
         "path": str(Path(path).resolve()),
         "arena": arena,
