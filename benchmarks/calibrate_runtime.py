@@ -1,9 +1,16 @@
 """Derive the onnxruntime CPU memory model used by ``graph_analysis.memory`` from measurements.
 
 Builds synthetic models that isolate one cost each (weights consumed by MatMul, i.e. pre-packed;
-weights consumed by Add, i.e. not pre-packed; Conv weights; activations with no weights), measures
-each in a fresh onnxruntime child (arena on and off) and prints peak growth against the counted
-weight and activation bytes. Run: ``python benchmarks/calibrate_runtime.py``.
+weights consumed by Add, i.e. not pre-packed; Conv weights; many small weights; activations with no
+weights; external data), measures each in fresh onnxruntime children (arena on and off; the median
+of three children with different heap layouts) and prints peak growth against the counted weight
+and activation bytes, then the constants of ``OrtCpuModel`` re-derived from them:
+``session_fixed_bytes`` (session of a weightless chain), ``run_fixed_bytes`` (its first run beyond
+the activations), ``load_factor`` (creation peak of one 32 MiB weight), ``heap_kept_factor``
+(session of 256 small 16 KiB weights read by Add, beyond the fixed cost and one copy, per weight
+byte) and ``arena_fragmentation_factor`` (a chain of convolutions whose liveness peak is known:
+arena-on growth beyond the liveness peak, per byte of ``min(L, A - L)``).
+Run: ``python benchmarks/calibrate_runtime.py``.
 """
 
 from __future__ import annotations
@@ -82,6 +89,99 @@ def fan_model(folder: Path, act_mib: int, width: int = 4) -> Path:
     return _save(helper.make_graph(nodes, "g", [x], [y]), folder / f"fan_{act_mib}.onnx")
 
 
+def small_weights_model(folder: Path, count: int = 256, elements: int = 4096) -> Path:
+    """``count`` Adds each with its own ``elements``-float weight (16 KiB): glibc's heap keeps them."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal(elements, dtype=np.float32), f"W{k}")
+        for k in range(count)
+    ]
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, elements])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    nodes = []
+    prev = "X"
+    for k in range(count):
+        out = "Y" if k == count - 1 else f"T{k}"
+        nodes.append(helper.make_node("Add", [prev, f"W{k}"], [out]))
+        prev = out
+    return _save(helper.make_graph(nodes, "g", [x], [y], inits), folder / "small_weights.onnx")
+
+
+def conv_chain_model(folder: Path, channels: int = 32, size: int = 128, length: int = 6) -> Path:
+    """A chain of 3x3 convolutions (tiny weights) on ``channels x size x size`` maps."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(
+            rng.standard_normal((channels, channels, 3, 3), dtype=np.float32) * 0.01, f"W{k}"
+        )
+        for k in range(length)
+    ]
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, channels, size, size])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    nodes = []
+    prev = "X"
+    for k in range(length):
+        out = "Y" if k == length - 1 else f"T{k}"
+        nodes.append(helper.make_node("Conv", [prev, f"W{k}"], [out], pads=[1, 1, 1, 1]))
+        prev = out
+    return _save(helper.make_graph(nodes, "g", [x], [y], inits), folder / "conv_chain.onnx")
+
+
+def external_model(folder: Path) -> Path:
+    """16 MiB of external weights read by MatMul (pre-packed) and Add (mapped, read at run)."""
+    rng = np.random.default_rng(1)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((1024, 2048), dtype=np.float32), name)
+        for name in ("W", "B")
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["X", "W"], ["H"]),
+        helper.make_node("Add", ["H", "B"], ["Y"]),
+    ]
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1024, 1024])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    model.ir_version = 8
+    path = folder / "ext_matmul_add.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, location="ext_matmul_add.data")
+    return path
+
+
+def derive_constants(folder: Path) -> None:
+    """Print the runtime model's constants as measured now, next to the defaults."""
+    from graph_analysis.memory import OrtCpuModel
+
+    default = OrtCpuModel()
+    chain = measure_inference(chain_model(folder, 8), Bindings(), runs=1)
+    chain_est = estimate_memory(folder / "chain_8.onnx", Bindings()).inference
+    fixed = chain.session_bytes
+    run_fixed = chain.peak_bytes - chain.session_bytes - chain_est.activations_peak_bytes
+    single = measure_inference(matmul_model(folder, 32), Bindings(), runs=1)
+    load = (single.session_peak_bytes - fixed) / (32 * MiB)
+    small_path = small_weights_model(folder)
+    small = measure_inference(small_path, Bindings(), runs=1)
+    small_w = estimate_memory(small_path, Bindings()).inference.weights_bytes
+    kept = (small.session_bytes - fixed - small_w) / small_w
+    conv_path = conv_chain_model(folder)
+    conv = measure_inference(conv_path, Bindings(), runs=1)
+    conv_est = estimate_memory(conv_path, Bindings()).inference
+    a, big = conv_est.activations_peak_bytes, conv_est.largest_activation_bytes
+    base = conv.session_bytes + a + run_fixed
+    fragmentation = (conv.peak_bytes - base) / max(1, min(big, a - big))
+    print()
+    print(f"{'constant':<30}{'measured':>12}{'default':>12}")
+    for name, measured, value in (
+        ("session_fixed_bytes (MiB)", fixed / MiB, default.session_fixed_bytes / MiB),
+        ("run_fixed_bytes (MiB)", run_fixed / MiB, default.run_fixed_bytes / MiB),
+        ("load_factor", load, default.load_factor),
+        ("heap_kept_factor", kept, default.heap_kept_factor),
+        ("arena_fragmentation_factor", fragmentation, default.arena_fragmentation_factor),
+    ):
+        print(f"{name:<30}{measured:>12.2f}{value:>12.2f}")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -91,13 +191,14 @@ def main() -> None:
         cases += [conv_model(folder, m) for m in (8, 32)]
         cases += [chain_model(folder, m) for m in (8, 32)]
         cases += [fan_model(folder, m) for m in (8, 32)]
+        cases += [small_weights_model(folder), conv_chain_model(folder), external_model(folder)]
         header = f"{'model':<16}{'arena':>6}{'weights':>9}{'act.pk':>9}{'sess.pk':>9}{'sess':>9}"
         header += f"{'peak':>9}{'estim.':>9}{'ratio':>7}"
         print(header + "   (MiB)")
         for path in cases:
             estimate = estimate_memory(path, Bindings())
             for arena in (True, False):
-                m = measure_inference(path, Bindings(), runs=2, arena=arena)
+                m = measure_inference(path, Bindings(), runs=2, arena=arena, repeats=3)
                 est = estimate.inference
                 print(
                     f"{path.stem:<16}{'on' if arena else 'off':>6}"
@@ -105,7 +206,9 @@ def main() -> None:
                     f"{m.session_peak_bytes / MiB:>9.1f}{m.session_bytes / MiB:>9.1f}"
                     f"{m.peak_bytes / MiB:>9.1f}{est.peak_bytes / MiB:>9.1f}"
                     f"{est.peak_bytes / max(m.peak_bytes, 1):>7.2f}"
+                    f"   spread {m.peak_min_bytes / MiB:.1f}-{m.peak_max_bytes / MiB:.1f}"
                 )
+        derive_constants(folder)
 
 
 if __name__ == "__main__":

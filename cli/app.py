@@ -470,6 +470,12 @@ def measure(
     dim: DimOpt = [],  # noqa: B006
     batch: BatchOpt = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs after the first.")] = 10,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            "--repeats", min=1, help="Fresh processes per setting (median and min-max of the peak)."
+        ),
+    ] = 3,
     fmt: FormatOpt = OutputFormat.TABLE,
 ) -> None:
     """Measure memory (arena on and off) and latency in onnxruntime, next to the estimate.
@@ -479,7 +485,9 @@ def measure(
     _no_html(fmt, "measure")
     bindings = input_bindings(input_shape, input_dtype, dim, batch)
     with progress_reporter() as on_progress:
-        result = source_memory(model, bindings, measure=True, runs=runs, on_progress=on_progress)
+        result = source_memory(
+            model, bindings, measure=True, runs=runs, repeats=repeats, on_progress=on_progress
+        )
     render_source_memory(result, fmt, _stdout())
 
 

@@ -38,6 +38,9 @@ def measurement_to_dict(m: InferenceMeasurement) -> dict[str, object]:
         "session_peak_bytes": m.session_peak_bytes,
         "session_bytes": m.session_bytes,
         "peak_bytes": m.peak_bytes,
+        "peak_min_bytes": m.peak_min_bytes,
+        "peak_max_bytes": m.peak_max_bytes,
+        "repeats": m.repeats,
         "steady_peak_bytes": m.steady_peak_bytes,
         "output_bytes": m.output_bytes,
         "latency_median_s": m.latency_median_s,
@@ -79,7 +82,7 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
     table.add_row(
         "runtime overhead",
         _mib(inf.runtime_overhead_bytes),
-        "estimated: session + run fixed costs, pre-packed weight copies",
+        "estimated: fixed costs, packed and heap-kept copies, arena slack",
     )
     phase = (
         "session creation"
@@ -108,7 +111,7 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
     unknown = len(shapes.unknown)
     info.add_row(
         "unknown shapes",
-        "none" if not unknown else f"{unknown} tensors, sized as their node's largest input",
+        "none" if not unknown else f"{unknown} tensors, sized from their node's activation inputs",
     )
     info.add_row("shape engines", ", ".join(shapes.engines))
     for note in shapes.notes:
@@ -164,11 +167,14 @@ def _held_during(phases: tuple[StepPhase, ...]) -> str:
 
 
 def _inference_measured_table(comparison: MemoryComparison) -> Table:
-    table = Table(title="Measured (onnxruntime CPU, fresh child process)", title_justify="left")
+    table = Table(
+        title="Measured (onnxruntime CPU, fresh child processes, median)", title_justify="left"
+    )
     for column in (
         "arena",
         "session peak",
-        "peak",
+        "peak (median)",
+        f"min - max of {comparison.measurements[0].repeats if comparison.measurements else 0}",
         "estimate / measured",
         "latency median",
         "latency p90",
@@ -179,6 +185,7 @@ def _inference_measured_table(comparison: MemoryComparison) -> Table:
             "on" if m.arena else "off",
             _mib(m.session_peak_bytes),
             _mib(m.peak_bytes),
+            f"{_mib(m.peak_min_bytes)} - {_mib(m.peak_max_bytes)}",
             f"{comparison.ratio(m):.2f}",
             f"{m.latency_median_s * 1000:.2f} ms",
             f"{m.latency_p90_s * 1000:.2f} ms",

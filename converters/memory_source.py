@@ -59,6 +59,7 @@ def source_memory(
     measure: bool = False,
     arenas: tuple[bool, ...] = (True, False),
     runs: int = 10,
+    repeats: int = 3,
     torch_source: str | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> SourceMemory:
@@ -107,7 +108,7 @@ def source_memory(
         training = None
         if measure:
             inference = compare_memory(
-                onnx_path, bindings, runs=runs, arenas=arenas, estimate=estimate
+                onnx_path, bindings, runs=runs, arenas=arenas, estimate=estimate, repeats=repeats
             )
         if code_source is not None and (measure or torch_source is not None):
             training = compare_training(

@@ -105,7 +105,9 @@ def analyze_liveness(
         alias_ops: op types whose first output aliases the first input.
     """
     local_weights = set(weights) | stored(path)
-    frozen_weights = frozenset(local_weights)
+    # Frozen for subgraphs only when the set changed since the last freeze: re-freezing after every
+    # weight-only node was quadratic on quantized graphs (a DequantizeLinear per weight).
+    frozen_weights: frozenset[str] | None = None
 
     num_steps = len(graph.node)
     end = num_steps  # "after the last node"
@@ -126,10 +128,13 @@ def analyze_liveness(
     sub_sums: list[int] = [0] * num_steps
     sub_labels: list[str] = [""] * num_steps
     for step, node in enumerate(graph.node):
-        used = [i for i in node.input if i]
-        subgraphs = subgraphs_of(node)
-        label = node_label(node, step)
+        inputs = [i for i in node.input if i]
+        used = list(inputs)
+        subgraphs = subgraphs_of(node) if node.attribute else []
         for suffix, sub in subgraphs:
+            if frozen_weights is None:
+                frozen_weights = frozenset(local_weights)
+            label = node_label(node, step)
             used.extend(sorted(_outer_references(sub)))
             sub_result = analyze_liveness(
                 sub,
@@ -149,12 +154,11 @@ def analyze_liveness(
             if root is not None:
                 last[root] = max(last[root], step)
         is_alias = node.op_type in alias_ops and node.domain in ("", "ai.onnx")
-        inputs = [i for i in node.input if i]
         if inputs and all(i in local_weights for i in inputs) and not subgraphs:
             # Computed from weights only (Identity of a tied weight, Transpose of a weight in a
             # training-mode export): onnxruntime constant-folds it at session creation.
             local_weights.update(o for o in node.output if o)
-            frozen_weights = frozenset(local_weights)
+            frozen_weights = None
             continue
         for k, out in enumerate(node.output):
             if not out or out in local_weights:

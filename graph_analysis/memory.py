@@ -187,45 +187,75 @@ SAVES_INDICES = frozenset({"MaxPool"})
 class OrtCpuModel:
     """The onnxruntime CPU memory model: how a session's peak resident growth follows the graph.
 
-    ``peak = session_fixed + max(load_factor x W_inline + P_ext + largest P_ext tensor + U,
-    resident_factor x W + U + prepack_factor x P_inline + arena_factor x A + run_fixed)`` with
-    ``W`` the weight bytes (``W_inline`` those inside the .onnx file), ``P_inline`` the inline
-    weights in a pre-packed slot, ``P_ext`` the external weights GEMM kernels pre-pack at creation
-    (external data is memory-mapped: nothing else of it is read then), ``U`` the float copies of
-    16-bit weights and ``A`` the activation liveness peak. The first term of the max is session
-    creation (the file's bytes, the parsed protobuf and the initializer tensors coexist), the
-    second one inference. Constants derived from measurements with onnxruntime 1.32 on Linux
-    x86-64, default session options, one intra-op thread (benchmarks/calibrate_runtime.py; the
-    table is in docs/memory.md).
+    ``peak = session_fixed + subgraph_session x subgraphs
+    + max(load_factor x W_inline + P_ext + largest P_ext tensor + U,
+    resident_factor x W + heap_kept_factor x W_heap + U + prepack_factor x P_inline
+    + arena_factor x A + arena_fragmentation_factor x min(L, A - L) + run_fixed)`` with ``W``
+    the weight bytes (``W_inline`` those inside the .onnx file), ``W_heap`` the inline weights in
+    tensors under ``heap_tensor_max_bytes`` (what glibc's heap keeps after session creation),
+    ``P_inline`` the inline weights in a pre-packed slot, ``P_ext`` the external weights GEMM kernels
+    pre-pack at creation (external data is memory-mapped: nothing else of it is read then), ``U`` the
+    float copies of 16-bit weights, ``A`` the activation liveness peak and ``L`` the largest
+    activation. The first term of the max is session creation (the file's bytes, the parsed
+    protobuf and the initializer tensors coexist), the second one inference. Constants derived
+    from measurements with onnxruntime 1.32 on Linux x86-64 (glibc malloc), default session
+    options, one intra-op thread (benchmarks/calibrate_runtime.py; the table is in
+    docs/memory.md).
 
     Attributes:
-        session_fixed_bytes: growth from creating a session for a trivial model (9.4 MiB measured).
-        run_fixed_bytes: growth from the first ``run`` beyond weights and activations (7-11 MiB
-            measured: thread-pool work buffers, kernel scratch, the execution frame).
+        session_fixed_bytes: growth from creating a session for a weightless model (5.1 MiB
+            measured).
+        run_fixed_bytes: growth from the first ``run`` beyond weights and activations (6.9-7.3 MiB
+            measured on weightless chains: thread-pool work buffers, kernel scratch, the
+            execution frame).
         load_factor: creation peak per weight byte (2.0 measured, with or without pre-packing).
         resident_factor: weight bytes resident after creation per weight byte (1.0 measured).
-        prepack_factor: extra resident bytes per pre-packable weight byte, a fitted average: 0
-            measured when one large initializer is pre-packed (its original is released), 0.9-1.0
-            on BERT/GPT-2/CNN graphs (the original stays beside the packed copy), 0.5 on the
-            Gemm MLP; 0.5 keeps every benchmark within 16%.
+        heap_kept_factor: resident bytes glibc keeps per byte of small weight tensors after
+            session creation. The file's bytes, the parsed protobuf and the weight copies made
+            while the session is created are freed into glibc's heap, which does not return them
+            to the system: resident memory after creation stays at the creation peak. Blocks
+            above glibc's mmap threshold are unmapped when freed instead, so only small tensors
+            count (1.0 measured: see docs/memory.md).
+        heap_tensor_max_bytes: the tensor size under which a weight's load-time copies stay in
+            glibc's heap. glibc's mmap threshold starts at 128 KiB and rises (to 32 MiB at most)
+            as mapped blocks are freed, so the real cut depends on the load order; 1 MiB fits the
+            sessions of 13 real models best (128 KiB and 32 MiB fit worse; docs/memory.md).
+        prepack_factor: extra resident bytes per pre-packable weight byte: the packed copy beside
+            the original (1.0 fitted with ``heap_kept_factor`` on the same 13 sessions; 0.9-1.0
+            measured on BERT/GPT-2/CNN graphs; 0 when one large initializer is pre-packed and its
+            original released, so single-weight models are over-estimated by up to that weight).
         arena_factor: resident bytes per byte of the activation liveness peak (1.0 measured with
             the arena on and off: memory patterns place activations as the liveness model does).
+        arena_fragmentation_factor: extra resident bytes, with the arena on, per byte of
+            ``min(L, A - L)``: the first run of a model whose activations differ in size holds
+            up to one more largest activation beyond the liveness peak (freed blocks the next
+            request does not fit), capped by what else is live when one tensor dominates (a
+            128 MiB tensor added 10-13 MB, not 128). Fitted: 0.5 puts 21 of 28 real-model cases
+            within 15% (18 at 1.0 and at 0); chains of equal-sized tensors show none.
         half_upcast_factor: extra resident bytes per FLOAT16/BFLOAT16 weight byte. The x86 CPU
             execution provider lacks 16-bit kernels for most ops: onnxruntime inserts Casts to
             float and constant-folds them on weights, so a float copy (2 bytes per 16-bit byte)
             sits beside the original (measured: fp16 BERT session 30 MiB for 10 MiB of weights).
         half_activation_factor: size factor for 16-bit activations, computed in float for the
             same reason (the pre-packed copy of an upcast weight is float too).
+        subgraph_session_bytes: resident bytes per subgraph (each ``If`` branch, ``Loop`` or
+            ``Scan`` body gets its own session state: graph viewer, kernels, execution plan),
+            from creation on: 128-190 KiB per subgraph measured on four VAD models with 2-50
+            subgraphs (a 51-graph model: 20.8 MiB session for 2.2 MB of weights).
     """
 
-    session_fixed_bytes: int = 9_856_000
-    run_fixed_bytes: int = 8 * MiB
+    session_fixed_bytes: int = 5_316_000
+    run_fixed_bytes: int = 7 * MiB
     load_factor: float = 2.0
     resident_factor: float = 1.0
-    prepack_factor: float = 0.5
+    heap_kept_factor: float = 1.0
+    heap_tensor_max_bytes: int = 1 * MiB
+    prepack_factor: float = 1.0
     arena_factor: float = 1.0
+    arena_fragmentation_factor: float = 0.5
     half_upcast_factor: float = 2.0
     half_activation_factor: float = 2.0
+    subgraph_session_bytes: int = 180 * 1024
 
 
 # Ops whose constant weight input onnxruntime keeps a second, re-laid-out copy of (MLAS pre-packed
@@ -273,6 +303,12 @@ class InferenceEstimate:
         peak_nodes: the node(s) running at the activation peak.
         peak_tensors: the largest tensors live at the activation peak (up to 10).
         runtime: the runtime model used.
+        subgraph_state_bytes: estimated: the subgraphs' own session states
+            (``subgraph_session_bytes`` x the number of subgraphs).
+        heap_kept_bytes: estimated: load-time copies of small weight tensors glibc's heap keeps
+            after session creation (``heap_kept_factor x W_heap``).
+        arena_fragmentation_bytes: estimated: what the arena holds beyond the liveness peak on
+            the first run (``arena_fragmentation_factor x min(L, A - L)``).
     """
 
     weights_bytes: int
@@ -289,6 +325,9 @@ class InferenceEstimate:
     peak_nodes: tuple[str, ...]
     peak_tensors: tuple[LiveTensor, ...]
     runtime: OrtCpuModel
+    heap_kept_bytes: int = 0
+    arena_fragmentation_bytes: int = 0
+    subgraph_state_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -496,7 +535,11 @@ def estimate_memory(
         inputs_live_whole_run=inputs_live_whole_run,
         alias_ops=alias_ops,
     )
-    totals = _weight_totals(stored)
+    totals = _weight_totals(
+        stored,
+        heap_tensor_max_bytes=runtime.heap_tensor_max_bytes,
+        subgraphs=sum(1 for graph_path, _g in iter_graphs(model.graph) if graph_path != MAIN_GRAPH),
+    )
     runtime_liveness = liveness
     if (
         any(t.data_type in _HALF_TYPES for t in shapes.tensors)
@@ -553,12 +596,17 @@ class _WeightTotals:
     external_packed: int
     largest_external_packed: int
     prepackable: int = 0
+    heap: int = 0
+    subgraphs: int = 0
 
 
-def _weight_totals(stored: ModelWeights) -> _WeightTotals:
+def _weight_totals(
+    stored: ModelWeights, *, heap_tensor_max_bytes: int, subgraphs: int
+) -> _WeightTotals:
     """The runtime model's weight figures from the one reading: every tensor onnxruntime holds as
     an initializer (every role, unused ones too: they are parsed at session creation) at its dense
-    size; pre-packed ones by the slot their readers read them in."""
+    size; pre-packed ones by the slot their readers read them in; ``heap``: inline tensors under
+    ``heap_tensor_max_bytes`` (their load-time copies stay in glibc's heap)."""
     packed = [t for t in stored.tensors if any(PREPACK_INPUTS.get(op) == k for op, k in t.readers)]
     external_packed = [
         t.nbytes for t in packed if t.external and any(op in _GEMM_OPS for op, _k in t.readers)
@@ -571,6 +619,12 @@ def _weight_totals(stored: ModelWeights) -> _WeightTotals:
         external_packed=sum(external_packed),
         largest_external_packed=max(external_packed, default=0),
         prepackable=sum(t.nbytes for t in packed),
+        heap=sum(
+            t.nbytes
+            for t in stored.tensors
+            if not t.external and 0 < t.nbytes < heap_tensor_max_bytes
+        ),
+        subgraphs=subgraphs,
     )
 
 
@@ -593,16 +647,22 @@ def _inference_estimate(
         + totals.largest_external_packed
         + upcast
     )
-    # Inference: every weight resident once (external pages as they are read), plus the packed
-    # copies of inline weights whose originals stay in the initializer block.
+    # Inference: every weight resident once (external pages as they are read), what glibc's heap
+    # kept of the small tensors' load-time copies, the packed copies of inline weights whose
+    # originals stay in the initializer block, the activations and the arena's fragmentation.
+    largest = runtime_liveness.largest_tensor_bytes
+    fragmentation = min(largest, max(0, runtime_liveness.peak_bytes - largest))
     running = (
         runtime.resident_factor * weights_bytes
+        + runtime.heap_kept_factor * totals.heap
         + upcast
         + runtime.prepack_factor * totals.inline_prepackable
         + runtime.arena_factor * runtime_liveness.peak_bytes
+        + runtime.arena_fragmentation_factor * fragmentation
         + runtime.run_fixed_bytes
     )
-    peak = int(runtime.session_fixed_bytes + max(creation, running))
+    fixed = runtime.session_fixed_bytes + runtime.subgraph_session_bytes * totals.subgraphs
+    peak = int(fixed + max(creation, running))
     return InferenceEstimate(
         weights_bytes=weights_bytes,
         prepackable_bytes=prepackable,
@@ -613,11 +673,14 @@ def _inference_estimate(
         inputs_bytes=inputs_bytes,
         runtime_overhead_bytes=peak - weights_bytes - liveness.peak_bytes,
         peak_bytes=peak,
-        session_creation_bytes=int(runtime.session_fixed_bytes + creation),
-        inference_bytes=int(runtime.session_fixed_bytes + running),
+        session_creation_bytes=int(fixed + creation),
+        inference_bytes=int(fixed + running),
         peak_nodes=liveness.peak_nodes,
         peak_tensors=liveness.peak_tensors[:10],
         runtime=runtime,
+        heap_kept_bytes=int(runtime.heap_kept_factor * totals.heap),
+        arena_fragmentation_bytes=int(runtime.arena_fragmentation_factor * fragmentation),
+        subgraph_state_bytes=runtime.subgraph_session_bytes * totals.subgraphs,
     )
 
 
@@ -1281,6 +1344,9 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
             "activations_sum_bytes": inf.activations_sum_bytes,
             "largest_activation_bytes": inf.largest_activation_bytes,
             "inputs_bytes": inf.inputs_bytes,
+            "heap_kept_bytes": inf.heap_kept_bytes,
+            "arena_fragmentation_bytes": inf.arena_fragmentation_bytes,
+            "subgraph_state_bytes": inf.subgraph_state_bytes,
             "runtime_overhead_bytes": inf.runtime_overhead_bytes,
             "peak_bytes": inf.peak_bytes,
             "session_creation_bytes": inf.session_creation_bytes,
@@ -1294,8 +1360,12 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
                 "run_fixed_bytes": inf.runtime.run_fixed_bytes,
                 "load_factor": inf.runtime.load_factor,
                 "resident_factor": inf.runtime.resident_factor,
+                "heap_kept_factor": inf.runtime.heap_kept_factor,
+                "heap_tensor_max_bytes": inf.runtime.heap_tensor_max_bytes,
                 "prepack_factor": inf.runtime.prepack_factor,
                 "arena_factor": inf.runtime.arena_factor,
+                "arena_fragmentation_factor": inf.runtime.arena_fragmentation_factor,
+                "subgraph_session_bytes": inf.runtime.subgraph_session_bytes,
                 "half_upcast_factor": inf.runtime.half_upcast_factor,
                 "half_activation_factor": inf.runtime.half_activation_factor,
             },

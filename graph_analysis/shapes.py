@@ -16,18 +16,21 @@ loads weights. The steps, in order:
    ranks) and merges what it finds; placeholders become typed graph inputs for it, and its
    failures become :attr:`InferredShapes.notes`.
 4. Whatever is still unknown is reported in :attr:`InferredShapes.unknown` with how it was treated:
-   its size is assumed equal to the largest known input of the node producing it (exact for
-   elementwise ops and activations, an approximation otherwise).
+   its size is assumed equal to the largest known activation input of the node producing it
+   (exact for elementwise ops and activations, an approximation otherwise; never a weight's size).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import os
+import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -448,10 +451,10 @@ def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.Mo
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result: onnx.ModelProto | None = (
-                symbolic_shape_infer.SymbolicShapeInference.infer_shapes(
-                    model, int_max=2**31 - 1, auto_merge=True, guess_output_rank=True, verbose=0
-                )
+            result, complete = _symbolic_infer(symbolic_shape_infer.SymbolicShapeInference, model)
+        if not complete:
+            notes.append(
+                "onnxruntime symbolic shape inference stopped early; its partial result is used"
             )
         return result
     except Exception as e:
@@ -462,49 +465,88 @@ def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.Mo
         logger.setLevel(level)
 
 
-def _without_external_stubs(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy where every stripped main-graph tensor is a typed graph input, not an initializer
-    or a Constant node.
+def _symbolic_infer(engine_class: Any, model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
+    """Run onnxruntime's symbolic inference without its file side effects: ``(model, complete)``.
 
-    onnxruntime's symbolic inference reads the values of initializers it meets (and re-runs onnx's
-    inference on one-node models, which opens the skeleton's placeholder location); a graph input
-    with the same type and dims tells it the shape without a payload it cannot have.
+    ``SymbolicShapeInference.infer_shapes`` saves the model as ``sym_shape_infer_temp.onnx`` plus a
+    ``<uuid>.data`` file into the *working directory* when inference stops early, then raises (and the
+    shapes it found are lost). Its driver loop is three calls; run here, nothing is written and a
+    partial result is kept. Should a future onnxruntime rename those internals, the public function
+    runs inside a private temporary folder instead, removed afterwards whatever happens.
+    """
+    engine = engine_class(
+        2**31 - 1, True, True, 0
+    )  # int_max, auto_merge, guess_output_rank, verbose
+    if all(hasattr(engine, a) for a in ("_preprocess", "_infer_impl", "_update_output_from_vi")):
+        complete = False
+        engine._preprocess(model)
+        while engine.run_:
+            complete = engine._infer_impl()
+        engine._update_output_from_vi()
+        out: onnx.ModelProto = engine.out_mp_
+        return out, bool(complete)
+    with tempfile.TemporaryDirectory(prefix="modelsize-shapes-") as folder:
+        previous = os.getcwd()
+        os.chdir(folder)
+        try:
+            result: onnx.ModelProto | None = engine_class.infer_shapes(
+                model, int_max=2**31 - 1, auto_merge=True, guess_output_rank=True, verbose=0
+            )
+        finally:
+            os.chdir(previous)
+    if result is None:
+        raise ValueError("the model's opset is below 7")
+    return result, True
+
+
+def _without_external_stubs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy where every stripped tensor is a typed main-graph input, not a payload placeholder.
+
+    onnxruntime's symbolic inference reads the values of initializers and Constant nodes it meets
+    (and re-runs onnx's inference on one-node models, which opens the skeleton's placeholder
+    location); a graph input with the same type and dims tells it the shape without a payload it
+    cannot have. Stripped Constant nodes (older exporters store every weight that way) and
+    subgraph initializers become main-graph inputs too (a subgraph sees outer-scope names); a
+    subgraph initializer whose name the main graph already uses only loses its placeholder.
     """
     clean = copy.deepcopy(model)
     graph = clean.graph
-    kept = [t for t in graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
-    moved = [t for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
     listed = {i.name for i in graph.input}
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    for tensor in moved:
-        if tensor.name not in listed:
-            graph.input.append(
-                onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+    taken = listed | {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output}
+    added: list[onnx.ValueInfoProto] = []
+
+    def as_input(tensor: onnx.TensorProto, name: str) -> None:
+        if name not in listed:
+            listed.add(name)
+            added.append(
+                onnx.helper.make_tensor_value_info(name, tensor.data_type, list(tensor.dims))
             )
-    # Weights stored as Constant nodes (PaddlePaddle exports, inlined functions) are stubbed too:
-    # in the main graph the node becomes a typed graph input named by its output.
-    kept_nodes = []
-    for node in graph.node:
-        stub = _stubbed_constant(node)
-        if stub is None:
-            kept_nodes.append(node)
-        elif node.output[0] not in listed:
-            graph.input.append(
-                onnx.helper.make_tensor_value_info(node.output[0], stub.data_type, list(stub.dims))
-            )
-    if len(kept_nodes) != len(graph.node):
-        del graph.node[:]
-        graph.node.extend(kept_nodes)
-    # Subgraph inputs are fixed by their op (Loop, Scan): there the placeholder is only dropped.
-    for path, sub in iter_graphs(clean.graph):
-        if path == MAIN_GRAPH:
-            continue
-        stubs = [t for t in sub.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-        stubs += [t for t in map(_stubbed_constant, sub.node) if t is not None]
-        for tensor in stubs:
-            tensor.ClearField("external_data")
-            tensor.data_location = onnx.TensorProto.DEFAULT
+
+    for path, sub in iter_graphs(graph):
+        kept = []
+        for tensor in sub.initializer:
+            if tensor.data_location != onnx.TensorProto.EXTERNAL:
+                kept.append(tensor)
+            elif path == MAIN_GRAPH or tensor.name not in taken:
+                as_input(tensor, tensor.name)
+            else:
+                tensor.ClearField("external_data")
+                tensor.data_location = onnx.TensorProto.DEFAULT
+                kept.append(tensor)
+        del sub.initializer[:]
+        sub.initializer.extend(kept)
+        # Deleted in place, last first: the other nodes (and the subgraphs the walk visits next)
+        # stay the same objects.
+        for index in reversed(range(len(sub.node))):
+            stub = _stubbed_constant(sub.node[index])
+            name = sub.node[index].output[0] if stub is not None else ""
+            if stub is not None and (path == MAIN_GRAPH or name not in taken):
+                as_input(stub, name)
+                del sub.node[index]
+            elif stub is not None:
+                stub.ClearField("external_data")
+                stub.data_location = onnx.TensorProto.DEFAULT
+    graph.input.extend(added)
     return clean
 
 
@@ -595,35 +637,76 @@ def infer_shapes(
 def _treat_unknown(
     model: onnx.ModelProto, found: dict[tuple[str, str], TensorShape]
 ) -> list[UnknownTensor]:
-    """Give every node output without a concrete shape an assumed size, in execution order."""
-    unknown: list[UnknownTensor] = []
-    assumed: dict[tuple[str, str], int] = {}
+    """Give every node output without a concrete shape an assumed size, in execution order.
 
-    def size_of(graph_path: str, name: str) -> int | None:
+    The size is that of the node's largest known *activation* input: never a weight's, since an
+    output sized like a weight matrix is wrong for nearly every op that reads one (a MatMulInteger
+    output sized like its 8 MiB int8 weight made a quantized recognizer's estimate 1.37x). A node
+    computed from weights only is itself a weight (onnxruntime folds it): sized as its largest input.
+    """
+    unknown: list[UnknownTensor] = []
+    if not _count_unknown(model, found):
+        return unknown
+    assumed: dict[tuple[str, str], int] = {}
+    weights: set[tuple[str, str]] = set()
+    for path, graph in iter_graphs(model.graph):
+        weights.update((path, t.name) for t in graph.initializer)
+        weights.update((path, t.values.name) for t in graph.sparse_initializer)
+        weights.update(
+            (path, n.output[0])
+            for n in graph.node
+            if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and n.output
+        )
+
+    def scope_of(graph_path: str, name: str) -> str | None:
         # Outer-scope names are visible in subgraphs: look up the chain of parents.
         scope = graph_path
         while True:
             key = (scope, name)
-            if key in assumed:
-                return assumed[key]
-            if key in found and found[key].nbytes is not None:
-                return found[key].nbytes
+            if key in assumed or key in found or key in weights:
+                return scope
             if scope == MAIN_GRAPH:
                 return None
             scope = scope.rsplit("/", 1)[0]
 
-    for path, node, out in _node_outputs(model):
-        key = (path, out)
+    def size_of(key: tuple[str, str]) -> int | None:
+        if key in assumed:
+            return assumed[key]
         shape = found.get(key)
-        if shape is not None and shape.is_known:
-            continue
-        known_inputs = [size_of(path, i) for i in node.input if i]
-        sizes = [s for s in known_inputs if s is not None]
-        value = max(sizes, default=0)
-        if sizes:
-            treatment = "assumed as large as the node's largest known input"
-        else:
-            treatment = "no input size known either: counted as 0 bytes"
-        assumed[key] = value
-        unknown.append(UnknownTensor(out, path, node.op_type, shape, value, treatment))
+        return shape.nbytes if shape is not None else None
+
+    for path, graph in iter_graphs(model.graph):
+        for node in graph.node:
+            ins = []
+            for name in node.input:
+                scope = scope_of(path, name) if name else None
+                if scope is not None:
+                    ins.append((scope, name))
+            activations = [k for k in ins if k not in weights]
+            from_weights = (
+                bool(ins) and not activations and len(ins) == len([i for i in node.input if i])
+            )
+            if from_weights and node.op_type != "Constant":
+                weights.update((path, o) for o in node.output if o)
+            for out in node.output:
+                if not out:
+                    continue
+                key = (path, out)
+                shape = found.get(key)
+                if shape is not None and shape.is_known:
+                    continue
+                sizes = [
+                    s
+                    for s in (size_of(k) for k in (ins if from_weights else activations))
+                    if s is not None
+                ]
+                value = max(sizes, default=0)
+                if not sizes:
+                    treatment = "no activation input size known either: counted as 0 bytes"
+                elif from_weights:
+                    treatment = "computed from weights only (a folded weight): as its largest input"
+                else:
+                    treatment = "assumed as large as the node's largest known activation input"
+                assumed[key] = value
+                unknown.append(UnknownTensor(out, path, node.op_type, shape, value, treatment))
     return unknown

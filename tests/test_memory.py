@@ -117,6 +117,8 @@ def test_runtime_model_formula() -> None:
         resident_factor=1.0,
         prepack_factor=1.0,
         arena_factor=1.0,
+        heap_kept_factor=0.0,  # the heap and fragmentation terms: tests/test_memory_inference.py
+        arena_fragmentation_factor=0.0,
     )
     inf = estimate_memory(model, runtime=runtime).inference
     weights, acts = 64 * 64 * 4, 2 * 64 * 4
@@ -484,7 +486,13 @@ def test_half_weights_and_activations_are_upcast_on_cpu() -> None:
     model = _make(
         nodes, [_vi("X", [4, 32], TensorProto.FLOAT16)], [_vi("Y", None, TensorProto.FLOAT16)], [w]
     )
-    runtime = OrtCpuModel(session_fixed_bytes=0, run_fixed_bytes=0, prepack_factor=1.0)
+    runtime = OrtCpuModel(
+        session_fixed_bytes=0,
+        run_fixed_bytes=0,
+        prepack_factor=1.0,
+        heap_kept_factor=0.0,
+        arena_fragmentation_factor=0.0,
+    )
     inf = estimate_memory(model, runtime=runtime).inference
     weights, acts = 32 * 32 * 2, 2 * 4 * 32 * 2
     assert inf.weights_bytes == weights
@@ -569,7 +577,13 @@ def test_external_weights_are_mapped_not_copied(tmp_path) -> None:  # type: igno
     ]
     inputs = [_vi("X", [1, 64]), _vi("I", [1], TensorProto.INT64)]
     model = _make(nodes, inputs, [_vi("Y", None)], [w, v])
-    runtime = OrtCpuModel(session_fixed_bytes=0, run_fixed_bytes=0, prepack_factor=1.0)
+    runtime = OrtCpuModel(
+        session_fixed_bytes=0,
+        run_fixed_bytes=0,
+        prepack_factor=1.0,
+        heap_kept_factor=0.0,
+        arena_fragmentation_factor=0.0,
+    )
     inline_path = tmp_path / "inline.onnx"
     onnx.save(model, str(inline_path))
     external_path = tmp_path / "external.onnx"
@@ -578,6 +592,9 @@ def test_external_weights_are_mapped_not_copied(tmp_path) -> None:  # type: igno
     external = estimate_memory(external_path, runtime=runtime).inference
     weights, packed, acts = (64 * 64 + 32 * 64) * 4, 64 * 64 * 4, inline.activations_peak_bytes
     assert inline.weights_bytes == external.weights_bytes == weights
+    # glibc's heap keeps load-time copies of inline weights only: external ones are mapped.
+    assert estimate_memory(inline_path).inference.heap_kept_bytes == weights
+    assert estimate_memory(external_path).inference.heap_kept_bytes == 0
     # inline: creation 2 x W dominates; external: every weight once, no original beside the copy
     assert inline.peak_bytes == max(2 * weights, weights + packed + acts)
     assert external.peak_bytes == max(packed + packed, weights + acts)

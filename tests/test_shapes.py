@@ -168,7 +168,7 @@ def test_unknown_op_output_is_reported_and_sized_like_its_input() -> None:
     unknown = {u.name: u for u in shapes.unknown}
     assert unknown["T"].producer == "Mystery"
     assert unknown["T"].assumed_nbytes == 2 * 8 * 4
-    assert "largest known input" in unknown["T"].treatment
+    assert "largest known activation input" in unknown["T"].treatment
 
 
 def test_skeleton_drops_weight_payloads_keeps_shape_constants(tmp_path: Path) -> None:

@@ -7,6 +7,11 @@ CPU session with default options (except the memory-arena switch and the thread 
 generated inputs of the bound shapes (the right dtype per input: normal floats, ones for integers,
 True for booleans), runs once, then ``runs`` more times for latency. Peak growth is
 ``VmHWM - baseline``: everything the session and the inference made resident, including the inputs.
+
+One child's peak depends on where glibc happens to place the heap: identical command lines give
+identical peaks, but a few bytes more in argv or the environment move the peak by up to ~10 MB on a
+70-100 MB process. So ``repeats`` children run, each with a differently sized padding variable in
+its environment (a different layout), and the figures are their median with the peak's min and max.
 """
 
 from __future__ import annotations
@@ -55,11 +60,16 @@ class InferenceMeasurement:
         output_bytes: bytes of the outputs returned by the first run.
         latency_median_s: median seconds per ``session.run`` over the latency runs.
         latency_p90_s: 90th percentile of the same.
-        runs: number of latency runs.
+        runs: timed runs per child (the latency figures pool every child's runs).
         create_seconds: session creation time.
         peak_is_exact: False when the peak counter could not be reset (then the peak may include
             the imports' transient peak).
         onnxruntime_version: the runtime measured.
+        repeats: fresh children measured (each with a different heap layout); every byte and
+            second figure above is their median.
+        peak_min_bytes: the smallest ``peak_bytes`` among the children.
+        peak_max_bytes: the largest: ``peak_max_bytes - peak_min_bytes`` is the measurement's
+            own noise (heap layout), the part of a difference that means nothing.
     """
 
     path: str
@@ -78,6 +88,14 @@ class InferenceMeasurement:
     create_seconds: float
     peak_is_exact: bool
     onnxruntime_version: str
+    repeats: int = 1
+    peak_min_bytes: int = 0
+    peak_max_bytes: int = 0
+
+
+#: Environment variable whose length differs between the repeated children: it shifts the initial
+#: stack and heap layout, the source of the run-to-run noise the repeats expose.
+LAYOUT_PADDING_VARIABLE = "MODELSIZE_LAYOUT_PADDING"
 
 
 def model_input_specs(
@@ -128,26 +146,31 @@ def measure_inference(
     threads: int | None = 1,
     default_dim: int | None = 1,
     timeout_s: float = 600.0,
+    repeats: int = 3,
 ) -> InferenceMeasurement:
-    """Run ``path`` in onnxruntime (CPU) in a fresh child process and measure memory and latency.
+    """Run ``path`` in onnxruntime (CPU) in fresh child processes and measure memory and latency.
 
     Args:
         path: the ONNX model (external data next to it is loaded by onnxruntime).
         bindings: input bindings (unbound dims take ``default_dim``).
-        runs: ``session.run`` calls timed after the first (memory) run; at least 1.
+        runs: ``session.run`` calls timed after the first (memory) run, per child; at least 1.
         arena: enable onnxruntime's CPU memory arena (``enable_cpu_mem_arena``, on by default).
         threads: intra-op threads; 1 keeps the timing stable on shared machines, None is
             onnxruntime's default (one per physical core).
         default_dim: value for dims nobody bound.
-        timeout_s: the child is killed after this many seconds.
+        timeout_s: each child is killed after this many seconds.
+        repeats: fresh children, each with a different heap layout (a padding variable of a
+            different length in its environment); figures are their median, the peak's spread is
+            reported beside it. At least 1.
 
     Returns:
-        The measurement (bytes are resident-set growth over the child's baseline).
+        The measurement (bytes are resident-set growth over the child's baseline; medians over
+        the children, latencies pooled).
 
     Raises:
         ShapeBindingError: a binding that does not fit the model, or inputs larger than the
             memory this machine has available.
-        MeasurementError: the child failed (onnxruntime rejected the model, ran out of memory,
+        MeasurementError: a child failed (onnxruntime rejected the model, ran out of memory,
             timed out).
     """
     inputs = model_input_specs(path, bindings, default_dim=default_dim)
@@ -160,32 +183,47 @@ def measure_inference(
         "runs": max(1, runs),
         "inputs": specs_to_json(inputs),
     }
-    data = run_json_child(
-        "graph_analysis.runtime._measure_child",
-        request,
-        path=path,
-        label="onnxruntime child",
-        timeout_s=timeout_s,
-    )
-    baseline = int(data["baseline_rss_bytes"])
-    latencies = [float(x) for x in data["latencies_seconds"]]
+    children = [
+        run_json_child(
+            "graph_analysis.runtime._measure_child",
+            request,
+            path=path,
+            label="onnxruntime child",
+            timeout_s=timeout_s,
+            env={LAYOUT_PADDING_VARIABLE: "x" * (1 + 4099 * k)},
+        )
+        for k in range(max(1, repeats))
+    ]
+
+    def growth(key: str) -> list[int]:
+        return [max(0, int(d[key]) - int(d["baseline_rss_bytes"])) for d in children]
+
+    def median(values: list[int]) -> int:
+        return int(statistics.median(values))
+
+    peaks = growth("first_run_peak_bytes")
+    latencies = [float(x) for d in children for x in d["latencies_seconds"]]
+    first = children[0]
     return InferenceMeasurement(
         path=str(path),
         arena=arena,
         threads=threads,
         inputs=inputs,
-        baseline_rss_bytes=baseline,
-        session_peak_bytes=max(0, int(data["session_peak_bytes"]) - baseline),
-        session_bytes=max(0, int(data["session_rss_bytes"]) - baseline),
-        peak_bytes=max(0, int(data["first_run_peak_bytes"]) - baseline),
-        steady_peak_bytes=max(0, int(data["all_runs_peak_bytes"]) - baseline),
-        output_bytes=int(data["output_bytes"]),
+        baseline_rss_bytes=median([int(d["baseline_rss_bytes"]) for d in children]),
+        session_peak_bytes=median(growth("session_peak_bytes")),
+        session_bytes=median(growth("session_rss_bytes")),
+        peak_bytes=median(peaks),
+        steady_peak_bytes=median(growth("all_runs_peak_bytes")),
+        output_bytes=int(first["output_bytes"]),
         latency_median_s=statistics.median(latencies),
         latency_p90_s=_percentile(latencies, 0.9),
-        runs=len(latencies),
-        create_seconds=float(data["create_seconds"]),
-        peak_is_exact=bool(data["hwm_reset"]),
-        onnxruntime_version=str(data["onnxruntime_version"]),
+        runs=len(first["latencies_seconds"]),
+        create_seconds=statistics.median(float(d["create_seconds"]) for d in children),
+        peak_is_exact=all(bool(d["hwm_reset"]) for d in children),
+        onnxruntime_version=str(first["onnxruntime_version"]),
+        repeats=len(children),
+        peak_min_bytes=min(peaks),
+        peak_max_bytes=max(peaks),
     )
 
 
@@ -220,6 +258,7 @@ def compare_memory(
     optimizer: Optimizer = Optimizer.ADAM,
     precision: TrainingPrecision = TrainingPrecision.FP32,
     checkpointing: float = 1.0,
+    repeats: int = 3,
 ) -> MemoryComparison:
     """Estimate ``path``'s memory and measure it in onnxruntime for each arena setting.
 
@@ -232,6 +271,7 @@ def compare_memory(
         estimate: a ready estimate (else computed with the training options below).
         train, optimizer, precision, checkpointing: passed to
             :func:`graph_analysis.memory.estimate_memory`.
+        repeats: children per arena setting (see :func:`measure_inference`).
 
     Raises:
         ShapeBindingError, ModelFormatError: bad bindings or model.
@@ -247,7 +287,7 @@ def compare_memory(
             checkpointing=checkpointing,
         )
     measured = tuple(
-        measure_inference(path, bindings, runs=runs, arena=arena, threads=threads)
+        measure_inference(path, bindings, runs=runs, arena=arena, threads=threads, repeats=repeats)
         for arena in arenas
     )
     return MemoryComparison(estimate, measured)
