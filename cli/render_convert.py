@@ -351,6 +351,18 @@ def render_source_inspection(
             console.print(Rule("Graph (the exported ONNX file, counted by modelsize)"))
     if report is not None:
         render_inspect(report, fmt, by=by, depth=depth, top=top, console=console)
+    if inspection.compute is not None:
+        compute = inspection.compute
+        shapes = ", ".join(
+            f"{s.name}={'x'.join(str(d) for d in (s.dims or ()))}" for s in compute.inputs
+        )
+        console.print(
+            Text(
+                f"Compute (counted at {shapes}): {compute.macs:,} MACs, {compute.flops:,} FLOPs"
+                + (f", {compute.integer_macs:,} integer MACs" if compute.integer_macs else "")
+                + " (modelsize profile: per layer, and the time measured)"
+            )
+        )
     if rec is not None and rec.entries:
         table, hidden = _reconciliation_table(rec, top)
         console.print(table)

@@ -24,6 +24,7 @@ from converters._common import DynamicAxis, InputSpec, bindings_to_json
 from converters._output import check_output_path, remove_stale_work
 from graph_analysis import ModelReport, analyze, report_to_dict
 from graph_analysis.bindings import Bindings
+from graph_analysis.compute import ComputeReport, compute_to_dict, count_compute
 from graph_analysis.errors import ConversionError, MissingExtraError, SourceError
 from graph_analysis.framework import (
     FrameworkInfo,
@@ -158,6 +159,7 @@ class SourceInspection:
     summary: FrameworkSummary | None = None
     export_error: str | None = None
     inputs: tuple[InputSpec, ...] = ()
+    compute: ComputeReport | None = None
 
     @property
     def totals(self) -> FrameworkTotals | None:
@@ -479,7 +481,15 @@ def inspect_source(
             )
         report = _analyze(Path(source.location), deep)
         info = read_framework_info(report.metadata)
-        return SourceInspection(report, info, reconcile(report, info) if info else None)
+        # Shapes bound by the user: the compute at those shapes too (torchinfo's "mult-adds").
+        compute = (
+            count_compute(Path(source.location), bindings)
+            if bindings is not None and not bindings.is_empty
+            else None
+        )
+        return SourceInspection(
+            report, info, reconcile(report, info) if info else None, compute=compute
+        )
     options: dict[str, Any] = {
         "bindings": bindings,
         "dynamic_axes": dynamic_axes,
@@ -510,6 +520,8 @@ def inspect_source(
         if on_progress is not None:
             on_progress("analysing the exported graph")
         report = _analyze(result.onnx_path, deep)
+        # The export's example input fixes the shapes: count the compute at them.
+        compute = count_compute(result.onnx_path, bindings)
     # The exported file is gone with the temp folder: name the user's source instead.
     report = dataclasses.replace(report, path=f"{arg} (exported to ONNX)")
     info = read_framework_info(report.metadata)
@@ -521,6 +533,7 @@ def inspect_source(
         result.notes,
         summary=result.summary,
         inputs=result.inputs,
+        compute=compute,
     )
 
 
@@ -589,6 +602,8 @@ def inspection_to_dict(inspection: SourceInspection, *, depth: int | None = None
     if inspection.export_error is not None:
         data["export_error"] = inspection.export_error
         data["warnings"] = [f"no graph figures: the ONNX export failed: {inspection.export_error}"]
+    if inspection.compute is not None:
+        data["compute"] = compute_to_dict(inspection.compute, depth=depth)
     return data
 
 

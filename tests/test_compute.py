@@ -425,3 +425,21 @@ def test_profile_cli_bad_binding_is_one_line(tmp_path: Path) -> None:
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith("modelsize: ")
+
+
+def test_inspect_shows_macs_when_shapes_are_bound(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    path = write(seed_complex(), tmp_path / "c.onnx")
+    runner = CliRunner()
+    bound = runner.invoke(app, ["inspect", str(path), "--input-shape", "x=2,3,32,32", "-f", "json"])
+    assert bound.exit_code == 0, bound.stderr
+    assert json.loads(bound.stdout)["compute"]["macs"] == 2 * 935_088
+    unbound = runner.invoke(app, ["inspect", str(path), "-f", "json"])
+    assert "compute" not in json.loads(unbound.stdout)
+    table = runner.invoke(app, ["inspect", str(path), "--batch", "1"])
+    assert "935,088 MACs" in table.stdout
