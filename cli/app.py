@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from cli._group import EXIT_INTERRUPTED, ClickException, ModelsizeGroup
+from cli.examples import epilog
 from cli.options import BatchOpt, DimOpt, InputDtypeOpt, InputShapeOpt, input_bindings
 from cli.render import Breakdown, OutputFormat, print_warnings
 from cli.render_compute import render_source_profile
@@ -179,7 +180,7 @@ CustomObjectsOpt = Annotated[
 ]
 
 
-@app.command()
+@app.command(epilog=epilog("inspect"))
 @handle_errors
 def inspect(
     model: Annotated[str, typer.Argument(help="An .onnx file or a framework source (`convert`).")],
@@ -249,7 +250,7 @@ def inspect(
         print_warnings(inspection.report.warnings)
 
 
-@app.command()
+@app.command(epilog=epilog("convert"))
 @handle_errors
 def convert(
     source: Annotated[
@@ -302,7 +303,7 @@ QuantFormatOpt = Annotated[
 QuantRunsOpt = Annotated[int, typer.Option("--runs", min=1, help="Timed runs per model.")]
 
 
-@app.command()
+@app.command(epilog=epilog("quantize"))
 @handle_errors
 def quantize(
     model: ModelArg,
@@ -371,7 +372,7 @@ def quantize(
     print_warnings(result.warnings)
 
 
-@app.command("compare")
+@app.command("compare", epilog=epilog("compare"))
 @handle_errors
 def compare_cmd(
     models: Annotated[
@@ -403,7 +404,7 @@ def compare_cmd(
         sys.stdout.write(text)
 
 
-@app.command()
+@app.command(epilog=epilog("memory"))
 @handle_errors
 def memory(
     model: ModelArg,
@@ -461,7 +462,7 @@ def memory(
     render_source_memory(result, fmt, _stdout())
 
 
-@app.command()
+@app.command(epilog=epilog("measure"))
 @handle_errors
 def measure(
     model: ModelArg,
@@ -491,7 +492,7 @@ def measure(
     render_source_memory(result, fmt, _stdout())
 
 
-@app.command()
+@app.command(epilog=epilog("profile"))
 @handle_errors
 def profile(
     model: ModelArg,
@@ -540,7 +541,7 @@ def _size_option(value: str | None, option: str) -> int | None:
     return parse_size(value, option=option) if value is not None else None
 
 
-@app.command()
+@app.command(epilog=epilog("fit"))
 @handle_errors
 def fit(
     model: ModelArg,
@@ -598,7 +599,7 @@ def fit(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=epilog("check"))
 @handle_errors
 def check(
     model: ModelArg,
@@ -649,7 +650,7 @@ def check(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=epilog("scan"))
 @handle_errors
 def scan(
     folder: Annotated[Path, typer.Argument(help="A folder of .onnx files.")],
