@@ -76,3 +76,38 @@ def test_scan_row_schema(models: dict[str, Path]) -> None:
     assert {line["ok"] for line in lines} == {True, False}
     for line in lines:
         _validate("scan-row", line)
+
+
+@pytest.fixture(scope="module")
+def simple(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from fixtures.builders import seed_simple
+
+    return write(seed_simple(), tmp_path_factory.mktemp("simple") / "simple.onnx")
+
+
+def test_inspect_schema(simple: Path, models: dict[str, Path]) -> None:
+    _validate("inspect", _json(["inspect", str(simple), "-f", "json"]))
+    _validate("inspect", _json(["inspect", str(models["zoo"]), "-f", "json", "--batch", "2"]))
+
+
+def test_memory_and_measure_schemas(simple: Path) -> None:
+    _validate("memory", _json(["memory", str(simple), "-f", "json", "--train", "--loss", "mse"]))
+    _validate(
+        "measure", _json(["measure", str(simple), "-f", "json", "--runs", "1", "--repeats", "1"])
+    )
+
+
+def test_quantize_and_compare_schemas(simple: Path, tmp_path: Path) -> None:
+    variant = tmp_path / "simple.int8.onnx"
+    _validate("quantize", _json(["quantize", str(simple), "-o", str(variant), "-f", "json"]))
+    _validate("compare", _json(["compare", str(simple), str(variant), "-f", "json", "--runs", "1"]))
+
+
+@pytest.mark.torch
+def test_convert_schema(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    source = f"{Path(__file__).resolve().parent.parent / 'fixtures' / 'seed_models.py'}:SimpleModel"
+    data = _json(
+        ["convert", source, "-o", str(tmp_path / "s.onnx"), "-f", "json", "--input-shape", "1,10"]
+    )
+    _validate("convert", data)
