@@ -119,7 +119,7 @@ def samples(tmp: Path) -> dict[str, list[Any]]:
                     "1,3,32,32",
                 ]
             ),
-        ],  # fmt: skip
+        ],
         "quantize": [
             _json(["quantize", cnn, "-o", str(tmp / "q.onnx"), "-f", "json"]),
             _json(["quantize", cnn, "-o", str(tmp / "h.onnx"), "-f", "json", "--method", "fp16"]),
