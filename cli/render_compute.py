@@ -9,7 +9,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from cli.render import OutputFormat, to_json
+from cli.render import OutputFormat, format_bytes, to_json
 from converters.profile_source import SourceProfile
 from graph_analysis.compute import ComputeReport, compute_to_dict
 from graph_analysis.runtime.profile import ProfileReport, profile_to_dict
@@ -119,6 +119,7 @@ def _layer_rows(result: SourceProfile, depth: int, top: int | None) -> list[list
                     f"{row.macs:,}",
                     f"{row.flops:,}",
                     f"{rate:.2f}" if rate is not None else "",
+                    format_bytes(row.live_bytes) if row.live_bytes is not None else "",
                 ]
             )
     else:
@@ -133,12 +134,13 @@ def _layer_rows(result: SourceProfile, depth: int, top: int | None) -> list[list
                     f"{crow.macs:,}",
                     f"{crow.flops:,}",
                     "",
+                    "",
                 ]
             )
     return rows[:top] if top else rows
 
 
-_HEADERS = ["layer", "time (ms)", "share", "MACs", "FLOPs", "GFLOP/s"]
+_HEADERS = ["layer", "time (ms)", "share", "MACs", "FLOPs", "GFLOP/s", "live act. (est.)"]
 
 
 def render_source_profile(

@@ -101,20 +101,24 @@ def _frame(title: str, x_label: str, y_label: str, y_max: float, body: str) -> s
 
 
 def _legend(names: Sequence[str], y: float) -> str:
-    """Legend entries left to right, wrapping onto a second row below ``y - 14``."""
-    parts = []
+    """Legend entries left to right, wrapping into rows that end at ``y``."""
+    rows: list[list[tuple[int, str, float]]] = [[]]
     x = float(_M["left"])
-    row_y = y - 14
     for index, name in enumerate(names):
         width = 22 + 6.2 * len(name)
-        if x + width > _W - _M["right"] and x > _M["left"]:
+        if x + width > _W - _M["right"] and rows[-1]:
+            rows.append([])
             x = float(_M["left"])
-            row_y += 14
-        parts.append(
-            f'<rect x="{x:.1f}" y="{row_y - 9:.1f}" width="10" height="10" fill="{_color(index)}"/>'
-            f'<text x="{x + 14:.1f}" y="{row_y:.1f}" font-size="11">{_e(name)}</text>'
-        )
+        rows[-1].append((index, name, x))
         x += width
+    parts = []
+    for r, row in enumerate(rows):
+        row_y = y - 14 * (len(rows) - 1 - r)
+        for index, name, x0 in row:
+            parts.append(
+                f'<rect x="{x0:.1f}" y="{row_y - 9:.1f}" width="10" height="10" fill="{_color(index)}"/>'
+                f'<text x="{x0 + 14:.1f}" y="{row_y:.1f}" font-size="11">{_e(name)}</text>'
+            )
     return "".join(parts)
 
 

@@ -210,7 +210,8 @@ def _memory_sections(estimate: MemoryEstimate, measured_peak: int | None) -> lis
     charts: list[Chart] = []
     timeline = getattr(inference, "timeline", None)
     if timeline:
-        points = [(float(i), _mib(b)) for i, b in enumerate(timeline)]
+        base = inference.weights_bytes
+        points = [(float(i), _mib(base + b)) for i, b in enumerate(timeline)]
         peak_step = max(range(len(timeline)), key=lambda i: timeline[i])
         hlines = [("estimated peak", _mib(inference.peak_bytes))]
         if measured_peak is not None:
@@ -220,9 +221,9 @@ def _memory_sections(estimate: MemoryEstimate, measured_peak: int | None) -> lis
                 "Live activations over the node order",
                 "step (node in execution order)",
                 "MiB",
-                [Series("live activation bytes", points)],
+                [Series("weights + live activation bytes", points)],
                 "Estimated: activation bytes live at each step (liveness of the graph at the bound "
-                "shapes); the band is the weights (counted); the dashed lines are the estimated "
+                "shapes), drawn on top of the weights' band (counted); the dashed lines are the estimated "
                 "peak (weights, activations and runtime overhead) and, when measured, onnxruntime's "
                 "measured peak.",
                 hlines=hlines,
@@ -230,7 +231,7 @@ def _memory_sections(estimate: MemoryEstimate, measured_peak: int | None) -> lis
                 markers=[
                     Marker(
                         float(peak_step),
-                        _mib(timeline[peak_step]),
+                        _mib(base + timeline[peak_step]),
                         "peak: "
                         + ", ".join(inference.peak_nodes[:2])
                         + "; largest: "
@@ -264,7 +265,8 @@ def _memory_sections(estimate: MemoryEstimate, measured_peak: int | None) -> lis
             Section(
                 "Training step",
                 [
-                    ("Estimated peak", format_bytes(training.peak_bytes)),
+                    ("Estimated peak, steady state", format_bytes(training.peak_bytes)),
+                    ("Estimated peak, first step", format_bytes(training.first_step_peak_bytes)),
                     (
                         "Optimizer / precision",
                         f"{training.optimizer.value} / {training.precision.value}",
@@ -273,16 +275,24 @@ def _memory_sections(estimate: MemoryEstimate, measured_peak: int | None) -> lis
                 ],
                 [
                     stacked_bars(
-                        "Training memory by item",
-                        "",
+                        "Training memory by phase of a step",
+                        "phase",
                         "MiB",
                         [
                             (
-                                f"{training.optimizer.value}, {training.precision.value}",
-                                [(i.name, _mib(i.nbytes)) for i in training.items],
+                                phase.value,
+                                [
+                                    (i.name, _mib(i.nbytes))
+                                    for i in training.items
+                                    if phase in i.phases
+                                ],
                             )
+                            for phase in training.phase_bytes
                         ],
-                        "Estimated: each item's formula is in the table below.",
+                        "Estimated: each bar is one phase of a training step and the items held "
+                        "during it (their formulas are in the table below); the steady-state peak "
+                        "is the tallest of backward and optimizer_step, the first step's the "
+                        "tallest of first_backward and optimizer_step.",
                     )
                 ],
                 [

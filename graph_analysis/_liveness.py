@@ -39,6 +39,9 @@ class GraphLiveness:
         peak_tensors: the buffers live at the peak, largest first.
         subgraph_peak_bytes: the largest peak of a nested subgraph (0 without subgraphs).
         tensor_bytes: bytes of every activation tensor of this graph, by name.
+        step_bytes: activation bytes live while each node runs, in execution order (a node with
+            subgraphs adds their peak).
+        step_labels: the node of each step, ``label`` as :func:`graph_analysis.shapes.node_label`.
     """
 
     peak_bytes: int
@@ -49,6 +52,8 @@ class GraphLiveness:
     peak_tensors: tuple[LiveTensor, ...]
     subgraph_peak_bytes: int
     tensor_bytes: Mapping[str, int]
+    step_bytes: tuple[int, ...] = ()
+    step_labels: tuple[str, ...] = ()
 
 
 def subgraphs_of(node: onnx.NodeProto) -> list[tuple[str, onnx.GraphProto]]:
@@ -186,10 +191,13 @@ def analyze_liveness(
     live = 0
     peak = -1
     peak_step = -1
+    steps: list[int] = []
     # Index 0 is "before the first node" (inputs only); index s+1 is node s running.
     for index in range(num_steps + 1):
         live += delta[index]
         total = live + (sub_peaks[index - 1] if index >= 1 else 0)
+        if index >= 1:
+            steps.append(total)
         if total > peak:
             peak, peak_step = total, index - 1
     peak = max(peak, 0)
@@ -215,4 +223,6 @@ def analyze_liveness(
         peak_tensors=tuple(live_at_peak),
         subgraph_peak_bytes=max(sub_peaks, default=0),
         tensor_bytes=tensor_bytes,
+        step_bytes=tuple(steps),
+        step_labels=tuple(node_label(n, i) for i, n in enumerate(graph.node)),
     )

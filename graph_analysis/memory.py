@@ -309,6 +309,9 @@ class InferenceEstimate:
             after session creation (``heap_kept_factor x W_heap``).
         arena_fragmentation_bytes: estimated: what the arena holds beyond the liveness peak on
             the first run (``arena_fragmentation_factor x min(L, A - L)``).
+        timeline: estimated: activation bytes live while each node of the main graph runs, in
+            execution order (the liveness the peak comes from).
+        timeline_nodes: the node of each step of ``timeline`` (its name, or ``<op>_<index>``).
     """
 
     weights_bytes: int
@@ -328,6 +331,8 @@ class InferenceEstimate:
     heap_kept_bytes: int = 0
     arena_fragmentation_bytes: int = 0
     subgraph_state_bytes: int = 0
+    timeline: tuple[int, ...] = ()
+    timeline_nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -681,6 +686,8 @@ def _inference_estimate(
         heap_kept_bytes=int(runtime.heap_kept_factor * totals.heap),
         arena_fragmentation_bytes=int(runtime.arena_fragmentation_factor * fragmentation),
         subgraph_state_bytes=runtime.subgraph_session_bytes * totals.subgraphs,
+        timeline=liveness.step_bytes,
+        timeline_nodes=liveness.step_labels,
     )
 
 

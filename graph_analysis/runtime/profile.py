@@ -293,7 +293,11 @@ def profile_model(
             )
         )
     kernels.sort(key=lambda k: (-k.time_s, k.name))
-    layers = _layer_times(kernels, compute, latency, layer_depth)
+    from graph_analysis.memory import estimate_memory
+
+    inference = estimate_memory(path, bindings, default_dim=default_dim).inference
+    live = dict(zip(inference.timeline_nodes, inference.timeline, strict=False))
+    layers = _layer_times(kernels, compute, latency, layer_depth, live)
     by_op = _op_times(kernels, compute, latency)
     achieved = compute.flops / kernel_sum if kernel_sum else 0.0
     slow = tuple(
@@ -325,7 +329,11 @@ def profile_model(
 
 
 def _layer_times(
-    kernels: Sequence[KernelTime], compute: ComputeReport, latency: float, depth: int
+    kernels: Sequence[KernelTime],
+    compute: ComputeReport,
+    latency: float,
+    depth: int,
+    live: Mapping[str, int],
 ) -> tuple[LayerTime, ...]:
     times: dict[tuple[str, ...], float] = {}
     for k in kernels:
@@ -333,6 +341,14 @@ def _layer_times(
         for i in range(1, len(path) + 1):
             times[path[:i]] = times.get(path[:i], 0.0) + k.time_s
     counted = {row.path: row for row in compute.layers if len(row.path) <= depth}
+    # The most activation bytes live while any node of the layer runs (the memory estimate's
+    # liveness, main graph).
+    live_by_layer: dict[tuple[str, ...], int] = {}
+    for node in compute.nodes:
+        if node.name in live:
+            path = node.layer[:depth]
+            for i in range(1, len(path) + 1):
+                live_by_layer[path[:i]] = max(live_by_layer.get(path[:i], 0), live[node.name])
     paths = sorted(set(times) | set(counted))
     return tuple(
         LayerTime(
@@ -341,7 +357,7 @@ def _layer_times(
             share=times.get(p, 0.0) / latency if latency else 0.0,
             macs=counted[p].macs if p in counted else 0,
             flops=counted[p].flops if p in counted else 0,
-            live_bytes=None,
+            live_bytes=live_by_layer.get(p),
         )
         for p in paths
         if p
@@ -414,6 +430,7 @@ def profile_to_dict(report: ProfileReport, *, depth: int | None = None) -> dict[
                     "macs": row.macs,
                     "flops": row.flops,
                     "gflops_per_s": row.gflops_per_s,
+                    "live_bytes": row.live_bytes,
                 }
                 for row in report.layers
                 if depth is None or len(row.path) <= depth
