@@ -6,7 +6,8 @@ blocks of 100 layers at 10^6 nodes), the input's batch dim symbolic. The file (a
 nodes) is written directly in the protobuf wire format, in seconds, into ``--out`` (default: a cache
 folder outside git) and reused.
 
-Each measurement runs in a fresh child process; wall time and peak RSS (ru_maxrss) are printed.
+Each measurement runs in a fresh child process; wall time, CPU time (user + system: steadier than
+wall time on a shared machine) and peak RSS (ru_maxrss) are printed.
 Run: `.venv/bin/python benchmarks/bench_scale.py [--nodes N] [--only analyze,inspect,memory]`.
 Target (issue 13): ``inspect`` in about the time ``analyze()`` takes; ``memory`` well under a minute
 and 1 GB (helper h7's part).
@@ -143,8 +144,9 @@ try:
 except subprocess.TimeoutExpired:
     code, out, err = "timeout", "", ""
 wall = time.perf_counter() - t
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"seconds": round(wall, 2), "peak_rss_mb": round(rss, 1), "exit": code,
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+rss, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+print(json.dumps({"seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "peak_rss_mb": round(rss, 1), "exit": code,
                   "stdout_tail": out.strip().splitlines()[-1:], "stderr_tail": err.strip().splitlines()[-2:]}))
 """
 
