@@ -700,7 +700,7 @@ class _Reader:
     def _external(
         self, name: str, entries: dict[str, str], data_type: DataType, numel: int
     ) -> ExternalRef:
-        what = f"tensor {name!r}"
+        what = f"tensor {_shorten(name)!r}"
         location = entries.get("location", "")
         if not location:
             raise ExternalDataError(self.path, f"{what} is external but names no location")

@@ -19,7 +19,7 @@ from graph_analysis import analyze
 from graph_analysis.errors import InputError
 from graph_analysis.loading import load_skeleton, read_model
 
-__all__ = ["TARGETS", "Finding", "check"]
+__all__ = ["OPTIONAL_TARGETS", "TARGETS", "Finding", "check"]
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -35,12 +35,21 @@ def _skeleton(path: Path) -> None:
                     raise AssertionError(f"load_skeleton handed over a {type(name).__name__} name")
 
 
+def _memory(path: Path) -> None:
+    """The ``memory`` command's input path: skeleton, shape inference, liveness (in-process: onnx's
+    C++ shape inference on a mutant could crash the campaign, so this target is opt-in)."""
+    from graph_analysis.memory import estimate_memory
+
+    estimate_memory(path)
+
+
 TARGETS: dict[str, Callable[[Path], Any]] = {
     "read_model": read_model,
     "analyze": analyze,
     "analyze_deep": lambda path: analyze(path, deep=True),
     "load_skeleton": _skeleton,
 }
+OPTIONAL_TARGETS: dict[str, Callable[[Path], Any]] = {"memory": _memory}
 
 
 @dataclass(frozen=True)
@@ -161,7 +170,7 @@ def check(
         _watch["root"] = root
         try:
             with _time_bound(time_limit_s):
-                TARGETS[name](path)
+                (TARGETS.get(name) or OPTIONAL_TARGETS[name])(path)
         except InputError:
             read = False
         except _Hang:

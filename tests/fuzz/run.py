@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .mutate import mutate
-from .oracle import TARGETS, Finding, check
+from .oracle import OPTIONAL_TARGETS, TARGETS, Finding, check
 from .seeds import FINDING_NAME, SPECIALS_NAME, Case, build_seeds, save_case
 
 __all__ = ["REGRESSIONS", "CampaignResult", "campaign", "main"]
 
 REGRESSIONS = Path(__file__).resolve().parent / "regressions"
-_MAX_CASE_BYTES = 256 * 1024
+_MAX_CASE_BYTES = 1024 * 1024
 _CORPUS_LIMIT = 400
 
 
@@ -46,7 +46,7 @@ def _clear(folder: Path) -> None:
         shutil.rmtree(folder)
 
 
-def extra_seeds(folder: Path, limit: int = 5, max_bytes: int = 5_000_000) -> list[Case]:
+def extra_seeds(folder: Path, limit: int = 5, max_bytes: int = 1_000_000) -> list[Case]:
     """A few small real ``.onnx`` files from ``folder`` (external data is not copied)."""
     found = sorted(
         p for p in folder.rglob("*.onnx") if p.is_file() and p.stat().st_size < max_bytes
@@ -125,11 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit", type=float, default=20.0, help="seconds per input")
-    parser.add_argument("--targets", default=",".join(TARGETS))
+    parser.add_argument(
+        "--targets",
+        default=",".join(TARGETS),
+        help=f"comma-separated, of {', '.join([*TARGETS, *OPTIONAL_TARGETS])}",
+    )
     parser.add_argument("--extra-seeds", type=Path, default=None, help="a folder of .onnx files")
     parser.add_argument(
         "--save", action="store_true", help="keep findings in tests/fuzz/regressions"
     )
+    parser.add_argument("--save-to", type=Path, default=None, help="keep findings in this folder")
     args = parser.parse_args(argv)
     if args.iterations is None and args.seconds is None:
         args.iterations = 1000
@@ -138,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         seeds += extra_seeds(args.extra_seeds)
 
     def report(finding: Finding, case: Case) -> None:
-        where = save_regression(finding, case) if args.save else None
+        folder = args.save_to or (REGRESSIONS if args.save else None)
+        where = save_regression(finding, case, folder) if folder is not None else None
         print(f"FINDING {finding.signature}: {finding.detail[:160]}", flush=True)
         if where is not None:
             print(f"  saved as {where}", flush=True)
