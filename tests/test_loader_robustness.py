@@ -119,6 +119,8 @@ def test_the_model_itself_may_not_be_a_fifo(tmp_path: Path) -> None:
     os.mkfifo(path)
     with pytest.raises(ModelFormatError, match="is a FIFO, not a regular file"):
         read_model(path)
+    for command in ("inspect", "memory"):
+        _one_line_refusal([command, str(path)], path, "is a FIFO, not a regular file")
 
 
 def test_external_tensor_in_training_info_is_validated_by_the_skeleton(tmp_path: Path) -> None:
