@@ -73,6 +73,9 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False)
 
 
+_TABLE_ROW_LIMIT = 1000
+"""Rows of a breakdown table printed when ``--top`` is not given (csv, json, markdown list all)."""
+
 BreakdownRow = tuple[str, int, int, int, int | None]  # key, parameters, bytes, tensors, frozen
 
 
@@ -113,12 +116,10 @@ def _breakdown_rows(
 
 def heaviest_layers(report: ModelReport, depth: int, top: int) -> list[GroupRow]:
     """The ``top`` heaviest layers at ``depth`` (or shallower, where a branch ends earlier)."""
-    keys = {r.key for r in report.layers}
+    # Keys with a row below them, every ancestor of every key: one pass, not one scan per row.
+    parents = {k[:i] for k in (r.key for r in report.layers) for i, c in enumerate(k) if c == "."}
     candidates = [
-        r
-        for r in report.layers
-        if r.depth == depth
-        or (r.depth < depth and not any(k.startswith(r.key + ".") for k in keys))
+        r for r in report.layers if r.depth == depth or (r.depth < depth and r.key not in parents)
     ]
     return sorted(candidates, key=lambda r: -r.num_parameters)[:top]
 
@@ -162,7 +163,9 @@ def render_inspect(
     if has_frozen:
         table.add_column("frozen", justify="right")
     total = max(1, report.parameters.total)
-    for key, params, size, tensors, frozen in rows:
+    # rich takes about a millisecond a row: a graph of a million layers would print for minutes.
+    hidden = len(rows) - _TABLE_ROW_LIMIT if top is None and len(rows) > _TABLE_ROW_LIMIT else 0
+    for key, params, size, tensors, frozen in rows[: len(rows) - hidden]:
         cells = [
             key,
             f"{params:,}",
@@ -172,6 +175,10 @@ def render_inspect(
         ]
         table.add_row(*cells, *([f"{frozen or 0:,}"] if has_frozen else []))
     console.print(table)
+    if hidden:
+        console.print(
+            f"{hidden:,} more rows not shown: --top N shows N rows; --format csv or json lists all"
+        )
     return None
 
 

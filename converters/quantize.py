@@ -56,7 +56,7 @@ from graph_analysis.errors import (
     ShapeBindingError,
     UnsupportedModelError,
 )
-from graph_analysis.loading import load_skeleton, read_model
+from graph_analysis.loading import load_skeleton, read_model, require_external_data
 from graph_analysis.runtime._feeds import InputSpec, describe_specs, input_specs, make_feeds
 
 __all__ = [
@@ -250,6 +250,7 @@ def _check_not_quantized(src: Path, method: QuantMethod, makeup: GraphMakeup) ->
 
 
 def _load_full(src: Path) -> onnx.ModelProto:
+    require_external_data(read_model(src))
     try:
         return onnx.load(str(src))
     except FileNotFoundError as e:

@@ -239,6 +239,8 @@ def detect_source(arg: str) -> Source:
             return Source(_classify_torch_file(path, arg), arg, str(path))
         # Any other file is read as ONNX: its reader says precisely what is wrong if it is not.
         return Source(SourceKind.ONNX, arg, str(path))
+    if path.exists():  # a FIFO or a device: the ONNX reader says what it is, without opening it
+        return Source(SourceKind.ONNX, arg, str(path))
     location, sep, attr = arg.rpartition(":")
     if sep and attr:
         if not all(part.isidentifier() for part in attr.split(".")):

@@ -123,17 +123,24 @@ def count_varints(buf: Buffer, start: int, end: int) -> int:
     """Count the varints packed in ``buf[start:end]`` (bytes with the high bit clear end one).
 
     Works through numpy in chunks so a large packed field is counted without a Python loop and without
-    holding more than one chunk of temporaries.
+    holding more than one chunk of temporaries. No view of ``buf`` outlives the call, also when it
+    raises: a live view would stop the caller from closing its memory map.
+
+    Raises:
+        WireError: the field ends inside a varint.
     """
     import numpy as np
 
+    if end > start and buf[end - 1] & 0x80:
+        raise WireError("packed varint field ends inside a varint")
     total = 0
     pos = start
     while pos < end:
         stop = min(end, pos + _COUNT_CHUNK)
         view = np.frombuffer(buf, dtype=np.uint8, count=stop - pos, offset=pos)  # type: ignore[call-overload]
-        total += int(np.count_nonzero(view < 0x80))
+        try:
+            total += int(np.count_nonzero(view < 0x80))
+        finally:
+            del view
         pos = stop
-    if end > start and buf[end - 1] & 0x80:
-        raise WireError("packed varint field ends inside a varint")
     return total

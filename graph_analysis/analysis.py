@@ -11,6 +11,7 @@ from pathlib import Path
 from graph_analysis import deep as deep_scan
 from graph_analysis.dtypes import DataType
 from graph_analysis.framework import (
+    framework_record_warning,
     read_framework_info,
     tied_copies_from_metadata,
     trainable_flags,
@@ -248,5 +249,11 @@ def build_report(
         deep_scanned=deep,
         tensors=tuple(records),
         metadata=dict(model.metadata),
-        warnings=model.warnings,
+        warnings=model.warnings + _record_warnings(model),
     )
+
+
+def _record_warnings(model: ModelFile) -> tuple[str, ...]:
+    """The one warning for a framework record that was present but could not be read."""
+    warning = framework_record_warning(model.metadata)
+    return (warning,) if warning else ()

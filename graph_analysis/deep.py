@@ -8,12 +8,16 @@ reported as copies: equal content there is no evidence that one tensor was expor
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from graph_analysis.errors import ExternalDataError
 from graph_analysis.loading import Encoding, TensorInfo
 
 __all__ = ["CopyMatch", "find_copies"]
@@ -31,13 +35,29 @@ class CopyMatch:
     kind: str  # "identical" or "transposed"
 
 
-def _view(tensor: TensorInfo) -> np.memmap | None:
+def _view(tensor: TensorInfo, maps: dict[Path, np.memmap]) -> np.ndarray | None:
+    """The payload's bytes, a slice of one read-only map per file (not one map per tensor: a
+    process may hold only about 65,000 maps, fewer than the tensors of a large model)."""
     payload = tensor.payload
     if payload is None or payload.encoding == Encoding.OTHER or payload.length == 0:
         return None
-    return np.memmap(
-        payload.path, dtype=np.uint8, mode="r", offset=payload.offset, shape=(payload.length,)
-    )
+    whole = maps.get(payload.path)
+    if whole is None:
+        whole = maps[payload.path] = _map_file(payload.path)
+    view: np.ndarray = whole[payload.offset : payload.offset + payload.length]
+    return view
+
+
+def _map_file(path: Path) -> np.memmap:
+    """Map ``path`` read-only; opened non-blocking and checked to still be a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise ExternalDataError(path, f"cannot be read ({e.strerror or e})") from e
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ExternalDataError(path, "is no longer a regular file")
+        return np.memmap(handle, dtype=np.uint8, mode="r")
 
 
 def _digest(view: np.ndarray) -> tuple[bytes, bool]:
@@ -104,12 +124,13 @@ def find_copies(tensors: Sequence[TensorInfo], *, min_elements: int = 2) -> list
     Returns:
         One match per copy found.
     """
+    maps: dict[Path, np.memmap] = {}
     views: dict[int, np.ndarray] = {}
     groups: dict[tuple[int, int, tuple[int, ...], bytes], list[int]] = defaultdict(list)
     for index, tensor in enumerate(tensors):
         if tensor.num_elements < min_elements:
             continue
-        view = _view(tensor)
+        view = _view(tensor, maps)
         if view is None:
             continue
         digest, byte_uniform = _digest(view)

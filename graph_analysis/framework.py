@@ -30,6 +30,7 @@ trainable/non-trainable its weights lists, ``buffers`` 0.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -53,6 +54,7 @@ __all__ = [
     "TensorKind",
     "duplicate_tensor_names",
     "framework_info_to_dict",
+    "framework_record_warning",
     "framework_summary_from_dict",
     "framework_summary_to_dict",
     "layers_from_tensors",
@@ -372,52 +374,172 @@ def read_framework_info(metadata: Mapping[str, str]) -> FrameworkInfo | None:
 
     Returns:
         The info, or None when the model carries none, or carries a schema this version does not
-        read, or the JSON is damaged (the metadata is advisory: it never stops an analysis).
+        read, or the record is damaged (the metadata is advisory: it never stops an analysis;
+        :func:`framework_record_warning` says why a record present was ignored).
     """
     text = metadata.get(METADATA_KEY)
     if not text:
         return None
-    try:
-        data = json.loads(text)
-        if data.get("schema") != SCHEMA_VERSION:
-            return None
-        totals = data["totals"]
-        return FrameworkInfo(
-            name=str(data["framework"]["name"]),
-            version=str(data["framework"]["version"]),
-            exporter=str(data["exporter"]),
-            fallback_reason=data.get("fallback_reason"),
-            totals=FrameworkTotals(
-                total=int(totals["total"]),
-                trainable=int(totals["trainable"]),
-                non_trainable=int(totals["non_trainable"]),
-                buffers=int(totals["buffers"]),
-            ),
-            tensors=tuple(
-                FrameworkTensor(
-                    name=str(t["name"]),
-                    kind=TensorKind(t["kind"]),
-                    trainable=bool(t["trainable"]),
-                    num_elements=int(t["elements"]),
-                    module=str(t.get("module", "")),
-                    is_all_zero=bool(t.get("all_zero", False)),
-                    merged_into=str(t.get("merged_into", "")),
-                    used_in_forward=None if t.get("used") is None else bool(t["used"]),
-                )
-                for t in data.get("tensors", ())
-            ),
-            initializers={
-                str(name): InitializerOrigin(
-                    framework_name=str(o["framework_name"]),
-                    kind=TensorKind(o["kind"]),
-                    trainable=bool(o["trainable"]),
-                    layout_changed=bool(o.get("layout_changed", False)),
-                )
-                for name, o in data.get("initializers", {}).items()
-            },
-        )
-    except (ValueError, KeyError, TypeError, AttributeError):
+    parsed = _parse_record(text)
+    return parsed if isinstance(parsed, FrameworkInfo) else None
+
+
+def framework_record_warning(metadata: Mapping[str, str]) -> str | None:
+    """One line saying why the model's :data:`METADATA_KEY` record was ignored, or None.
+
+    None when the model has no record or the record was read.
+    """
+    text = metadata.get(METADATA_KEY)
+    if not text:
         return None
+    parsed = _parse_record(text)
+    if isinstance(parsed, FrameworkInfo):
+        return None
+    return f"the {METADATA_KEY} metadata record is ignored: {parsed}"
+
+
+class _DamagedRecordError(Exception):
+    """The record's JSON is valid but does not follow the schema (the message says where)."""
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_record(text: str) -> FrameworkInfo | str:
+    """The record's info, or one line saying what is wrong with it (never raises).
+
+    Every value is type-checked: a count must be a JSON integer (``Infinity``, ``1e400`` or ``2.5``
+    is damage, not a number to truncate), a name a string, a flag a boolean.
+    """
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        return "its JSON is nested too deeply"
+    except ValueError as e:  # json.JSONDecodeError, and the constants refused above
+        return f"it is not valid JSON ({_first_line(e)})"
+    try:
+        return _framework_info(data)
+    except _DamagedRecordError as e:
+        return str(e)
+    except RecursionError:
+        return "its JSON is nested too deeply"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _first_line(error: BaseException) -> str:
+    line = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return line[:200]
+
+
+def _framework_info(data: Any) -> FrameworkInfo | str:
+    obj = _object(data, "the record")
+    schema = obj.get("schema")
+    if schema != SCHEMA_VERSION or isinstance(schema, bool):
+        return f"schema {_shown(schema)}; this version reads schema {SCHEMA_VERSION}"
+    framework = _object(obj.get("framework"), "framework")
+    totals = _object(obj.get("totals"), "totals")
+    fallback = obj.get("fallback_reason")
+    if fallback is not None and not isinstance(fallback, str):
+        raise _DamagedRecordError("fallback_reason is not a string")
+    tensors = obj.get("tensors", [])
+    if not isinstance(tensors, list):
+        raise _DamagedRecordError("tensors is not a list")
+    initializers = _object(obj.get("initializers", {}), "initializers")
+    return FrameworkInfo(
+        name=_str(framework, "name", "framework"),
+        version=_str(framework, "version", "framework"),
+        exporter=_str(obj, "exporter", "the record"),
+        fallback_reason=fallback,
+        totals=FrameworkTotals(
+            total=_count(totals, "total", "totals"),
+            trainable=_count(totals, "trainable", "totals"),
+            non_trainable=_count(totals, "non_trainable", "totals"),
+            buffers=_count(totals, "buffers", "totals"),
+        ),
+        tensors=tuple(_framework_tensor(t, i) for i, t in enumerate(tensors)),
+        initializers={name: _origin(origin, name) for name, origin in initializers.items()},
+    )
+
+
+def _framework_tensor(data: Any, index: int) -> FrameworkTensor:
+    where = f"tensors[{index}]"
+    t = _object(data, where)
+    return FrameworkTensor(
+        name=_str(t, "name", where),
+        kind=_kind(t, where),
+        trainable=_flag(t, "trainable", where),
+        num_elements=_count(t, "elements", where),
+        module=_str(t, "module", where, default=""),
+        is_all_zero=_flag(t, "all_zero", where, default=False),
+        merged_into=_str(t, "merged_into", where, default=""),
+        used_in_forward=None if t.get("used") is None else _flag(t, "used", where),
+    )
+
+
+def _origin(data: Any, name: str) -> InitializerOrigin:
+    where = f"initializers[{_shown(name)}]"
+    o = _object(data, where)
+    return InitializerOrigin(
+        framework_name=_str(o, "framework_name", where),
+        kind=_kind(o, where),
+        trainable=_flag(o, "trainable", where),
+        layout_changed=_flag(o, "layout_changed", where, default=False),
+    )
+
+
+_MISSING = object()
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _DamagedRecordError(f"{where} is not a JSON object")
+    return value
+
+
+def _field(obj: dict[str, Any], key: str, where: str, default: Any) -> Any:
+    value = obj.get(key, default)
+    if value is _MISSING:
+        raise _DamagedRecordError(f"{where} has no {key!r}")
+    return value
+
+
+def _str(obj: dict[str, Any], key: str, where: str, default: Any = _MISSING) -> str:
+    value = _field(obj, key, where, default)
+    if not isinstance(value, str):
+        raise _DamagedRecordError(f"{where}.{key} is not a string")
+    return value
+
+
+def _flag(obj: dict[str, Any], key: str, where: str, default: Any = _MISSING) -> bool:
+    value = _field(obj, key, where, default)
+    if not isinstance(value, bool):
+        raise _DamagedRecordError(f"{where}.{key} is not true or false")
+    return value
+
+
+def _count(obj: dict[str, Any], key: str, where: str) -> int:
+    value = _field(obj, key, where, _MISSING)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _DamagedRecordError(f"{where}.{key} is not a non-negative integer")
+    return value
+
+
+def _kind(obj: dict[str, Any], where: str) -> TensorKind:
+    value = _field(obj, "kind", where, _MISSING)
+    try:
+        return TensorKind(value)
+    except (ValueError, TypeError):
+        raise _DamagedRecordError(f"{where}.kind {_shown(value)} is not a tensor kind") from None
+
+
+def _shown(value: Any) -> str:
+    """A JSON value in a message, cut short (a damaged record can hold anything)."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def trainable_flags(info: FrameworkInfo) -> dict[str, bool]:

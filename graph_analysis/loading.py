@@ -15,11 +15,12 @@ from __future__ import annotations
 import math
 import mmap
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from graph_analysis import _wire
 from graph_analysis._wire import FIXED32, FIXED64, LEN, VARINT, WireError
@@ -45,6 +46,7 @@ __all__ = [
     "ValueInfo",
     "load_skeleton",
     "read_model",
+    "require_external_data",
 ]
 
 # Field numbers, from onnx.proto (onnx 1.23).
@@ -226,23 +228,71 @@ class ModelFile:
             yield from graph.tensors
 
 
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words, from its ``st_mode``."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((word for test, word in kinds if test(mode)), "not a regular file")
+
+
 def _open_model_bytes(path: Path) -> tuple[mmap.mmap, int]:
-    """Open and map ``path``, turning file-system problems into clear input errors."""
-    if not path.exists():
-        raise ModelFormatError(path, "no such file")
-    if path.is_dir():
-        raise ModelFormatError(path, "is a directory, not an .onnx file")
+    """Open and map ``path``, turning file-system problems into clear input errors.
+
+    The file is checked with ``stat`` before it is opened: a FIFO or a device is refused, never
+    opened (opening a FIFO blocks until a writer appears).
+    """
     try:
-        size = path.stat().st_size
-        if size == 0:
-            raise ModelFormatError(path, "empty file")
+        info = path.stat()
+    except FileNotFoundError as e:
+        raise ModelFormatError(path, "no such file") from e
+    except PermissionError as e:
+        raise ModelFormatError(path, "permission denied") from e
+    except (OSError, ValueError) as e:
+        raise ModelFormatError(path, f"cannot be read ({_os_problem(e)})") from e
+    if stat.S_ISDIR(info.st_mode):
+        raise ModelFormatError(path, "is a directory, not an .onnx file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelFormatError(path, f"is {_file_kind(info.st_mode)}, not a regular file")
+    if info.st_size == 0:
+        raise ModelFormatError(path, "empty file")
+    try:
         with path.open("rb") as handle:
             buf = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     except PermissionError as e:
         raise ModelFormatError(path, "permission denied") from e
-    except OSError as e:
-        raise ModelFormatError(path, f"cannot be read ({e.strerror or e})") from e
-    return buf, size
+    except (OSError, ValueError) as e:
+        raise ModelFormatError(path, f"cannot be read ({_os_problem(e)})") from e
+    return buf, len(buf)
+
+
+def _close_map(buf: mmap.mmap, *, failing: bool) -> None:
+    """Close a memory map; while another error propagates, a view still alive must not hide it.
+
+    Every reader releases its views before returning or raising (``_wire.count_varints``); should a
+    view survive in a traceback anyway, the map is left to the garbage collector instead of replacing
+    the real error with ``BufferError``. On the success path a live view is our bug and stays loud.
+    """
+    try:
+        buf.close()
+    except BufferError:
+        if not failing:
+            raise
+
+
+def _os_problem(error: BaseException) -> str:
+    """One line for an OS-level failure: the errno text, without the (possibly huge) path."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if isinstance(error, ValueError) and "null" in str(error):
+        return "the path contains a NUL byte"
+    if isinstance(error, RuntimeError):  # pathlib's "Symlink loop" before Python 3.13
+        return "symbolic link loop"
+    return str(error) or type(error).__name__
 
 
 def _sniff_non_onnx(buf: mmap.mmap) -> str | None:
@@ -263,18 +313,41 @@ def _sniff_non_onnx(buf: mmap.mmap) -> str | None:
     return None
 
 
-def _string(buf: mmap.mmap, start: int, end: int) -> str:
+class _NotUtf8Error(Exception):
+    """A ``string`` field of onnx.proto holding bytes that are not UTF-8 (``what`` names it)."""
+
+    def __init__(self, what: str, offset: int) -> None:
+        super().__init__(f"{what} (at byte {offset}) is not valid UTF-8")
+
+
+def _string(buf: mmap.mmap, start: int, end: int, what: str = "a name") -> str:
+    """A ``string`` field of onnx.proto, which must be UTF-8.
+
+    One decision for every reader of the file: a name that is not UTF-8 is refused here, so no later
+    stage (nor the protobuf skeleton, which would hand such a name over as ``bytes``) sees two kinds
+    of name. ``bytes`` fields (an attribute's ``s``) are decoded by :func:`_text` instead.
+    """
+    try:
+        return bytes(buf[start:end]).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _NotUtf8Error(what, start + e.start) from None
+
+
+def _text(buf: mmap.mmap, start: int, end: int) -> str:
+    """A ``bytes`` field shown as text (an attribute's ``s``): any bytes are valid there."""
     return bytes(buf[start:end]).decode("utf-8", errors="replace")
 
 
-def _string_pair(buf: mmap.mmap, start: int, end: int) -> tuple[str, str]:
+def _string_pair(
+    buf: mmap.mmap, start: int, end: int, what: str = "a key or value"
+) -> tuple[str, str]:
     """A ``StringStringEntryProto`` (metadata_props, external_data entries) as (key, value)."""
     key = value = ""
     for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
         if fno == 1 and wt == LEN:
-            key = _string(buf, a, b)
+            key = _string(buf, a, b, f"{what} key")
         elif fno == 2 and wt == LEN:
-            value = _string(buf, a, b)
+            value = _string(buf, a, b, f"{what} value")
     return key, value
 
 
@@ -302,16 +375,16 @@ class _Reader:
             if fno == _MODEL_IR_VERSION and wt == VARINT:
                 ir_version = a
             elif fno == _MODEL_PRODUCER and wt == LEN:
-                producer = _string(buf, a, b)
+                producer = _string(buf, a, b, "producer_name")
             elif fno == _MODEL_PRODUCER_VERSION and wt == LEN:
-                producer_version = _string(buf, a, b)
+                producer_version = _string(buf, a, b, "producer_version")
             elif fno == _MODEL_GRAPH and wt == LEN:
                 graph_range = (a, b)
             elif fno == _MODEL_OPSET and wt == LEN:
                 domain, version = self._opset(a, b)
                 opsets[domain] = version
             elif fno == _MODEL_METADATA and wt == LEN:
-                key, value = _string_pair(buf, a, b)
+                key, value = _string_pair(buf, a, b, "metadata_props")
                 metadata[key] = value
             elif fno == _MODEL_FUNCTIONS and wt == LEN:
                 functions.append(self._function(a, b))
@@ -342,7 +415,7 @@ class _Reader:
         domain, version = "", 0
         for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
             if fno == 1 and wt == LEN:
-                domain = _string(self.buf, a, b)
+                domain = _string(self.buf, a, b, "opset_import domain")
             elif fno == 2 and wt == VARINT:
                 version = a
         return domain, version
@@ -352,9 +425,9 @@ class _Reader:
         node_ranges: list[tuple[int, int]] = []
         for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
             if fno == _FUNC_NAME and wt == LEN:
-                name = _string(self.buf, a, b)
+                name = _string(self.buf, a, b, "function name")
             elif fno == _FUNC_DOMAIN and wt == LEN:
-                domain = _string(self.buf, a, b)
+                domain = _string(self.buf, a, b, "function domain")
             elif fno == _FUNC_NODE and wt == LEN:
                 node_ranges.append((a, b))
         path = f"function:{domain}.{name}" if domain else f"function:{name}"
@@ -377,7 +450,7 @@ class _Reader:
             if fno == _GRAPH_NODE:
                 node_ranges.append((a, b))
             elif fno == _GRAPH_NAME:
-                name = _string(buf, a, b)
+                name = _string(buf, a, b, "graph name")
             elif fno == _GRAPH_INIT:
                 tensors.append(self._tensor(a, b, TensorSource.INITIALIZER, path, None))
             elif fno == _GRAPH_SPARSE_INIT:
@@ -422,15 +495,15 @@ class _Reader:
             if wt != LEN:
                 continue
             if fno == _NODE_INPUT:
-                inputs.append(_string(buf, a, b))
+                inputs.append(_string(buf, a, b, "node input name"))
             elif fno == _NODE_OUTPUT:
-                outputs.append(_string(buf, a, b))
+                outputs.append(_string(buf, a, b, "node output name"))
             elif fno == _NODE_NAME:
-                name = _string(buf, a, b)
+                name = _string(buf, a, b, "node name")
             elif fno == _NODE_OP:
-                op_type = _string(buf, a, b)
+                op_type = _string(buf, a, b, "node op_type")
             elif fno == _NODE_DOMAIN:
-                domain = _string(buf, a, b)
+                domain = _string(buf, a, b, "node domain")
             elif fno == _NODE_ATTR:
                 attr_ranges.append((a, b))
         label = name or f"{op_type}_{index}"
@@ -486,7 +559,7 @@ class _Reader:
                 attributes[name] = _wire.to_int64(a)
             elif fno == _ATTR_S and wt == LEN:
                 if b - a <= 256:
-                    attributes[name] = _string(buf, a, b)
+                    attributes[name] = _text(buf, a, b)
                 strings_nbytes += b - a
             elif fno in (_ATTR_T, _ATTR_TENSORS) and wt == LEN:
                 tensors.append(self._tensor(a, b, source, path, tensor_name))
@@ -567,7 +640,7 @@ class _Reader:
                 typed_counts[fno] = typed_counts.get(fno, 0) + _count_typed(buf, fno, wt, a, b)
                 typed_ranges.setdefault(fno, []).append((wt, a, b))
             elif fno == _T_EXTERNAL and wt == LEN:
-                key, value = _string_pair(buf, a, b)
+                key, value = _string_pair(buf, a, b, "external_data")
                 external_entries[key] = value
             elif fno == _T_LOCATION and wt == VARINT:
                 location = a
@@ -643,7 +716,7 @@ class _Reader:
     def _external(
         self, name: str, entries: dict[str, str], data_type: DataType, numel: int
     ) -> ExternalRef:
-        what = f"tensor {name!r}"
+        what = f"tensor {_shorten(name)!r}"
         location = entries.get("location", "")
         if not location:
             raise ExternalDataError(self.path, f"{what} is external but names no location")
@@ -668,9 +741,10 @@ class _Reader:
                 f"{what}: external length {length} but dims of {data_type.name} need {need} bytes",
             )
         target = self._resolve_external(what, location)
-        size = self.external_files.get(target)
-        if target not in self.external_files:
-            size = target.stat().st_size if target.is_file() else None
+        if target in self.external_files:
+            size = self.external_files[target]
+        else:
+            size = self._external_size(what, location, target)
             self.external_files[target] = size
             if size is None:
                 self.warnings.append(
@@ -685,22 +759,56 @@ class _Reader:
         return ExternalRef(location, target, offset, need, size is not None)
 
     def _resolve_external(self, what: str, location: str) -> Path:
-        """Resolve an external location, refusing anything that leaves the model's folder."""
+        """Resolve an external location, refusing anything that leaves the model's folder.
+
+        Any OS failure while resolving (a NUL byte, a name too long, a symbolic link loop) is bad
+        input, reported as an :class:`ExternalDataError` naming the tensor.
+        """
+        shown = _shorten(location)
+        if "\x00" in location:
+            raise ExternalDataError(
+                self.path, f"{what}: external path {shown!r} contains a NUL byte"
+            )
         pure = location.replace("\\", "/")
         if pure.startswith("/") or os.path.isabs(location) or (len(pure) > 1 and pure[1] == ":"):
-            raise ExternalDataError(
-                self.path, f"{what}: absolute external path {location!r} refused"
-            )
+            raise ExternalDataError(self.path, f"{what}: absolute external path {shown!r} refused")
         if ".." in pure.split("/"):
             raise ExternalDataError(
-                self.path, f"{what}: external path {location!r} leaves the model folder"
+                self.path, f"{what}: external path {shown!r} leaves the model folder"
             )
-        target = (self.folder / pure).resolve()
+        try:
+            target = (self.folder / pure).resolve()
+        except (OSError, RuntimeError, ValueError) as e:
+            raise ExternalDataError(
+                self.path, f"{what}: external path {shown!r} cannot be resolved ({_os_problem(e)})"
+            ) from e
         if target != self.folder and self.folder not in target.parents:
             raise ExternalDataError(
-                self.path, f"{what}: external path {location!r} resolves outside the model folder"
+                self.path, f"{what}: external path {shown!r} resolves outside the model folder"
             )
         return target
+
+    def _external_size(self, what: str, location: str, target: Path) -> int | None:
+        """The size of a resolved external data file, None when it does not exist.
+
+        Only ``stat`` is used: a FIFO, device or directory is refused without being opened.
+        """
+        shown = _shorten(location)
+        try:
+            info = target.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (OSError, ValueError) as e:
+            raise ExternalDataError(
+                self.path, f"{what}: external data file {shown!r} cannot be read ({_os_problem(e)})"
+            ) from e
+        if not stat.S_ISREG(info.st_mode):
+            raise ExternalDataError(
+                self.path,
+                f"{what}: external data file {shown!r} is {_file_kind(info.st_mode)}, "
+                "not a regular file",
+            )
+        return info.st_size
 
     def _sparse(
         self, start: int, end: int, source: TensorSource, graph: str, edge_name: str | None
@@ -741,7 +849,7 @@ class _Reader:
         shape: tuple[int | str | None, ...] | None = None
         for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
             if fno == 1 and wt == LEN:
-                name = _string(buf, a, b)
+                name = _string(buf, a, b, "value_info name")
             elif fno == 2 and wt == LEN:
                 elem, shape = self._type(a, b)
         return ValueInfo(name, elem, shape)
@@ -771,8 +879,13 @@ class _Reader:
             if fno == 1 and wt == VARINT:
                 return _wire.to_int64(a)
             if fno == 2 and wt == LEN:
-                return _string(self.buf, a, b)
+                return _string(self.buf, a, b, "dim_param")
         return None
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters for a one-line message (a location can be megabytes)."""
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
 
 
 def _join(parent: str, child: str) -> str:
@@ -866,20 +979,48 @@ def read_model(path: str | os.PathLike[str]) -> ModelFile:
     """
     model_path = Path(path)
     buf, size = _open_model_bytes(model_path)
+    failing = True
     try:
         sniffed = _sniff_non_onnx(buf)
         if sniffed and not buf[:1] == b"\x08":
             raise ModelFormatError(model_path, sniffed)
         try:
-            return _Reader(model_path, buf).model(size)
+            model = _Reader(model_path, buf).model(size)
         except WireError as e:
             raise ModelFormatError(
                 model_path, sniffed or f"not a valid ONNX file (truncated or corrupt: {e})"
             ) from e
         except RecursionError as e:
             raise ModelFormatError(model_path, "subgraphs nested too deeply") from e
+        except _NotUtf8Error as e:
+            raise ModelFormatError(model_path, f"{e} (ONNX strings must be UTF-8)") from e
+        failing = False
+        return model
     finally:
-        buf.close()
+        _close_map(buf, failing=failing)
+
+
+def require_external_data(model: ModelFile) -> None:
+    """Refuse a model whose external data files are missing, for operations that read the weights.
+
+    :func:`read_model` accepts a missing external file with a warning (sizes come from the declared
+    dims, which is enough to count and estimate); running or rewriting the model needs the bytes.
+    Files that exist but are not regular files never get here: :func:`read_model` refuses them.
+
+    Raises:
+        ExternalDataError: the first missing external data file, by name.
+    """
+    folder = model.path.parent.resolve()
+    missing = sorted(
+        os.path.relpath(path, folder) for path, size in model.external_files.items() if size is None
+    )
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ExternalDataError(
+            model.path,
+            f"external data file {_shorten(missing[0])!r} is missing{more}; "
+            "this operation needs the weights",
+        )
 
 
 # -- skeleton -----------------------------------------------------------------------------------
@@ -917,59 +1058,132 @@ class _Stripper:
         self.buf = buf
         self.keep = keep_max_elements
         self.model = model
+        # Validates the external tensors it inlines, also those of parts read_model does not walk
+        # (training_info graphs): location, offset, length and file kind, exactly as read_model.
+        self.reader = _Reader(model.path, buf)
+        self.descriptors = _descriptors()
 
     def message(self, start: int, end: int, kind: str) -> bytes:
         if kind == "tensor":
             return self.tensor(start, end)
         children = _CHILDREN[kind]
+        descriptor = self.descriptors[kind]
         out = bytearray()
         for fno, wt, fs, a, b in _wire.iter_fields(self.buf, start, end):
             child = children.get(fno)
             if child is not None and wt == LEN:
                 out += _len_field(fno, self.message(a, b, child))
             else:
+                if wt == LEN:
+                    self.check_utf8(descriptor, fno, a, b)
                 out += self.buf[fs:b]
         return bytes(out)
 
+    def check_utf8(self, descriptor: Any, fno: int, start: int, end: int) -> None:
+        """Refuse a ``string`` field that is not UTF-8 in a part copied verbatim into the skeleton.
+
+        protobuf would hand such a field over as ``bytes``; read_model refuses the fields it reads,
+        this covers the rest (function signatures, doc strings, annotations), by onnx.proto's schema.
+        """
+        field_descriptor = descriptor.fields_by_number.get(fno)
+        if field_descriptor is None or field_descriptor.name == "doc_string":
+            return  # prose nobody reads; refusing a model for its comments would help no one
+        if field_descriptor.type == field_descriptor.TYPE_STRING:
+            _string(self.buf, start, end, f"{descriptor.name}.{field_descriptor.name}")
+        elif field_descriptor.type == field_descriptor.TYPE_MESSAGE:
+            inner = field_descriptor.message_type
+            for f2, w2, _fs, a2, b2 in _wire.iter_fields(self.buf, start, end):
+                if w2 == LEN:
+                    self.check_utf8(inner, f2, a2, b2)
+
     def tensor(self, start: int, end: int) -> bytes:
         dims: list[int] = []
-        external: dict[str, str] = {}
-        data_type = 0
+        has_external = False
         for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
             if fno == _T_DIMS:
                 dims.extend(_read_ints(self.buf, wt, a, b))
-            elif fno == _T_DTYPE and wt == VARINT:
-                data_type = a
             elif fno == _T_EXTERNAL and wt == LEN:
-                key, value = _string_pair(self.buf, a, b)
-                external[key] = value
+                has_external = True
         numel = math.prod(dims)
-        inline_external = bool(external) and numel <= self.keep
+        descriptor = self.descriptors["tensor"]
+        inline_external = has_external and numel <= self.keep
         if numel <= self.keep and not inline_external:
+            for fno, wt, _fs, a, b in _wire.iter_fields(self.buf, start, end):
+                if wt == LEN and fno != _T_RAW:
+                    self.check_utf8(descriptor, fno, a, b)
             return bytes(self.buf[start:end])
         out = bytearray()
-        for fno, _wt, fs, _a, b in _wire.iter_fields(self.buf, start, end):
+        for fno, wt, fs, a, b in _wire.iter_fields(self.buf, start, end):
             if fno not in _PAYLOAD_FIELDS:
+                if wt == LEN:
+                    self.check_utf8(descriptor, fno, a, b)
                 out += self.buf[fs:b]
         if inline_external:
-            out += _len_field(_T_RAW, self._read_external(external, data_type, numel))
+            out += _len_field(_T_RAW, self._read_external(start, end))
         else:
             entry = _len_field(1, b"location") + _len_field(2, _STUB_LOCATION.encode())
             out += _len_field(_T_EXTERNAL, entry)
             out += _key(_T_LOCATION, VARINT) + _wire.encode_varint(_LOCATION_EXTERNAL)
         return bytes(out)
 
-    def _read_external(self, entries: dict[str, str], data_type: int, numel: int) -> bytes:
-        # read_model already validated location, offset and length for every external tensor.
-        folder = self.model.path.parent.resolve()
-        target = (folder / entries["location"].replace("\\", "/")).resolve()
-        dtype = DataType.from_value(data_type) or DataType.UNDEFINED
-        length = nbytes(dtype, numel)
-        if not self.model.external_files.get(target):
-            return b"\x00" * length
-        with target.open("rb") as handle:
-            handle.seek(int(entries.get("offset", "0") or "0"))
-            return handle.read(length)
+    def _read_external(self, start: int, end: int) -> bytes:
+        """The payload of the small external tensor in ``buf[start:end]`` (zeros when missing)."""
+        info = self.reader._tensor(start, end, TensorSource.INITIALIZER, "", "")
+        ref = info.external
+        if ref is None:  # data_location says external but the reader found a typed payload
+            return b""
+        if not ref.exists:
+            return b"\x00" * ref.length
+        return _read_regular_file(self.model.path, ref.path, ref.offset, ref.length)
+
+
+def _descriptors() -> dict[str, Any]:
+    """onnx.proto's message descriptors for the kinds the stripper walks."""
+    import onnx
+
+    return {
+        "model": onnx.ModelProto.DESCRIPTOR,
+        "training": onnx.TrainingInfoProto.DESCRIPTOR,
+        "function": onnx.FunctionProto.DESCRIPTOR,
+        "graph": onnx.GraphProto.DESCRIPTOR,
+        "node": onnx.NodeProto.DESCRIPTOR,
+        "attribute": onnx.AttributeProto.DESCRIPTOR,
+        "sparse": onnx.SparseTensorProto.DESCRIPTOR,
+        "tensor": onnx.TensorProto.DESCRIPTOR,
+    }
+
+
+def _read_regular_file(model_path: Path, path: Path, offset: int, length: int) -> bytes:
+    """``length`` bytes at ``offset`` of ``path``, which must still be a regular file.
+
+    Opened non-blocking and checked with ``fstat`` after opening: a file swapped for a FIFO since
+    it was checked is refused instead of blocking the process.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (OSError, ValueError) as e:
+        raise ExternalDataError(
+            model_path, f"external data file {path.name!r} cannot be read ({_os_problem(e)})"
+        ) from e
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ExternalDataError(
+                model_path,
+                f"external data file {path.name!r} is {_file_kind(mode)}, not a regular file",
+            )
+        data = os.pread(fd, length, offset)
+    except OSError as e:
+        raise ExternalDataError(
+            model_path, f"external data file {path.name!r} cannot be read ({_os_problem(e)})"
+        ) from e
+    finally:
+        os.close(fd)
+    if len(data) != length:
+        raise ExternalDataError(
+            model_path, f"external data file {path.name!r} became shorter while it was read"
+        )
+    return data
 
 
 def load_skeleton(
@@ -992,10 +1206,18 @@ def load_skeleton(
 
     model = path if isinstance(path, ModelFile) else read_model(path)
     buf, size = _open_model_bytes(model.path)
+    failing = True
     try:
         data = _Stripper(model, buf, keep_max_elements).message(0, size, "model")
+        failing = False
+    except WireError as e:  # parts read_model does not walk (training_info) may still be damaged
+        raise ModelFormatError(model.path, f"not a valid ONNX file (corrupt: {e})") from e
+    except RecursionError as e:
+        raise ModelFormatError(model.path, "subgraphs nested too deeply") from e
+    except _NotUtf8Error as e:
+        raise ModelFormatError(model.path, f"{e} (ONNX strings must be UTF-8)") from e
     finally:
-        buf.close()
+        _close_map(buf, failing=failing)
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)

@@ -22,6 +22,7 @@ loads weights. The steps, in order:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -437,12 +438,81 @@ def _run_onnx_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelP
         return model
 
 
-def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto | None:
+#: Wall-clock bound on onnxruntime's symbolic shape inference (a pure-Python engine that can spin
+#: on malformed graphs); past it the onnx result stands and a note says so.
+SYMBOLIC_TIME_LIMIT_S = 300.0
+_SYMBOLIC_MODULE: list[Any] = []
+
+
+def _symbolic_module() -> Any:
+    """onnxruntime's ``symbolic_shape_infer`` loaded from its file, or None when not installed.
+
+    Loaded by path, not as ``onnxruntime.tools.symbolic_shape_infer``: the package's
+    ``__init__`` imports torch whenever torch is installed, and the core must not.
+    """
+    if _SYMBOLIC_MODULE:
+        return _SYMBOLIC_MODULE[0]
+    import importlib.util
+
+    found = importlib.util.find_spec("onnxruntime")
+    locations = list(found.submodule_search_locations or []) if found else []
+    path = next(
+        (Path(p) / "tools" / "symbolic_shape_infer.py" for p in locations
+         if (Path(p) / "tools" / "symbolic_shape_infer.py").is_file()),
+        None,
+    )  # fmt: skip
+    module = None
+    if path is not None:
+        spec = importlib.util.spec_from_file_location("_modelsize_symbolic_shape_infer", path)
+        if spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            try:
+                spec.loader.exec_module(module)
+            except ImportError:  # sympy missing
+                module = None
+    _SYMBOLIC_MODULE.append(module)
+    return module
+
+
+class _TimeLimitError(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise ``_TimeLimitError`` in the block after ``seconds`` (main thread only; else no limit)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        yield
+        return
+
+    def expire(_signum: int, _frame: object) -> None:
+        raise _TimeLimitError(f"gave up after {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        # Imported on demand: a large pure-Python module, only needed where onnx's inference stops.
-        from onnxruntime.tools import symbolic_shape_infer
-    except ImportError:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto | None:
+    symbolic_shape_infer = _symbolic_module()
+    if symbolic_shape_infer is None:
         notes.append("onnxruntime's symbolic shape inference is not available")
+        return None
+    untyped = [i.name for i in model.graph.input if not i.type.tensor_type.elem_type]
+    if untyped:
+        # onnxruntime's engine never returns on such graphs (found by the fuzzer).
+        notes.append(
+            f"onnxruntime symbolic shape inference skipped: input {untyped[0]!r} has no element type"
+        )
         return None
     model = _without_external_stubs(model)
     logger = logging.getLogger(symbolic_shape_infer.__name__)
@@ -451,7 +521,10 @@ def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.Mo
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result, complete = _symbolic_infer(symbolic_shape_infer.SymbolicShapeInference, model)
+            with _time_limit(SYMBOLIC_TIME_LIMIT_S):
+                result, complete = _symbolic_infer(
+                    symbolic_shape_infer.SymbolicShapeInference, model
+                )
         if not complete:
             notes.append(
                 "onnxruntime symbolic shape inference stopped early; its partial result is used"

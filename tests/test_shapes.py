@@ -344,3 +344,18 @@ def _skeleton_of(model: onnx.ModelProto) -> onnx.ModelProto:
         path = Path(tmp) / "m.onnx"
         onnx.save(model, str(path))
         return load_model_skeleton(path)
+
+
+def test_symbolic_inference_never_imports_torch() -> None:
+    """onnxruntime.tools' __init__ imports torch when installed; the core loads the engine by path."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from graph_analysis.shapes import _symbolic_module; "
+        "m = _symbolic_module(); print(m is not None, 'torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+    assert out == ["True", "False"]

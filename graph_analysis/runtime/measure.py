@@ -23,6 +23,7 @@ from pathlib import Path
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
 from graph_analysis.errors import ModelFormatError
+from graph_analysis.loading import read_model, require_external_data
 from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
 from graph_analysis.runtime._child_process import run_json_child
 from graph_analysis.runtime._feeds import (
@@ -170,9 +171,13 @@ def measure_inference(
     Raises:
         ShapeBindingError: a binding that does not fit the model, or inputs larger than the
             memory this machine has available.
+        ExternalDataError: external data that is missing, unsafe or not a regular file.
         MeasurementError: a child failed (onnxruntime rejected the model, ran out of memory,
             timed out).
     """
+    # The child would fail on missing external data with an onnxruntime message (exit 1): refuse it
+    # here as bad input, with the loader's verdict.
+    require_external_data(read_model(path))
     inputs = model_input_specs(path, bindings, default_dim=default_dim)
     inputs = apply_input_dtypes(path, inputs, bindings or Bindings())
     check_inputs_fit(path, inputs)
