@@ -443,3 +443,52 @@ def test_inspect_shows_macs_when_shapes_are_bound(tmp_path: Path) -> None:
     assert "compute" not in json.loads(unbound.stdout)
     table = runner.invoke(app, ["inspect", str(path), "--batch", "1"])
     assert "935,088 MACs" in table.stdout
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kind", ["cnn", "transformer"])
+def test_against_real_shapes_on_torch_exports(tmp_path: Path, kind: str) -> None:
+    """Real exports (TorchScript exporter): the counted MACs equal an independent count from the
+    shapes onnxruntime produces."""
+    torch = pytest.importorskip("torch")
+    if kind == "cnn":
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+            torch.nn.BatchNorm2d(8),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 16, 3, padding=2, dilation=2, groups=2),
+            torch.nn.AdaptiveAvgPool2d(1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(16, 10),
+        ).eval()
+        example = torch.randn(2, 3, 32, 32)
+    else:
+
+        class Block(torch.nn.Module):  # one attention block + MLP, written out
+            def __init__(self) -> None:
+                super().__init__()
+                self.qkv = torch.nn.Linear(32, 96)
+                self.out = torch.nn.Linear(32, 32)
+                self.mlp = torch.nn.Sequential(
+                    torch.nn.Linear(32, 64), torch.nn.GELU(), torch.nn.Linear(64, 32)
+                )
+                self.norm = torch.nn.LayerNorm(32)
+
+            def forward(self, x):  # type: ignore[no-untyped-def]
+                b, s, _ = x.shape
+                q, k, v = self.qkv(x).reshape(b, s, 3, 4, 8).permute(2, 0, 3, 1, 4)
+                p = torch.softmax(q @ k.transpose(-1, -2) / 8**0.5, dim=-1)
+                y = self.out((p @ v).transpose(1, 2).reshape(b, s, 32))
+                return self.mlp(self.norm(x + y))
+
+        model = Block().eval()
+        example = torch.randn(2, 7, 32)
+    path = tmp_path / f"{kind}.onnx"
+    torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=["x"])
+    exported = onnx.load(str(path))
+    expected = _independent_macs(exported, {"x": example.numpy()})
+    compute = count_compute(
+        path, parse_bindings(input_shapes=[f"x={','.join(map(str, example.shape))}"])
+    )
+    core = sum(o.macs for o in compute.by_op if o.op_type in ("Conv", "MatMul", "Gemm"))
+    assert core == expected > 0
