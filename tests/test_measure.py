@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from graph_analysis.bindings import parse_bindings
-from graph_analysis.errors import MeasurementError
+from graph_analysis.errors import MeasurementError, ShapeBindingError
 from graph_analysis.memory import estimate_memory
 from graph_analysis.runtime.measure import compare_memory, measure_inference, model_input_specs
 
@@ -281,3 +281,25 @@ def test_external_data_model_is_mapped_and_read_at_run(tmp_path: Path) -> None:
     assert estimate.session_creation_bytes < estimate.runtime.session_fixed_bytes + 2 * 16 * MiB
     # W's packed copy, B's pages (read by Add) and the activations are all resident at the peak.
     assert measured.peak_bytes >= 8 * MiB + 8 * MiB + 20 * MiB
+
+
+def test_a_model_refusing_the_generated_inputs_is_bad_input(tmp_path: Path) -> None:
+    """A Reshape to a fixed [3, 8] runs only at n=3: at the default n=1 onnxruntime refuses the run.
+    That is the inputs' fault (exit 2, with the flags that fix it), not an internal error."""
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 8])],
+        [numpy_helper.from_array(np.array([3, 8], dtype=np.int64), "shape")],
+    )
+    path = _save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "r.onnx"
+    )
+    with pytest.raises(ShapeBindingError, match="cannot run the model on the generated inputs"):
+        measure_inference(path, runs=1, repeats=1)
+    result = CliRunner().invoke(app, ["measure", str(path), "--runs", "1", "--repeats", "1"])
+    assert result.exit_code == 2
+    assert "--input-shape" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    ok = measure_inference(path, parse_bindings(["x=3,8"]), runs=1, repeats=1)
+    assert ok.output_bytes == 3 * 8 * 4

@@ -4,7 +4,9 @@ The parent starts ``python -m <module> RESULT.json`` with the request on stdin; 
 and answers with ``read_request`` and ``write_result`` from :mod:`graph_analysis.runtime._in_child` (its
 stdout and stderr stay free for the runtime's and the user code's own output). A child that dies,
 times out or writes no result becomes a :class:`~graph_analysis.errors.MeasurementError`; so does a
-result ``{"error": ..., "path": ...}``, for failures the child reports itself.
+result ``{"error": ..., "path": ...}``, for failures the child reports itself; one with
+``"kind": "inputs"`` (the model refused the generated inputs at run time) is a
+:class:`~graph_analysis.errors.ShapeBindingError` instead: bad input, exit 2.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from graph_analysis.errors import MeasurementError
+from graph_analysis.errors import MeasurementError, ShapeBindingError
 
 __all__ = ["child_environment", "run_json_child"]
 
@@ -83,5 +85,7 @@ def run_json_child(
         except (OSError, ValueError) as e:
             raise MeasurementError(path, f"the {label} returned no result") from e
     if "error" in result:
+        if result.get("kind") == "inputs":  # the model refused the generated inputs: bad input
+            raise ShapeBindingError(result.get("path") or path, str(result["error"]))
         raise MeasurementError(result.get("path") or path, str(result["error"]))
     return result

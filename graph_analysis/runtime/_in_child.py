@@ -15,7 +15,14 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["peak_rss_bytes", "read_request", "reset_peak_rss", "rss_bytes", "write_result"]
+__all__ = [
+    "inputs_rejected",
+    "peak_rss_bytes",
+    "read_request",
+    "reset_peak_rss",
+    "rss_bytes",
+    "write_result",
+]
 
 
 def read_request() -> dict[str, Any]:
@@ -28,6 +35,16 @@ def write_result(result: Mapping[str, Any]) -> None:
     """Hand ``result`` back to the parent: JSON in the file named by the first argument."""
     with open(sys.argv[1], "w", encoding="utf-8") as handle:
         json.dump(result, handle)
+
+
+def inputs_rejected(error: BaseException) -> str:
+    """The one line a child reports when the model refuses the generated inputs at run time."""
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    return (
+        f"onnxruntime cannot run the model on the generated inputs ({type(error).__name__}: "
+        f"{first}); give the real input shapes and types with --input-shape/--input-dtype (inputs "
+        "that need particular values, such as a sample rate, cannot be generated)"
+    )
 
 
 def _status_bytes(field: str) -> int | None:

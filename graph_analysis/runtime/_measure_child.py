@@ -16,6 +16,7 @@ import onnxruntime as ort
 
 from graph_analysis.runtime._feeds import make_feeds, specs_from_json
 from graph_analysis.runtime._in_child import (
+    inputs_rejected,
     peak_rss_bytes,
     read_request,
     reset_peak_rss,
@@ -44,7 +45,11 @@ def main() -> None:
 
     feeds = make_feeds(specs_from_json(request["inputs"]), integer_ones=True)
     t0 = time.perf_counter()
-    outputs = session.run(None, feeds)
+    try:
+        outputs = session.run(None, feeds)
+    except Exception as e:  # the model rejects the generated inputs: bad input, said so
+        write_result({"error": inputs_rejected(e), "path": request["path"], "kind": "inputs"})
+        return
     first_run_s = time.perf_counter() - t0
     first_peak = peak_rss_bytes()
     output_bytes = int(sum(getattr(o, "nbytes", 0) for o in outputs))

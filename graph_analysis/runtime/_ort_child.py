@@ -15,7 +15,7 @@ import numpy as np
 
 from graph_analysis.dtypes import DataType
 from graph_analysis.runtime._feeds import numpy_type
-from graph_analysis.runtime._in_child import read_request, write_result
+from graph_analysis.runtime._in_child import inputs_rejected, read_request, write_result
 
 
 def _numpy_type(ort_type: str) -> type[np.generic] | None:
@@ -57,11 +57,16 @@ def _run_drift(spec: dict[str, Any], feeds: dict[str, np.ndarray]) -> dict[str, 
     for path in spec["models"]:
         try:
             session = _session(path, spec["threads"], True)
-            names = [o.name for o in session.get_outputs()]
-            outputs = dict(zip(names, session.run(None, _feeds_for(session, feeds)), strict=True))
-            del session
         except Exception as e:
             return {"error": f"onnxruntime failed: {type(e).__name__}: {e}", "path": path}
+        names = [o.name for o in session.get_outputs()]
+        try:
+            outputs = dict(zip(names, session.run(None, _feeds_for(session, feeds)), strict=True))
+        except Exception as e:
+            if reference is None:  # the reference itself rejects the generated inputs
+                return {"error": inputs_rejected(e), "path": path, "kind": "inputs"}
+            return {"error": f"onnxruntime failed: {type(e).__name__}: {e}", "path": path}
+        del session
         if reference is None:
             reference = outputs
             results.append(None)
