@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from converters.quantize import QuantMethod, quantize_model
-from converters.sources import SourceKind, convert_source, detect_source
+from converters.sources import detect_source, onnx_of
 from graph_analysis.bindings import Bindings
 from graph_analysis.deploy import (
     CheckResult,
@@ -67,12 +67,10 @@ def check_source(
     with tempfile.TemporaryDirectory(prefix="modelsize-check-") as tmp:
         paths: list[Path] = []
         for index, text in enumerate([source, *([str(baseline)] if baseline is not None else [])]):
-            detected = detect_source(text)
-            if detected.kind is SourceKind.ONNX:
-                paths.append(Path(detected.location))
-            else:
-                out = Path(tmp) / f"model{index}.onnx"
-                paths.append(convert_source(detected, out, bindings=bindings).onnx_path)
+            path, _ = onnx_of(
+                detect_source(text), Path(tmp), bindings=bindings, name=f"model{index}.onnx"
+            )
+            paths.append(path)
         result = check_model(paths[0], limits, bindings, baseline=paths[1] if baseline else None)
     return replace_result(result, path=source, baseline=str(baseline) if baseline else None)
 
@@ -101,12 +99,7 @@ def fit_source(
     bindings = bindings or Bindings()
     detected = detect_source(source)
     with tempfile.TemporaryDirectory(prefix="modelsize-fit-") as tmp:
-        if detected.kind is SourceKind.ONNX:
-            onnx_path = Path(detected.location)
-        else:
-            onnx_path = convert_source(
-                detected, Path(tmp) / "model.onnx", bindings=bindings, on_progress=on_progress
-            ).onnx_path
+        onnx_path, _ = onnx_of(detected, Path(tmp), bindings=bindings, on_progress=on_progress)
         result = fit_model(
             onnx_path,
             memory_budget_bytes,

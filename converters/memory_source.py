@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converters._child import ProgressCallback
-from converters.sources import ConversionResult, SourceKind, convert_source, detect_source
+from converters.sources import ConversionResult, SourceKind, detect_source, onnx_of
 from converters.torch_train import TrainingComparison, compare_training
 from graph_analysis.bindings import Bindings
 from graph_analysis.memory import (
@@ -86,14 +86,9 @@ def source_memory(
         code_source = detected.text
     train = train or torch_source is not None
     with tempfile.TemporaryDirectory(prefix="modelsize-memory-") as tmp:
-        conversion: ConversionResult | None = None
-        if detected.kind is SourceKind.ONNX:
-            onnx_path = Path(detected.location)
-        else:
-            conversion = convert_source(
-                detected, Path(tmp) / "model.onnx", bindings=bindings, on_progress=on_progress
-            )
-            onnx_path = conversion.onnx_path
+        onnx_path, conversion = onnx_of(
+            detected, Path(tmp), bindings=bindings, on_progress=on_progress
+        )
         estimate = estimate_memory(
             onnx_path,
             bindings,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from converters._child import ProgressCallback
-from converters.sources import ConversionResult, SourceKind, convert_source, detect_source
+from converters.sources import ConversionResult, detect_source, onnx_of
 from graph_analysis.bindings import Bindings
 from graph_analysis.compute import ComputeReport, count_compute
 from graph_analysis.runtime.profile import OptimizationLevel, ProfileReport, profile_model
@@ -55,14 +55,9 @@ def source_profile(
     """
     detected = detect_source(source)
     with tempfile.TemporaryDirectory(prefix="modelsize-profile-") as tmp:
-        conversion: ConversionResult | None = None
-        if detected.kind is SourceKind.ONNX:
-            onnx_path = Path(detected.location)
-        else:
-            conversion = convert_source(
-                detected, Path(tmp) / "model.onnx", bindings=bindings, on_progress=on_progress
-            )
-            onnx_path = conversion.onnx_path
+        onnx_path, conversion = onnx_of(
+            detected, Path(tmp), bindings=bindings, on_progress=on_progress
+        )
         if not measure:
             return SourceProfile(
                 source,

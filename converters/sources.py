@@ -53,6 +53,7 @@ __all__ = [
     "detect_source",
     "inspect_source",
     "inspection_to_dict",
+    "onnx_of",
 ]
 
 DEFAULT_TIMEOUT_S = 1800.0
@@ -444,6 +445,26 @@ def _custom_objects_argument(value: str | Path | None, source: Source) -> str | 
 def _analyze(path: Path, deep: bool) -> ModelReport:
     # analyze() reads the converter's record of tied parameters (metadata_props) by default.
     return analyze(path, deep=deep)
+
+
+def onnx_of(
+    source: Source,
+    folder: Path,
+    *,
+    bindings: Bindings | None = None,
+    on_progress: ProgressCallback | None = None,
+    name: str = "model.onnx",
+) -> tuple[Path, ConversionResult | None]:
+    """The ONNX file a command reads: an ONNX source as it is, a framework source exported into
+    ``folder`` (its conversion returned with it).
+
+    Raises:
+        As :func:`convert_source`.
+    """
+    if source.kind is SourceKind.ONNX:
+        return Path(source.location), None
+    conversion = convert_source(source, folder / name, bindings=bindings, on_progress=on_progress)
+    return conversion.onnx_path, conversion
 
 
 def inspect_source(
