@@ -223,65 +223,21 @@ def check_model(
     need_macs = limits.max_macs is not None or baseline is not None
     figures = _figures(model_path, bindings, memory=need_memory, train=need_train, macs=need_macs)
     results: list[LimitResult] = []
-    if limits.max_params is not None:
-        results.append(
-            LimitResult(
-                "max_params",
-                figures.params,
-                limits.max_params,
-                figures.params <= limits.max_params,
-                "counted",
-                "parameters",
-            )
-        )
-    if limits.max_disk_bytes is not None:
-        results.append(
-            LimitResult(
-                "max_disk",
-                figures.disk,
-                limits.max_disk_bytes,
-                figures.disk <= limits.max_disk_bytes,
-                "measured",
-                "bytes",
-                "the .onnx file and its external data as on disk",
-            )
-        )
-    if limits.max_memory_bytes is not None and figures.memory is not None:
-        results.append(
-            LimitResult(
-                "max_memory",
-                figures.memory,
-                limits.max_memory_bytes,
-                figures.memory <= limits.max_memory_bytes,
-                "estimated",
-                "bytes",
-                "peak inference memory, onnxruntime CPU, at the bound shapes",
-            )
-        )
-    if limits.max_train_memory_bytes is not None and figures.train_memory is not None:
-        results.append(
-            LimitResult(
-                "max_train_memory",
-                figures.train_memory,
-                limits.max_train_memory_bytes,
-                figures.train_memory <= limits.max_train_memory_bytes,
-                "estimated",
-                "bytes",
-                "one training step, Adam, fp32, at the bound shapes",
-            )
-        )
-    if limits.max_macs is not None and figures.macs is not None:
-        results.append(
-            LimitResult(
-                "max_macs",
-                figures.macs,
-                limits.max_macs,
-                figures.macs <= limits.max_macs,
-                "counted",
-                "MACs",
-                "one inference at the bound shapes",
-            )
-        )
+    # (name, value, limit, kind, unit, detail) of every upper bound given.
+    upper: list[tuple[str, int | None, int | None, str, str, str]] = [
+        ("max_params", figures.params, limits.max_params, "counted", "parameters", ""),
+        ("max_disk", figures.disk, limits.max_disk_bytes, "measured", "bytes",
+         "the .onnx file and its external data as on disk"),
+        ("max_memory", figures.memory, limits.max_memory_bytes, "estimated", "bytes",
+         "peak inference memory, onnxruntime CPU, at the bound shapes"),
+        ("max_train_memory", figures.train_memory, limits.max_train_memory_bytes, "estimated",
+         "bytes", "one training step, Adam, fp32, at the bound shapes"),
+        ("max_macs", figures.macs, limits.max_macs, "counted", "MACs",
+         "one inference at the bound shapes"),
+    ]  # fmt: skip
+    for name, value, limit, kind, unit, detail in upper:
+        if limit is not None and value is not None:
+            results.append(LimitResult(name, value, limit, value <= limit, kind, unit, detail))
     if limits.min_int8_saving is not None:
         saving = _int8_saving(figures)
         results.append(
