@@ -9,7 +9,14 @@ import onnx
 
 from graph_analysis.shapes import MAIN_GRAPH, node_label
 
-__all__ = ["ALIAS_OPS", "GraphLiveness", "LiveTensor", "analyze_liveness", "subgraphs_of"]
+__all__ = [
+    "ALIAS_OPS",
+    "GraphLiveness",
+    "LiveTensor",
+    "analyze_liveness",
+    "outer_references",
+    "subgraphs_of",
+]
 
 #: Ops whose output is a view of their first input in onnxruntime (and in PyTorch): no new buffer,
 #: but the input's buffer stays alive as long as the view is used.
@@ -67,14 +74,14 @@ def subgraphs_of(node: onnx.NodeProto) -> list[tuple[str, onnx.GraphProto]]:
     return found
 
 
-def _outer_references(graph: onnx.GraphProto) -> set[str]:
+def outer_references(graph: onnx.GraphProto) -> set[str]:
     """Names a (sub)graph uses without defining them: outer-scope values it keeps alive."""
     defined = {i.name for i in graph.input} | {i.name for i in graph.initializer}
     used: set[str] = set()
     for node in graph.node:
         used.update(i for i in node.input if i)
         for _suffix, sub in subgraphs_of(node):
-            used |= _outer_references(sub)
+            used |= outer_references(sub)
         defined.update(o for o in node.output if o)
     used.update(o.name for o in graph.output)
     return used - defined
@@ -140,7 +147,7 @@ def analyze_liveness(
             if frozen_weights is None:
                 frozen_weights = frozenset(local_weights)
             label = node_label(node, step)
-            used.extend(sorted(_outer_references(sub)))
+            used.extend(sorted(outer_references(sub)))
             sub_result = analyze_liveness(
                 sub,
                 size_of,

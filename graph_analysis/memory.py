@@ -20,6 +20,7 @@ from graph_analysis._liveness import (
     GraphLiveness,
     LiveTensor,
     analyze_liveness,
+    outer_references,
     subgraphs_of,
 )
 from graph_analysis._weights import ModelWeights, read_weights
@@ -1071,19 +1072,8 @@ def _backward_peak(
 def _inputs_with_subgraphs(node: onnx.NodeProto) -> list[str]:
     names = [i for i in node.input if i]
     for _suffix, sub in subgraphs_of(node):
-        names.extend(_outer_names(sub))
+        names.extend(outer_references(sub))
     return names
-
-
-def _outer_names(graph: onnx.GraphProto) -> set[str]:
-    defined = {i.name for i in graph.input} | {i.name for i in graph.initializer}
-    used: set[str] = set()
-    for node in graph.node:
-        used.update(i for i in node.input if i)
-        for _suffix, sub in subgraphs_of(node):
-            used |= _outer_names(sub)
-        defined.update(o for o in node.output if o)
-    return used - defined
 
 
 def _spatial_conv_output_bytes(
