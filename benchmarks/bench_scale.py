@@ -25,18 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "modelsize" / "bench"
+sys.path.insert(0, str(ROOT))
 
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+from graph_analysis._wire import encode_varint as _varint  # noqa: E402  (the wire writer's one varint)
 
 
 def _len(field: int, payload: bytes) -> bytes:

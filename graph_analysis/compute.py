@@ -32,7 +32,7 @@ from graph_analysis._weights import ModelWeights, graph_scope, read_weights
 from graph_analysis.analysis import build_report
 from graph_analysis.bindings import Bindings
 from graph_analysis.loading import load_skeleton, read_model
-from graph_analysis.params import _components
+from graph_analysis.params import _REDUCE_OPS, _components
 from graph_analysis.report import Role
 from graph_analysis.shapes import MAIN_GRAPH, TensorShape, infer_shapes, node_label
 
@@ -148,16 +148,7 @@ _ELEMENTWISE = frozenset(
 )
 _REDUCE = frozenset(
     [
-        "ReduceMean",
-        "ReduceSum",
-        "ReduceMax",
-        "ReduceMin",
-        "ReduceProd",
-        "ReduceL1",
-        "ReduceL2",
-        "ReduceLogSum",
-        "ReduceLogSumExp",
-        "ReduceSumSquare",
+        *_REDUCE_OPS,
         "ArgMax",
         "ArgMin",
         "GlobalAveragePool",
