@@ -102,6 +102,10 @@ def _stdout() -> Console:
     return Console(soft_wrap=False, width=int(os.environ.get("COLUMNS", "120")))
 
 
+ReportFormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")]
+DepthOpt = Annotated[int, typer.Option("--depth", min=1, help="Layer tree depth.")]
+TopOpt = Annotated[int | None, typer.Option("--top", min=1, help="Show only the N first rows.")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", min=1, help="Intra-op threads.")]
 ReportOutOpt = Annotated[
     Path | None,
     typer.Option("--output", "-o", help="The file --format html writes (report.html)."),
@@ -184,14 +188,10 @@ CustomObjectsOpt = Annotated[
 @handle_errors
 def inspect(
     model: Annotated[str, typer.Argument(help="An .onnx file or a framework source (`convert`).")],
-    fmt: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = OutputFormat.TABLE,
+    fmt: ReportFormatOpt = OutputFormat.TABLE,
     by: Annotated[Breakdown, typer.Option("--by", help="Breakdown to show.")] = Breakdown.LAYER,
-    depth: Annotated[int, typer.Option("--depth", min=1, help="Layer tree depth.")] = 2,
-    top: Annotated[
-        int | None, typer.Option("--top", min=1, help="Show only the N first rows.")
-    ] = None,
+    depth: DepthOpt = 2,
+    top: TopOpt = None,
     deep: Annotated[
         bool, typer.Option("--deep", help="Hash payloads to find copied tensors.")
     ] = False,
@@ -502,7 +502,7 @@ def profile(
     batch: BatchOpt = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs after the warm-up.")] = 10,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 2,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="Intra-op threads.")] = 1,
+    threads: ThreadsOpt = 1,
     optimization: Annotated[
         OptimizationLevel,
         typer.Option("--optimization", help="onnxruntime graph optimization level."),
@@ -510,11 +510,9 @@ def profile(
     count_only: Annotated[
         bool, typer.Option("--count-only", help="Only count MACs/FLOPs; run nothing.")
     ] = False,
-    depth: Annotated[int, typer.Option("--depth", min=1, help="Layer tree depth.")] = 2,
-    top: Annotated[int | None, typer.Option("--top", min=1, help="Only the N first rows.")] = None,
-    fmt: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = OutputFormat.TABLE,
+    depth: DepthOpt = 2,
+    top: TopOpt = None,
+    fmt: ReportFormatOpt = OutputFormat.TABLE,
     output: ReportOutOpt = None,
 ) -> None:
     """MACs and FLOPs per layer counted from the graph, and where the time goes, measured."""
@@ -569,10 +567,8 @@ def fit(
     verify: Annotated[
         bool, typer.Option("--verify", help="Write real variants and measure the chosen points.")
     ] = False,
-    threads: Annotated[int, typer.Option("--threads", min=1, help="Intra-op threads.")] = 1,
-    fmt: Annotated[
-        OutputFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = OutputFormat.TABLE,
+    threads: ThreadsOpt = 1,
+    fmt: ReportFormatOpt = OutputFormat.TABLE,
     output: ReportOutOpt = None,
 ) -> None:
     """Largest batch (or context) that fits a memory budget, per precision."""
