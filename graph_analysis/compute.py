@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from graph_analysis._weights import ModelWeights, graph_scope, read_weights
 from graph_analysis.analysis import build_report
@@ -863,37 +863,31 @@ def _small_int_constants(model: onnx.ModelProto) -> dict[tuple[str, str], int]:
     return found
 
 
+def _sum_into(rows: dict[Any, list[int]], key: Any, node: NodeCompute) -> None:
+    """Add one node to the ``[nodes, macs, flops, integer_macs, bytes]`` row of ``key``."""
+    row = rows.setdefault(key, [0, 0, 0, 0, 0])
+    row[0] += 1
+    row[1] += node.macs
+    row[2] += node.flops
+    row[3] += node.integer_macs
+    row[4] += node.bytes_moved
+
+
 def _totals_by_op(nodes: Sequence[NodeCompute]) -> tuple[OpCompute, ...]:
-    rows: dict[str, list[int]] = {}
+    rows: dict[Any, list[int]] = {}
     for n in nodes:
-        row = rows.setdefault(n.op_type, [0, 0, 0, 0, 0])
-        row[0] += 1
-        row[1] += n.macs
-        row[2] += n.flops
-        row[3] += n.integer_macs
-        row[4] += n.bytes_moved
+        _sum_into(rows, n.op_type, n)
     ops = [OpCompute(op, *values) for op, values in rows.items()]
     return tuple(sorted(ops, key=lambda o: (-o.flops, -o.integer_macs, -o.bytes_moved, o.op_type)))
 
 
 def _totals_by_layer(nodes: Sequence[NodeCompute], depth: int) -> tuple[LayerCompute, ...]:
-    rows: dict[tuple[str, ...], list[int]] = {}
+    rows: dict[Any, list[int]] = {}
     for n in nodes:
         path = n.layer[:depth]
-        for k in range(1, len(path) + 1):
-            row = rows.setdefault(path[:k], [0, 0, 0, 0, 0])
-            row[0] += 1
-            row[1] += n.macs
-            row[2] += n.flops
-            row[3] += n.integer_macs
-            row[4] += n.bytes_moved
-        if not path:
-            row = rows.setdefault((), [0, 0, 0, 0, 0])
-            row[0] += 1
-            row[1] += n.macs
-            row[2] += n.flops
-            row[3] += n.integer_macs
-            row[4] += n.bytes_moved
+        # Every prefix of the node's layer path; a node with no layer goes to the root row ().
+        for k in range(1, len(path) + 1) if path else (0,):
+            _sum_into(rows, path[:k], n)
     ordered = sorted(rows.items(), key=lambda item: item[0])
     return tuple(LayerCompute(path, *values) for path, values in ordered)
 
