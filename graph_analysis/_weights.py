@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING
 
 from graph_analysis.analysis import analyze, build_report
 from graph_analysis.dtypes import DataType, is_floating
-from graph_analysis.loading import ModelFile, TensorSource, read_model
+from graph_analysis.loading import (
+    ModelFile,
+    TensorSource,
+    parse_skeleton,
+    read_model,
+    skeleton_bytes,
+)
 from graph_analysis.params import classify_model
 from graph_analysis.report import ModelReport, Role
 
@@ -205,6 +211,23 @@ def read_weights(model: str | os.PathLike[str] | onnx.ModelProto | ModelFile) ->
         path = Path(tmp) / "model.onnx"
         onnx.save(model, str(path))
         return model_weights(read_model(path))[0]
+
+
+def weights_and_skeleton(path: str | os.PathLike[str]) -> tuple[ModelWeights, onnx.ModelProto]:
+    """One reading of a model file: its weights, and its weight-free skeleton for shape inference.
+
+    The loader's record is dropped before the skeleton is parsed: on a 10^6-node graph the record
+    takes about 500 MB and the parsed skeleton 300 MB, and they never need to coexist.
+
+    Raises:
+        ModelFormatError, CorruptTensorError, ExternalDataError: as :func:`read_model`.
+    """
+    model = read_model(path)
+    stored = model_weights(model)[0]
+    data = skeleton_bytes(model)
+    where = model.path
+    del model
+    return stored, parse_skeleton(data, where)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ __all__ = [
     "count_varints",
     "encode_varint",
     "iter_fields",
+    "len_fields",
     "read_varint",
     "to_int64",
 ]
@@ -117,6 +118,37 @@ def iter_fields(buf: Buffer, start: int, end: int) -> Iterator[tuple[int, int, i
             pos += 4
         else:
             raise WireError(f"unsupported wire type {wire_type}")
+
+
+def len_fields(buf: Buffer, start: int, end: int) -> list[tuple[int, int, int]]:
+    """``(field_number, value_start, value_end)`` of each LEN field of the message in
+    ``buf[start:end]``; other fields are skipped, and checked as by :func:`iter_fields`.
+
+    A list, with one-byte keys and lengths decoded inline: several times faster than
+    :func:`iter_fields` on messages of many small fields (a value_info per tensor).
+    """
+    out: list[tuple[int, int, int]] = []
+    pos = start
+    while pos < end:
+        key = buf[pos]
+        if key < 0x80 and key & 7 == LEN and key >> 3:
+            pos += 1
+            if pos < end and buf[pos] < 0x80:
+                length = buf[pos]
+                pos += 1
+            else:
+                length, pos = read_varint(buf, pos, end)
+            if pos + length > end:
+                raise WireError(f"a field claims {length} bytes but only {end - pos} remain")
+            out.append((key >> 3, pos, pos + length))
+            pos += length
+            continue
+        for field, wire_type, _fs, a, b in iter_fields(buf, pos, end):
+            if wire_type == LEN:
+                out.append((field, a, b))
+            pos = b
+            break
+    return out
 
 
 def count_varints(buf: Buffer, start: int, end: int) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import onnx
 
+from graph_analysis._gc import gc_paused
 from graph_analysis._liveness import (
     ALIAS_OPS,
     GraphLiveness,
@@ -23,10 +24,9 @@ from graph_analysis._liveness import (
     outer_references,
     subgraphs_of,
 )
-from graph_analysis._weights import ModelWeights, read_weights
+from graph_analysis._weights import ModelWeights, read_weights, weights_and_skeleton
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType, is_floating
-from graph_analysis.loading import load_skeleton, read_model
 from graph_analysis.report import Role
 from graph_analysis.shapes import (
     MAIN_GRAPH,
@@ -527,20 +527,19 @@ def estimate_memory(
     if isinstance(model, (str, Path)):
         # One reading: the weights and the skeleton handed to shape inference both derive from it.
         path = str(model)
-        model_file = read_model(model)
-        stored = read_weights(model_file)
-        model = load_skeleton(model_file)
+        stored, model = weights_and_skeleton(model)
     else:
         stored = read_weights(model)
     runtime = runtime or OrtCpuModel()
     shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path, stored=stored)
-    liveness = analyze_liveness(
-        model.graph,
-        _size_function(shapes),
-        stored=stored.names_in,
-        inputs_live_whole_run=inputs_live_whole_run,
-        alias_ops=alias_ops,
-    )
+    with gc_paused():
+        liveness = analyze_liveness(
+            model.graph,
+            _size_function(shapes),
+            stored=stored.names_in,
+            inputs_live_whole_run=inputs_live_whole_run,
+            alias_ops=alias_ops,
+        )
     totals = _weight_totals(
         stored,
         heap_tensor_max_bytes=runtime.heap_tensor_max_bytes,

@@ -35,11 +35,13 @@ from typing import Any
 
 import onnx
 
-from graph_analysis._weights import ModelWeights, read_weights
+from graph_analysis import _wire
+from graph_analysis._gc import gc_paused
+from graph_analysis._weights import ModelWeights, read_weights, weights_and_skeleton
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType, nbytes
 from graph_analysis.errors import ShapeBindingError
-from graph_analysis.loading import load_skeleton, read_model
+from graph_analysis.loading import load_skeleton
 
 __all__ = [
     "ANONYMOUS_DIM_PARAMS",
@@ -57,7 +59,7 @@ __all__ = [
 MAIN_GRAPH = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorShape:
     """One tensor's data type and shape after binding and inference.
 
@@ -86,11 +88,13 @@ class TensorShape:
     @property
     def num_elements(self) -> int | None:
         """Element count, None unless every dim is concrete."""
-        if self.dims is None or not all(isinstance(d, int) and d >= 0 for d in self.dims):
+        if self.dims is None:
             return None
         count = 1
         for d in self.dims:
-            count *= int(d)
+            if not isinstance(d, int) or d < 0:
+                return None
+            count *= d
         return count
 
     @property
@@ -255,7 +259,22 @@ def bind_inputs(
             ``default_dim`` is None.
     """
     bound = copy.deepcopy(model)
-    inputs = _real_inputs(bound.graph)
+    dim_values, defaulted = _bind(
+        bound.graph, _real_inputs(model.graph), bindings, default_dim, path
+    )
+    return bound, dim_values, defaulted
+
+
+def _bind(
+    graph: onnx.GraphProto,
+    pristine: list[onnx.ValueInfoProto],
+    bindings: Bindings,
+    default_dim: int | None,
+    path: str | Path | None,
+) -> tuple[dict[str, int], tuple[str, ...]]:
+    """Bind ``graph``'s real inputs in place (:func:`bind_inputs`); ``pristine`` are the same inputs
+    as the model declares them (for the messages), never modified."""
+    inputs = _real_inputs(graph)
     names = [i.name for i in inputs]
     explicit: dict[str, tuple[int, ...]] = {}
     for spec in bindings.shapes:
@@ -345,7 +364,7 @@ def bind_inputs(
     if bindings.batch is not None and not batch_used:
         fixed = {
             i.type.tensor_type.shape.dim[0].dim_value
-            for i in _real_inputs(model.graph)
+            for i in pristine
             if i.name not in explicit and len(i.type.tensor_type.shape.dim) > 0
         }
         if fixed - {bindings.batch}:
@@ -359,7 +378,7 @@ def bind_inputs(
             available = sorted(
                 {
                     _dim_label(d) if not d.HasField("dim_param") else d.dim_param
-                    for i in _real_inputs(model.graph)
+                    for i in pristine
                     for d in i.type.tensor_type.shape.dim
                     if _is_unknown_dim(d)
                 }
@@ -368,7 +387,7 @@ def bind_inputs(
                 path,
                 f"--dim {name}: no input has a dim named {name!r} (symbolic dims: {available})",
             )
-    return bound, dim_values, tuple(defaulted)
+    return dim_values, tuple(defaulted)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,8 +410,9 @@ def _shape_of(value_info: onnx.ValueInfoProto, graph: str) -> TensorShape:
     return TensorShape(value_info.name, graph, data_type, dims)
 
 
-def _collect(model: onnx.ModelProto) -> dict[tuple[str, str], TensorShape]:
-    """Shapes the inference engines declared (inputs, value_info, outputs) in every graph."""
+def _collect_proto(model: onnx.ModelProto) -> dict[tuple[str, str], TensorShape]:
+    """:func:`_collect` for a ``ModelProto`` whose nodes may differ from the skeleton's
+    (onnxruntime's symbolic engine sorts them and drops stubbed Constants)."""
     found: dict[tuple[str, str], TensorShape] = {}
     for path, graph in iter_graphs(model.graph):
         for vi in [*graph.input, *graph.value_info, *graph.output]:
@@ -401,6 +421,197 @@ def _collect(model: onnx.ModelProto) -> dict[tuple[str, str], TensorShape]:
             if key not in found or (shape.is_known and not found[key].is_known):
                 found[key] = shape
     return found
+
+
+def _collect(
+    data: bytes, model: onnx.ModelProto, first_index: int = 0
+) -> dict[tuple[str, str], TensorShape]:
+    """Shapes the inference engines declared (inputs, value_info, outputs) in every graph.
+
+    Read from the serialized model ``data`` (the engine's output, the same nodes as the skeleton
+    ``model``) field by field, without parsing it into a ``ModelProto``: on a 10^6-node graph that
+    object alone took over a gigabyte. Subgraphs are found through the skeleton's nodes.
+    """
+    found: dict[tuple[str, str], TensorShape] = {}
+    for fno, a, b in _wire.len_fields(data, 0, len(data)):
+        if fno == 7:  # ModelProto.graph
+            _collect_graph(data, a, b, model.graph, MAIN_GRAPH, found, first_index)
+    return found
+
+
+def _collect_graph(
+    buf: bytes,
+    start: int,
+    end: int,
+    graph: onnx.GraphProto,
+    path: str,
+    found: dict[tuple[str, str], TensorShape],
+    first_index: int = 0,
+) -> None:
+    """Collect one graph of ``buf``; its nodes are ``graph``'s, the first one numbered
+    ``first_index`` in its labels (a segment of a larger graph starts past 0)."""
+    with_subgraphs = {
+        index
+        for index, node in enumerate(graph.node)
+        if any(attr.type in _GRAPH_ATTRS for attr in node.attribute)
+    }
+    node_index = -1
+    for fno, a, b in _wire.len_fields(buf, start, end):
+        if fno == 1:  # GraphProto.node
+            node_index += 1
+            if node_index in with_subgraphs:
+                node = graph.node[node_index]
+                _collect_subgraphs(buf, a, b, node, first_index + node_index, path, found)
+        elif fno in (11, 12, 13):  # input, output, value_info
+            shape = _wire_shape(buf, a, b, path)
+            key = (path, shape.name)
+            known = found.get(key)
+            if known is None or (shape.is_known and not known.is_known):
+                found[key] = shape
+
+
+_GRAPH_ATTRS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+
+
+def _collect_subgraphs(
+    buf: bytes,
+    start: int,
+    end: int,
+    node: onnx.NodeProto,
+    index: int,
+    path: str,
+    found: dict[tuple[str, str], TensorShape],
+) -> None:
+    by_name = {attr.name: attr for attr in node.attribute if attr.type in _GRAPH_ATTRS}
+    for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
+        if fno != 5 or wt != _wire.LEN:  # NodeProto.attribute
+            continue
+        fields = list(_wire.iter_fields(buf, a, b))
+        name = next(
+            (buf[x:y].decode("utf-8", "replace") for f, _w, _s, x, y in fields if f == 1), ""
+        )
+        attr = by_name.get(name)
+        if attr is None:
+            continue
+        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+        field = 6 if attr.type == onnx.AttributeProto.GRAPH else 11  # g, graphs
+        ranges = [(x, y) for f, w, _s, x, y in fields if f == field and w == _wire.LEN]
+        # onnx re-serializes what it read: one range per graph, in order
+        for k, ((x, y), sub) in enumerate(zip(ranges, graphs, strict=False)):
+            suffix = f"[{k}]" if attr.type == onnx.AttributeProto.GRAPHS else ""
+            sub_path = f"{path}/{node_label(node, index)}.{attr.name}{suffix}"
+            _collect_graph(buf, x, y, sub, sub_path, found)
+
+
+def _wire_shape(buf: bytes, start: int, end: int, graph: str) -> TensorShape:
+    """A ``ValueInfoProto`` in ``buf[start:end]`` as a :class:`TensorShape` (as onnx would read it:
+    a negative or absent ``dim_value`` without a ``dim_param`` is ``?``)."""
+    fast = _plain_value_info(buf, start, end)
+    if fast is not None:
+        return TensorShape(fast[0], graph, fast[1], fast[2])
+    name = ""
+    data_type: DataType | None = None
+    dims: tuple[int | str, ...] | None = None
+    for fno, a, b in _wire.len_fields(buf, start, end):
+        if fno == 1:
+            name = buf[a:b].decode("utf-8", "replace")
+        elif fno == 2:  # TypeProto
+            for f2, a2, b2 in _wire.len_fields(buf, a, b):
+                if f2 == 1:  # tensor_type only
+                    data_type, dims = _wire_tensor_type(buf, a2, b2)
+    return TensorShape(name, graph, data_type, dims)
+
+
+def _plain_value_info(
+    buf: bytes, start: int, end: int
+) -> tuple[str, DataType | None, tuple[int | str, ...]] | None:
+    """The layout onnx writes for nearly every tensor, decoded inline: a name and a tensor type
+    with an element type and a shape of ``dim_value`` dims, every key, length and element type
+    one byte. None for anything else (the general walk then reads it): 10^6 tensors in seconds."""
+    p = start
+    if end - p < 6 or buf[p] != 0x0A or buf[p + 1] >= 0x80:  # name
+        return None
+    name_start, p = p + 2, p + 2 + buf[p + 1]
+    name_end = p
+    if p + 6 > end or buf[p] != 0x12 or p + 2 + buf[p + 1] != end:  # type, to the end
+        return None
+    if buf[p + 2] != 0x0A or p + 4 + buf[p + 3] != end:  # tensor_type, to the end
+        return None
+    if buf[p + 4] != 0x08 or buf[p + 5] >= 0x80:  # elem_type
+        return None
+    data_type = _DATA_TYPES.get(buf[p + 5]) if buf[p + 5] else None
+    p += 6
+    if p == end:
+        return None  # no shape: the general walk says so
+    if p + 2 > end or buf[p] != 0x12 or p + 2 + buf[p + 1] != end:  # shape, to the end
+        return None
+    p += 2
+    dims: list[int | str] = []
+    while p < end:
+        if p + 3 > end or buf[p] != 0x0A or buf[p + 2] != 0x08:  # dim { dim_value }
+            return None
+        stop = p + 2 + buf[p + 1]
+        if buf[p + 1] >= 0x80 or stop > end or buf[stop - 1] >= 0x80:
+            return None
+        if not 1 <= stop - (p + 3) <= 10:
+            return None
+        value = shift = 0
+        for q in range(p + 3, stop):
+            byte = buf[q]
+            if byte < 0x80 and q != stop - 1:
+                return None  # not exactly one varint
+            value |= (byte & 0x7F) << shift
+            shift += 7
+        dims.append(value if value < 1 << 63 else "?")
+        p = stop
+    return buf[name_start:name_end].decode("utf-8", "replace"), data_type, tuple(dims)
+
+
+def _wire_tensor_type(
+    buf: bytes, start: int, end: int
+) -> tuple[DataType | None, tuple[int | str, ...] | None]:
+    data_type: DataType | None = None
+    dims: tuple[int | str, ...] | None = None
+    if end - start >= 2 and buf[start] == 0x08 and buf[start + 1] < 0x80:  # elem_type first
+        data_type = _DATA_TYPES.get(buf[start + 1]) if buf[start + 1] else None
+        for fno, a, b in _wire.len_fields(buf, start + 2, end):
+            if fno == 2:
+                dims = _wire_dims(buf, a, b)
+        return data_type, dims
+    for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
+        if fno == 1 and wt == _wire.VARINT:
+            data_type = _DATA_TYPES.get(a) if a else None
+        elif fno == 2 and wt == _wire.LEN:
+            dims = _wire_dims(buf, a, b)
+    return data_type, dims
+
+
+_DATA_TYPES = {t.value: t for t in DataType}
+
+
+def _wire_dims(buf: bytes, start: int, end: int) -> tuple[int | str, ...]:
+    dims: list[int | str] = []
+    for fno, a, b in _wire.len_fields(buf, start, end):
+        if fno != 1:  # TensorShapeProto.dim
+            continue
+        if b - a >= 2 and buf[a] == 0x08 and buf[b - 1] < 0x80:  # only a dim_value
+            value, after = _wire.read_varint(buf, a + 1, b)
+            if after == b:
+                dims.append(value if value < 1 << 63 else "?")
+                continue
+        dims.append(_wire_dim(buf, a, b))
+    return tuple(dims)
+
+
+def _wire_dim(buf: bytes, start: int, end: int) -> int | str:
+    value: int | None = None
+    param = ""
+    for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
+        if fno == 1 and wt == _wire.VARINT:  # dim_value and dim_param are a oneof: last wins
+            value, param = _wire.to_int64(a), ""
+        elif fno == 2 and wt == _wire.LEN:
+            value, param = None, buf[a:b].decode("utf-8", "replace")
+    return value if value is not None and value >= 0 else (param or "?")
 
 
 def _stored_shapes(stored: ModelWeights) -> dict[tuple[str, str], TensorShape]:
@@ -426,16 +637,170 @@ def _count_unknown(model: onnx.ModelProto, found: Mapping[tuple[str, str], Tenso
     )
 
 
-def _run_onnx_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
+def _run_onnx_inference(data: bytes, notes: list[str]) -> bytes:
+    """onnx's shape inference on the serialized model: the serialized result (``data`` itself
+    when onnx rejects the model). Bytes in, bytes out: no ``ModelProto`` of the result is built."""
     try:
-        return onnx.shape_inference.infer_shapes(
-            model, check_type=False, strict_mode=False, data_prop=True
+        result: bytes = onnx.onnx_cpp2py_export.shape_inference.infer_shapes(
+            data,
+            False,
+            False,
+            True,  # check_type, strict_mode, data_prop
         )
+        return result
     except Exception as e:
         # A model onnx's inference rejects (a real inconsistency, or an op it mis-handles): keep the
         # bound model; the other engine and the fallback still give figures.
         notes.append(f"onnx shape inference failed: {_first_line(e)}")
-        return model
+        return data
+
+
+#: Main graphs with more nodes than this are inferred by onnx in consecutive segments of about
+#: this many nodes. onnx's C++ inference holds about 1 KB per node while it runs (measured: 274 MB
+#: for a 3 x 10^5-node chain), a gigabyte at 10^6 nodes; a segment of 10^5 holds about 110 MB.
+INFERENCE_SEGMENT_NODES = 100_000
+
+_INT_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})
+
+
+def _infer_onnx(
+    model: onnx.ModelProto,
+    data: bytes,
+    bound: list[onnx.ValueInfoProto],
+    notes: list[str],
+) -> tuple[dict[tuple[str, str], TensorShape], bytes | None]:
+    """onnx's shapes of every tensor: ``(found, inferred bytes)``, the bytes None when segmented.
+
+    A main graph of more than ``segment_nodes`` nodes is inferred segment by segment (in node
+    order: a valid ONNX graph is topologically sorted), each segment a model of its own whose
+    inputs are the tensors it reads from earlier segments, typed as inferred there. onnx's data
+    propagation (a shape computed by Shape -> Gather -> Concat and read by a Reshape) does not
+    cross a segment boundary, so a boundary is moved back, within the second half of a segment,
+    to where no integer tensor of rank 0 or 1 produced before it is read after it.
+    """
+    segment_nodes = INFERENCE_SEGMENT_NODES
+    if len(model.graph.node) <= segment_nodes:
+        inferred = _run_onnx_inference(data, notes)
+        return _collect(inferred, model), inferred
+    return _segmented_shapes(model, bound, notes, segment_nodes), None
+
+
+def _segmented_shapes(
+    model: onnx.ModelProto,
+    bound: list[onnx.ValueInfoProto],
+    notes: list[str],
+    segment_nodes: int,
+) -> dict[tuple[str, str], TensorShape]:
+    from graph_analysis._liveness import outer_references, subgraphs_of
+
+    graph = model.graph
+    nodes = graph.node
+    stored = {t.name: t for t in graph.initializer}
+    sparse = {t.values.name: t for t in graph.sparse_initializer}
+    found = {(MAIN_GRAPH, vi.name): _shape_of(vi, MAIN_GRAPH) for vi in bound}
+    start, lost = 0, 0
+    while start < len(nodes):
+        end = min(len(nodes), start + segment_nodes)
+        segment = onnx.ModelProto(ir_version=model.ir_version)
+        segment.opset_import.extend(model.opset_import)
+        segment.functions.extend(model.functions)
+        sub = segment.graph
+        sub.node.extend(nodes[start:end])
+        produced: set[str] = set()
+        read: dict[str, None] = {}
+        for node in sub.node:
+            for name in node.input:
+                if name and name not in produced:
+                    read[name] = None
+            for _suffix, body in subgraphs_of(node):
+                read.update((n, None) for n in sorted(outer_references(body) - produced))
+            produced.update(o for o in node.output if o)
+        for name in read:
+            earlier = found.get((MAIN_GRAPH, name))
+            if name in stored:
+                sub.initializer.append(stored[name])
+            elif name in sparse:
+                sub.sparse_initializer.append(sparse[name])
+            elif earlier is not None and earlier.data_type is not None:
+                dims = None if earlier.dims is None else list(earlier.dims)
+                sub.input.append(
+                    onnx.helper.make_tensor_value_info(name, earlier.data_type.value, dims)
+                )
+        inferred = _run_onnx_inference(segment.SerializeToString(), notes)
+        seg_found = _collect(inferred, segment, start)
+        del inferred, segment
+        cut, clean = _segment_cut(nodes, start, end, seg_found, start + segment_nodes // 2)
+        lost += not clean
+        dropped = {o for node in nodes[cut:end] for o in node.output if o}
+        dropped_paths = tuple(
+            f"{MAIN_GRAPH}/{node_label(node, cut + i)}." for i, node in enumerate(nodes[cut:end])
+        )
+        for key, shape in seg_found.items():
+            if (key[0] == MAIN_GRAPH and key[1] in dropped) or (
+                dropped_paths and key[0].startswith(dropped_paths)
+            ):
+                continue
+            if key not in found or (shape.is_known and not found[key].is_known):
+                found[key] = shape
+        start = cut
+    if lost:
+        notes.append(
+            f"onnx shape inference ran in segments of {segment_nodes} nodes; {lost} boundaries "
+            "cut through a computed shape value (shapes after them may be unknown)"
+        )
+    return found
+
+
+def _segment_cut(
+    nodes: Any,
+    start: int,
+    end: int,
+    seg_found: Mapping[tuple[str, str], TensorShape],
+    earliest: int,
+) -> tuple[int, bool]:
+    """Where the segment ``[start, end)`` ends: ``(cut, clean)``.
+
+    ``end`` unless an integer tensor of rank 0 or 1 (a shape value onnx propagates) produced
+    before ``end`` is read at or after it; then the last cut in ``[earliest, end]`` that no such
+    tensor crosses. ``clean`` is False when there is none (the segment ends at ``end`` anyway).
+    """
+    from graph_analysis._liveness import outer_references, subgraphs_of
+
+    if end >= len(nodes):
+        return end, True
+    producer: dict[str, int] = {}
+    for index in range(start, end):
+        for name in nodes[index].output:
+            shape = seg_found.get((MAIN_GRAPH, name)) if name else None
+            if (
+                shape is not None
+                and shape.data_type is not None
+                and shape.data_type.value in _INT_TYPES
+                and shape.dims is not None
+                and len(shape.dims) <= 1
+            ):
+                producer[name] = index
+    if not producer:
+        return end, True
+    last_read = dict.fromkeys(producer, -1)
+    for index in range(start, len(nodes)):
+        node = nodes[index]
+        names = [n for n in node.input if n in last_read]
+        for _suffix, body in subgraphs_of(node):
+            names.extend(n for n in outer_references(body) if n in last_read)
+        for name in names:
+            last_read[name] = index
+    # A cut c is clean when every candidate produced before c is last read before c.
+    reach = [-1] * (end - start + 1)  # reach[i]: latest read of a candidate produced before start+i
+    for name, index in producer.items():
+        offset = index - start + 1
+        reach[offset] = max(reach[offset], last_read[name])
+    for i in range(1, len(reach)):
+        reach[i] = max(reach[i], reach[i - 1])
+    for cut in range(end, max(earliest, start + 1) - 1, -1):
+        if reach[cut - start] < cut:
+            return cut, True
+    return end, False
 
 
 #: Wall-clock bound on onnxruntime's symbolic shape inference (a pure-Python engine that can spin
@@ -671,22 +1036,29 @@ def infer_shapes(
     """
     if isinstance(model, (str, Path)):
         path = model
-        model_file = read_model(model)
-        stored = stored or read_weights(model_file)
-        model = load_skeleton(model_file)
+        weights, model = weights_and_skeleton(model)
+        stored = stored or weights
     bindings = bindings or Bindings()
-    bound, dim_values, defaulted = bind_inputs(model, bindings, default_dim=default_dim, path=path)
+    dim_values, defaulted, data, bound = _bound_bytes(model, bindings, default_dim, path)
     notes: list[str] = []
-    inferred = _run_onnx_inference(bound, notes)
+    with gc_paused():
+        found, inferred = _infer_onnx(model, data, bound, notes)
+    del data
     if stored is None:
         stored = read_weights(model)
-    weights = _stored_shapes(stored)
-    found = _collect(inferred) | weights
+    found |= _stored_shapes(stored)
     engines = ["onnx"]
-    if use_symbolic and _count_unknown(inferred, found):
-        symbolic = _run_symbolic_inference(inferred, notes)
+    missing = _count_unknown(model, found)
+    if use_symbolic and inferred is None and missing:
+        notes.append(
+            f"onnxruntime symbolic shape inference skipped: {len(model.graph.node)} nodes "
+            f"(above {INFERENCE_SEGMENT_NODES}, inferred by onnx in segments)"
+        )
+    elif use_symbolic and inferred is not None and missing:
+        symbolic = _run_symbolic_inference(onnx.load_from_string(inferred), notes)
         if symbolic is not None:
-            extra = _collect(symbolic)
+            extra = _collect_proto(symbolic)
+            del symbolic
             gained = False
             for key, shape in extra.items():
                 if shape.is_known and (key not in found or not found[key].is_known):
@@ -694,8 +1066,9 @@ def infer_shapes(
                     gained = True
             if gained:
                 engines.append("onnxruntime-symbolic")
-    unknown = _treat_unknown(inferred, found)
-    inputs = tuple(found[(MAIN_GRAPH, i.name)] for i in _real_inputs(inferred.graph))
+    del inferred
+    unknown = _treat_unknown(model, found) if missing else []
+    inputs = tuple(found[(MAIN_GRAPH, i.name)] for i in _real_inputs(model.graph))
     return InferredShapes(
         inputs=inputs,
         dim_values=dim_values,
@@ -705,6 +1078,28 @@ def infer_shapes(
         engines=tuple(engines),
         notes=tuple(notes),
     )
+
+
+def _bound_bytes(
+    model: onnx.ModelProto, bindings: Bindings, default_dim: int | None, path: str | Path | None
+) -> tuple[dict[str, int], tuple[str, ...], bytes, list[onnx.ValueInfoProto]]:
+    """:func:`bind_inputs` without the copy: ``model`` serialized with its inputs bound, and
+    copies of the bound inputs.
+
+    The inputs are bound in place, the model serialized, and the inputs put back as they were
+    (also when binding fails): a deep copy of a 10^6-node skeleton cost hundreds of megabytes.
+    """
+    graph = model.graph
+    pristine = [copy.deepcopy(vi) for vi in graph.input]
+    try:
+        dim_values, defaulted = _bind(
+            graph, [copy.deepcopy(vi) for vi in _real_inputs(graph)], bindings, default_dim, path
+        )
+        bound = [copy.deepcopy(vi) for vi in _real_inputs(graph)]
+        return dim_values, defaulted, model.SerializeToString(), bound
+    finally:
+        del graph.input[:]
+        graph.input.extend(pristine)
 
 
 def _treat_unknown(
@@ -718,8 +1113,6 @@ def _treat_unknown(
     computed from weights only is itself a weight (onnxruntime folds it): sized as its largest input.
     """
     unknown: list[UnknownTensor] = []
-    if not _count_unknown(model, found):
-        return unknown
     assumed: dict[tuple[str, str], int] = {}
     weights: set[tuple[str, str]] = set()
     for path, graph in iter_graphs(model.graph):

@@ -359,3 +359,100 @@ def test_symbolic_inference_never_imports_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     ).stdout.split()
     assert out == ["True", "False"]
+
+
+def _segment_model() -> onnx.ModelProto:
+    """Shape values computed early and read late, an unnamed If reading an outer tensor, a weight."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    w = numpy_helper.from_array(np.ones((6, 6), np.float32), "w")
+    branch_out = helper.make_tensor_value_info("b", TensorProto.FLOAT, None)
+    then_branch = helper.make_graph(
+        [helper.make_node("Relu", ["h3"], ["b"])], "then", [], [branch_out]
+    )
+    else_branch = helper.make_graph(
+        [helper.make_node("Neg", ["h3"], ["b"])], "else", [], [branch_out]
+    )
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h1"]),  # unnamed
+        helper.make_node("Relu", ["h1"], ["h2"]),
+        helper.make_node("Relu", ["h2"], ["h3"]),
+        helper.make_node("ReduceSum", ["h3"], ["total"], keepdims=0),
+        helper.make_node("Greater", ["total", "zero_f"], ["cond"]),
+        helper.make_node(  # unnamed, reads h3 from the outer scope
+            "If", ["cond"], ["h4"], then_branch=then_branch, else_branch=else_branch
+        ),
+        helper.make_node("Shape", ["x"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "zero"], ["n"], name="gather", axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes"], ["n1"], name="unsq"),
+        helper.make_node("Concat", ["n1", "minus_one"], ["target"], axis=0),
+        helper.make_node("Reshape", ["h4", "target"], ["y"], name="reshape"),
+    ]
+    inits = [
+        w,
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array([0], np.int64), "axes"),
+        numpy_helper.from_array(np.array([-1], np.int64), "minus_one"),
+        numpy_helper.from_array(np.array(0, np.float32), "zero_f"),
+    ]
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("segment", [6, 7, 9, 20])
+def test_segmented_inference_equals_whole_graph(
+    segment: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graph above INFERENCE_SEGMENT_NODES is inferred in segments: the same shapes, because a
+    boundary never cuts a shape value (Shape -> ... -> Reshape, nodes 6-10) when it can move back
+    (segments of 7: [0, 7) moved back to [0, 6), then [6, 11))."""
+    from graph_analysis import shapes
+
+    model = _segment_model()
+    bindings = parse_bindings(("x=4,6",), ())
+    whole = infer_shapes(model, bindings, use_symbolic=False)
+    monkeypatch.setattr(shapes, "INFERENCE_SEGMENT_NODES", segment)
+    parts = infer_shapes(model, bindings, use_symbolic=False)
+    assert whole.lookup()[("", "y")].dims == (4, 6)
+    assert parts.lookup() == whole.lookup()
+    assert parts.lookup()[("/If_5.else_branch", "b")].dims == (4, 6)
+    assert not parts.unknown
+
+
+def test_segmented_inference_says_when_a_shape_value_crosses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Segments of four nodes cannot hold Shape -> ... -> Reshape (five nodes): a note says so,
+    and the shape lost is treated as unknown, not guessed silently."""
+    from graph_analysis import shapes
+
+    model = _segment_model()
+    monkeypatch.setattr(shapes, "INFERENCE_SEGMENT_NODES", 4)
+    parts = infer_shapes(model, parse_bindings(("x=4,6",), ()), use_symbolic=False)
+    assert any("cut through a computed shape value" in n for n in parts.notes)
+    assert ("", "y") in {(u.graph, u.name) for u in parts.unknown}
+
+
+def test_value_info_reader_matches_protobuf() -> None:
+    """The wire reader of inferred shapes (with its inline fast path) reads every layout as
+    protobuf does: dim values of every width, symbols, negative and absent dims, long names, no
+    shape, no type, denotations, a doc string."""
+    from graph_analysis.shapes import _shape_of, _wire_shape
+
+    cases = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 127, 128, 2**40, 2**62]),
+        helper.make_tensor_value_info("n" * 300, TensorProto.INT64, ["batch", None, 0]),
+        helper.make_tensor_value_info("s", TensorProto.BFLOAT16, []),
+        helper.make_tensor_value_info("u", TensorProto.FLOAT, None),
+        helper.make_tensor_value_info("d", TensorProto.UINT8, [3] * 40),
+        helper.make_tensor_value_info("doc", TensorProto.FLOAT, [2], doc_string="hello"),
+        onnx.ValueInfoProto(name="untyped"),
+    ]
+    negative = helper.make_tensor_value_info("neg", TensorProto.FLOAT, [4, 5])
+    negative.type.tensor_type.shape.dim[1].dim_value = -1
+    denoted = helper.make_tensor_value_info("den", TensorProto.FLOAT, [4, 5])
+    denoted.type.tensor_type.shape.dim[0].denotation = "DATA_BATCH"
+    cases += [negative, denoted]
+    for vi in cases:
+        data = vi.SerializeToString()
+        assert _wire_shape(data, 0, len(data), "g") == _shape_of(vi, "g"), vi.name
