@@ -9,7 +9,7 @@ model whose constants are named keyword arguments, derived from measurements (se
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
@@ -38,6 +38,8 @@ from graph_analysis.shapes import (
 )
 
 __all__ = [
+    "EXPORTED_GRAPH",
+    "ExecutedGraph",
     "InferenceEstimate",
     "LiveTensor",
     "Loss",
@@ -53,6 +55,28 @@ __all__ = [
 ]
 
 MiB = 1 << 20
+
+#: ``InferenceEstimate.activations_graph`` when the activations come from the graph as stored.
+EXPORTED_GRAPH = "exported"
+
+
+@dataclass(frozen=True)
+class ExecutedGraph:
+    """The graph onnxruntime runs for a model: its own optimized graph, saved by a runtime child
+    (``graph_analysis.runtime.optimized``), to read the activations' liveness from.
+
+    Attributes:
+        model: the optimized graph's skeleton (fused ops, NCHWc layout ops and reorders).
+        stored: its stored tensors (the one reading of the saved file).
+        nchwc_block_size: MLAS's NCHWc block size on the machine that made it (None: unknown).
+        description: what the graph is, for the output (``onnxruntime 1.32.0 ORT_ENABLE_ALL
+            optimized graph, NCHWc block 8``).
+    """
+
+    model: onnx.ModelProto
+    stored: ModelWeights
+    nchwc_block_size: int | None
+    description: str
 
 
 class Optimizer(str, Enum):
@@ -313,6 +337,11 @@ class InferenceEstimate:
         timeline: estimated: activation bytes live while each node of the main graph runs, in
             execution order (the liveness the peak comes from).
         timeline_nodes: the node of each step of ``timeline`` (its name, or ``<op>_<index>``).
+        activations_graph: the graph the activation figures (peak, sum, largest, timeline, peak
+            nodes and tensors) come from: ``exported`` (the model as stored) or onnxruntime's
+            optimized graph (:class:`ExecutedGraph`'s description).
+        exported_activations_peak_bytes: estimated: the exported graph's liveness peak, when the
+            activations come from another graph (None otherwise).
     """
 
     weights_bytes: int
@@ -334,6 +363,8 @@ class InferenceEstimate:
     subgraph_state_bytes: int = 0
     timeline: tuple[int, ...] = ()
     timeline_nodes: tuple[str, ...] = ()
+    activations_graph: str = EXPORTED_GRAPH
+    exported_activations_peak_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -471,6 +502,7 @@ def estimate_memory(
     lstm_backward_factor: float = 13.0,
     conv_scratchpad_bytes: int = 6_900_000,
     pytorch_basis: bool = False,
+    executed_graph: ExecutedGraph | None = None,
 ) -> MemoryEstimate:
     """Estimate inference (and optionally training) memory of an ONNX model.
 
@@ -515,6 +547,10 @@ def estimate_memory(
             batch x hidden >= 4096, more on smaller shapes.
         pytorch_basis: label the training figure as modelling PyTorch on CPU (the source was a
             PyTorch model) rather than framework-neutral.
+        executed_graph: the graph onnxruntime runs for this model (its optimized graph); the
+            inference activations come from its liveness instead of the exported graph's when
+            its shapes are as well known (docs/memory.md, "Layout transforms"). Weights, the
+            training estimate and ``shapes`` stay the exported graph's. Nothing is run here.
 
     Raises:
         ShapeBindingError: a binding that does not fit the graph.
@@ -546,7 +582,20 @@ def estimate_memory(
         heap_tensor_max_bytes=runtime.heap_tensor_max_bytes,
         subgraphs=sum(1 for graph_path, _g in iter_graphs(model.graph) if graph_path != MAIN_GRAPH),
     )
-    runtime_liveness = liveness
+    # Inference also counts the scratch onnxruntime's kernels hold while they run (training
+    # models PyTorch, which has none of it).
+    workspace = _workspace_function(model, shapes)
+    inference_liveness = liveness
+    if workspace is not None:
+        inference_liveness = analyze_liveness(
+            model.graph,
+            _size_function(shapes),
+            stored=stored.names_in,
+            inputs_live_whole_run=inputs_live_whole_run,
+            alias_ops=alias_ops,
+            workspace_of=workspace,
+        )
+    runtime_liveness = inference_liveness
     if (
         any(t.data_type in _HALF_TYPES for t in shapes.tensors)
         and runtime.half_activation_factor != 1
@@ -557,11 +606,34 @@ def estimate_memory(
             stored=stored.names_in,
             inputs_live_whole_run=inputs_live_whole_run,
             alias_ops=alias_ops,
+            workspace_of=workspace,
         )
     inputs_bytes = sum(t.nbytes or 0 for t in shapes.inputs)
     inference = _inference_estimate(
-        totals, totals.prepackable, liveness, runtime_liveness, inputs_bytes, runtime
+        totals, totals.prepackable, inference_liveness, runtime_liveness, inputs_bytes, runtime
     )
+    executed_note = None
+    if executed_graph is not None:
+        executed_note = _executed_note(shapes, runtime)
+        if executed_note is None:
+            executed = _executed_liveness(
+                executed_graph,
+                bindings,
+                exported_unknown_bytes=sum(u.assumed_nbytes for u in shapes.unknown),
+                default_dim=default_dim,
+                inputs_live_whole_run=inputs_live_whole_run,
+                alias_ops=alias_ops,
+            )
+            if isinstance(executed, str):
+                executed_note = executed
+            else:
+                inference = replace(
+                    _inference_estimate(
+                        totals, totals.prepackable, executed, executed, inputs_bytes, runtime
+                    ),
+                    activations_graph=executed_graph.description,
+                    exported_activations_peak_bytes=inference_liveness.peak_bytes,
+                )
     training = None
     if train:
         training = _training_estimate(
@@ -587,8 +659,127 @@ def estimate_memory(
         "inputs_live_whole_run": inputs_live_whole_run,
         "alias_ops": sorted(alias_ops),
         "runtime": runtime,
+        "activations_graph": inference.activations_graph,
     }
+    if executed_note is not None:
+        assumptions["executed_graph_not_used"] = executed_note
     return MemoryEstimate(path, shapes, inference, training, assumptions)
+
+
+#: How many more bytes the optimized graph's unknown-shape tensors may be assumed at than the
+#: exported graph's for its liveness to be used.
+EXECUTED_UNKNOWN_MARGIN_BYTES = 1 << 20
+
+
+def _executed_note(shapes: InferredShapes, runtime: OrtCpuModel) -> str | None:
+    """Why the executed graph's liveness cannot stand for the exported graph's, or None."""
+    if runtime.half_activation_factor != 1 and any(
+        t.data_type in _HALF_TYPES for t in shapes.tensors
+    ):
+        # The half-precision terms were calibrated on the exported graph (the Casts onnxruntime
+        # inserts are counted by half_activation_factor, not read from its graph).
+        return "16-bit float activations: the exported graph with half_activation_factor is used"
+    return None
+
+
+def _executed_liveness(
+    executed: ExecutedGraph,
+    bindings: Bindings | None,
+    *,
+    exported_unknown_bytes: int,
+    default_dim: int | None,
+    inputs_live_whole_run: bool,
+    alias_ops: frozenset[str],
+) -> GraphLiveness | str:
+    """The liveness of onnxruntime's optimized graph, or why it is not used: its tensors without a
+    known shape, sized by the fallback rule, come to more than
+    :data:`EXECUTED_UNKNOWN_MARGIN_BYTES` beyond the exported graph's (a fused op downstream of
+    a data-dependent shape adds a few small ones; a missing shape rule would add many large)."""
+    shapes = infer_shapes(
+        executed.model,
+        bindings,
+        default_dim=default_dim,
+        stored=executed.stored,
+        nchwc_block_size=executed.nchwc_block_size,
+    )
+    unknown_bytes = sum(u.assumed_nbytes for u in shapes.unknown)
+    if unknown_bytes > exported_unknown_bytes + EXECUTED_UNKNOWN_MARGIN_BYTES:
+        first = shapes.unknown[0]
+        return (
+            f"{len(shapes.unknown)} tensor(s) of onnxruntime's optimized graph without a known "
+            f"shape, assumed at {unknown_bytes} B against {exported_unknown_bytes} B in the "
+            f"exported graph (first: {first.name!r} from {first.producer}): the exported graph "
+            "is used"
+        )
+    return analyze_liveness(
+        executed.model.graph,
+        _size_function(shapes),
+        stored=executed.stored.names_in,
+        inputs_live_whole_run=inputs_live_whole_run,
+        alias_ops=alias_ops,
+        workspace_of=_workspace_function(executed.model, shapes),
+    )
+
+
+#: Op types whose onnxruntime CPU kernel holds scratch while it runs, modelled by
+#: :func:`_workspace_function`.
+WORKSPACE_OPS = frozenset({"ConvTranspose"})
+
+
+def _workspace_function(
+    model: onnx.ModelProto, shapes: InferredShapes
+) -> Callable[[str, onnx.NodeProto], int] | None:
+    """``(graph_path, node) -> bytes`` of scratch onnxruntime's CPU kernels hold while the node
+    runs, or None when the graph has no such node.
+
+    ``ConvTranspose`` (``core/providers/cpu/nn/conv_transpose.cc``) allocates its column buffer
+    from the arena for the call: ``C_out / group x kernel elements`` rows by the input's spatial
+    elements, of the input's element type (weight ``[C_in, C_out / group, k...]``): as large as
+    the output for a stride-k, kernel-k upsampling (9.4 MiB on the OCR detector at 640x640). A
+    node whose shapes are unknown counts 0.
+    """
+    if not any(
+        n.op_type in WORKSPACE_OPS and n.domain in ("", "ai.onnx")
+        for _path, graph in iter_graphs(model.graph)
+        for n in graph.node
+    ):
+        return None
+    lookup = shapes.lookup()
+
+    def workspace(path: str, node: onnx.NodeProto) -> int:
+        if node.op_type not in WORKSPACE_OPS or node.domain not in ("", "ai.onnx"):
+            return 0
+        if len(node.input) < 2:
+            return 0
+        x = _scoped(lookup, path, node.input[0])
+        w = _scoped(lookup, path, node.input[1])
+        if x is None or w is None or not x.is_known or not w.is_known:
+            return 0
+        x_dims, w_dims = x.dims or (), w.dims or ()
+        elements = x.num_elements
+        if len(x_dims) < 3 or len(w_dims) != len(x_dims) or not elements or x.nbytes is None:
+            return 0
+        rows = 1
+        for d in w_dims[1:]:
+            rows *= int(d)
+        columns = 1
+        for d in x_dims[2:]:
+            columns *= int(d)
+        return rows * columns * (x.nbytes // elements)
+
+    return workspace
+
+
+def _scoped(
+    lookup: Mapping[tuple[str, str], TensorShape], path: str, name: str
+) -> TensorShape | None:
+    """``name``'s shape seen from graph ``path`` (outer scopes searched)."""
+    scope = path
+    while True:
+        found = lookup.get((scope, name))
+        if found is not None or scope == MAIN_GRAPH:
+            return found
+        scope = scope.rsplit("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -1333,6 +1524,7 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
             }
             for u in estimate.shapes.unknown
         ],
+        "executed_graph_not_used": estimate.assumptions.get("executed_graph_not_used"),
         "inference": {
             "weights_bytes": inf.weights_bytes,
             "prepackable_bytes": inf.prepackable_bytes,
@@ -1352,6 +1544,8 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
             "peak_tensors": [
                 {"name": t.name, "graph": t.graph, "bytes": t.nbytes} for t in inf.peak_tensors
             ],
+            "activations_graph": inf.activations_graph,
+            "exported_activations_peak_bytes": inf.exported_activations_peak_bytes,
             "runtime_model": {
                 "session_fixed_bytes": inf.runtime.session_fixed_bytes,
                 "run_fixed_bytes": inf.runtime.run_fixed_bytes,
