@@ -56,6 +56,10 @@ class GraphLiveness:
         step_bytes: activation bytes live while each node runs, in execution order (a node with
             subgraphs adds their peak).
         step_labels: the node of each step, ``label`` as :func:`graph_analysis.shapes.node_label`.
+        buffer_spans: ``(bytes, first_step, last_step)`` of every buffer in creation order (graph
+            inputs first, at step -1; a last step of ``len(step_bytes)``: held to the end), the
+            allocation order :func:`graph_analysis._arena.simulate_arena` replays.
+        step_scratch: bytes held only while each step runs (kernel workspaces, subgraph peaks).
     """
 
     peak_bytes: int
@@ -68,6 +72,8 @@ class GraphLiveness:
     tensor_bytes: Mapping[str, int]
     step_bytes: tuple[int, ...] = ()
     step_labels: tuple[str, ...] = ()
+    buffer_spans: tuple[tuple[int, int, int], ...] = ()
+    step_scratch: tuple[int, ...] = ()
 
 
 def subgraphs_of(node: onnx.NodeProto) -> list[tuple[str, onnx.GraphProto]]:
@@ -281,6 +287,10 @@ def analyze_liveness(
         tensor_bytes=tensor_bytes,
         step_bytes=tuple(steps),
         step_labels=tuple(node_label(n, i) for i, n in enumerate(graph.node)),
+        buffer_spans=tuple(
+            (tensor_bytes[root], first, last[root]) for root, first in start.items()
+        ),
+        step_scratch=tuple(a + b for a, b in zip(sub_peaks, scratch, strict=True)),
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import onnx
 
+from graph_analysis._arena import simulate_arena
 from graph_analysis._liveness import (
     ALIAS_OPS,
     GraphLiveness,
@@ -228,11 +229,14 @@ class OrtCpuModel:
     docs/memory.md).
 
     Attributes:
-        session_fixed_bytes: growth from creating a session for a weightless model (5.1 MiB
-            measured).
+        session_fixed_bytes: growth from creating a session for a weightless model (9.16 MiB
+            re-derived by ``calibrate_runtime.py`` on 2026-12-01, 9.4 by the first wave, 5.07 by
+            one earlier run: 8.0-8.6 MiB of it are file-backed pages of onnxruntime's code, whose
+            count depends on the page cache, not on the model; docs/memory.md).
         run_fixed_bytes: growth from the first ``run`` beyond weights and activations (6.9-7.3 MiB
-            measured on weightless chains: thread-pool work buffers, kernel scratch, the
-            execution frame).
+            measured on weightless chains, 7.6 re-derived on 2026-12-01: thread-pool work
+            buffers, kernel scratch, the execution frame, and 5.1-5.9 MiB of file-backed pages of
+            the kernels' code).
         load_factor: creation peak per weight byte (2.0 measured, with or without pre-packing).
         resident_factor: weight bytes resident after creation per weight byte (1.0 measured).
         heap_kept_factor: resident bytes glibc keeps per byte of small weight tensors after
@@ -257,6 +261,12 @@ class OrtCpuModel:
             request does not fit), capped by what else is live when one tensor dominates (a
             128 MiB tensor added 10-13 MB, not 128). Fitted: 0.5 puts 21 of 28 real-model cases
             within 15% (18 at 1.0 and at 0); chains of equal-sized tensors show none.
+        arena_simulation: replay onnxruntime's arena (best fit, splitting, coalescing, regions
+            doubling from 1 MiB; ``graph_analysis._arena``) over the liveness order, and count
+            the pages its tensors cover beyond the liveness peak, instead of the
+            ``arena_fragmentation_factor`` term: on the real models' first runs the replay
+            follows the measured anonymous growth within 0-3 MiB where the factor term was 5-11
+            MiB under (OCR detector, table recognizer, layout detector; docs/memory.md).
         half_upcast_factor: extra resident bytes per FLOAT16/BFLOAT16 weight byte. The x86 CPU
             execution provider lacks 16-bit kernels for most ops: onnxruntime inserts Casts to
             float and constant-folds them on weights, so a float copy (2 bytes per 16-bit byte)
@@ -269,7 +279,7 @@ class OrtCpuModel:
             subgraphs (a 51-graph model: 20.8 MiB session for 2.2 MB of weights).
     """
 
-    session_fixed_bytes: int = 5_316_000
+    session_fixed_bytes: int = 9_600_000
     run_fixed_bytes: int = 7 * MiB
     load_factor: float = 2.0
     resident_factor: float = 1.0
@@ -281,6 +291,7 @@ class OrtCpuModel:
     half_upcast_factor: float = 2.0
     half_activation_factor: float = 2.0
     subgraph_session_bytes: int = 180 * 1024
+    arena_simulation: bool = True
 
 
 # Ops whose constant weight input onnxruntime keeps a second, re-laid-out copy of (MLAS pre-packed
@@ -847,15 +858,14 @@ def _inference_estimate(
     # Inference: every weight resident once (external pages as they are read), what glibc's heap
     # kept of the small tensors' load-time copies, the packed copies of inline weights whose
     # originals stay in the initializer block, the activations and the arena's fragmentation.
-    largest = runtime_liveness.largest_tensor_bytes
-    fragmentation = min(largest, max(0, runtime_liveness.peak_bytes - largest))
+    fragmentation = _arena_fragmentation(runtime_liveness, runtime)
     running = (
         runtime.resident_factor * weights_bytes
         + runtime.heap_kept_factor * totals.heap
         + upcast
         + runtime.prepack_factor * totals.inline_prepackable
         + runtime.arena_factor * runtime_liveness.peak_bytes
-        + runtime.arena_fragmentation_factor * fragmentation
+        + fragmentation
         + runtime.run_fixed_bytes
     )
     fixed = runtime.session_fixed_bytes + runtime.subgraph_session_bytes * totals.subgraphs
@@ -876,11 +886,33 @@ def _inference_estimate(
         peak_tensors=liveness.peak_tensors[:10],
         runtime=runtime,
         heap_kept_bytes=int(runtime.heap_kept_factor * totals.heap),
-        arena_fragmentation_bytes=int(runtime.arena_fragmentation_factor * fragmentation),
+        arena_fragmentation_bytes=int(fragmentation),
         subgraph_state_bytes=runtime.subgraph_session_bytes * totals.subgraphs,
         timeline=liveness.step_bytes,
         timeline_nodes=liveness.step_labels,
     )
+
+
+#: Above this many buffers the arena is not replayed (its free list is a sorted Python list): the
+#: ``arena_fragmentation_factor`` term stands in.
+ARENA_SIMULATION_MAX_BUFFERS = 200_000
+
+
+def _arena_fragmentation(liveness: GraphLiveness, runtime: OrtCpuModel) -> float:
+    """What the arena holds on the first run beyond the liveness peak.
+
+    With ``arena_simulation``: onnxruntime's arena replayed over the liveness order
+    (:func:`graph_analysis._arena.simulate_arena`: its resident pages, plus the graph inputs the
+    caller holds, minus the liveness peak). Otherwise, or past
+    :data:`ARENA_SIMULATION_MAX_BUFFERS`: ``arena_fragmentation_factor x min(L, A - L)``.
+    """
+    spans = liveness.buffer_spans
+    if runtime.arena_simulation and 0 < len(spans) <= ARENA_SIMULATION_MAX_BUFFERS:
+        arena = simulate_arena([span for span in spans if span[1] >= 0], liveness.step_scratch)
+        caller = sum(nbytes for nbytes, first, _last in spans if first < 0)
+        return max(0, caller + arena.resident_bytes - liveness.peak_bytes)
+    largest = liveness.largest_tensor_bytes
+    return runtime.arena_fragmentation_factor * min(largest, max(0, liveness.peak_bytes - largest))
 
 
 def _training_estimate(
@@ -1556,6 +1588,7 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
                 "prepack_factor": inf.runtime.prepack_factor,
                 "arena_factor": inf.runtime.arena_factor,
                 "arena_fragmentation_factor": inf.runtime.arena_fragmentation_factor,
+                "arena_simulation": inf.runtime.arena_simulation,
                 "subgraph_session_bytes": inf.runtime.subgraph_session_bytes,
                 "half_upcast_factor": inf.runtime.half_upcast_factor,
                 "half_activation_factor": inf.runtime.half_activation_factor,
