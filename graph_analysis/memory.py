@@ -216,14 +216,15 @@ class OrtCpuModel:
     ``peak = session_fixed + subgraph_session x subgraphs
     + max(load_factor x W_inline + P_ext + largest P_ext tensor + U,
     resident_factor x W + heap_kept_factor x W_heap + U + prepack_factor x P_inline
-    + arena_factor x A + arena_fragmentation_factor x min(L, A - L) + run_fixed)`` with ``W``
+    + arena_factor x A + F + run_fixed)`` with ``W``
     the weight bytes (``W_inline`` those inside the .onnx file), ``W_heap`` the inline weights in
     tensors under ``heap_tensor_max_bytes`` (what glibc's heap keeps after session creation),
     ``P_inline`` the inline weights in a pre-packed slot, ``P_ext`` the external weights GEMM kernels
     pre-pack at creation (external data is memory-mapped: nothing else of it is read then), ``U`` the
-    float copies of 16-bit weights, ``A`` the activation liveness peak and ``L`` the largest
-    activation. The first term of the max is session creation (the file's bytes, the parsed
-    protobuf and the initializer tensors coexist), the second one inference. Constants derived
+    float copies of 16-bit weights, ``A`` the activation liveness peak, ``L`` the largest
+    activation and ``F`` what the arena holds beyond ``A`` (``arena_simulation``). The first
+    term of the max is session creation (the file's bytes, the parsed protobuf and the
+    initializer tensors coexist), the second one inference. Constants derived
     from measurements with onnxruntime 1.32 on Linux x86-64 (glibc malloc), default session
     options, one intra-op thread (benchmarks/calibrate_runtime.py; the table is in
     docs/memory.md).
@@ -255,7 +256,8 @@ class OrtCpuModel:
             original released, so single-weight models are over-estimated by up to that weight).
         arena_factor: resident bytes per byte of the activation liveness peak (1.0 measured with
             the arena on and off: memory patterns place activations as the liveness model does).
-        arena_fragmentation_factor: extra resident bytes, with the arena on, per byte of
+        arena_fragmentation_factor: with ``arena_simulation`` off (or past
+            ``ARENA_SIMULATION_MAX_BUFFERS``) ``F`` is this many extra resident bytes per byte of
             ``min(L, A - L)``: the first run of a model whose activations differ in size holds
             up to one more largest activation beyond the liveness peak (freed blocks the next
             request does not fit), capped by what else is live when one tensor dominates (a
@@ -344,7 +346,8 @@ class InferenceEstimate:
         heap_kept_bytes: estimated: load-time copies of small weight tensors glibc's heap keeps
             after session creation (``heap_kept_factor x W_heap``).
         arena_fragmentation_bytes: estimated: what the arena holds beyond the liveness peak on
-            the first run (``arena_fragmentation_factor x min(L, A - L)``).
+            the first run (the replayed arena's written pages plus the inputs, minus the peak;
+            ``arena_fragmentation_factor x min(L, A - L)`` without ``arena_simulation``).
         timeline: estimated: activation bytes live while each node of the main graph runs, in
             execution order (the liveness the peak comes from).
         timeline_nodes: the node of each step of ``timeline`` (its name, or ``<op>_<index>``).
