@@ -23,11 +23,20 @@ from graph_analysis.loading import load_skeleton, read_model
 from graph_analysis.memory import ExecutedGraph
 from graph_analysis.runtime._child_process import run_json_child
 
-__all__ = ["DEFAULT_MAX_WEIGHT_BYTES", "executed_graph", "executed_graph_reason"]
+__all__ = [
+    "DEFAULT_MAX_NODES",
+    "DEFAULT_MAX_WEIGHT_BYTES",
+    "executed_graph",
+    "executed_graph_reason",
+]
 
 #: Largest total weight bytes for which the optimized graph is made (a session creation holds
 #: about 2 x W for the time it takes).
 DEFAULT_MAX_WEIGHT_BYTES = 256 << 20
+
+#: Most nodes for which the optimized graph is made (onnxruntime's optimizers and the shape
+#: inference of the result grow with the graph; convolutional networks have hundreds).
+DEFAULT_MAX_NODES = 20_000
 
 _FLOAT_CONV_SLOTS = frozenset({("Conv", 1), ("FusedConv", 1)})
 
@@ -61,6 +70,7 @@ def executed_graph(
     *,
     threads: int | None = 1,
     max_weight_bytes: int = DEFAULT_MAX_WEIGHT_BYTES,
+    max_nodes: int = DEFAULT_MAX_NODES,
     timeout_s: float = 300.0,
 ) -> tuple[ExecutedGraph | None, str | None]:
     """onnxruntime's optimized graph of the model at ``path`` and None, or None and why not.
@@ -77,7 +87,11 @@ def executed_graph(
             f"a {size / (1 << 20):.0f} MiB model file: the optimized graph is made up to "
             f"{max_weight_bytes / (1 << 20):.0f} MiB of weights"
         )
-    stored = read_weights(read_model(path))
+    model_file = read_model(path)
+    nodes = sum(len(graph.nodes) for graph in model_file.graphs())
+    if nodes > max_nodes:
+        return None, f"{nodes} nodes: the optimized graph is made up to {max_nodes}"
+    stored = read_weights(model_file)
     reason = executed_graph_reason(stored, max_weight_bytes=max_weight_bytes)
     if reason is not None:
         return None, reason
