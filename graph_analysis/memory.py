@@ -268,7 +268,9 @@ class OrtCpuModel:
             the pages its tensors cover beyond the liveness peak, instead of the
             ``arena_fragmentation_factor`` term: on the real models' first runs the replay
             follows the measured anonymous growth within 0-3 MiB where the factor term was 5-11
-            MiB under (OCR detector, table recognizer, layout detector; docs/memory.md).
+            MiB under (OCR detector, table recognizer, layout detector); it over-counts graphs
+            with static shapes, whose buffers onnxruntime's planner reuses without the arena
+            (GPT-2 export: 16 MiB; docs/memory.md).
         half_upcast_factor: extra resident bytes per FLOAT16/BFLOAT16 weight byte. The x86 CPU
             execution provider lacks 16-bit kernels for most ops: onnxruntime inserts Casts to
             float and constant-folds them on weights, so a float copy (2 bytes per 16-bit byte)
