@@ -27,6 +27,7 @@ from graph_analysis._liveness import (
 from graph_analysis._weights import ModelWeights, read_weights
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType, is_floating
+from graph_analysis.errors import ModelsizeError
 from graph_analysis.loading import load_skeleton, read_model
 from graph_analysis.report import Role
 from graph_analysis.shapes import (
@@ -711,13 +712,16 @@ def _executed_liveness(
     known shape, sized by the fallback rule, come to more than
     :data:`EXECUTED_UNKNOWN_MARGIN_BYTES` beyond the exported graph's (a fused op downstream of
     a data-dependent shape adds a few small ones; a missing shape rule would add many large)."""
-    shapes = infer_shapes(
-        executed.model,
-        bindings,
-        default_dim=default_dim,
-        stored=executed.stored,
-        nchwc_block_size=executed.nchwc_block_size,
-    )
+    try:
+        shapes = infer_shapes(
+            executed.model,
+            bindings,
+            default_dim=default_dim,
+            stored=executed.stored,
+            nchwc_block_size=executed.nchwc_block_size,
+        )
+    except ModelsizeError as e:  # the exported graph took the same bindings: never the user's fault
+        return f"onnxruntime's optimized graph refused the bindings ({e.message}): the exported graph is used"
     unknown_bytes = sum(u.assumed_nbytes for u in shapes.unknown)
     if unknown_bytes > exported_unknown_bytes + EXECUTED_UNKNOWN_MARGIN_BYTES:
         first = shapes.unknown[0]
