@@ -9,7 +9,9 @@ and activation bytes, then the constants of ``OrtCpuModel`` re-derived from them
 the activations), ``load_factor`` (creation peak of one 32 MiB weight), ``heap_kept_factor``
 (session of 256 small 16 KiB weights read by Add, beyond the fixed cost and one copy, per weight
 byte) and ``arena_fragmentation_factor`` (a chain of convolutions whose liveness peak is known:
-arena-on growth beyond the liveness peak, per byte of ``min(L, A - L)``).
+arena-on growth beyond the liveness peak, per byte of ``min(L, A - L)``; the term
+``arena_simulation=False`` uses), with the replayed arena's figure for the same chain beside the
+measured one.
 Run: ``python benchmarks/calibrate_runtime.py``.
 """
 
@@ -180,6 +182,12 @@ def derive_constants(folder: Path) -> None:
         ("arena_fragmentation_factor", fragmentation, default.arena_fragmentation_factor),
     ):
         print(f"{name:<30}{measured:>12.2f}{value:>12.2f}")
+    # The replayed arena (arena_simulation, the default) against the same measurement; the factor
+    # above is what the arena_simulation=False term would need.
+    print(
+        f"{'conv_chain arena beyond peak':<30}{(conv.peak_bytes - base) / MiB:>12.2f}"
+        f"{conv_est.arena_fragmentation_bytes / MiB:>12.2f}   (MiB: measured, replayed arena)"
+    )
 
 
 def main() -> None:

@@ -437,6 +437,14 @@ def memory(
             help="file.py:Name an ONNX file came from: measure its PyTorch training step.",
         ),
     ] = None,
+    static: Annotated[
+        bool,
+        typer.Option(
+            "--static",
+            help="Activations from the exported graph only: never run onnxruntime for its "
+            "optimized graph (convolutional models).",
+        ),
+    ] = False,
     fmt: FormatOpt = OutputFormat.TABLE,
     output: ReportOutOpt = None,
 ) -> None:
@@ -455,6 +463,7 @@ def memory(
             runs=5,
             torch_source=torch_source,
             on_progress=on_progress,
+            executed=not static,
         )
     if target is not None:
         _write_report(target, memory_html(result))

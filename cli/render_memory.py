@@ -102,6 +102,10 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
     info.add_row("inputs", ", ".join(f"{t.name}={list(t.dims or ())}" for t in shapes.inputs))
     if shapes.defaulted:
         info.add_row("defaulted dims", "; ".join(shapes.defaulted))
+    info.add_row("activations from", inf.activations_graph)
+    not_used = estimate.assumptions.get("executed_graph_not_used")
+    if not_used:
+        info.add_row("optimized graph", str(not_used))
     info.add_row("peak at", ", ".join(inf.peak_nodes) or "(before the first node)")
     if inf.peak_tensors:
         info.add_row(

@@ -9,7 +9,7 @@ estimate and the onnxruntime measurement read that ONNX file, and for PyTorch co
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from converters._child import ProgressCallback
@@ -24,6 +24,7 @@ from graph_analysis.memory import (
     estimate_memory,
 )
 from graph_analysis.runtime.measure import MemoryComparison, compare_memory
+from graph_analysis.runtime.optimized import executed_graph as optimized_graph
 
 __all__ = ["SourceMemory", "source_memory"]
 
@@ -62,6 +63,7 @@ def source_memory(
     repeats: int = 3,
     torch_source: str | None = None,
     on_progress: ProgressCallback | None = None,
+    executed: bool = True,
 ) -> SourceMemory:
     """Estimate (and with ``measure``, measure) the memory of an ONNX file or a framework source.
 
@@ -75,6 +77,10 @@ def source_memory(
         torch_source: the PyTorch code (``file.py:Name``) an ONNX ``source`` came from, to measure
             its training step (implies a training estimate).
         on_progress: receives the exporter's progress lines.
+        executed: read the inference activations from the graph onnxruntime runs (its optimized
+            graph, made in a child process: ``graph_analysis.runtime.optimized``) for models
+            with float convolutions; False keeps the estimate static (the exported graph, nothing
+            run).
 
     Raises:
         InputError: a bad source, binding or model (see ``detect_source``, ``estimate_memory``).
@@ -89,9 +95,13 @@ def source_memory(
         onnx_path, conversion = onnx_of(
             detected, Path(tmp), bindings=bindings, on_progress=on_progress
         )
+        executed_graph, not_made = (
+            optimized_graph(onnx_path) if executed else (None, "static estimate asked for")
+        )
         estimate = estimate_memory(
             onnx_path,
             bindings,
+            executed_graph=executed_graph,
             train=train,
             optimizer=optimizer,
             precision=precision,
@@ -99,6 +109,11 @@ def source_memory(
             loss=loss,
             pytorch_basis=code_source is not None,
         )
+        if not_made is not None:
+            estimate = replace(
+                estimate,
+                assumptions={**estimate.assumptions, "executed_graph_not_used": not_made},
+            )
         inference = None
         training = None
         if measure:

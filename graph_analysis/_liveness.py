@@ -11,6 +11,7 @@ from graph_analysis.shapes import MAIN_GRAPH, node_label
 
 __all__ = [
     "ALIAS_OPS",
+    "INPLACE_OPS",
     "GraphLiveness",
     "LiveTensor",
     "analyze_liveness",
@@ -21,6 +22,12 @@ __all__ = [
 #: Ops whose output is a view of their first input in onnxruntime (and in PyTorch): no new buffer,
 #: but the input's buffer stays alive as long as the view is used.
 ALIAS_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
+
+#: ``(domain, op_type) -> (input, output)``: kernels onnxruntime lets write their output into that
+#: input's buffer when the input dies there (``KernelDefBuilder::MayInplace``) and that the
+#: liveness model follows: the NCHWc ``Conv`` adds its fused ``Sum`` input in place
+#: (``contrib_ops/cpu/nchwc_ops.cc``), which only graphs onnxruntime optimized contain.
+INPLACE_OPS: Mapping[tuple[str, str], tuple[int, int]] = {("com.microsoft.nchwc", "Conv"): (3, 0)}
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,10 @@ class GraphLiveness:
         step_bytes: activation bytes live while each node runs, in execution order (a node with
             subgraphs adds their peak).
         step_labels: the node of each step, ``label`` as :func:`graph_analysis.shapes.node_label`.
+        buffer_spans: ``(bytes, first_step, last_step)`` of every buffer in creation order (graph
+            inputs first, at step -1; a last step of ``len(step_bytes)``: held to the end), the
+            allocation order :func:`graph_analysis._arena.simulate_arena` replays.
+        step_scratch: bytes held only while each step runs (kernel workspaces, subgraph peaks).
     """
 
     peak_bytes: int
@@ -61,6 +72,8 @@ class GraphLiveness:
     tensor_bytes: Mapping[str, int]
     step_bytes: tuple[int, ...] = ()
     step_labels: tuple[str, ...] = ()
+    buffer_spans: tuple[tuple[int, int, int], ...] = ()
+    step_scratch: tuple[int, ...] = ()
 
 
 def subgraphs_of(node: onnx.NodeProto) -> list[tuple[str, onnx.GraphProto]]:
@@ -96,6 +109,8 @@ def analyze_liveness(
     weights: frozenset[str] = frozenset(),
     inputs_live_whole_run: bool = True,
     alias_ops: frozenset[str] = ALIAS_OPS,
+    inplace_ops: Mapping[tuple[str, str], tuple[int, int]] = INPLACE_OPS,
+    workspace_of: Callable[[str, onnx.NodeProto], int] | None = None,
 ) -> GraphLiveness:
     """Peak and sum of live activation bytes over ``graph``'s node order.
 
@@ -115,6 +130,11 @@ def analyze_liveness(
             activations.
         inputs_live_whole_run: keep graph inputs live throughout (True for the main graph).
         alias_ops: op types whose first output aliases the first input.
+        inplace_ops: ``(domain, op_type) -> (input, output)``: the output takes over the input's
+            buffer when this node is the input's last reader (an activation of the same size, no
+            view of it alive, not a graph input or output).
+        workspace_of: ``(graph_path, node) -> bytes`` of scratch the node's kernel holds while it
+            runs (beyond its inputs and outputs), added at its step.
     """
     local_weights = set(weights) | stored(path)
     # Frozen for subgraphs only when the set changed since the last freeze: re-freezing after every
@@ -136,7 +156,21 @@ def analyze_liveness(
         start[value_info.name] = -1
         last[value_info.name] = end if inputs_live_whole_run else -1
 
+    # Last direct reader of each name (graph outputs: the end), for in-place outputs.
+    last_read: dict[str, int] = {}
+    if inplace_ops:
+        for step, node in enumerate(graph.node):
+            for name in node.input:
+                last_read[name] = step
+            for _suffix, sub in subgraphs_of(node) if node.attribute else []:
+                for name in outer_references(sub):
+                    last_read[name] = step
+        for value_info in graph.output:
+            last_read[value_info.name] = end
+    views: dict[str, int] = {}  # buffer -> views of it made so far
+
     sub_peaks: list[int] = [0] * num_steps
+    scratch: list[int] = [0] * num_steps  # kernel workspaces
     sub_sums: list[int] = [0] * num_steps
     sub_labels: list[str] = [""] * num_steps
     for step, node in enumerate(graph.node):
@@ -156,11 +190,15 @@ def analyze_liveness(
                 weights=frozen_weights,
                 inputs_live_whole_run=True,
                 alias_ops=alias_ops,
+                inplace_ops=inplace_ops,
+                workspace_of=workspace_of,
             )
             sub_sums[step] = max(sub_sums[step], sub_result.sum_bytes)
             if sub_result.peak_bytes > sub_peaks[step]:
                 sub_peaks[step] = sub_result.peak_bytes
                 sub_labels[step] = f"{label}.{suffix}"
+        if workspace_of is not None:
+            scratch[step] = workspace_of(path, node)
         for name in used:
             root = buffer_of.get(name)
             if root is not None:
@@ -177,8 +215,21 @@ def analyze_liveness(
                 continue
             tensor_bytes[out] = size_of(path, out)
             source = buffer_of.get(node.input[0]) if is_alias and k == 0 and node.input else None
+            inplace = inplace_ops.get((node.domain, node.op_type))
+            if source is None and inplace is not None and inplace[1] == k:
+                source = _inplace_source(
+                    node.input[inplace[0]] if len(node.input) > inplace[0] else "",
+                    step,
+                    tensor_bytes[out],
+                    buffer_of=buffer_of,
+                    start=start,
+                    last_read=last_read,
+                    views=views,
+                    tensor_bytes=tensor_bytes,
+                )
             if source is not None:
                 buffer_of[out] = source
+                views[source] = views.get(source, 0) + 1
             else:
                 buffer_of[out] = out
                 start[out] = step
@@ -202,7 +253,7 @@ def analyze_liveness(
     # Index 0 is "before the first node" (inputs only); index s+1 is node s running.
     for index in range(num_steps + 1):
         live += delta[index]
-        total = live + (sub_peaks[index - 1] if index >= 1 else 0)
+        total = live + (sub_peaks[index - 1] + scratch[index - 1] if index >= 1 else 0)
         if index >= 1:
             steps.append(total)
         if total > peak:
@@ -221,6 +272,10 @@ def analyze_liveness(
         peak_nodes = (f"{node_label(node, peak_step)} ({node.op_type})",)
         if sub_labels[peak_step]:
             peak_nodes += (f"{sub_labels[peak_step]} (subgraph peak {sub_peaks[peak_step]} B)",)
+        if scratch[peak_step]:
+            peak_nodes += (
+                f"{node_label(node, peak_step)} (kernel workspace {scratch[peak_step]} B)",
+            )
     return GraphLiveness(
         peak_bytes=peak,
         sum_bytes=sum(tensor_bytes.values()) + sum(sub_sums),
@@ -232,4 +287,29 @@ def analyze_liveness(
         tensor_bytes=tensor_bytes,
         step_bytes=tuple(steps),
         step_labels=tuple(node_label(n, i) for i, n in enumerate(graph.node)),
+        buffer_spans=tuple(
+            (tensor_bytes[root], first, last[root]) for root, first in start.items()
+        ),
+        step_scratch=tuple(a + b for a, b in zip(sub_peaks, scratch, strict=True)),
     )
+
+
+def _inplace_source(
+    name: str,
+    step: int,
+    nbytes: int,
+    *,
+    buffer_of: Mapping[str, str],
+    start: Mapping[str, int],
+    last_read: Mapping[str, int],
+    views: Mapping[str, int],
+    tensor_bytes: Mapping[str, int],
+) -> str | None:
+    """The buffer an in-place output at ``step`` takes over from input ``name``, or None: the input
+    must be its own buffer (no view), made by a node (not a graph input), read last at ``step``,
+    without views, and as large as the output."""
+    if not name or buffer_of.get(name) != name or start.get(name, -1) < 0:
+        return None
+    if last_read.get(name) != step or views.get(name, 0) or tensor_bytes.get(name) != nbytes:
+        return None
+    return name

@@ -9,12 +9,13 @@ model whose constants are named keyword arguments, derived from measurements (se
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
 import onnx
 
+from graph_analysis._arena import simulate_arena
 from graph_analysis._gc import gc_paused
 from graph_analysis._liveness import (
     ALIAS_OPS,
@@ -27,6 +28,7 @@ from graph_analysis._liveness import (
 from graph_analysis._weights import ModelWeights, read_weights, weights_and_skeleton
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType, is_floating
+from graph_analysis.errors import ModelsizeError
 from graph_analysis.report import Role
 from graph_analysis.shapes import (
     MAIN_GRAPH,
@@ -38,6 +40,8 @@ from graph_analysis.shapes import (
 )
 
 __all__ = [
+    "EXPORTED_GRAPH",
+    "ExecutedGraph",
     "InferenceEstimate",
     "LiveTensor",
     "Loss",
@@ -53,6 +57,28 @@ __all__ = [
 ]
 
 MiB = 1 << 20
+
+#: ``InferenceEstimate.activations_graph`` when the activations come from the graph as stored.
+EXPORTED_GRAPH = "exported"
+
+
+@dataclass(frozen=True)
+class ExecutedGraph:
+    """The graph onnxruntime runs for a model: its own optimized graph, saved by a runtime child
+    (``graph_analysis.runtime.optimized``), to read the activations' liveness from.
+
+    Attributes:
+        model: the optimized graph's skeleton (fused ops, NCHWc layout ops and reorders).
+        stored: its stored tensors (the one reading of the saved file).
+        nchwc_block_size: MLAS's NCHWc block size on the machine that made it (None: unknown).
+        description: what the graph is, for the output (``onnxruntime 1.32.0 ORT_ENABLE_ALL
+            optimized graph, NCHWc block 8``).
+    """
+
+    model: onnx.ModelProto
+    stored: ModelWeights
+    nchwc_block_size: int | None
+    description: str
 
 
 class Optimizer(str, Enum):
@@ -191,24 +217,28 @@ class OrtCpuModel:
     ``peak = session_fixed + subgraph_session x subgraphs
     + max(load_factor x W_inline + P_ext + largest P_ext tensor + U,
     resident_factor x W + heap_kept_factor x W_heap + U + prepack_factor x P_inline
-    + arena_factor x A + arena_fragmentation_factor x min(L, A - L) + run_fixed)`` with ``W``
+    + arena_factor x A + F + run_fixed)`` with ``W``
     the weight bytes (``W_inline`` those inside the .onnx file), ``W_heap`` the inline weights in
     tensors under ``heap_tensor_max_bytes`` (what glibc's heap keeps after session creation),
     ``P_inline`` the inline weights in a pre-packed slot, ``P_ext`` the external weights GEMM kernels
     pre-pack at creation (external data is memory-mapped: nothing else of it is read then), ``U`` the
-    float copies of 16-bit weights, ``A`` the activation liveness peak and ``L`` the largest
-    activation. The first term of the max is session creation (the file's bytes, the parsed
-    protobuf and the initializer tensors coexist), the second one inference. Constants derived
+    float copies of 16-bit weights, ``A`` the activation liveness peak, ``L`` the largest
+    activation and ``F`` what the arena holds beyond ``A`` (``arena_simulation``). The first
+    term of the max is session creation (the file's bytes, the parsed protobuf and the
+    initializer tensors coexist), the second one inference. Constants derived
     from measurements with onnxruntime 1.32 on Linux x86-64 (glibc malloc), default session
     options, one intra-op thread (benchmarks/calibrate_runtime.py; the table is in
     docs/memory.md).
 
     Attributes:
-        session_fixed_bytes: growth from creating a session for a weightless model (5.1 MiB
-            measured).
+        session_fixed_bytes: growth from creating a session for a weightless model (9.16 MiB
+            re-derived by ``calibrate_runtime.py`` on 2026-12-01, 9.4 by the first wave, 5.07 by
+            one earlier run: 8.0-8.6 MiB of it are file-backed pages of onnxruntime's code, whose
+            count depends on the page cache, not on the model; docs/memory.md).
         run_fixed_bytes: growth from the first ``run`` beyond weights and activations (6.9-7.3 MiB
-            measured on weightless chains: thread-pool work buffers, kernel scratch, the
-            execution frame).
+            measured on weightless chains, 7.6 re-derived on 2026-12-01: thread-pool work
+            buffers, kernel scratch, the execution frame, and 5.1-5.9 MiB of file-backed pages of
+            the kernels' code).
         load_factor: creation peak per weight byte (2.0 measured, with or without pre-packing).
         resident_factor: weight bytes resident after creation per weight byte (1.0 measured).
         heap_kept_factor: resident bytes glibc keeps per byte of small weight tensors after
@@ -227,12 +257,21 @@ class OrtCpuModel:
             original released, so single-weight models are over-estimated by up to that weight).
         arena_factor: resident bytes per byte of the activation liveness peak (1.0 measured with
             the arena on and off: memory patterns place activations as the liveness model does).
-        arena_fragmentation_factor: extra resident bytes, with the arena on, per byte of
+        arena_fragmentation_factor: with ``arena_simulation`` off (or past
+            ``ARENA_SIMULATION_MAX_BUFFERS``) ``F`` is this many extra resident bytes per byte of
             ``min(L, A - L)``: the first run of a model whose activations differ in size holds
             up to one more largest activation beyond the liveness peak (freed blocks the next
             request does not fit), capped by what else is live when one tensor dominates (a
             128 MiB tensor added 10-13 MB, not 128). Fitted: 0.5 puts 21 of 28 real-model cases
             within 15% (18 at 1.0 and at 0); chains of equal-sized tensors show none.
+        arena_simulation: replay onnxruntime's arena (best fit, splitting, coalescing, regions
+            doubling from 1 MiB; ``graph_analysis._arena``) over the liveness order, and count
+            the pages its tensors cover beyond the liveness peak, instead of the
+            ``arena_fragmentation_factor`` term: on the real models' first runs the replay
+            follows the measured anonymous growth within 0-3 MiB where the factor term was 5-11
+            MiB under (OCR detector, table recognizer, layout detector); it over-counts graphs
+            with static shapes, whose buffers onnxruntime's planner reuses without the arena
+            (GPT-2 export: 16 MiB; docs/memory.md).
         half_upcast_factor: extra resident bytes per FLOAT16/BFLOAT16 weight byte. The x86 CPU
             execution provider lacks 16-bit kernels for most ops: onnxruntime inserts Casts to
             float and constant-folds them on weights, so a float copy (2 bytes per 16-bit byte)
@@ -245,7 +284,7 @@ class OrtCpuModel:
             subgraphs (a 51-graph model: 20.8 MiB session for 2.2 MB of weights).
     """
 
-    session_fixed_bytes: int = 5_316_000
+    session_fixed_bytes: int = 9_600_000
     run_fixed_bytes: int = 7 * MiB
     load_factor: float = 2.0
     resident_factor: float = 1.0
@@ -257,6 +296,7 @@ class OrtCpuModel:
     half_upcast_factor: float = 2.0
     half_activation_factor: float = 2.0
     subgraph_session_bytes: int = 180 * 1024
+    arena_simulation: bool = True
 
 
 # Ops whose constant weight input onnxruntime keeps a second, re-laid-out copy of (MLAS pre-packed
@@ -309,10 +349,16 @@ class InferenceEstimate:
         heap_kept_bytes: estimated: load-time copies of small weight tensors glibc's heap keeps
             after session creation (``heap_kept_factor x W_heap``).
         arena_fragmentation_bytes: estimated: what the arena holds beyond the liveness peak on
-            the first run (``arena_fragmentation_factor x min(L, A - L)``).
+            the first run (the replayed arena's written pages plus the inputs, minus the peak;
+            ``arena_fragmentation_factor x min(L, A - L)`` without ``arena_simulation``).
         timeline: estimated: activation bytes live while each node of the main graph runs, in
             execution order (the liveness the peak comes from).
         timeline_nodes: the node of each step of ``timeline`` (its name, or ``<op>_<index>``).
+        activations_graph: the graph the activation figures (peak, sum, largest, timeline, peak
+            nodes and tensors) come from: ``exported`` (the model as stored) or onnxruntime's
+            optimized graph (:class:`ExecutedGraph`'s description).
+        exported_activations_peak_bytes: estimated: the exported graph's liveness peak, when the
+            activations come from another graph (None otherwise).
     """
 
     weights_bytes: int
@@ -334,6 +380,8 @@ class InferenceEstimate:
     subgraph_state_bytes: int = 0
     timeline: tuple[int, ...] = ()
     timeline_nodes: tuple[str, ...] = ()
+    activations_graph: str = EXPORTED_GRAPH
+    exported_activations_peak_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -471,6 +519,7 @@ def estimate_memory(
     lstm_backward_factor: float = 13.0,
     conv_scratchpad_bytes: int = 6_900_000,
     pytorch_basis: bool = False,
+    executed_graph: ExecutedGraph | None = None,
 ) -> MemoryEstimate:
     """Estimate inference (and optionally training) memory of an ONNX model.
 
@@ -515,6 +564,10 @@ def estimate_memory(
             batch x hidden >= 4096, more on smaller shapes.
         pytorch_basis: label the training figure as modelling PyTorch on CPU (the source was a
             PyTorch model) rather than framework-neutral.
+        executed_graph: the graph onnxruntime runs for this model (its optimized graph); the
+            inference activations come from its liveness instead of the exported graph's when
+            its shapes are as well known (docs/memory.md, "Layout transforms"). Weights, the
+            training estimate and ``shapes`` stay the exported graph's. Nothing is run here.
 
     Raises:
         ShapeBindingError: a binding that does not fit the graph.
@@ -545,7 +598,20 @@ def estimate_memory(
         heap_tensor_max_bytes=runtime.heap_tensor_max_bytes,
         subgraphs=sum(1 for graph_path, _g in iter_graphs(model.graph) if graph_path != MAIN_GRAPH),
     )
-    runtime_liveness = liveness
+    # Inference also counts the scratch onnxruntime's kernels hold while they run (training
+    # models PyTorch, which has none of it).
+    workspace = _workspace_function(model, shapes)
+    inference_liveness = liveness
+    if workspace is not None:
+        inference_liveness = analyze_liveness(
+            model.graph,
+            _size_function(shapes),
+            stored=stored.names_in,
+            inputs_live_whole_run=inputs_live_whole_run,
+            alias_ops=alias_ops,
+            workspace_of=workspace,
+        )
+    runtime_liveness = inference_liveness
     if (
         any(t.data_type in _HALF_TYPES for t in shapes.tensors)
         and runtime.half_activation_factor != 1
@@ -556,11 +622,34 @@ def estimate_memory(
             stored=stored.names_in,
             inputs_live_whole_run=inputs_live_whole_run,
             alias_ops=alias_ops,
+            workspace_of=workspace,
         )
     inputs_bytes = sum(t.nbytes or 0 for t in shapes.inputs)
     inference = _inference_estimate(
-        totals, totals.prepackable, liveness, runtime_liveness, inputs_bytes, runtime
+        totals, totals.prepackable, inference_liveness, runtime_liveness, inputs_bytes, runtime
     )
+    executed_note = None
+    if executed_graph is not None:
+        executed_note = _executed_note(shapes, runtime)
+        if executed_note is None:
+            executed = _executed_liveness(
+                executed_graph,
+                bindings,
+                exported_unknown_bytes=sum(u.assumed_nbytes for u in shapes.unknown),
+                default_dim=default_dim,
+                inputs_live_whole_run=inputs_live_whole_run,
+                alias_ops=alias_ops,
+            )
+            if isinstance(executed, str):
+                executed_note = executed
+            else:
+                inference = replace(
+                    _inference_estimate(
+                        totals, totals.prepackable, executed, executed, inputs_bytes, runtime
+                    ),
+                    activations_graph=executed_graph.description,
+                    exported_activations_peak_bytes=inference_liveness.peak_bytes,
+                )
     training = None
     if train:
         training = _training_estimate(
@@ -586,8 +675,130 @@ def estimate_memory(
         "inputs_live_whole_run": inputs_live_whole_run,
         "alias_ops": sorted(alias_ops),
         "runtime": runtime,
+        "activations_graph": inference.activations_graph,
     }
+    if executed_note is not None:
+        assumptions["executed_graph_not_used"] = executed_note
     return MemoryEstimate(path, shapes, inference, training, assumptions)
+
+
+#: How many more bytes the optimized graph's unknown-shape tensors may be assumed at than the
+#: exported graph's for its liveness to be used.
+EXECUTED_UNKNOWN_MARGIN_BYTES = 1 << 20
+
+
+def _executed_note(shapes: InferredShapes, runtime: OrtCpuModel) -> str | None:
+    """Why the executed graph's liveness cannot stand for the exported graph's, or None."""
+    if runtime.half_activation_factor != 1 and any(
+        t.data_type in _HALF_TYPES for t in shapes.tensors
+    ):
+        # The half-precision terms were calibrated on the exported graph (the Casts onnxruntime
+        # inserts are counted by half_activation_factor, not read from its graph).
+        return "16-bit float activations: the exported graph with half_activation_factor is used"
+    return None
+
+
+def _executed_liveness(
+    executed: ExecutedGraph,
+    bindings: Bindings | None,
+    *,
+    exported_unknown_bytes: int,
+    default_dim: int | None,
+    inputs_live_whole_run: bool,
+    alias_ops: frozenset[str],
+) -> GraphLiveness | str:
+    """The liveness of onnxruntime's optimized graph, or why it is not used: its tensors without a
+    known shape, sized by the fallback rule, come to more than
+    :data:`EXECUTED_UNKNOWN_MARGIN_BYTES` beyond the exported graph's (a fused op downstream of
+    a data-dependent shape adds a few small ones; a missing shape rule would add many large)."""
+    try:
+        shapes = infer_shapes(
+            executed.model,
+            bindings,
+            default_dim=default_dim,
+            stored=executed.stored,
+            nchwc_block_size=executed.nchwc_block_size,
+        )
+    except ModelsizeError as e:  # the exported graph took the same bindings: never the user's fault
+        return f"onnxruntime's optimized graph refused the bindings ({e.message}): the exported graph is used"
+    unknown_bytes = sum(u.assumed_nbytes for u in shapes.unknown)
+    if unknown_bytes > exported_unknown_bytes + EXECUTED_UNKNOWN_MARGIN_BYTES:
+        first = shapes.unknown[0]
+        return (
+            f"{len(shapes.unknown)} tensor(s) of onnxruntime's optimized graph without a known "
+            f"shape, assumed at {unknown_bytes} B against {exported_unknown_bytes} B in the "
+            f"exported graph (first: {first.name!r} from {first.producer}): the exported graph "
+            "is used"
+        )
+    return analyze_liveness(
+        executed.model.graph,
+        _size_function(shapes),
+        stored=executed.stored.names_in,
+        inputs_live_whole_run=inputs_live_whole_run,
+        alias_ops=alias_ops,
+        workspace_of=_workspace_function(executed.model, shapes),
+    )
+
+
+#: Op types whose onnxruntime CPU kernel holds scratch while it runs, modelled by
+#: :func:`_workspace_function`.
+WORKSPACE_OPS = frozenset({"ConvTranspose"})
+
+
+def _workspace_function(
+    model: onnx.ModelProto, shapes: InferredShapes
+) -> Callable[[str, onnx.NodeProto], int] | None:
+    """``(graph_path, node) -> bytes`` of scratch onnxruntime's CPU kernels hold while the node
+    runs, or None when the graph has no such node.
+
+    ``ConvTranspose`` (``core/providers/cpu/nn/conv_transpose.cc``) allocates its column buffer
+    from the arena for the call: ``C_out / group x kernel elements`` rows by the input's spatial
+    elements, of the input's element type (weight ``[C_in, C_out / group, k...]``): as large as
+    the output for a stride-k, kernel-k upsampling (9.4 MiB on the OCR detector at 640x640). A
+    node whose shapes are unknown counts 0.
+    """
+    if not any(
+        n.op_type in WORKSPACE_OPS and n.domain in ("", "ai.onnx")
+        for _path, graph in iter_graphs(model.graph)
+        for n in graph.node
+    ):
+        return None
+    lookup = shapes.lookup()
+
+    def workspace(path: str, node: onnx.NodeProto) -> int:
+        if node.op_type not in WORKSPACE_OPS or node.domain not in ("", "ai.onnx"):
+            return 0
+        if len(node.input) < 2:
+            return 0
+        x = _scoped(lookup, path, node.input[0])
+        w = _scoped(lookup, path, node.input[1])
+        if x is None or w is None or not x.is_known or not w.is_known:
+            return 0
+        x_dims, w_dims = x.dims or (), w.dims or ()
+        elements = x.num_elements
+        if len(x_dims) < 3 or len(w_dims) != len(x_dims) or not elements or x.nbytes is None:
+            return 0
+        rows = 1
+        for d in w_dims[1:]:
+            rows *= int(d)
+        columns = 1
+        for d in x_dims[2:]:
+            columns *= int(d)
+        return rows * columns * (x.nbytes // elements)
+
+    return workspace
+
+
+def _scoped(
+    lookup: Mapping[tuple[str, str], TensorShape], path: str, name: str
+) -> TensorShape | None:
+    """``name``'s shape seen from graph ``path`` (outer scopes searched)."""
+    scope = path
+    while True:
+        found = lookup.get((scope, name))
+        if found is not None or scope == MAIN_GRAPH:
+            return found
+        scope = scope.rsplit("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -655,15 +866,14 @@ def _inference_estimate(
     # Inference: every weight resident once (external pages as they are read), what glibc's heap
     # kept of the small tensors' load-time copies, the packed copies of inline weights whose
     # originals stay in the initializer block, the activations and the arena's fragmentation.
-    largest = runtime_liveness.largest_tensor_bytes
-    fragmentation = min(largest, max(0, runtime_liveness.peak_bytes - largest))
+    fragmentation = _arena_fragmentation(runtime_liveness, runtime)
     running = (
         runtime.resident_factor * weights_bytes
         + runtime.heap_kept_factor * totals.heap
         + upcast
         + runtime.prepack_factor * totals.inline_prepackable
         + runtime.arena_factor * runtime_liveness.peak_bytes
-        + runtime.arena_fragmentation_factor * fragmentation
+        + fragmentation
         + runtime.run_fixed_bytes
     )
     fixed = runtime.session_fixed_bytes + runtime.subgraph_session_bytes * totals.subgraphs
@@ -684,11 +894,33 @@ def _inference_estimate(
         peak_tensors=liveness.peak_tensors[:10],
         runtime=runtime,
         heap_kept_bytes=int(runtime.heap_kept_factor * totals.heap),
-        arena_fragmentation_bytes=int(runtime.arena_fragmentation_factor * fragmentation),
+        arena_fragmentation_bytes=int(fragmentation),
         subgraph_state_bytes=runtime.subgraph_session_bytes * totals.subgraphs,
         timeline=liveness.step_bytes,
         timeline_nodes=liveness.step_labels,
     )
+
+
+#: Above this many buffers the arena is not replayed (its free list is a sorted Python list): the
+#: ``arena_fragmentation_factor`` term stands in.
+ARENA_SIMULATION_MAX_BUFFERS = 200_000
+
+
+def _arena_fragmentation(liveness: GraphLiveness, runtime: OrtCpuModel) -> float:
+    """What the arena holds on the first run beyond the liveness peak.
+
+    With ``arena_simulation``: onnxruntime's arena replayed over the liveness order
+    (:func:`graph_analysis._arena.simulate_arena`: its resident pages, plus the graph inputs the
+    caller holds, minus the liveness peak). Otherwise, or past
+    :data:`ARENA_SIMULATION_MAX_BUFFERS`: ``arena_fragmentation_factor x min(L, A - L)``.
+    """
+    spans = liveness.buffer_spans
+    if runtime.arena_simulation and 0 < len(spans) <= ARENA_SIMULATION_MAX_BUFFERS:
+        arena = simulate_arena([span for span in spans if span[1] >= 0], liveness.step_scratch)
+        caller = sum(nbytes for nbytes, first, _last in spans if first < 0)
+        return max(0, caller + arena.resident_bytes - liveness.peak_bytes)
+    largest = liveness.largest_tensor_bytes
+    return runtime.arena_fragmentation_factor * min(largest, max(0, liveness.peak_bytes - largest))
 
 
 def _training_estimate(
@@ -1332,6 +1564,7 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
             }
             for u in estimate.shapes.unknown
         ],
+        "executed_graph_not_used": estimate.assumptions.get("executed_graph_not_used"),
         "inference": {
             "weights_bytes": inf.weights_bytes,
             "prepackable_bytes": inf.prepackable_bytes,
@@ -1351,6 +1584,8 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
             "peak_tensors": [
                 {"name": t.name, "graph": t.graph, "bytes": t.nbytes} for t in inf.peak_tensors
             ],
+            "activations_graph": inf.activations_graph,
+            "exported_activations_peak_bytes": inf.exported_activations_peak_bytes,
             "runtime_model": {
                 "session_fixed_bytes": inf.runtime.session_fixed_bytes,
                 "run_fixed_bytes": inf.runtime.run_fixed_bytes,
@@ -1361,6 +1596,7 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
                 "prepack_factor": inf.runtime.prepack_factor,
                 "arena_factor": inf.runtime.arena_factor,
                 "arena_fragmentation_factor": inf.runtime.arena_fragmentation_factor,
+                "arena_simulation": inf.runtime.arena_simulation,
                 "subgraph_session_bytes": inf.runtime.subgraph_session_bytes,
                 "half_upcast_factor": inf.runtime.half_upcast_factor,
                 "half_activation_factor": inf.runtime.half_activation_factor,

@@ -46,6 +46,7 @@ from graph_analysis.loading import load_skeleton
 __all__ = [
     "ANONYMOUS_DIM_PARAMS",
     "MAIN_GRAPH",
+    "NCHWC_DOMAIN",
     "InferredShapes",
     "TensorShape",
     "UnknownTensor",
@@ -867,7 +868,144 @@ def _time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto | None:
+#: The domain of onnxruntime's NCHWc layout ops: what its ``NchwcTransformer`` writes into the graph
+#: it runs at ``ORT_ENABLE_ALL`` (docs/memory.md, "Layout transforms").
+NCHWC_DOMAIN = "com.microsoft.nchwc"
+_MS_DOMAIN = "com.microsoft"
+
+
+def _runtime_op_rules(engine: Any, module: Any, nchwc_block_size: int | None) -> dict[str, Any]:
+    """Shape rules for the ops onnxruntime's own optimized graphs hold and its engine lacks.
+
+    From the kernels in onnxruntime's ``contrib_ops/cpu/nchwc_ops.cc``:
+
+    - ``Conv``, ``MaxPool``, ``AveragePool`` (NCHWc): the standard rules; the weights carry the
+      padded channel counts (``[roundup(M, block), roundup(C, block) / group, kH, kW]``).
+    - ``ReorderInput``: ``[N, C, H, W]`` (``[N, H, W, C]`` with ``channels_last``) to
+      ``[N, roundup(C, block), H, W]``; the block is MLAS's (8 with AVX2, 16 with AVX-512), known
+      only to the machine that made the graph, so the rule needs ``nchwc_block_size``.
+    - ``ReorderOutput``: ``[N, Cp, H, W]`` to ``[N, channels, H, W]`` (``[N, H, W, channels]``
+      with ``channels_last``).
+    - ``Upsample`` (NCHWc): ``[N, Cp, H * scales[2], W * scales[3]]``, integer ``scales``.
+    - ``GlobalAveragePool``/``GlobalMaxPool`` (NCHWc): ``[N, Cp, 1, 1]``.
+    - ``FusedConv`` (``com.microsoft``, Conv + activation): as ``Conv``.
+    - ``FusedGemm`` (``com.microsoft``, Gemm + activation): as ``Gemm``.
+    - ``FusedMatMul`` (``com.microsoft``, MatMul with transposes and a scale): as ``MatMul`` of
+      the transposed inputs (``transBatchA``/``transBatchB`` left unknown).
+
+    Each rule applies to its own domain only; other nodes of the same op type keep the engine's
+    handling (or onnx's, run before the dispatch).
+    """
+    previous: dict[str, Any] = dict(engine.dispatcher_)
+
+    def set_output(node: onnx.NodeProto, shape: list[Any]) -> None:
+        engine._update_computed_dims(shape)
+        elem_type = engine.known_vi_[node.input[0]].type.tensor_type.elem_type
+        engine.known_vi_[node.output[0]].CopyFrom(
+            onnx.helper.make_tensor_value_info(
+                node.output[0], elem_type, module.get_shape_from_sympy_shape(shape)
+            )
+        )
+
+    def attribute(node: onnx.NodeProto, name: str, default: Any) -> Any:
+        return module.get_attribute(node, name, default)
+
+    def reorder_input(node: onnx.NodeProto) -> None:
+        x = engine._get_sympy_shape(node, 0)
+        if len(x) != 4 or nchwc_block_size is None:
+            return
+        last = bool(attribute(node, "channels_last", 0))
+        channels = x[3] if last else x[1]
+        if module.is_literal(channels):
+            block = nchwc_block_size
+            channels = (int(channels) + block - 1) // block * block
+        set_output(node, [x[0], channels, *(x[1:3] if last else x[2:4])])
+
+    def reorder_output(node: onnx.NodeProto) -> None:
+        x = engine._get_sympy_shape(node, 0)
+        channels = attribute(node, "channels", None)
+        if len(x) != 4 or channels is None:
+            return
+        if attribute(node, "channels_last", 0):
+            set_output(node, [x[0], x[2], x[3], int(channels)])
+        else:
+            set_output(node, [x[0], int(channels), x[2], x[3]])
+
+    def upsample(node: onnx.NodeProto) -> None:
+        x = engine._get_sympy_shape(node, 0)
+        scales = list(attribute(node, "scales", []))
+        if len(x) != 4 or len(scales) != 4:
+            return
+        set_output(node, [d * int(s) for d, s in zip(x, scales, strict=True)])
+
+    def global_pool(node: onnx.NodeProto) -> None:
+        x = engine._get_sympy_shape(node, 0)
+        set_output(node, [*x[:2], *([1] * (len(x) - 2))])
+
+    def gemm(node: onnx.NodeProto) -> None:
+        a = engine._get_sympy_shape(node, 0)
+        b = engine._get_sympy_shape(node, 1)
+        if len(a) != 2 or len(b) != 2:
+            return
+        rows = a[1] if attribute(node, "transA", 0) else a[0]
+        cols = b[0] if attribute(node, "transB", 0) else b[1]
+        set_output(node, [rows, cols])
+
+    def standard(rule: Any) -> Any:
+        def apply(node: onnx.NodeProto) -> None:
+            # The standard rule reads onnx's output shape when the spatial dims are literals;
+            # onnx knows nothing of these domains, so it starts from an empty shape.
+            elem_type = engine.known_vi_[node.input[0]].type.tensor_type.elem_type
+            engine.known_vi_[node.output[0]].CopyFrom(
+                onnx.helper.make_tensor_value_info(node.output[0], elem_type, [])
+            )
+            rule(node)
+
+        return apply
+
+    def matmul(node: onnx.NodeProto) -> None:
+        a = engine._get_sympy_shape(node, 0)
+        b = engine._get_sympy_shape(node, 1)
+        batched = attribute(node, "transBatchA", 0) or attribute(node, "transBatchB", 0)
+        if len(a) < 2 or len(b) < 2 or batched:
+            return
+        if attribute(node, "transA", 0):
+            a = [*a[:-2], a[-1], a[-2]]
+        if attribute(node, "transB", 0):
+            b = [*b[:-2], b[-1], b[-2]]
+        set_output(node, [*engine._broadcast_shapes(a[:-2], b[:-2]), a[-2], b[-1]])
+
+    rules: dict[str, tuple[str, Any]] = {
+        "Conv": (NCHWC_DOMAIN, standard(engine._infer_Conv)),
+        "MaxPool": (NCHWC_DOMAIN, standard(engine._infer_Pool)),
+        "AveragePool": (NCHWC_DOMAIN, standard(engine._infer_Pool)),
+        "ReorderInput": (NCHWC_DOMAIN, reorder_input),
+        "ReorderOutput": (NCHWC_DOMAIN, reorder_output),
+        "Upsample": (NCHWC_DOMAIN, upsample),
+        "GlobalAveragePool": (NCHWC_DOMAIN, global_pool),
+        "GlobalMaxPool": (NCHWC_DOMAIN, global_pool),
+        "FusedConv": (_MS_DOMAIN, standard(engine._infer_Conv)),
+        "FusedGemm": (_MS_DOMAIN, gemm),
+        "FusedMatMul": (_MS_DOMAIN, matmul),
+    }
+
+    def dispatch(op_type: str, domain: str, rule: Any) -> Any:
+        fallback = previous.get(op_type)
+
+        def handler(node: onnx.NodeProto) -> None:
+            if node.domain == domain:
+                rule(node)
+            elif fallback is not None:
+                fallback(node)
+
+        return handler
+
+    return {op: dispatch(op, domain, rule) for op, (domain, rule) in rules.items()}
+
+
+def _run_symbolic_inference(
+    model: onnx.ModelProto, notes: list[str], nchwc_block_size: int | None = None
+) -> onnx.ModelProto | None:
     symbolic_shape_infer = _symbolic_module()
     if symbolic_shape_infer is None:
         notes.append("onnxruntime's symbolic shape inference is not available")
@@ -888,7 +1026,10 @@ def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.Mo
             warnings.simplefilter("ignore")
             with _time_limit(SYMBOLIC_TIME_LIMIT_S):
                 result, complete = _symbolic_infer(
-                    symbolic_shape_infer.SymbolicShapeInference, model
+                    symbolic_shape_infer.SymbolicShapeInference,
+                    model,
+                    module=symbolic_shape_infer,
+                    nchwc_block_size=nchwc_block_size,
                 )
         if not complete:
             notes.append(
@@ -903,7 +1044,13 @@ def _run_symbolic_inference(model: onnx.ModelProto, notes: list[str]) -> onnx.Mo
         logger.setLevel(level)
 
 
-def _symbolic_infer(engine_class: Any, model: onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
+def _symbolic_infer(
+    engine_class: Any,
+    model: onnx.ModelProto,
+    *,
+    module: Any = None,
+    nchwc_block_size: int | None = None,
+) -> tuple[onnx.ModelProto, bool]:
     """Run onnxruntime's symbolic inference without its file side effects: ``(model, complete)``.
 
     ``SymbolicShapeInference.infer_shapes`` saves the model as ``sym_shape_infer_temp.onnx`` plus a
@@ -911,10 +1058,14 @@ def _symbolic_infer(engine_class: Any, model: onnx.ModelProto) -> tuple[onnx.Mod
     shapes it found are lost). Its driver loop is three calls; run here, nothing is written and a
     partial result is kept. Should a future onnxruntime rename those internals, the public function
     runs inside a private temporary folder instead, removed afterwards whatever happens.
+    With ``module`` (the engine's module), the engine also knows the ops of onnxruntime's optimized
+    graphs (:func:`_runtime_op_rules`).
     """
     engine = engine_class(
         2**31 - 1, True, True, 0
     )  # int_max, auto_merge, guess_output_rank, verbose
+    if module is not None and isinstance(getattr(engine, "dispatcher_", None), dict):
+        engine.dispatcher_.update(_runtime_op_rules(engine, module, nchwc_block_size))
     if all(hasattr(engine, a) for a in ("_preprocess", "_infer_impl", "_update_output_from_vi")):
         complete = False
         engine._preprocess(model)
@@ -1014,6 +1165,7 @@ def infer_shapes(
     use_symbolic: bool = True,
     path: str | Path | None = None,
     stored: ModelWeights | None = None,
+    nchwc_block_size: int | None = None,
 ) -> InferredShapes:
     """Bind the inputs and infer the shape of every tensor in every graph.
 
@@ -1026,6 +1178,8 @@ def infer_shapes(
         stored: the model's stored tensors from the one reading
             (:func:`graph_analysis._weights.read_weights`), read here when not given: their
             shapes are taken from it, never from the protobuf.
+        nchwc_block_size: MLAS's NCHWc block size on the machine that wrote ``model``, for the
+            ``ReorderInput`` ops of a graph onnxruntime optimized (None: they stay unknown).
 
     Returns:
         The inputs as bound, every tensor's shape and the unknown ones with their treatment.
@@ -1055,7 +1209,7 @@ def infer_shapes(
             f"(above {INFERENCE_SEGMENT_NODES}, inferred by onnx in segments)"
         )
     elif use_symbolic and inferred is not None and missing:
-        symbolic = _run_symbolic_inference(onnx.load_from_string(inferred), notes)
+        symbolic = _run_symbolic_inference(onnx.load_from_string(inferred), notes, nchwc_block_size)
         if symbolic is not None:
             extra = _collect_proto(symbolic)
             del symbolic

@@ -119,6 +119,7 @@ def test_runtime_model_formula() -> None:
         arena_factor=1.0,
         heap_kept_factor=0.0,  # the heap and fragmentation terms: tests/test_memory_inference.py
         arena_fragmentation_factor=0.0,
+        arena_simulation=False,  # the replayed arena: tests/test_arena.py
     )
     inf = estimate_memory(model, runtime=runtime).inference
     weights, acts = 64 * 64 * 4, 2 * 64 * 4
@@ -492,6 +493,7 @@ def test_half_weights_and_activations_are_upcast_on_cpu() -> None:
         prepack_factor=1.0,
         heap_kept_factor=0.0,
         arena_fragmentation_factor=0.0,
+        arena_simulation=False,
     )
     inf = estimate_memory(model, runtime=runtime).inference
     weights, acts = 32 * 32 * 2, 2 * 4 * 32 * 2

@@ -26,7 +26,7 @@ __all__ = ["child_environment", "run_json_child"]
 
 # Folder holding the graph_analysis and converters packages, put on the children's PYTHONPATH so that
 # ``python -m`` finds them from any working folder.
-_PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,0 +1,118 @@
+"""The graph onnxruntime runs for a model: its own optimized graph, for the memory estimate.
+
+onnxruntime at its default level (``ORT_ENABLE_ALL``) does not run the exported graph: it fuses
+Conv with its activation and with a following Add (in place), and runs float convolutions in
+MLAS's NCHWc layout, with reorder copies at the boundaries and channel counts padded to the block
+size. Their liveness peak differs from the exported graph's (docs/memory.md, "Layout transforms").
+:func:`executed_graph` has a child process create one session with ``optimized_model_filepath``
+in a private temporary folder (removed afterwards, whatever happens) and returns the saved graph
+for :func:`graph_analysis.memory.estimate_memory`'s ``executed_graph``; nothing is written
+elsewhere. It costs one session creation (every weight read, about 2 x W of memory, seconds), so
+it runs only for graphs with float convolutions and inline weights up to a limit.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from graph_analysis._weights import ModelWeights, read_weights
+from graph_analysis.dtypes import DataType
+from graph_analysis.errors import ModelsizeError
+from graph_analysis.loading import load_skeleton, read_model
+from graph_analysis.memory import ExecutedGraph
+from graph_analysis.runtime._child_process import run_json_child
+
+__all__ = [
+    "DEFAULT_MAX_NODES",
+    "DEFAULT_MAX_WEIGHT_BYTES",
+    "executed_graph",
+    "executed_graph_reason",
+]
+
+#: Largest total weight bytes for which the optimized graph is made (a session creation holds
+#: about 2 x W for the time it takes).
+DEFAULT_MAX_WEIGHT_BYTES = 256 << 20
+
+#: Most nodes for which the optimized graph is made (onnxruntime's optimizers and the shape
+#: inference of the result grow with the graph; convolutional networks have hundreds).
+DEFAULT_MAX_NODES = 20_000
+
+_FLOAT_CONV_SLOTS = frozenset({("Conv", 1), ("FusedConv", 1)})
+
+
+def executed_graph_reason(
+    stored: ModelWeights, *, max_weight_bytes: int = DEFAULT_MAX_WEIGHT_BYTES
+) -> str | None:
+    """Why the optimized graph is not made for a model with these stored tensors, or None.
+
+    Only graphs with float convolutions change layout (the NCHWc transformer converts float
+    ``Conv`` nodes); models with external data or more than ``max_weight_bytes`` of weights are
+    left to the exported graph (the cost of a session creation)."""
+    if not any(
+        t.data_type is DataType.FLOAT and any(r in _FLOAT_CONV_SLOTS for r in t.readers)
+        for t in stored.tensors
+    ):
+        return "no float convolution: onnxruntime runs the exported layout"
+    if any(t.external for t in stored.tensors):
+        return "external data: the optimized graph is not made"
+    total = sum(t.nbytes for t in stored.tensors)
+    if total > max_weight_bytes:
+        return (
+            f"{total / (1 << 20):.0f} MiB of weights, over the {max_weight_bytes / (1 << 20):.0f} "
+            "MiB limit for making the optimized graph"
+        )
+    return None
+
+
+def executed_graph(
+    path: str | Path,
+    *,
+    threads: int | None = 1,
+    max_weight_bytes: int = DEFAULT_MAX_WEIGHT_BYTES,
+    max_nodes: int = DEFAULT_MAX_NODES,
+    timeout_s: float = 300.0,
+) -> tuple[ExecutedGraph | None, str | None]:
+    """onnxruntime's optimized graph of the model at ``path`` and None, or None and why not.
+
+    A model outside the limits (:func:`executed_graph_reason`) or one onnxruntime cannot load
+    gets the reason instead: the estimate then reads the exported graph, and says so.
+
+    Raises:
+        ModelFormatError: and the other errors of :func:`graph_analysis.loading.read_model`.
+    """
+    size = Path(path).stat().st_size if Path(path).is_file() else 0
+    if size > max_weight_bytes + (64 << 20):  # inline weights over the limit, or a huge graph
+        return None, (
+            f"a {size / (1 << 20):.0f} MiB model file: the optimized graph is made up to "
+            f"{max_weight_bytes / (1 << 20):.0f} MiB of weights"
+        )
+    model_file = read_model(path)
+    nodes = sum(len(graph.nodes) for graph in model_file.graphs())
+    if nodes > max_nodes:
+        return None, f"{nodes} nodes: the optimized graph is made up to {max_nodes}"
+    stored = read_weights(model_file)
+    reason = executed_graph_reason(stored, max_weight_bytes=max_weight_bytes)
+    if reason is not None:
+        return None, reason
+    with tempfile.TemporaryDirectory(prefix="modelsize-optimized-") as tmp:
+        out = Path(tmp) / "optimized.onnx"
+        try:
+            result = run_json_child(
+                "graph_analysis.runtime._optimize_child",
+                {"path": str(Path(path).resolve()), "out": str(out), "threads": threads},
+                path=path,
+                label="onnxruntime optimizing child",
+                timeout_s=timeout_s,
+            )
+            model_file = read_model(out)
+            optimized_stored = read_weights(model_file)
+            skeleton = load_skeleton(model_file)
+        except ModelsizeError as e:
+            return None, f"onnxruntime's optimized graph could not be made: {e.message}"
+    block = result.get("nchwc_block_size")
+    description = (
+        f"onnxruntime {result.get('onnxruntime_version')} {result.get('level')} optimized graph"
+        + (f", NCHWc block {block}" if block else "")
+    )
+    return ExecutedGraph(skeleton, optimized_stored, block, description), None
