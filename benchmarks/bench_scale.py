@@ -10,7 +10,7 @@ Each measurement runs in a fresh child process; wall time, CPU time (user + syst
 wall time on a shared machine) and peak RSS (ru_maxrss) are printed.
 Run: `.venv/bin/python benchmarks/bench_scale.py [--nodes N] [--only analyze,inspect,memory]`.
 Target (issue 13): ``inspect`` in about the time ``analyze()`` takes; ``memory`` well under a minute
-and 1 GB (helper h7's part).
+and 1 GB. Last measured figures: docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from pathlib import Path
 from converters._child import ProgressCallback
 from converters.sources import ConversionResult, SourceKind, detect_source, onnx_of
 from converters.torch_train import TrainingComparison, compare_training
+from graph_analysis._weights import weights_and_skeleton
 from graph_analysis.bindings import Bindings
 from graph_analysis.memory import (
     Loss,
@@ -95,13 +96,17 @@ def source_memory(
         onnx_path, conversion = onnx_of(
             detected, Path(tmp), bindings=bindings, on_progress=on_progress
         )
+        reading = weights_and_skeleton(onnx_path)  # the one reading, for both
         executed_graph, not_made = (
-            optimized_graph(onnx_path) if executed else (None, "static estimate asked for")
+            optimized_graph(onnx_path, reading=reading)
+            if executed
+            else (None, "static estimate asked for")
         )
         estimate = estimate_memory(
             onnx_path,
             bindings,
             executed_graph=executed_graph,
+            reading=reading,
             train=train,
             optimizer=optimizer,
             precision=precision,

@@ -30,6 +30,12 @@ ALIAS_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
 INPLACE_OPS: Mapping[tuple[str, str], tuple[int, int]] = {("com.microsoft.nchwc", "Conv"): (3, 0)}
 
 
+#: :attr:`GraphLiveness.buffer_spans` is recorded for graphs of up to this many buffers (beyond,
+#: the arena replay that reads them is too slow and they would take ~100 bytes each: 100 MB on a
+#: 10^6-node graph); past it the spans are empty.
+MAX_SPANS = 200_000
+
+
 @dataclass(frozen=True)
 class LiveTensor:
     """A tensor live at the peak: name, graph path and bytes."""
@@ -58,7 +64,8 @@ class GraphLiveness:
         step_labels: the node of each step, ``label`` as :func:`graph_analysis.shapes.node_label`.
         buffer_spans: ``(bytes, first_step, last_step)`` of every buffer in creation order (graph
             inputs first, at step -1; a last step of ``len(step_bytes)``: held to the end), the
-            allocation order :func:`graph_analysis._arena.simulate_arena` replays.
+            allocation order :func:`graph_analysis._arena.simulate_arena` replays; empty past
+            :data:`MAX_SPANS` buffers.
         step_scratch: bytes held only while each step runs (kernel workspaces, subgraph peaks).
     """
 
@@ -156,17 +163,22 @@ def analyze_liveness(
         start[value_info.name] = -1
         last[value_info.name] = end if inputs_live_whole_run else -1
 
-    # Last direct reader of each name (graph outputs: the end), for in-place outputs.
+    # Last direct reader of each name (graph outputs: the end), for in-place outputs: made when
+    # the first in-place node is met (only optimized graphs have them; a pass over every node).
     last_read: dict[str, int] = {}
-    if inplace_ops:
-        for step, node in enumerate(graph.node):
-            for name in node.input:
-                last_read[name] = step
-            for _suffix, sub in subgraphs_of(node) if node.attribute else []:
-                for name in outer_references(sub):
+
+    def last_reads() -> dict[str, int]:
+        if not last_read:
+            for step, node in enumerate(graph.node):
+                for name in node.input:
                     last_read[name] = step
-        for value_info in graph.output:
-            last_read[value_info.name] = end
+                for _suffix, sub in subgraphs_of(node) if node.attribute else []:
+                    for name in outer_references(sub):
+                        last_read[name] = step
+            for value_info in graph.output:
+                last_read[value_info.name] = end
+        return last_read
+
     views: dict[str, int] = {}  # buffer -> views of it made so far
 
     sub_peaks: list[int] = [0] * num_steps
@@ -223,7 +235,7 @@ def analyze_liveness(
                     tensor_bytes[out],
                     buffer_of=buffer_of,
                     start=start,
-                    last_read=last_read,
+                    last_read=last_reads(),
                     views=views,
                     tensor_bytes=tensor_bytes,
                 )
@@ -287,9 +299,9 @@ def analyze_liveness(
         tensor_bytes=tensor_bytes,
         step_bytes=tuple(steps),
         step_labels=tuple(node_label(n, i) for i, n in enumerate(graph.node)),
-        buffer_spans=tuple(
-            (tensor_bytes[root], first, last[root]) for root, first in start.items()
-        ),
+        buffer_spans=tuple((tensor_bytes[root], first, last[root]) for root, first in start.items())
+        if len(start) <= MAX_SPANS
+        else (),
         step_scratch=tuple(a + b for a, b in zip(sub_peaks, scratch, strict=True)),
     )
 

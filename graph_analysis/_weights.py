@@ -9,6 +9,7 @@ read -> classify -> (shapes, liveness) -> estimates -> render.
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -227,6 +228,7 @@ def weights_and_skeleton(path: str | os.PathLike[str]) -> tuple[ModelWeights, on
     data = skeleton_bytes(model)
     where = model.path
     del model
+    gc.collect()  # the classification's cyclic garbage too, before the skeleton takes its place
     return stored, parse_skeleton(data, where)
 
 

@@ -19,6 +19,7 @@ from graph_analysis._arena import simulate_arena
 from graph_analysis._gc import gc_paused
 from graph_analysis._liveness import (
     ALIAS_OPS,
+    MAX_SPANS,
     GraphLiveness,
     LiveTensor,
     analyze_liveness,
@@ -483,17 +484,26 @@ def _size_function(shapes: InferredShapes, half_factor: float = 1.0) -> Callable
     """``(graph_path, name) -> bytes`` over every tensor, outer scopes searched from inner graphs.
 
     Unknown tensors take their assumed size; 16-bit float tensors are scaled by ``half_factor``.
+    Keyed by graph, then by the tensors' own name strings (no key tuple per tensor).
     """
-    sizes: dict[tuple[str, str], int] = {}
+    sizes: dict[str, dict[str, int]] = {}
     for t in shapes.tensors:
-        if t.nbytes is not None:
+        nb = t.nbytes
+        if nb is not None:
             scale = half_factor if t.data_type in _HALF_TYPES else 1.0
-            sizes[(t.graph, t.name)] = int(t.nbytes * scale)
+            sizes.setdefault(t.graph, {})[t.name] = int(nb * scale)
     for u in shapes.unknown:
-        sizes[(u.graph, u.name)] = u.assumed_nbytes
+        sizes.setdefault(u.graph, {})[u.name] = u.assumed_nbytes
 
     def size_of(graph_path: str, name: str) -> int:
-        return _lookup_size(sizes, graph_path, name)
+        scope = graph_path
+        while True:
+            found = sizes.get(scope)
+            if found is not None and name in found:
+                return found[name]
+            if scope == MAIN_GRAPH:
+                return 0
+            scope = scope.rsplit("/", 1)[0]
 
     return size_of
 
@@ -520,6 +530,7 @@ def estimate_memory(
     conv_scratchpad_bytes: int = 6_900_000,
     pytorch_basis: bool = False,
     executed_graph: ExecutedGraph | None = None,
+    reading: tuple[ModelWeights, onnx.ModelProto] | None = None,
 ) -> MemoryEstimate:
     """Estimate inference (and optionally training) memory of an ONNX model.
 
@@ -568,6 +579,8 @@ def estimate_memory(
             inference activations come from its liveness instead of the exported graph's when
             its shapes are as well known (docs/memory.md, "Layout transforms"). Weights, the
             training estimate and ``shapes`` stay the exported graph's. Nothing is run here.
+        reading: the one reading of the file ``model`` names
+            (:func:`graph_analysis._weights.weights_and_skeleton`), when the caller already made it.
 
     Raises:
         ShapeBindingError: a binding that does not fit the graph.
@@ -580,7 +593,7 @@ def estimate_memory(
     if isinstance(model, (str, Path)):
         # One reading: the weights and the skeleton handed to shape inference both derive from it.
         path = str(model)
-        stored, model = weights_and_skeleton(model)
+        stored, model = reading if reading is not None else weights_and_skeleton(model)
     else:
         stored = read_weights(model)
     runtime = runtime or OrtCpuModel()
@@ -902,8 +915,8 @@ def _inference_estimate(
 
 
 #: Above this many buffers the arena is not replayed (its free list is a sorted Python list): the
-#: ``arena_fragmentation_factor`` term stands in.
-ARENA_SIMULATION_MAX_BUFFERS = 200_000
+#: ``arena_fragmentation_factor`` term stands in. The liveness records no spans past it.
+ARENA_SIMULATION_MAX_BUFFERS = MAX_SPANS
 
 
 def _arena_fragmentation(liveness: GraphLiveness, runtime: OrtCpuModel) -> float:

@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from graph_analysis._weights import ModelWeights, read_weights
+from graph_analysis._weights import ModelWeights, read_weights, weights_and_skeleton
 from graph_analysis.dtypes import DataType
 from graph_analysis.errors import ModelsizeError
 from graph_analysis.loading import load_skeleton, read_model
 from graph_analysis.memory import ExecutedGraph
 from graph_analysis.runtime._child_process import run_json_child
+from graph_analysis.shapes import iter_graphs
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = [
     "DEFAULT_MAX_NODES",
@@ -72,11 +77,15 @@ def executed_graph(
     max_weight_bytes: int = DEFAULT_MAX_WEIGHT_BYTES,
     max_nodes: int = DEFAULT_MAX_NODES,
     timeout_s: float = 300.0,
+    reading: tuple[ModelWeights, onnx.ModelProto] | None = None,
 ) -> tuple[ExecutedGraph | None, str | None]:
     """onnxruntime's optimized graph of the model at ``path`` and None, or None and why not.
 
     A model outside the limits (:func:`executed_graph_reason`) or one onnxruntime cannot load
     gets the reason instead: the estimate then reads the exported graph, and says so.
+
+    ``reading``: the model's one reading (:func:`graph_analysis._weights.weights_and_skeleton`)
+    when the caller has it; read here otherwise.
 
     Raises:
         ModelFormatError: and the other errors of :func:`graph_analysis.loading.read_model`.
@@ -87,11 +96,12 @@ def executed_graph(
             f"a {size / (1 << 20):.0f} MiB model file: the optimized graph is made up to "
             f"{max_weight_bytes / (1 << 20):.0f} MiB of weights"
         )
-    model_file = read_model(path)
-    nodes = sum(len(graph.nodes) for graph in model_file.graphs())
+    stored, skeleton = reading if reading is not None else weights_and_skeleton(path)
+    nodes = len(skeleton.graph.node)
+    if nodes <= max_nodes:
+        nodes = sum(len(graph.node) for _path, graph in iter_graphs(skeleton.graph))
     if nodes > max_nodes:
         return None, f"{nodes} nodes: the optimized graph is made up to {max_nodes}"
-    stored = read_weights(model_file)
     reason = executed_graph_reason(stored, max_weight_bytes=max_weight_bytes)
     if reason is not None:
         return None, reason
