@@ -28,6 +28,7 @@ from graph_analysis.deploy import (
     vary_bindings,
 )
 from graph_analysis.runtime.measure import measure_inference
+from graph_analysis.runtime.optimized import executed_estimator
 
 __all__ = ["available_memory_bytes", "check_source", "fit_source"]
 
@@ -71,7 +72,13 @@ def check_source(
                 detect_source(text), Path(tmp), bindings=bindings, name=f"model{index}.onnx"
             )
             paths.append(path)
-        result = check_model(paths[0], limits, bindings, baseline=paths[1] if baseline else None)
+        result = check_model(
+            paths[0],
+            limits,
+            bindings,
+            baseline=paths[1] if baseline else None,
+            estimator=executed_estimator,
+        )
     return replace_result(result, path=source, baseline=str(baseline) if baseline else None)
 
 
@@ -108,6 +115,7 @@ def fit_source(
             precisions=precisions,
             disk_budget_bytes=disk_budget_bytes,
             train=train,
+            estimator=executed_estimator,
         )
         if not (verify or latency_budget_s is not None) or train:
             return replace(result, path=source)

@@ -9,23 +9,21 @@ estimate and the onnxruntime measurement read that ONNX file, and for PyTorch co
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from converters._child import ProgressCallback
 from converters.sources import ConversionResult, SourceKind, detect_source, onnx_of
 from converters.torch_train import TrainingComparison, compare_training
-from graph_analysis._weights import weights_and_skeleton
 from graph_analysis.bindings import Bindings
 from graph_analysis.memory import (
     Loss,
     MemoryEstimate,
     Optimizer,
     TrainingPrecision,
-    estimate_memory,
 )
 from graph_analysis.runtime.measure import MemoryComparison, compare_memory
-from graph_analysis.runtime.optimized import executed_graph as optimized_graph
+from graph_analysis.runtime.optimized import executed_estimator
 
 __all__ = ["SourceMemory", "source_memory"]
 
@@ -96,17 +94,8 @@ def source_memory(
         onnx_path, conversion = onnx_of(
             detected, Path(tmp), bindings=bindings, on_progress=on_progress
         )
-        reading = weights_and_skeleton(onnx_path)  # the one reading, for both
-        executed_graph, not_made = (
-            optimized_graph(onnx_path, reading=reading)
-            if executed
-            else (None, "static estimate asked for")
-        )
-        estimate = estimate_memory(
-            onnx_path,
+        estimate = executed_estimator(onnx_path, executed=executed)(
             bindings,
-            executed_graph=executed_graph,
-            reading=reading,
             train=train,
             optimizer=optimizer,
             precision=precision,
@@ -114,11 +103,6 @@ def source_memory(
             loss=loss,
             pytorch_basis=code_source is not None,
         )
-        if not_made is not None:
-            estimate = replace(
-                estimate,
-                assumptions={**estimate.assumptions, "executed_graph_not_used": not_made},
-            )
         inference = None
         training = None
         if measure:

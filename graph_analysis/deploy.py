@@ -17,13 +17,17 @@ from dataclasses import dataclass, field
 from enum import Enum
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import InputError, ModelsizeError, UsageError
 
+if TYPE_CHECKING:
+    from graph_analysis.memory import MemoryEstimate
+
 __all__ = [
     "CheckResult",
+    "EstimatorFactory",
     "FitCandidate",
     "FitPrecision",
     "FitResult",
@@ -39,6 +43,7 @@ __all__ = [
     "scan_folder",
     "scan_model",
     "scan_row_to_dict",
+    "static_estimator",
     "vary_bindings",
 ]
 
@@ -161,6 +166,24 @@ class _Figures:
     macs: int | None = None
 
 
+#: ``path -> estimate(bindings, **options)``: estimates of one model for any bindings, made from
+#: one reading of it (``options`` as :func:`graph_analysis.memory.estimate_memory` takes them).
+EstimatorFactory = Callable[[str | os.PathLike[str]], Callable[..., "MemoryEstimate"]]
+
+
+def static_estimator(path: str | os.PathLike[str]) -> Callable[..., MemoryEstimate]:
+    """Estimates of ``path`` from the exported graph (nothing run), all from one reading."""
+    from graph_analysis._weights import weights_and_skeleton
+    from graph_analysis.memory import estimate_memory
+
+    reading = weights_and_skeleton(path)
+
+    def estimate(bindings: Bindings | None = None, **options: Any) -> MemoryEstimate:
+        return estimate_memory(Path(path), bindings, reading=reading, **options)
+
+    return estimate
+
+
 def _figures(
     path: Path,
     bindings: Bindings | None,
@@ -168,6 +191,7 @@ def _figures(
     memory: bool,
     train: bool,
     macs: bool,
+    estimator: EstimatorFactory,
 ) -> _Figures:
     from graph_analysis.analysis import analyze
     from graph_analysis.report import Precision
@@ -181,9 +205,7 @@ def _figures(
         weights_bytes=report.size.weights_bytes,
     )
     if memory or train:
-        from graph_analysis.memory import estimate_memory
-
-        estimate = estimate_memory(path, bindings, train=train)
+        estimate = estimator(path)(bindings, train=train)
         figures = _replace(
             figures,
             memory=estimate.inference.peak_bytes,
@@ -208,8 +230,12 @@ def check_model(
     bindings: Bindings | None = None,
     *,
     baseline: str | os.PathLike[str] | None = None,
+    estimator: EstimatorFactory | None = None,
 ) -> CheckResult:
     """Check ``path`` against ``limits`` (and against ``baseline`` with ``limits.max_growth``).
+
+    ``estimator`` makes the memory estimates (:func:`static_estimator` by default; the commands
+    pass :func:`graph_analysis.runtime.optimized.executed_estimator`, the ``memory`` command's).
 
     Raises:
         InputError: a bad model, baseline or binding.
@@ -221,7 +247,15 @@ def check_model(
     need_memory = limits.max_memory_bytes is not None or baseline is not None
     need_train = limits.max_train_memory_bytes is not None
     need_macs = limits.max_macs is not None or baseline is not None
-    figures = _figures(model_path, bindings, memory=need_memory, train=need_train, macs=need_macs)
+    estimator = estimator or static_estimator
+    figures = _figures(
+        model_path,
+        bindings,
+        memory=need_memory,
+        train=need_train,
+        macs=need_macs,
+        estimator=estimator,
+    )
     results: list[LimitResult] = []
     # (name, value, limit, kind, unit, detail) of every upper bound given.
     upper: list[tuple[str, int | None, int | None, str, str, str]] = [
@@ -252,7 +286,9 @@ def check_model(
             )
         )
     if baseline is not None and limits.max_growth is not None:
-        base = _figures(Path(baseline), bindings, memory=True, train=need_train, macs=True)
+        base = _figures(
+            Path(baseline), bindings, memory=True, train=need_train, macs=True, estimator=estimator
+        )
         results.extend(_growth(figures, base, limits.max_growth))
     return CheckResult(
         str(model_path), str(baseline) if baseline is not None else None, tuple(results)
@@ -533,6 +569,7 @@ def fit_model(
     train: bool = False,
     optimizer: Any = None,
     max_value: int = FIT_MAX_VALUE,
+    estimator: EstimatorFactory | None = None,
 ) -> FitResult:
     """Find, per precision, the largest value of ``vary`` whose estimated peak memory fits the budget.
 
@@ -542,13 +579,14 @@ def fit_model(
     Other precisions than the model's own are what-if: the weights' bytes at that precision replace
     the stored ones (int8: per-channel scales; int4: block 32, MatMul/Gather weights only), and on
     onnxruntime's CPU provider FLOAT16 weights are upcast to float beside the originals (fp16 saves
-    disk, not memory: docs/memory.md). Nothing runs here; ``--verify`` measures (converters).
+    disk, not memory: docs/memory.md). Nothing runs here (unless ``estimator``, as
+    :func:`check_model`'s, does); ``--verify`` measures (converters).
 
     Raises:
         InputError: a bad model or binding; UsageError: ``vary`` names no dim of the inputs.
     """
     from graph_analysis.analysis import analyze
-    from graph_analysis.memory import Optimizer, estimate_memory
+    from graph_analysis.memory import Optimizer
     from graph_analysis.report import Precision
     from graph_analysis.shapes import load_model_skeleton
 
@@ -567,10 +605,12 @@ def fit_model(
     evaluated: dict[int, int] = {}
     kv: dict[int, int] = {}
 
+    estimate_at = (estimator or static_estimator)(path)  # one reading for every value
+
     def peak(value: int) -> int:
         if value not in evaluated:
-            estimate = estimate_memory(
-                path, vary_bindings(bindings, vary, value), train=train, optimizer=optimizer
+            estimate = estimate_at(
+                vary_bindings(bindings, vary, value), train=train, optimizer=optimizer
             )
             figure = estimate.training.peak_bytes if train and estimate.training else None
             evaluated[value] = figure if figure is not None else estimate.inference.peak_bytes

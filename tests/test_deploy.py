@@ -294,3 +294,41 @@ def test_fit_cli_json(tmp_path: Path) -> None:
     assert candidate["estimated_peak_bytes"] <= 64 * 2**20
     bad = runner.invoke(app, ["fit", str(path), "--memory", "lots"])
     assert bad.exit_code == 2
+
+
+def test_check_fit_and_memory_agree_on_a_convolutional_model(tmp_path: Path) -> None:
+    """`memory`, `check --max-memory` and `fit` give one inference estimate: with float
+    convolutions, all three read the activations from onnxruntime's optimized graph (one child
+    makes it), never the exported graph for some commands and the executed one for others."""
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((12, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["y"]),
+        ],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 64, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 12, 64, 64])],
+        initializer=[weight],
+    )
+    path = write(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "c.onnx"
+    )
+    memory = CliRunner().invoke(app, ["memory", str(path), "--batch", "2", "-f", "json"])
+    assert memory.exit_code == 0, memory.output
+    estimate = json.loads(memory.stdout)
+    assert "optimized graph" in estimate["inference"]["activations_graph"]
+    peak = estimate["inference"]["peak_bytes"]
+    check = CliRunner().invoke(
+        app, ["check", str(path), "--batch", "2", "--max-memory", str(peak), "-f", "json"]
+    )
+    assert check.exit_code == 0, check.output
+    (limit,) = json.loads(check.stdout)["limits"]
+    assert limit["value"] == peak
+    fit = CliRunner().invoke(
+        app, ["fit", str(path), "--memory", str(peak), "--precision", "fp32", "-f", "json"]
+    )
+    assert fit.exit_code == 0, fit.output
+    (candidate,) = json.loads(fit.stdout)["candidates"]
+    assert candidate["value"] == 2  # batch 2 is exactly the budget; batch 3 is more

@@ -14,8 +14,8 @@ import numpy as np
 
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ModelsizeError
-from graph_analysis.memory import estimate_memory
 from graph_analysis.runtime._child_process import run_json_child
+from graph_analysis.runtime.optimized import executed_estimator
 
 __all__ = [
     "estimate_inference_bytes",
@@ -24,11 +24,11 @@ __all__ = [
 
 
 def estimate_inference_bytes(path: Path, bindings: Bindings) -> tuple[int | None, str | None]:
-    """The estimated inference peak (``estimate_memory(path, bindings).inference.peak_bytes``) and
+    """The estimated inference peak (as the ``memory`` command makes it: ``executed_estimator``) and
     None, or None and why it is missing: a model the estimator cannot handle gets a note instead of
     failing the whole comparison."""
     try:
-        return int(estimate_memory(path, bindings).inference.peak_bytes), None
+        return int(executed_estimator(path)(bindings).inference.peak_bytes), None
     except ModelsizeError as e:
         return None, f"{path.name}: no inference estimate ({e.message})"
 

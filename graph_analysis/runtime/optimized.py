@@ -13,15 +13,19 @@ it runs only for graphs with float convolutions and inline weights up to a limit
 
 from __future__ import annotations
 
+import os
 import tempfile
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from graph_analysis._weights import ModelWeights, read_weights, weights_and_skeleton
+from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
 from graph_analysis.errors import ModelsizeError
 from graph_analysis.loading import load_skeleton, read_model
-from graph_analysis.memory import ExecutedGraph
+from graph_analysis.memory import ExecutedGraph, MemoryEstimate, estimate_memory
 from graph_analysis.runtime._child_process import run_json_child
 from graph_analysis.shapes import iter_graphs
 
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_NODES",
     "DEFAULT_MAX_WEIGHT_BYTES",
+    "executed_estimator",
     "executed_graph",
     "executed_graph_reason",
 ]
@@ -126,3 +131,38 @@ def executed_graph(
         + (f", NCHWc block {block}" if block else "")
     )
     return ExecutedGraph(skeleton, optimized_stored, block, description), None
+
+
+def executed_estimator(
+    path: str | os.PathLike[str], *, executed: bool = True
+) -> Callable[..., MemoryEstimate]:
+    """Estimates of ``path`` as the ``memory`` command makes them, for any bindings.
+
+    One reading of the model, and (with ``executed``, where :func:`executed_graph` applies) one
+    optimized graph made in a child; the returned ``estimate(bindings, **options)`` (options as
+    :func:`graph_analysis.memory.estimate_memory` takes them) reads the activations from it, or
+    from the exported graph with the reason in ``assumptions["executed_graph_not_used"]``. Every
+    command that shows an inference estimate (memory, measure, compare, profile, check, fit) uses
+    this, so they agree; ``scan`` keeps the static estimate (no child per model).
+
+    Raises:
+        ModelFormatError: and the other errors of :func:`graph_analysis.loading.read_model`.
+    """
+    reading = weights_and_skeleton(path)
+    made, not_made = (
+        executed_graph(Path(path), reading=reading)
+        if executed
+        else (None, "static estimate asked for")
+    )
+
+    def estimate(bindings: Bindings | None = None, **options: Any) -> MemoryEstimate:
+        result = estimate_memory(
+            Path(path), bindings, executed_graph=made, reading=reading, **options
+        )
+        if not_made is None:
+            return result
+        return replace(
+            result, assumptions={**result.assumptions, "executed_graph_not_used": not_made}
+        )
+
+    return estimate

@@ -293,9 +293,9 @@ def profile_model(
             )
         )
     kernels.sort(key=lambda k: (-k.time_s, k.name))
-    from graph_analysis.memory import estimate_memory
+    from graph_analysis.runtime.optimized import executed_estimator
 
-    inference = estimate_memory(path, bindings, default_dim=default_dim).inference
+    inference = executed_estimator(path)(bindings, default_dim=default_dim).inference
     live = dict(zip(inference.timeline_nodes, inference.timeline, strict=False))
     layers = _layer_times(kernels, compute, latency, layer_depth, live)
     by_op = _op_times(kernels, compute, latency)
