@@ -729,8 +729,20 @@ def _segmented_shapes(
             earlier = found.get((MAIN_GRAPH, name))
             if name in stored:
                 sub.initializer.append(stored[name])
+                if model.ir_version < 4:  # before IR 4 onnx reads an initializer's type as an input
+                    tensor = stored[name]
+                    sub.input.append(
+                        onnx.helper.make_tensor_value_info(name, tensor.data_type, tensor.dims)
+                    )
             elif name in sparse:
                 sub.sparse_initializer.append(sparse[name])
+                if model.ir_version < 4:
+                    values = sparse[name]
+                    sub.input.append(
+                        onnx.helper.make_tensor_value_info(
+                            name, values.values.data_type, values.dims
+                        )
+                    )
             elif earlier is not None and earlier.data_type is not None:
                 dims = None if earlier.dims is None else list(earlier.dims)
                 sub.input.append(

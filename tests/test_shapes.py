@@ -399,9 +399,10 @@ def _segment_model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+@pytest.mark.parametrize("ir_version", [3, 8])
 @pytest.mark.parametrize("segment", [6, 7, 9, 20])
 def test_segmented_inference_equals_whole_graph(
-    segment: int, monkeypatch: pytest.MonkeyPatch
+    segment: int, ir_version: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A graph above INFERENCE_SEGMENT_NODES is inferred in segments: the same shapes, because a
     boundary never cuts a shape value (Shape -> ... -> Reshape, nodes 6-10) when it can move back
@@ -409,6 +410,12 @@ def test_segmented_inference_equals_whole_graph(
     from graph_analysis import shapes
 
     model = _segment_model()
+    if ir_version < 4:  # initializers are graph inputs too before IR 4
+        model.ir_version = ir_version
+        model.graph.input.extend(
+            helper.make_tensor_value_info(t.name, t.data_type, t.dims)
+            for t in model.graph.initializer
+        )
     bindings = parse_bindings(("x=4,6",), ())
     whole = infer_shapes(model, bindings, use_symbolic=False)
     monkeypatch.setattr(shapes, "INFERENCE_SEGMENT_NODES", segment)
