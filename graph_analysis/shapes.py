@@ -765,6 +765,13 @@ def _segmented_shapes(
             if key not in found or (shape.is_known and not found[key].is_known):
                 found[key] = shape
         start = cut
+    # What the model declares (its value_info and outputs) counts as in a whole-graph inference:
+    # taken where inference found nothing concrete.
+    for vi in [*graph.value_info, *graph.output]:
+        shape = _shape_of(vi, MAIN_GRAPH)
+        key = (MAIN_GRAPH, vi.name)
+        if key not in found or (shape.is_known and not found[key].is_known):
+            found[key] = shape
     if lost:
         notes.append(
             f"onnx shape inference ran in segments of {segment_nodes} nodes; {lost} boundaries "

@@ -438,6 +438,11 @@ def test_segmented_inference_says_when_a_shape_value_crosses(
     parts = infer_shapes(model, parse_bindings(("x=4,6",), ()), use_symbolic=False)
     assert any("cut through a computed shape value" in n for n in parts.notes)
     assert ("", "y") in {(u.graph, u.name) for u in parts.unknown}
+    # A shape the model declares still counts, as in a whole-graph inference.
+    model.graph.value_info.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 6]))
+    declared = infer_shapes(model, parse_bindings(("x=4,6",), ()), use_symbolic=False)
+    assert declared.lookup()[("", "y")].dims == (4, 6)
+    assert not declared.unknown
 
 
 def test_value_info_reader_matches_protobuf() -> None:
