@@ -932,17 +932,19 @@ def _inference_estimate(
     # kept of the small tensors' load-time copies, the packed copies of inline weights whose
     # originals stay in the initializer block, the activations and the arena's fragmentation.
     fragmentation, small_regions = _arena_fragmentation(runtime_liveness, runtime)
-    # What glibc's heap keeps of session creation: the load-time copies of small tensors and the
-    # weights BatchNormalization fusion rewrote; the first run's small arena regions reuse it.
+    # What glibc's heap keeps of session creation: the load-time copies of small tensors, the
+    # weights BatchNormalization fusion rewrote and the originals of pre-packed (or reordered)
+    # weights; the first run's small arena regions reuse it.
     heap_kept = runtime.heap_kept_factor * totals.heap
     fusion_kept = runtime.fusion_kept_factor * totals.bn_fused
-    reused = min(heap_kept + fusion_kept, small_regions)
+    prepacked = runtime.prepack_factor * totals.inline_prepackable
+    reused = min(heap_kept + fusion_kept + prepacked, small_regions)
     running = (
         runtime.resident_factor * weights_bytes
         + heap_kept
         + fusion_kept
         + upcast
-        + runtime.prepack_factor * totals.inline_prepackable
+        + prepacked
         + runtime.arena_factor * runtime_liveness.peak_bytes
         + fragmentation
         - reused
