@@ -238,10 +238,10 @@ class OrtCpuModel:
             re-derived by ``calibrate_runtime.py`` on 2026-12-01, 9.4 by the first wave, 5.07 by
             one earlier run: 8.0-8.6 MiB of it are file-backed pages of onnxruntime's code, whose
             count depends on the page cache, not on the model; docs/memory.md).
-        run_fixed_bytes: growth from the first ``run`` beyond weights and activations (6.9-7.3 MiB
-            measured on weightless chains, 7.6 re-derived on 2026-12-01: thread-pool work
-            buffers, kernel scratch, the execution frame, and 5.1-5.9 MiB of file-backed pages of
-            the kernels' code).
+        run_fixed_bytes: growth from the first ``run`` beyond weights and activations (1.0 MiB
+            re-derived on weightless chains on 2026-12-01: thread-pool work buffers, kernel
+            scratch, the execution frame, the kernels' code pages; the 7 MiB measured before
+            included ``numpy.random``, which the measuring child loaded after its baseline).
         load_factor: creation peak per weight byte (2.0 measured, with or without pre-packing).
         resident_factor: weight bytes resident after creation per weight byte (1.0 measured).
         heap_kept_factor: resident bytes glibc keeps per byte of small weight tensors after
@@ -287,9 +287,9 @@ class OrtCpuModel:
             the pages its tensors cover beyond the liveness peak, instead of the
             ``arena_fragmentation_factor`` term: on the real models' first runs the replay
             follows the measured anonymous growth within 0-3 MiB where the factor term was 5-11
-            MiB under (OCR detector, table recognizer, layout detector); it over-counts graphs
-            with static shapes, whose buffers onnxruntime's planner reuses without the arena
-            (GPT-2 export: 16 MiB; docs/memory.md).
+            MiB under (OCR detector, table recognizer, layout detector); on GPT-2's exported
+            graph it over-counted 16 MiB of LayerNorm/GELU intermediates the optimized graph
+            does not have (docs/memory.md).
         half_upcast_factor: extra resident bytes per FLOAT16/BFLOAT16 weight byte. The x86 CPU
             execution provider lacks 16-bit kernels for most ops: onnxruntime inserts Casts to
             float and constant-folds them on weights, so a float copy (2 bytes per 16-bit byte)
