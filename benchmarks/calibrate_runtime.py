@@ -11,9 +11,11 @@ the activations), ``load_factor`` (creation peak of one 32 MiB weight), ``heap_k
 byte) and ``arena_fragmentation_factor`` (a chain of convolutions whose liveness peak is known:
 arena-on growth beyond the liveness peak, per byte of ``min(L, A - L)``; the term
 ``arena_simulation=False`` uses), with the replayed arena's figure for the same chain beside the
-measured one; ``fusion_kept_factor`` (stacks of convolutions with and without a
-``BatchNormalization`` after each, weights below and above glibc's mmap threshold: the session's
-growth with the fusion beyond the one without, per byte of fused weights).
+measured one; whether a pre-packed weight's original stays (one MatMul weight of 2 and of 8
+MiB, on either side of ``prepack_release_min_bytes``); ``fusion_kept_factor`` (stacks of
+convolutions with and without a ``BatchNormalization`` after each, weights below and above
+glibc's mmap threshold: the session's growth with the fusion beyond the one without, per byte of
+fused weights).
 Run: ``python benchmarks/calibrate_runtime.py``.
 """
 
@@ -211,6 +213,12 @@ def derive_constants(folder: Path) -> None:
     a, big = conv_est.activations_peak_bytes, conv_est.largest_activation_bytes
     base = conv.session_bytes + a + run_fixed
     fragmentation = (conv.peak_bytes - base) / max(1, min(big, a - big))
+    # Pre-packed originals: under prepack_release_min_bytes kept in the heap (2 x W), over it
+    # unmapped when freed (1 x W).
+    for mib in (2, 8):
+        packed = measure_inference(matmul_model(folder, mib), Bindings(), runs=1)
+        beyond = (packed.session_bytes - fixed) / (mib * MiB)
+        print(f"one {mib} MiB MatMul weight: session holds {beyond:.2f} x W")
     # BatchNormalization fusion: the session with a folded BatchNormalization after each conv,
     # beyond the same stack without, per byte of the fused weights (the BN parameters are
     # counted as weights on both sides: taken off with the estimate's weight figure).

@@ -270,9 +270,15 @@ class OrtCpuModel:
             as mapped blocks are freed, so the real cut depends on the load order; 1 MiB fits the
             sessions of 13 real models best (128 KiB and 32 MiB fit worse; docs/memory.md).
         prepack_factor: extra resident bytes per pre-packable weight byte: the packed copy beside
-            the original (1.0 fitted with ``heap_kept_factor`` on the same 13 sessions; 0.9-1.0
-            measured on BERT/GPT-2/CNN graphs; 0 when one large initializer is pre-packed and its
-            original released, so single-weight models are over-estimated by up to that weight).
+            the original, freed into glibc's heap (1.0 fitted with ``heap_kept_factor`` on the
+            same 13 sessions; 0.9-1.0 measured on BERT/GPT-2/CNN graphs).
+        prepack_release_min_bytes: the largest inline weight a GEMM kernel pre-packs, when
+            above this size, leaves no copy: glibc had mapped its original, so freeing it after
+            packing unmaps it (and raises glibc's threshold, so later originals up to its size
+            stay in the heap). Measured: one MatMul weight of 5-12 MiB holds 1.0 x W after
+            session creation, of 2 or 4 MiB 2.0 x; two of 8 MiB 1.5 x; four of 16 MiB 1.75 x
+            (docs/memory.md). Convolution weights (reordered by the NCHWc transformer, not
+            pre-packed) are not measured to do so and keep ``prepack_factor``.
         arena_factor: resident bytes per byte of the activation liveness peak (1.0 measured with
             the arena on and off: memory patterns place activations as the liveness model does).
         arena_fragmentation_factor: with ``arena_simulation`` off (or past
@@ -311,6 +317,7 @@ class OrtCpuModel:
     heap_reuse_region_max_bytes: int = 2 * MiB
     heap_tensor_max_bytes: int = 1 * MiB
     prepack_factor: float = 1.0
+    prepack_release_min_bytes: int = 4 * MiB
     arena_factor: float = 1.0
     arena_fragmentation_factor: float = 0.5
     half_upcast_factor: float = 2.0
@@ -843,6 +850,7 @@ class _WeightTotals:
     heap: int = 0
     subgraphs: int = 0
     bn_fused: int = 0
+    largest_inline_packed: int = 0
 
 
 def _weight_totals(
@@ -871,6 +879,14 @@ def _weight_totals(
         ),
         subgraphs=subgraphs,
         bn_fused=bn_fused,
+        largest_inline_packed=max(
+            (
+                t.nbytes
+                for t in packed
+                if not t.external and any(op in _GEMM_OPS for op, _k in t.readers)
+            ),
+            default=0,
+        ),
     )
 
 
@@ -937,7 +953,13 @@ def _inference_estimate(
     # weights; the first run's small arena regions reuse it.
     heap_kept = runtime.heap_kept_factor * totals.heap
     fusion_kept = runtime.fusion_kept_factor * totals.bn_fused
-    prepacked = runtime.prepack_factor * totals.inline_prepackable
+    # The largest pre-packed weight's original, when glibc mapped it, is unmapped when freed.
+    released = (
+        totals.largest_inline_packed
+        if totals.largest_inline_packed > runtime.prepack_release_min_bytes
+        else 0
+    )
+    prepacked = runtime.prepack_factor * (totals.inline_prepackable - released)
     reused = min(heap_kept + fusion_kept + prepacked, small_regions)
     running = (
         runtime.resident_factor * weights_bytes
@@ -1685,6 +1707,7 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
                 "heap_reuse_region_max_bytes": inf.runtime.heap_reuse_region_max_bytes,
                 "heap_tensor_max_bytes": inf.runtime.heap_tensor_max_bytes,
                 "prepack_factor": inf.runtime.prepack_factor,
+                "prepack_release_min_bytes": inf.runtime.prepack_release_min_bytes,
                 "arena_factor": inf.runtime.arena_factor,
                 "arena_fragmentation_factor": inf.runtime.arena_fragmentation_factor,
                 "arena_simulation": inf.runtime.arena_simulation,

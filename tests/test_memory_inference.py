@@ -268,3 +268,22 @@ def test_first_run_takes_small_arena_regions_from_the_kept_heap() -> None:
     mapped = estimate_memory(model, runtime=no_region).inference
     assert mapped.heap_reused_bytes == 0  # the 1 MiB region is over the limit
     assert mapped.inference_bytes - inf.inference_bytes == 2 * 4096
+
+
+def test_largest_prepacked_original_over_the_limit_is_released() -> None:
+    # Two MatMul weights, 64 KiB and 256 KiB: with the limit at 128 KiB the larger one's original
+    # is unmapped after packing (no second copy), the smaller one's stays in the heap.
+    small = numpy_helper.from_array(np.zeros((128, 128), np.float32), "Ws")
+    large = numpy_helper.from_array(np.zeros((128, 512), np.float32), "Wl")
+    nodes = [
+        helper.make_node("MatMul", ["X", "Ws"], ["H"]),
+        helper.make_node("MatMul", ["H", "Wl"], ["Y"]),
+    ]
+    model = _model(nodes, [_vi("X", [1, 128])], [_vi("Y", None)], [small, large])
+    keep = OrtCpuModel(prepack_release_min_bytes=1 << 30, arena_simulation=False)
+    release = OrtCpuModel(prepack_release_min_bytes=128 * 1024, arena_simulation=False)
+    kept = estimate_memory(model, runtime=keep).inference
+    freed = estimate_memory(model, runtime=release).inference
+    assert kept.prepackable_bytes == 64 * 1024 + 256 * 1024
+    assert kept.inference_bytes - freed.inference_bytes == 256 * 1024
+    assert kept.session_creation_bytes == freed.session_creation_bytes
