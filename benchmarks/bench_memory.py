@@ -276,7 +276,9 @@ def main(names: list[str]) -> None:
             path = export(name, inputs, Path(tmp))
             train_path = export(name, inputs, Path(tmp), training=True)
             bindings = Bindings(shapes=tuple(ShapeSpec(i.name, i.dims) for i in inputs))
-            est = estimate_memory(path, bindings)
+            # The activations of the graph onnxruntime runs, as the memory command reads them.
+            executed = None if STATIC else executed_graph(path)[0]
+            est = estimate_memory(path, bindings, executed_graph=executed)
             train_est = estimate_memory(
                 train_path, bindings, train=True, optimizer=Optimizer.ADAM, pytorch_basis=True
             )

@@ -11,7 +11,11 @@ the activations), ``load_factor`` (creation peak of one 32 MiB weight), ``heap_k
 byte) and ``arena_fragmentation_factor`` (a chain of convolutions whose liveness peak is known:
 arena-on growth beyond the liveness peak, per byte of ``min(L, A - L)``; the term
 ``arena_simulation=False`` uses), with the replayed arena's figure for the same chain beside the
-measured one.
+measured one; whether a pre-packed weight's original stays (one MatMul weight of 2 and of 8
+MiB, on either side of ``prepack_release_min_bytes``); ``fusion_kept_factor`` (stacks of
+convolutions with and without a ``BatchNormalization`` after each, weights below and above
+glibc's mmap threshold: the session's growth with the fusion beyond the one without, per byte of
+fused weights).
 Run: ``python benchmarks/calibrate_runtime.py``.
 """
 
@@ -129,6 +133,43 @@ def conv_chain_model(folder: Path, channels: int = 32, size: int = 128, length: 
     return _save(helper.make_graph(nodes, "g", [x], [y], inits), folder / "conv_chain.onnx")
 
 
+def conv_bn_stack_model(
+    folder: Path, count: int, channels: int, kernel: int, *, bn: bool, size: int = 8
+) -> Path:
+    """``count`` convolutions of ``channels`` (kernel ``kernel``), each followed by a
+    ``BatchNormalization`` (``bn``) that onnxruntime folds into it, then a Relu, on tiny maps:
+    the session holds the weights and the copies their rewriting leaves in glibc's heap."""
+    rng = np.random.default_rng(0)
+    inits = []
+    nodes = []
+    prev = "X"
+    pad = kernel // 2
+    for k in range(count):
+        w = rng.standard_normal((channels, channels, kernel, kernel), dtype=np.float32)
+        inits.append(numpy_helper.from_array(w, f"W{k}"))
+        out = f"C{k}"
+        nodes.append(helper.make_node("Conv", [prev, f"W{k}"], [out], pads=[pad] * 4))
+        if bn:
+            names = [f"{p}{k}" for p in ("s", "b", "m", "v")]
+            for name in names:
+                values = rng.random(channels, dtype=np.float32) + 0.5
+                inits.append(numpy_helper.from_array(values, name))
+            nodes.append(helper.make_node("BatchNormalization", [out, *names], [f"N{k}"]))
+            out = f"N{k}"
+        last = "Y" if k == count - 1 else f"R{k}"
+        nodes.append(helper.make_node("Relu", [out], [last]))
+        prev = last
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, channels, size, size])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    name = f"conv{count}x{channels}k{kernel}{'_bn' if bn else ''}.onnx"
+    return _save(helper.make_graph(nodes, "g", [x], [y], inits), folder / name)
+
+
+#: The conv stacks of the fusion experiment: (count, channels, kernel): 48 x 16 KiB, 32 x 144
+#: KiB (under glibc's initial 128 KiB mmap threshold and just over it), 8 x 2.25 MiB.
+FUSION_STACKS = ((48, 64, 1), (32, 64, 3), (8, 256, 3))
+
+
 def external_model(folder: Path) -> Path:
     """16 MiB of external weights read by MatMul (pre-packed) and Add (mapped, read at run)."""
     rng = np.random.default_rng(1)
@@ -172,6 +213,32 @@ def derive_constants(folder: Path) -> None:
     a, big = conv_est.activations_peak_bytes, conv_est.largest_activation_bytes
     base = conv.session_bytes + a + run_fixed
     fragmentation = (conv.peak_bytes - base) / max(1, min(big, a - big))
+    # Pre-packed originals: under prepack_release_min_bytes kept in the heap (2 x W), over it
+    # unmapped when freed (1 x W).
+    for mib in (2, 8):
+        packed = measure_inference(matmul_model(folder, mib), Bindings(), runs=1)
+        beyond = (packed.session_bytes - fixed) / (mib * MiB)
+        print(f"one {mib} MiB MatMul weight: session holds {beyond:.2f} x W")
+    # BatchNormalization fusion: the session with a folded BatchNormalization after each conv,
+    # beyond the same stack without, per byte of the fused weights (the BN parameters are
+    # counted as weights on both sides: taken off with the estimate's weight figure).
+    fused_extra, fused_bytes = 0.0, 0
+    for count, channels, kernel in FUSION_STACKS:
+        sessions = []
+        for bn in (False, True):
+            path = conv_bn_stack_model(folder, count, channels, kernel, bn=bn)
+            m = measure_inference(path, Bindings(), runs=1)
+            w = estimate_memory(path, Bindings()).inference.weights_bytes
+            sessions.append((m.session_bytes, w))
+        weights = count * channels * channels * kernel * kernel * 4
+        extra = (sessions[1][0] - sessions[1][1]) - (sessions[0][0] - sessions[0][1])
+        print(
+            f"fusion {count} x {channels}x{channels}x{kernel}x{kernel}: session without / with "
+            f"BatchNormalization {sessions[0][0] / MiB:.1f} / {sessions[1][0] / MiB:.1f} MiB, "
+            f"{extra / weights:.2f} x the fused weights"
+        )
+        fused_extra += extra
+        fused_bytes += weights
     print()
     print(f"{'constant':<30}{'measured':>12}{'default':>12}")
     for name, measured, value in (
@@ -179,6 +246,7 @@ def derive_constants(folder: Path) -> None:
         ("run_fixed_bytes (MiB)", run_fixed / MiB, default.run_fixed_bytes / MiB),
         ("load_factor", load, default.load_factor),
         ("heap_kept_factor", kept, default.heap_kept_factor),
+        ("fusion_kept_factor", fused_extra / fused_bytes, default.fusion_kept_factor),
         ("arena_fragmentation_factor", fragmentation, default.arena_fragmentation_factor),
     ):
         print(f"{name:<30}{measured:>12.2f}{value:>12.2f}")

@@ -36,12 +36,16 @@ class ArenaResult:
         reserved_bytes: the regions' total size (address space; untouched pages are not resident).
         peak_in_use_bytes: the most bytes of chunks in use at once (requests rounded to 256).
         regions: how many regions the arena allocated.
+        region_bytes: each region's size, in allocation order.
+        region_resident_bytes: each region's pages written, in the same order.
     """
 
     resident_bytes: int
     reserved_bytes: int
     peak_in_use_bytes: int
     regions: int
+    region_bytes: tuple[int, ...] = ()
+    region_resident_bytes: tuple[int, ...] = ()
 
 
 class _Arena:
@@ -123,11 +127,14 @@ class _Arena:
         bisect.insort(self.free, (size, address))
 
     def result(self) -> ArenaResult:
+        written = tuple(p.count(1) * _PAGE for p in self.pages)
         return ArenaResult(
-            resident_bytes=sum(p.count(1) for p in self.pages) * _PAGE,
+            resident_bytes=sum(written),
             reserved_bytes=sum(size for _base, size in self.regions),
             peak_in_use_bytes=self.peak_in_use,
             regions=len(self.regions),
+            region_bytes=tuple(size for _base, size in self.regions),
+            region_resident_bytes=written,
         )
 
 

@@ -217,10 +217,13 @@ class OrtCpuModel:
 
     ``peak = session_fixed + subgraph_session x subgraphs
     + max(load_factor x W_inline + P_ext + largest P_ext tensor + U,
-    resident_factor x W + heap_kept_factor x W_heap + U + prepack_factor x P_inline
-    + arena_factor x A + F + run_fixed)`` with ``W``
-    the weight bytes (``W_inline`` those inside the .onnx file), ``W_heap`` the inline weights in
-    tensors under ``heap_tensor_max_bytes`` (what glibc's heap keeps after session creation),
+    resident_factor x W + H + U + prepack_factor x P_inline
+    + arena_factor x A + F - R + run_fixed)`` with ``W``
+    the weight bytes (``W_inline`` those inside the .onnx file), ``H = heap_kept_factor x W_heap
+    + fusion_kept_factor x W_bn`` what glibc's heap keeps after session creation (``W_heap`` the
+    inline weights in tensors under ``heap_tensor_max_bytes``, ``W_bn`` the weights of the
+    ``Conv`` nodes onnxruntime fuses a following ``BatchNormalization`` into), ``R`` the part of
+    the first run's arena that fits in ``H`` (regions up to ``heap_reuse_region_max_bytes``),
     ``P_inline`` the inline weights in a pre-packed slot, ``P_ext`` the external weights GEMM kernels
     pre-pack at creation (external data is memory-mapped: nothing else of it is read then), ``U`` the
     float copies of 16-bit weights, ``A`` the activation liveness peak, ``L`` the largest
@@ -236,10 +239,10 @@ class OrtCpuModel:
             re-derived by ``calibrate_runtime.py`` on 2026-12-01, 9.4 by the first wave, 5.07 by
             one earlier run: 8.0-8.6 MiB of it are file-backed pages of onnxruntime's code, whose
             count depends on the page cache, not on the model; docs/memory.md).
-        run_fixed_bytes: growth from the first ``run`` beyond weights and activations (6.9-7.3 MiB
-            measured on weightless chains, 7.6 re-derived on 2026-12-01: thread-pool work
-            buffers, kernel scratch, the execution frame, and 5.1-5.9 MiB of file-backed pages of
-            the kernels' code).
+        run_fixed_bytes: growth from the first ``run`` beyond weights and activations (1.0 MiB
+            re-derived on weightless chains on 2026-12-01: thread-pool work buffers, kernel
+            scratch, the execution frame, the kernels' code pages; the 7 MiB measured before
+            included ``numpy.random``, which the measuring child loaded after its baseline).
         load_factor: creation peak per weight byte (2.0 measured, with or without pre-packing).
         resident_factor: weight bytes resident after creation per weight byte (1.0 measured).
         heap_kept_factor: resident bytes glibc keeps per byte of small weight tensors after
@@ -248,14 +251,35 @@ class OrtCpuModel:
             to the system: resident memory after creation stays at the creation peak. Blocks
             above glibc's mmap threshold are unmapped when freed instead, so only small tensors
             count (1.0 measured: see docs/memory.md).
+        fusion_kept_factor: resident bytes glibc keeps per byte of ``Conv`` weights that
+            onnxruntime fuses a following ``BatchNormalization`` into (``ConvBNFusion``, at every
+            optimization level from basic): the fusion writes new weights while the session is
+            created, and the copies it frees stay in the heap. Measured: disabling the fusion
+            takes 4.9 MiB (1.5 x its 3.2 MiB of fused weights) off the orientation classifier's
+            session, 1.1 x on the layout detector; a synthetic conv stack holds 1.4 x the fused
+            weights more with a ``BatchNormalization`` after each conv than without (0.8-1.8 over
+            three sizes, above and below glibc's mmap threshold); a least-squares fit of the
+            real sessions gives 1.36 (docs/memory.md).
+        heap_reuse_region_max_bytes: the first run's arena regions up to this size are served
+            from what session creation left in glibc's heap (pages already resident: the process
+            does not grow for them), up to ``H``. Measured (``mallinfo2``): the 1, 2 and 4 MiB
+            regions of the small YOLO detectors' first runs come from the freed heap in 5 of 6
+            children (the 8 MiB one is mapped), so they grow by 0.7-4.6 MiB for 5-14 MiB of
+            activations; larger regions are mapped or extend the heap.
         heap_tensor_max_bytes: the tensor size under which a weight's load-time copies stay in
             glibc's heap. glibc's mmap threshold starts at 128 KiB and rises (to 32 MiB at most)
             as mapped blocks are freed, so the real cut depends on the load order; 1 MiB fits the
             sessions of 13 real models best (128 KiB and 32 MiB fit worse; docs/memory.md).
         prepack_factor: extra resident bytes per pre-packable weight byte: the packed copy beside
-            the original (1.0 fitted with ``heap_kept_factor`` on the same 13 sessions; 0.9-1.0
-            measured on BERT/GPT-2/CNN graphs; 0 when one large initializer is pre-packed and its
-            original released, so single-weight models are over-estimated by up to that weight).
+            the original, freed into glibc's heap (1.0 fitted with ``heap_kept_factor`` on the
+            same 13 sessions; 0.9-1.0 measured on BERT/GPT-2/CNN graphs).
+        prepack_release_min_bytes: the largest inline weight a GEMM kernel pre-packs, when
+            above this size, leaves no copy: glibc had mapped its original, so freeing it after
+            packing unmaps it (and raises glibc's threshold, so later originals up to its size
+            stay in the heap). Measured: one MatMul weight of 5-12 MiB holds 1.0 x W after
+            session creation, of 2 or 4 MiB 2.0 x; two of 8 MiB 1.5 x; four of 16 MiB 1.75 x
+            (docs/memory.md). Convolution weights (reordered by the NCHWc transformer, not
+            pre-packed) are not measured to do so and keep ``prepack_factor``.
         arena_factor: resident bytes per byte of the activation liveness peak (1.0 measured with
             the arena on and off: memory patterns place activations as the liveness model does).
         arena_fragmentation_factor: with ``arena_simulation`` off (or past
@@ -270,9 +294,9 @@ class OrtCpuModel:
             the pages its tensors cover beyond the liveness peak, instead of the
             ``arena_fragmentation_factor`` term: on the real models' first runs the replay
             follows the measured anonymous growth within 0-3 MiB where the factor term was 5-11
-            MiB under (OCR detector, table recognizer, layout detector); it over-counts graphs
-            with static shapes, whose buffers onnxruntime's planner reuses without the arena
-            (GPT-2 export: 16 MiB; docs/memory.md).
+            MiB under (OCR detector, table recognizer, layout detector); on GPT-2's exported
+            graph it over-counted 16 MiB of LayerNorm/GELU intermediates the optimized graph
+            does not have (docs/memory.md).
         half_upcast_factor: extra resident bytes per FLOAT16/BFLOAT16 weight byte. The x86 CPU
             execution provider lacks 16-bit kernels for most ops: onnxruntime inserts Casts to
             float and constant-folds them on weights, so a float copy (2 bytes per 16-bit byte)
@@ -286,12 +310,15 @@ class OrtCpuModel:
     """
 
     session_fixed_bytes: int = 9_600_000
-    run_fixed_bytes: int = 7 * MiB
+    run_fixed_bytes: int = 1 * MiB
     load_factor: float = 2.0
     resident_factor: float = 1.0
     heap_kept_factor: float = 1.0
+    fusion_kept_factor: float = 1.4
+    heap_reuse_region_max_bytes: int = 2 * MiB
     heap_tensor_max_bytes: int = 1 * MiB
     prepack_factor: float = 1.0
+    prepack_release_min_bytes: int = 4 * MiB
     arena_factor: float = 1.0
     arena_fragmentation_factor: float = 0.5
     half_upcast_factor: float = 2.0
@@ -349,6 +376,11 @@ class InferenceEstimate:
             (``subgraph_session_bytes`` x the number of subgraphs).
         heap_kept_bytes: estimated: load-time copies of small weight tensors glibc's heap keeps
             after session creation (``heap_kept_factor x W_heap``).
+        fusion_kept_bytes: estimated: the copies of the Conv weights onnxruntime fuses a
+            BatchNormalization into, kept by glibc's heap (``fusion_kept_factor x W_bn``).
+        heap_reused_bytes: estimated: the first run's arena pages served from what glibc's heap
+            kept (``H``), so not grown: the replayed arena's regions up to
+            ``heap_reuse_region_max_bytes``, at most ``H`` (0 without ``arena_simulation``).
         arena_fragmentation_bytes: estimated: what the arena holds beyond the liveness peak on
             the first run (the replayed arena's written pages plus the inputs, minus the peak;
             ``arena_fragmentation_factor x min(L, A - L)`` without ``arena_simulation``).
@@ -379,6 +411,8 @@ class InferenceEstimate:
     heap_kept_bytes: int = 0
     arena_fragmentation_bytes: int = 0
     subgraph_state_bytes: int = 0
+    fusion_kept_bytes: int = 0
+    heap_reused_bytes: int = 0
     timeline: tuple[int, ...] = ()
     timeline_nodes: tuple[str, ...] = ()
     activations_graph: str = EXPORTED_GRAPH
@@ -610,6 +644,7 @@ def estimate_memory(
         stored,
         heap_tensor_max_bytes=runtime.heap_tensor_max_bytes,
         subgraphs=sum(1 for graph_path, _g in iter_graphs(model.graph) if graph_path != MAIN_GRAPH),
+        bn_fused=bn_fused_conv_bytes(model, stored),
     )
     # Inference also counts the scratch onnxruntime's kernels hold while they run (training
     # models PyTorch, which has none of it).
@@ -827,10 +862,12 @@ class _WeightTotals:
     prepackable: int = 0
     heap: int = 0
     subgraphs: int = 0
+    bn_fused: int = 0
+    largest_inline_packed: int = 0
 
 
 def _weight_totals(
-    stored: ModelWeights, *, heap_tensor_max_bytes: int, subgraphs: int
+    stored: ModelWeights, *, heap_tensor_max_bytes: int, subgraphs: int, bn_fused: int = 0
 ) -> _WeightTotals:
     """The runtime model's weight figures from the one reading: every tensor onnxruntime holds as
     an initializer (every role, unused ones too: they are parsed at session creation) at its dense
@@ -854,7 +891,51 @@ def _weight_totals(
             if not t.external and 0 < t.nbytes < heap_tensor_max_bytes
         ),
         subgraphs=subgraphs,
+        bn_fused=bn_fused,
+        largest_inline_packed=max(
+            (
+                t.nbytes
+                for t in packed
+                if not t.external and any(op in _GEMM_OPS for op, _k in t.readers)
+            ),
+            default=0,
+        ),
     )
+
+
+def bn_fused_conv_bytes(model: onnx.ModelProto, stored: ModelWeights) -> int:
+    """Bytes of the stored ``Conv`` weights onnxruntime fuses a ``BatchNormalization`` into.
+
+    onnxruntime's ``ConvBNFusion`` (basic level and up) folds a ``BatchNormalization`` whose
+    input is a ``Conv`` output read by nothing else into the conv's weights and bias, writing
+    new ones. Counted over the main graph and every subgraph: the conv's weight (input 1) when it
+    is a stored tensor of that graph or an outer scope, once per weight.
+    """
+    sizes: dict[tuple[str, str], int] = {(t.graph, t.name): t.nbytes for t in stored.tensors}
+    fused: set[tuple[str, str]] = set()
+    for path, graph in iter_graphs(model.graph):
+        readers: dict[str, list[onnx.NodeProto]] = {}
+        for node in graph.node:
+            for name in node.input:
+                readers.setdefault(name, []).append(node)
+        outputs = {o.name for o in graph.output}
+        for node in graph.node:
+            if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+                continue
+            if not node.output or node.output[0] in outputs:
+                continue
+            after = readers.get(node.output[0], [])
+            if len(after) != 1 or after[0].op_type != "BatchNormalization":
+                continue
+            scope = path
+            while True:
+                if (scope, node.input[1]) in sizes:
+                    fused.add((scope, node.input[1]))
+                    break
+                if scope == MAIN_GRAPH:
+                    break
+                scope = scope.rsplit("/", 1)[0]
+    return sum(sizes[key] for key in fused)
 
 
 def _inference_estimate(
@@ -879,14 +960,29 @@ def _inference_estimate(
     # Inference: every weight resident once (external pages as they are read), what glibc's heap
     # kept of the small tensors' load-time copies, the packed copies of inline weights whose
     # originals stay in the initializer block, the activations and the arena's fragmentation.
-    fragmentation = _arena_fragmentation(runtime_liveness, runtime)
+    fragmentation, small_regions = _arena_fragmentation(runtime_liveness, runtime)
+    # What glibc's heap keeps of session creation: the load-time copies of small tensors, the
+    # weights BatchNormalization fusion rewrote and the originals of pre-packed (or reordered)
+    # weights; the first run's small arena regions reuse it.
+    heap_kept = runtime.heap_kept_factor * totals.heap
+    fusion_kept = runtime.fusion_kept_factor * totals.bn_fused
+    # The largest pre-packed weight's original, when glibc mapped it, is unmapped when freed.
+    released = (
+        totals.largest_inline_packed
+        if totals.largest_inline_packed > runtime.prepack_release_min_bytes
+        else 0
+    )
+    prepacked = runtime.prepack_factor * (totals.inline_prepackable - released)
+    reused = min(heap_kept + fusion_kept + prepacked, small_regions)
     running = (
         runtime.resident_factor * weights_bytes
-        + runtime.heap_kept_factor * totals.heap
+        + heap_kept
+        + fusion_kept
         + upcast
-        + runtime.prepack_factor * totals.inline_prepackable
+        + prepacked
         + runtime.arena_factor * runtime_liveness.peak_bytes
         + fragmentation
+        - reused
         + runtime.run_fixed_bytes
     )
     fixed = runtime.session_fixed_bytes + runtime.subgraph_session_bytes * totals.subgraphs
@@ -906,8 +1002,10 @@ def _inference_estimate(
         peak_nodes=liveness.peak_nodes,
         peak_tensors=liveness.peak_tensors[:10],
         runtime=runtime,
-        heap_kept_bytes=int(runtime.heap_kept_factor * totals.heap),
+        heap_kept_bytes=int(heap_kept),
         arena_fragmentation_bytes=int(fragmentation),
+        fusion_kept_bytes=int(fusion_kept),
+        heap_reused_bytes=int(reused),
         subgraph_state_bytes=runtime.subgraph_session_bytes * totals.subgraphs,
         timeline=liveness.step_bytes,
         timeline_nodes=liveness.step_labels,
@@ -919,21 +1017,32 @@ def _inference_estimate(
 ARENA_SIMULATION_MAX_BUFFERS = MAX_SPANS
 
 
-def _arena_fragmentation(liveness: GraphLiveness, runtime: OrtCpuModel) -> float:
-    """What the arena holds on the first run beyond the liveness peak.
+def _arena_fragmentation(liveness: GraphLiveness, runtime: OrtCpuModel) -> tuple[float, int]:
+    """What the arena holds on the first run beyond the liveness peak, and the pages written in
+    its regions of at most ``heap_reuse_region_max_bytes`` (those glibc may serve from the heap
+    session creation left).
 
     With ``arena_simulation``: onnxruntime's arena replayed over the liveness order
     (:func:`graph_analysis._arena.simulate_arena`: its resident pages, plus the graph inputs the
     caller holds, minus the liveness peak). Otherwise, or past
-    :data:`ARENA_SIMULATION_MAX_BUFFERS`: ``arena_fragmentation_factor x min(L, A - L)``.
+    :data:`ARENA_SIMULATION_MAX_BUFFERS`: ``arena_fragmentation_factor x min(L, A - L)``, and no
+    region is known (0).
     """
     spans = liveness.buffer_spans
     if runtime.arena_simulation and 0 < len(spans) <= ARENA_SIMULATION_MAX_BUFFERS:
         arena = simulate_arena([span for span in spans if span[1] >= 0], liveness.step_scratch)
         caller = sum(nbytes for nbytes, first, _last in spans if first < 0)
-        return max(0, caller + arena.resident_bytes - liveness.peak_bytes)
+        small = sum(
+            written
+            for size, written in zip(arena.region_bytes, arena.region_resident_bytes, strict=True)
+            if size <= runtime.heap_reuse_region_max_bytes
+        )
+        return max(0, caller + arena.resident_bytes - liveness.peak_bytes), small
     largest = liveness.largest_tensor_bytes
-    return runtime.arena_fragmentation_factor * min(largest, max(0, liveness.peak_bytes - largest))
+    return (
+        runtime.arena_fragmentation_factor * min(largest, max(0, liveness.peak_bytes - largest)),
+        0,
+    )
 
 
 def _training_estimate(
@@ -1587,6 +1696,8 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
             "largest_activation_bytes": inf.largest_activation_bytes,
             "inputs_bytes": inf.inputs_bytes,
             "heap_kept_bytes": inf.heap_kept_bytes,
+            "fusion_kept_bytes": inf.fusion_kept_bytes,
+            "heap_reused_bytes": inf.heap_reused_bytes,
             "arena_fragmentation_bytes": inf.arena_fragmentation_bytes,
             "subgraph_state_bytes": inf.subgraph_state_bytes,
             "runtime_overhead_bytes": inf.runtime_overhead_bytes,
@@ -1605,8 +1716,11 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
                 "load_factor": inf.runtime.load_factor,
                 "resident_factor": inf.runtime.resident_factor,
                 "heap_kept_factor": inf.runtime.heap_kept_factor,
+                "fusion_kept_factor": inf.runtime.fusion_kept_factor,
+                "heap_reuse_region_max_bytes": inf.runtime.heap_reuse_region_max_bytes,
                 "heap_tensor_max_bytes": inf.runtime.heap_tensor_max_bytes,
                 "prepack_factor": inf.runtime.prepack_factor,
+                "prepack_release_min_bytes": inf.runtime.prepack_release_min_bytes,
                 "arena_factor": inf.runtime.arena_factor,
                 "arena_fragmentation_factor": inf.runtime.arena_fragmentation_factor,
                 "arena_simulation": inf.runtime.arena_simulation,

@@ -40,6 +40,10 @@ NULLABLE = {
 }  # fmt: skip
 
 
+#: Keys that are a string or null whatever the samples show (a reason, null when there is none).
+STRING_OR_NULL = {"executed_graph_not_used"}
+
+
 def _type(value: Any) -> str:
     if value is None:
         return "null"
@@ -63,6 +67,8 @@ def infer(samples: list[Any], key: str = "") -> dict[str, Any]:
         types.remove("integer")
     if key in NULLABLE and "null" not in types:
         types.append("null")
+    if key in STRING_OR_NULL:
+        types = sorted(set(types) | {"string", "null"})
     schema: dict[str, Any] = {"type": types[0] if len(types) == 1 else types}
     objects = [s for s in samples if isinstance(s, dict)]
     if objects:

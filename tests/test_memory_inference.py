@@ -199,3 +199,91 @@ def test_weight_only_node_before_a_subgraph_stays_a_weight_inside_it() -> None:
     inf = estimate_memory(model, parse_bindings(["c="])).inference
     # X (256) + c (1) + Y (256) in the main graph, the branch output a (256): WT counts nowhere.
     assert inf.activations_peak_bytes == 256 + 1 + 256 + 256
+
+
+def _bn(k: int, channels: int) -> list[onnx.TensorProto]:
+    return [
+        numpy_helper.from_array(np.ones((channels,), np.float32), f"{p}{k}")
+        for p in ("s", "b", "m", "v")
+    ]
+
+
+def test_batchnorm_fusion_copies_are_counted_from_the_graph() -> None:
+    # Conv W0 -> BatchNormalization (its only reader): fused, W0's 8 x 4 x 3 x 3 floats count.
+    # Conv W1 -> BatchNormalization and Relu: its output has two readers, no fusion.
+    # Conv W2 -> Relu: no BatchNormalization.
+    from graph_analysis._weights import read_weights
+    from graph_analysis.memory import bn_fused_conv_bytes
+
+    def conv(name: str, x: str, w: str) -> onnx.NodeProto:
+        return helper.make_node("Conv", [x, w], [name], pads=[1, 1, 1, 1])
+
+    weights = [
+        numpy_helper.from_array(np.ones((8, 4, 3, 3), np.float32), "W0"),
+        numpy_helper.from_array(np.ones((8, 8, 3, 3), np.float32), "W1"),
+        numpy_helper.from_array(np.ones((8, 8, 3, 3), np.float32), "W2"),
+        *_bn(0, 8),
+        *_bn(1, 8),
+    ]
+    nodes = [
+        conv("C0", "X", "W0"),
+        helper.make_node("BatchNormalization", ["C0", "s0", "b0", "m0", "v0"], ["N0"]),
+        conv("C1", "N0", "W1"),
+        helper.make_node("BatchNormalization", ["C1", "s1", "b1", "m1", "v1"], ["N1"]),
+        helper.make_node("Relu", ["C1"], ["R1"]),
+        helper.make_node("Add", ["N1", "R1"], ["S"]),
+        conv("C2", "S", "W2"),
+        helper.make_node("Relu", ["C2"], ["Y"]),
+    ]
+    model = _model(nodes, [_vi("X", [1, 4, 8, 8])], [_vi("Y", None)], weights)
+    fused = 8 * 4 * 3 * 3 * 4
+    assert bn_fused_conv_bytes(model, read_weights(model)) == fused
+    runtime = OrtCpuModel(fusion_kept_factor=1.5, arena_simulation=False)
+    inf = estimate_memory(model, runtime=runtime).inference
+    assert inf.fusion_kept_bytes == int(1.5 * fused)
+    none = estimate_memory(model, runtime=OrtCpuModel(arena_simulation=False)).inference
+    assert none.fusion_kept_bytes == int(1.4 * fused)  # the default factor
+    assert inf.inference_bytes - none.inference_bytes == int(1.5 * fused) - int(1.4 * fused)
+    assert inf.heap_reused_bytes == 0  # no regions without the replay
+    assert inf.session_creation_bytes == none.session_creation_bytes  # a kept copy, not a peak
+
+
+def test_first_run_takes_small_arena_regions_from_the_kept_heap() -> None:
+    # X [1, 1024] (the caller's) -> 40 Adds of a 4 KiB weight each -> Y. The replayed arena's
+    # 1 MiB region holds two 4 KiB buffers in turn (each Add's output takes the chunk its
+    # input's producer freed): 2 pages written, both within what glibc kept of the 40 weights'
+    # load-time copies, so the first run does not grow for them.
+    small = [numpy_helper.from_array(np.zeros((1024,), np.float32), f"s{k}") for k in range(40)]
+    nodes = [helper.make_node("Add", ["X", "s0"], ["A1"])]
+    for k in range(1, 40):
+        out = "Y" if k == 39 else f"A{k + 1}"
+        nodes.append(helper.make_node("Add", [f"A{k}", f"s{k}"], [out]))
+    model = _model(nodes, [_vi("X", [1, 1024])], [_vi("Y", None)], small)
+    inf = estimate_memory(model).inference
+    assert inf.heap_kept_bytes == 40 * 4096
+    assert inf.heap_reused_bytes == 2 * 4096
+    no_heap = estimate_memory(model, runtime=OrtCpuModel(heap_kept_factor=0.0)).inference
+    assert no_heap.heap_reused_bytes == 0  # nothing kept, nothing to reuse
+    no_region = OrtCpuModel(heap_reuse_region_max_bytes=512 * 1024)
+    mapped = estimate_memory(model, runtime=no_region).inference
+    assert mapped.heap_reused_bytes == 0  # the 1 MiB region is over the limit
+    assert mapped.inference_bytes - inf.inference_bytes == 2 * 4096
+
+
+def test_largest_prepacked_original_over_the_limit_is_released() -> None:
+    # Two MatMul weights, 64 KiB and 256 KiB: with the limit at 128 KiB the larger one's original
+    # is unmapped after packing (no second copy), the smaller one's stays in the heap.
+    small = numpy_helper.from_array(np.zeros((128, 128), np.float32), "Ws")
+    large = numpy_helper.from_array(np.zeros((128, 512), np.float32), "Wl")
+    nodes = [
+        helper.make_node("MatMul", ["X", "Ws"], ["H"]),
+        helper.make_node("MatMul", ["H", "Wl"], ["Y"]),
+    ]
+    model = _model(nodes, [_vi("X", [1, 128])], [_vi("Y", None)], [small, large])
+    keep = OrtCpuModel(prepack_release_min_bytes=1 << 30, arena_simulation=False)
+    release = OrtCpuModel(prepack_release_min_bytes=128 * 1024, arena_simulation=False)
+    kept = estimate_memory(model, runtime=keep).inference
+    freed = estimate_memory(model, runtime=release).inference
+    assert kept.prepackable_bytes == 64 * 1024 + 256 * 1024
+    assert kept.inference_bytes - freed.inference_bytes == 256 * 1024
+    assert kept.session_creation_bytes == freed.session_creation_bytes

@@ -1,14 +1,16 @@
 """The graph onnxruntime runs for a model: its own optimized graph, for the memory estimate.
 
 onnxruntime at its default level (``ORT_ENABLE_ALL``) does not run the exported graph: it fuses
-Conv with its activation and with a following Add (in place), and runs float convolutions in
-MLAS's NCHWc layout, with reorder copies at the boundaries and channel counts padded to the block
-size. Their liveness peak differs from the exported graph's (docs/memory.md, "Layout transforms").
+Conv with its activation and with a following Add (in place), runs float convolutions in MLAS's
+NCHWc layout, with reorder copies at the boundaries and channel counts padded to the block size,
+and fuses the decompositions exporters write (LayerNormalization, GELU, MatMul with its bias Add
+or scale) into single ops, dropping their intermediate tensors. Its liveness peak and its arena
+differ from the exported graph's (docs/memory.md, "Layout transforms").
 :func:`executed_graph` has a child process create one session with ``optimized_model_filepath``
 in a private temporary folder (removed afterwards, whatever happens) and returns the saved graph
 for :func:`graph_analysis.memory.estimate_memory`'s ``executed_graph``; nothing is written
 elsewhere. It costs one session creation (every weight read, about 2 x W of memory, seconds), so
-it runs only for graphs with float convolutions and inline weights up to a limit.
+it runs only for graphs with inline weights up to a limit.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from graph_analysis._weights import ModelWeights, read_weights, weights_and_skeleton
 from graph_analysis.bindings import Bindings
-from graph_analysis.dtypes import DataType
 from graph_analysis.errors import ModelsizeError
 from graph_analysis.loading import load_skeleton, read_model
 from graph_analysis.memory import ExecutedGraph, MemoryEstimate, estimate_memory
@@ -48,22 +49,17 @@ DEFAULT_MAX_WEIGHT_BYTES = 256 << 20
 #: inference of the result grow with the graph; convolutional networks have hundreds).
 DEFAULT_MAX_NODES = 20_000
 
-_FLOAT_CONV_SLOTS = frozenset({("Conv", 1), ("FusedConv", 1)})
-
 
 def executed_graph_reason(
     stored: ModelWeights, *, max_weight_bytes: int = DEFAULT_MAX_WEIGHT_BYTES
 ) -> str | None:
     """Why the optimized graph is not made for a model with these stored tensors, or None.
 
-    Only graphs with float convolutions change layout (the NCHWc transformer converts float
-    ``Conv`` nodes); models with external data or more than ``max_weight_bytes`` of weights are
-    left to the exported graph (the cost of a session creation)."""
-    if not any(
-        t.data_type is DataType.FLOAT and any(r in _FLOAT_CONV_SLOTS for r in t.readers)
-        for t in stored.tensors
-    ):
-        return "no float convolution: onnxruntime runs the exported layout"
+    Models with external data or more than ``max_weight_bytes`` of weights are left to the
+    exported graph (the cost of a session creation). Every other graph is made: graphs with
+    float convolutions change layout (NCHWc), and the others change too (the fusions of
+    LayerNormalization, GELU and MatMul-Add decompositions drop intermediate tensors: GPT-2's
+    exported graph over-counted its first run by 16 MiB, docs/memory.md)."""
     if any(t.external for t in stored.tensors):
         return "external data: the optimized graph is not made"
     total = sum(t.nbytes for t in stored.tensors)
