@@ -56,6 +56,16 @@ def graph_scope(path: str) -> str:
     return f"/{path}" if path else ""
 
 
+def enclosing_scopes(graph: str) -> Iterator[str]:
+    """``graph`` (a path in the :func:`graph_scope` form) and each graph enclosing it, innermost
+    first, the main graph (``""``) last: where a name used in ``graph`` may be defined, since
+    subgraphs see their outer scopes' names."""
+    yield graph
+    while graph:
+        graph = graph.rsplit("/", 1)[0]
+        yield graph
+
+
 @dataclass(frozen=True)
 class StoredWeight:
     """One stored tensor of the main graph or a subgraph, as the estimates receive it.
@@ -122,21 +132,14 @@ class ModelWeights:
 
     def visible_in(self, graph: str) -> frozenset[str]:
         """Names of stored tensors visible in ``graph``: its own and its outer scopes'."""
-        names = set(self.names_in(graph))
-        while graph:
-            graph = graph.rsplit("/", 1)[0]
-            names |= self.names_in(graph)
-        return frozenset(names)
+        return frozenset().union(*(self.names_in(scope) for scope in enclosing_scopes(graph)))
 
     def scalars_in(self, graph: str) -> frozenset[str]:
         """Stored tensors of at most one element visible in ``graph`` (never trained)."""
         return frozenset(t.name for t in self._visible_records(graph) if t.num_elements <= 1)
 
     def _visible_records(self, graph: str) -> Iterator[StoredWeight]:
-        scopes = {graph}
-        while graph:
-            graph = graph.rsplit("/", 1)[0]
-            scopes.add(graph)
+        scopes = set(enclosing_scopes(graph))
         return (t for t in self.tensors if t.graph in scopes)
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from graph_analysis._weights import ModelWeights, graph_scope, read_weights
+from graph_analysis._weights import ModelWeights, enclosing_scopes, graph_scope, read_weights
 from graph_analysis.analysis import build_report
 from graph_analysis.bindings import Bindings
 from graph_analysis.loading import load_skeleton, read_model
@@ -644,13 +644,14 @@ class _Walker:
 
     def resolve(self, graph: str, name: str) -> tuple[str, str] | None:
         """The key a name refers to from ``graph``: its own scope, then the enclosing ones."""
-        scope = graph
-        while True:
-            if (scope, name) in self.shapes or (scope, name) in self.weights:
-                return scope, name
-            if scope == MAIN_GRAPH:
-                return None
-            scope = scope.rsplit("/", 1)[0]
+        return next(
+            (
+                (scope, name)
+                for scope in enclosing_scopes(graph)
+                if (scope, name) in self.shapes or (scope, name) in self.weights
+            ),
+            None,
+        )
 
     def shape(self, graph: str, name: str) -> tuple[int, ...] | None:
         if not name:

@@ -26,7 +26,12 @@ from graph_analysis._liveness import (
     outer_references,
     subgraphs_of,
 )
-from graph_analysis._weights import ModelWeights, read_weights, weights_and_skeleton
+from graph_analysis._weights import (
+    ModelWeights,
+    enclosing_scopes,
+    read_weights,
+    weights_and_skeleton,
+)
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType, is_floating
 from graph_analysis.errors import ModelsizeError
@@ -530,14 +535,14 @@ def _size_function(shapes: InferredShapes, half_factor: float = 1.0) -> Callable
         sizes.setdefault(u.graph, {})[u.name] = u.assumed_nbytes
 
     def size_of(graph_path: str, name: str) -> int:
-        scope = graph_path
-        while True:
-            found = sizes.get(scope)
-            if found is not None and name in found:
-                return found[name]
-            if scope == MAIN_GRAPH:
-                return 0
-            scope = scope.rsplit("/", 1)[0]
+        return next(
+            (
+                sizes[scope][name]
+                for scope in enclosing_scopes(graph_path)
+                if name in sizes.get(scope, ())
+            ),
+            0,
+        )
 
     return size_of
 
@@ -632,14 +637,22 @@ def estimate_memory(
         stored = read_weights(model)
     runtime = runtime or OrtCpuModel()
     shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path, stored=stored)
-    with gc_paused():
-        liveness = analyze_liveness(
-            model.graph,
-            _size_function(shapes),
-            stored=stored.names_in,
-            inputs_live_whole_run=inputs_live_whole_run,
-            alias_ops=alias_ops,
-        )
+    graph = model.graph
+
+    def live(
+        half_factor: float = 1.0, workspace_of: Callable[[str, onnx.NodeProto], int] | None = None
+    ) -> GraphLiveness:
+        with gc_paused():
+            return analyze_liveness(
+                graph,
+                _size_function(shapes, half_factor),
+                stored=stored.names_in,
+                inputs_live_whole_run=inputs_live_whole_run,
+                alias_ops=alias_ops,
+                workspace_of=workspace_of,
+            )
+
+    liveness = live()
     totals = _weight_totals(
         stored,
         heap_tensor_max_bytes=runtime.heap_tensor_max_bytes,
@@ -649,29 +662,13 @@ def estimate_memory(
     # Inference also counts the scratch onnxruntime's kernels hold while they run (training
     # models PyTorch, which has none of it).
     workspace = _workspace_function(model, shapes)
-    inference_liveness = liveness
-    if workspace is not None:
-        inference_liveness = analyze_liveness(
-            model.graph,
-            _size_function(shapes),
-            stored=stored.names_in,
-            inputs_live_whole_run=inputs_live_whole_run,
-            alias_ops=alias_ops,
-            workspace_of=workspace,
-        )
+    inference_liveness = liveness if workspace is None else live(workspace_of=workspace)
     runtime_liveness = inference_liveness
     if (
         any(t.data_type in _HALF_TYPES for t in shapes.tensors)
         and runtime.half_activation_factor != 1
     ):
-        runtime_liveness = analyze_liveness(
-            model.graph,
-            _size_function(shapes, runtime.half_activation_factor),
-            stored=stored.names_in,
-            inputs_live_whole_run=inputs_live_whole_run,
-            alias_ops=alias_ops,
-            workspace_of=workspace,
-        )
+        runtime_liveness = live(runtime.half_activation_factor, workspace)
     inputs_bytes = sum(t.nbytes or 0 for t in shapes.inputs)
     inference = _inference_estimate(
         totals, totals.prepackable, inference_liveness, runtime_liveness, inputs_bytes, runtime
@@ -841,12 +838,10 @@ def _scoped(
     lookup: Mapping[tuple[str, str], TensorShape], path: str, name: str
 ) -> TensorShape | None:
     """``name``'s shape seen from graph ``path`` (outer scopes searched)."""
-    scope = path
-    while True:
-        found = lookup.get((scope, name))
-        if found is not None or scope == MAIN_GRAPH:
-            return found
-        scope = scope.rsplit("/", 1)[0]
+    return next(
+        (lookup[(scope, name)] for scope in enclosing_scopes(path) if (scope, name) in lookup),
+        None,
+    )
 
 
 @dataclass(frozen=True)
@@ -927,14 +922,10 @@ def bn_fused_conv_bytes(model: onnx.ModelProto, stored: ModelWeights) -> int:
             after = readers.get(node.output[0], [])
             if len(after) != 1 or after[0].op_type != "BatchNormalization":
                 continue
-            scope = path
-            while True:
-                if (scope, node.input[1]) in sizes:
-                    fused.add((scope, node.input[1]))
-                    break
-                if scope == MAIN_GRAPH:
-                    break
-                scope = scope.rsplit("/", 1)[0]
+            weight = node.input[1]
+            scope = next((s for s in enclosing_scopes(path) if (s, weight) in sizes), None)
+            if scope is not None:
+                fused.add((scope, weight))
     return sum(sizes[key] for key in fused)
 
 
@@ -1657,13 +1648,9 @@ def _erf_gelu_nodes(graph: onnx.GraphProto, weights: set[str]) -> tuple[set[int]
 
 
 def _lookup_size(sizes: Mapping[tuple[str, str], int], path: str, name: str) -> int:
-    scope = path
-    while True:
-        if (scope, name) in sizes:
-            return sizes[(scope, name)]
-        if scope == MAIN_GRAPH:
-            return 0
-        scope = scope.rsplit("/", 1)[0]
+    return next(
+        (sizes[(scope, name)] for scope in enclosing_scopes(path) if (scope, name) in sizes), 0
+    )
 
 
 def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:

@@ -38,7 +38,12 @@ import onnx
 
 from graph_analysis import _wire
 from graph_analysis._gc import gc_paused
-from graph_analysis._weights import ModelWeights, read_weights, weights_and_skeleton
+from graph_analysis._weights import (
+    ModelWeights,
+    enclosing_scopes,
+    read_weights,
+    weights_and_skeleton,
+)
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType, nbytes
 from graph_analysis.errors import ShapeBindingError
@@ -1308,14 +1313,14 @@ def _treat_unknown(
 
     def scope_of(graph_path: str, name: str) -> str | None:
         # Outer-scope names are visible in subgraphs: look up the chain of parents.
-        scope = graph_path
-        while True:
-            key = (scope, name)
-            if key in assumed or key in found or key in weights:
-                return scope
-            if scope == MAIN_GRAPH:
-                return None
-            scope = scope.rsplit("/", 1)[0]
+        return next(
+            (
+                scope
+                for scope in enclosing_scopes(graph_path)
+                if (scope, name) in assumed or (scope, name) in found or (scope, name) in weights
+            ),
+            None,
+        )
 
     def size_of(key: tuple[str, str]) -> int | None:
         if key in assumed:
