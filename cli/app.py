@@ -442,7 +442,7 @@ def memory(
         typer.Option(
             "--static",
             help="Activations from the exported graph only: never run onnxruntime for its "
-            "optimized graph (convolutional models).",
+            "optimized graph.",
         ),
     ] = False,
     fmt: FormatOpt = OutputFormat.TABLE,

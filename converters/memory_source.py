@@ -78,8 +78,7 @@ def source_memory(
         on_progress: receives the exporter's progress lines.
         executed: read the inference activations from the graph onnxruntime runs (its optimized
             graph, made in a child process: ``graph_analysis.runtime.optimized``) for models
-            with float convolutions; False keeps the estimate static (the exported graph, nothing
-            run).
+            within its limits; False keeps the estimate static (the exported graph, nothing run).
 
     Raises:
         InputError: a bad source, binding or model (see ``detect_source``, ``estimate_memory``).
