@@ -279,8 +279,9 @@ def test_external_data_model_is_mapped_and_read_at_run(tmp_path: Path) -> None:
     assert estimate.activations_peak_bytes == 20 * MiB
     # Creation touches only the pre-packed W (its mapping and the packed copy): never 2 x 16 MiB.
     assert estimate.session_creation_bytes < estimate.runtime.session_fixed_bytes + 2 * 16 * MiB
-    # W's packed copy, B's pages (read by Add) and the activations are all resident at the peak.
-    assert measured.peak_bytes >= 8 * MiB + 8 * MiB + 20 * MiB
+    # W's packed copy, B's pages (read by Add) and the activations are all resident at the peak:
+    # X and H at least (onnxruntime may run the Add in place, Y in H's buffer: calibrate_runtime.py).
+    assert measured.peak_bytes >= 8 * MiB + 8 * MiB + 12 * MiB
 
 
 def test_a_model_refusing_the_generated_inputs_is_bad_input(tmp_path: Path) -> None:
