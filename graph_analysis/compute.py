@@ -28,8 +28,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from graph_analysis._weights import ModelWeights, enclosing_scopes, graph_scope, read_weights
-from graph_analysis.analysis import build_report
+from graph_analysis._weights import (
+    ModelWeights,
+    enclosing_scopes,
+    graph_scope,
+    model_weights,
+    read_weights,
+)
 from graph_analysis.bindings import Bindings
 from graph_analysis.loading import load_skeleton, read_model
 from graph_analysis.params import _REDUCE_OPS, _components
@@ -986,7 +991,7 @@ def count_compute(
         InputError: the file is not a readable ONNX model, or a binding does not fit it.
     """
     model_file = read_model(path)
-    report = build_report(model_file)
+    stored, report = model_weights(model_file)  # one classification for both
     weights = {
         (graph_scope(t.graph), t.name): (t.nbytes, t.layer)
         for t in report.tensors
@@ -996,7 +1001,7 @@ def count_compute(
         load_skeleton(model_file),
         bindings,
         weights=weights,
-        stored=read_weights(model_file),
+        stored=stored,
         default_dim=default_dim,
         layer_depth=layer_depth,
         path=path,
