@@ -586,12 +586,6 @@ def _wire_tensor_type(
 ) -> tuple[DataType | None, tuple[int | str, ...] | None]:
     data_type: DataType | None = None
     dims: tuple[int | str, ...] | None = None
-    if end - start >= 2 and buf[start] == 0x08 and buf[start + 1] < 0x80:  # elem_type first
-        data_type = _DATA_TYPES.get(buf[start + 1]) if buf[start + 1] else None
-        for fno, a, b in _wire.len_fields(buf, start + 2, end):
-            if fno == 2:
-                dims = _wire_dims(buf, a, b)
-        return data_type, dims
     for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
         if fno == 1 and wt == _wire.VARINT:
             data_type = _DATA_TYPES.get(a) if a else None
@@ -604,17 +598,12 @@ _DATA_TYPES = {t.value: t for t in DataType}
 
 
 def _wire_dims(buf: bytes, start: int, end: int) -> tuple[int | str, ...]:
-    dims: list[int | str] = []
-    for fno, a, b in _wire.len_fields(buf, start, end):
-        if fno != 1:  # TensorShapeProto.dim
-            continue
-        if b - a >= 2 and buf[a] == 0x08 and buf[b - 1] < 0x80:  # only a dim_value
-            value, after = _wire.read_varint(buf, a + 1, b)
-            if after == b:
-                dims.append(value if value < 1 << 63 else "?")
-                continue
-        dims.append(_wire_dim(buf, a, b))
-    return tuple(dims)
+    # The general walk: the common layout never gets here (:func:`_plain_value_info`).
+    return tuple(
+        _wire_dim(buf, a, b)
+        for fno, a, b in _wire.len_fields(buf, start, end)
+        if fno == 1  # TensorShapeProto.dim
+    )
 
 
 def _wire_dim(buf: bytes, start: int, end: int) -> int | str:
