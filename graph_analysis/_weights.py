@@ -9,7 +9,6 @@ read -> classify -> (shapes, liveness) -> estimates -> render.
 
 from __future__ import annotations
 
-import gc
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -231,7 +230,6 @@ def weights_and_skeleton(path: str | os.PathLike[str]) -> tuple[ModelWeights, on
     data = skeleton_bytes(model)
     where = model.path
     del model
-    gc.collect()  # the classification's cyclic garbage too, before the skeleton takes its place
     return stored, parse_skeleton(data, where)
 
 
