@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import heapq
+from array import array
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, overload
 
+import numpy as np
 import onnx
 
+from graph_analysis._weights import enclosing_scopes
 from graph_analysis.shapes import MAIN_GRAPH, node_label
 
 __all__ = [
@@ -14,6 +19,8 @@ __all__ = [
     "INPLACE_OPS",
     "GraphLiveness",
     "LiveTensor",
+    "NodeLabels",
+    "TensorSizes",
     "analyze_liveness",
     "outer_references",
     "subgraphs_of",
@@ -34,6 +41,9 @@ INPLACE_OPS: Mapping[tuple[str, str], tuple[int, int]] = {("com.microsoft.nchwc"
 #: the arena replay that reads them is too slow and they would take ~100 bytes each: 100 MB on a
 #: 10^6-node graph); past it the spans are empty.
 MAX_SPANS = 200_000
+
+#: :attr:`GraphLiveness.peak_tensors` keeps this many largest buffers live at the peak.
+PEAK_TENSORS = 10
 
 
 @dataclass(frozen=True)
@@ -56,9 +66,9 @@ class GraphLiveness:
         largest_tensor_bytes: the largest single activation tensor.
         peak_step: index in the execution order of the node running at the peak (-1: before any).
         peak_nodes: ``label (op_type)`` of the node(s) running at the peak.
-        peak_tensors: the buffers live at the peak, largest first.
+        peak_tensors: the largest buffers live at the peak (up to :data:`PEAK_TENSORS`), largest
+            first.
         subgraph_peak_bytes: the largest peak of a nested subgraph (0 without subgraphs).
-        tensor_bytes: bytes of every activation tensor of this graph, by name.
         step_bytes: activation bytes live while each node runs, in execution order (a node with
             subgraphs adds their peak).
         step_labels: the node of each step, ``label`` as :func:`graph_analysis.shapes.node_label`.
@@ -66,7 +76,8 @@ class GraphLiveness:
             inputs first, at step -1; a last step of ``len(step_bytes)``: held to the end), the
             allocation order :func:`graph_analysis._arena.simulate_arena` replays; empty past
             :data:`MAX_SPANS` buffers.
-        step_scratch: bytes held only while each step runs (kernel workspaces, subgraph peaks).
+        step_scratch: bytes held only while each step runs (kernel workspaces, subgraph peaks),
+            for the arena replay: empty with ``buffer_spans``.
     """
 
     peak_bytes: int
@@ -76,9 +87,8 @@ class GraphLiveness:
     peak_nodes: tuple[str, ...]
     peak_tensors: tuple[LiveTensor, ...]
     subgraph_peak_bytes: int
-    tensor_bytes: Mapping[str, int]
     step_bytes: tuple[int, ...] = ()
-    step_labels: tuple[str, ...] = ()
+    step_labels: Sequence[str] = ()
     buffer_spans: tuple[tuple[int, int, int], ...] = ()
     step_scratch: tuple[int, ...] = ()
 
@@ -107,9 +117,51 @@ def outer_references(graph: onnx.GraphProto) -> set[str]:
     return used - defined
 
 
+class TensorSizes:
+    """Bytes of every tensor of a model, by graph: each graph's names get consecutive ids, their
+    bytes kept in a flat array, so that the liveness of a graph indexes its arrays by those ids
+    instead of building name-keyed tables of its own.
+
+    Calling it, ``sizes(graph_path, name)``, gives the bytes of ``name`` as seen from
+    ``graph_path``: the graph's own tensor, else the nearest enclosing graph's (subgraphs see
+    outer names), else 0.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[str, dict[str, int]] = {}
+        self.names: dict[str, list[str]] = {}
+        self.nbytes: dict[str, array[int]] = {}
+
+    def set(self, graph: str, name: str, nbytes: int) -> None:
+        """Record (or replace) the bytes of ``name`` in ``graph``."""
+        ids = self.ids.get(graph)
+        if ids is None:
+            ids = self.ids[graph] = {}
+            self.names[graph] = []
+            self.nbytes[graph] = array("q")
+        t = ids.get(name)
+        if t is None:
+            ids[name] = len(self.names[graph])
+            self.names[graph].append(name)
+            self.nbytes[graph].append(nbytes)
+        else:
+            self.nbytes[graph][t] = nbytes
+
+    def __call__(self, graph: str, name: str) -> int:
+        for scope in enclosing_scopes(graph):
+            t = self.ids.get(scope, {}).get(name)
+            if t is not None:
+                return self.nbytes[scope][t]
+        return 0
+
+
+#: :attr:`_Tensors.first` of an id not defined (yet) as an activation of the graph.
+_UNDEFINED = -2
+
+
 def analyze_liveness(
     graph: onnx.GraphProto,
-    size_of: Callable[[str, str], int],
+    sizes: TensorSizes,
     *,
     stored: Callable[[str], frozenset[str]],
     path: str = MAIN_GRAPH,
@@ -127,10 +179,14 @@ def analyze_liveness(
     share their input's buffer. A node with subgraphs adds, at its step, the largest peak of its
     subgraphs (their internal tensors live while the node runs).
 
+    Tensors are the ids of ``sizes``; each one's buffer and first and last steps are kept in flat
+    integer arrays, and the sweep over steps runs in numpy (on a 10^6-node graph four name-keyed
+    tables, the per-step tuples and the labels took 330 MB and 8 s).
+
     Args:
         graph: the graph, its nodes in execution (topological) order.
-        size_of: ``(graph_path, name) -> bytes`` for any activation tensor.
-        path: this graph's path (for ``size_of`` and labels).
+        sizes: the bytes of every activation tensor.
+        path: this graph's path (in ``sizes`` and labels).
         stored: ``graph_path -> names`` of the tensors stored in that graph (initializers and
             Constant outputs: ``graph_analysis._weights.ModelWeights.names_in``, the one reading).
         weights: names of weights visible from outer scopes (set by the recursion): not
@@ -148,20 +204,15 @@ def analyze_liveness(
     # weight-only node was quadratic on quantized graphs (a DequantizeLinear per weight).
     frozen_weights: frozenset[str] | None = None
 
-    num_steps = len(graph.node)
+    nodes = graph.node
+    num_steps = len(nodes)
     end = num_steps  # "after the last node"
-    buffer_of: dict[str, str] = {}  # tensor -> root buffer
-    start: dict[str, int] = {}  # buffer -> first step live
-    last: dict[str, int] = {}  # buffer -> last step live
-    tensor_bytes: dict[str, int] = {}
+    tensors = _Tensors(sizes, path)
+    root, first, last, lookup = tensors.root, tensors.first, tensors.last, tensors.lookup
 
     for value_info in graph.input:
-        if value_info.name in local_weights:
-            continue
-        buffer_of[value_info.name] = value_info.name
-        tensor_bytes[value_info.name] = size_of(path, value_info.name)
-        start[value_info.name] = -1
-        last[value_info.name] = end if inputs_live_whole_run else -1
+        if value_info.name not in local_weights:
+            tensors.define(value_info.name, -1, end if inputs_live_whole_run else -1)
 
     # Last direct reader of each name (graph outputs: the end), for in-place outputs: made when
     # the first in-place node is met (only optimized graphs have them; a pass over every node).
@@ -169,7 +220,7 @@ def analyze_liveness(
 
     def last_reads() -> dict[str, int]:
         if not last_read:
-            for step, node in enumerate(graph.node):
+            for step, node in enumerate(nodes):
                 for name in node.input:
                     last_read[name] = step
                 for _suffix, sub in subgraphs_of(node) if node.attribute else []:
@@ -179,24 +230,23 @@ def analyze_liveness(
                 last_read[value_info.name] = end
         return last_read
 
-    views: dict[str, int] = {}  # buffer -> views of it made so far
-
-    sub_peaks: list[int] = [0] * num_steps
-    scratch: list[int] = [0] * num_steps  # kernel workspaces
-    sub_sums: list[int] = [0] * num_steps
-    sub_labels: list[str] = [""] * num_steps
-    for step, node in enumerate(graph.node):
+    views: dict[int, int] = {}  # buffer id -> views of it made so far
+    held: dict[int, tuple[int, int]] = {}  # step -> (subgraph peak, kernel workspace), if any
+    sub_sums = 0  # per node with subgraphs, its largest subgraph's sum
+    sub_labels: dict[int, str] = {}
+    for step, node in enumerate(nodes):
         inputs = [i for i in node.input if i]
-        used = list(inputs)
+        used = inputs
         subgraphs = subgraphs_of(node) if node.attribute else []
+        sub_peak = sub_sum = 0
         for suffix, sub in subgraphs:
             if frozen_weights is None:
                 frozen_weights = frozenset(local_weights)
             label = node_label(node, step)
-            used.extend(sorted(outer_references(sub)))
+            used = used + sorted(outer_references(sub))
             sub_result = analyze_liveness(
                 sub,
-                size_of,
+                sizes,
                 path=f"{path}/{label}.{suffix}",
                 stored=stored,
                 weights=frozen_weights,
@@ -205,123 +255,215 @@ def analyze_liveness(
                 inplace_ops=inplace_ops,
                 workspace_of=workspace_of,
             )
-            sub_sums[step] = max(sub_sums[step], sub_result.sum_bytes)
-            if sub_result.peak_bytes > sub_peaks[step]:
-                sub_peaks[step] = sub_result.peak_bytes
+            sub_sum = max(sub_sum, sub_result.sum_bytes)
+            if sub_result.peak_bytes > sub_peak:
+                sub_peak = sub_result.peak_bytes
                 sub_labels[step] = f"{label}.{suffix}"
-        if workspace_of is not None:
-            scratch[step] = workspace_of(path, node)
+        sub_sums += sub_sum
+        workspace = workspace_of(path, node) if workspace_of is not None else 0
+        if sub_peak or workspace:
+            held[step] = (sub_peak, workspace)
         for name in used:
-            root = buffer_of.get(name)
-            if root is not None:
-                last[root] = max(last[root], step)
-        is_alias = node.op_type in alias_ops and node.domain in ("", "ai.onnx")
-        if inputs and all(i in local_weights for i in inputs) and not subgraphs:
+            t = lookup(name)
+            if t is not None and first[t] != _UNDEFINED:
+                r = root[t]
+                last[r] = max(last[r], step)
+        if inputs and not subgraphs and all(i in local_weights for i in inputs):
             # Computed from weights only (Identity of a tied weight, Transpose of a weight in a
             # training-mode export): onnxruntime constant-folds it at session creation.
             local_weights.update(o for o in node.output if o)
             frozen_weights = None
             continue
+        is_alias = node.op_type in alias_ops and node.domain in ("", "ai.onnx")
+        inplace = inplace_ops.get((node.domain, node.op_type)) if inplace_ops else None
         for k, out in enumerate(node.output):
             if not out or out in local_weights:
                 continue
-            tensor_bytes[out] = size_of(path, out)
-            source = buffer_of.get(node.input[0]) if is_alias and k == 0 and node.input else None
-            inplace = inplace_ops.get((node.domain, node.op_type))
-            if source is None and inplace is not None and inplace[1] == k:
+            source = -1
+            if is_alias and k == 0 and node.input[0]:
+                t = lookup(node.input[0])
+                if t is not None and first[t] != _UNDEFINED:
+                    source = root[t]
+            if source < 0 and inplace is not None and inplace[1] == k:
                 source = _inplace_source(
                     node.input[inplace[0]] if len(node.input) > inplace[0] else "",
+                    out,
                     step,
-                    tensor_bytes[out],
-                    buffer_of=buffer_of,
-                    start=start,
+                    tensors=tensors,
                     last_read=last_reads(),
                     views=views,
-                    tensor_bytes=tensor_bytes,
                 )
-            if source is not None:
-                buffer_of[out] = source
+            # an output nobody reads still exists while its node runs
+            tensors.define(out, step, step, source)
+            if source >= 0:
                 views[source] = views.get(source, 0) + 1
-            else:
-                buffer_of[out] = out
-                start[out] = step
-                last[out] = step  # an output nobody reads still exists while its node runs
 
     for value_info in graph.output:
-        root = buffer_of.get(value_info.name)
-        if root is not None:
-            last[root] = end
+        t = lookup(value_info.name)
+        if t is not None and first[t] != _UNDEFINED:
+            last[root[t]] = end
+    return tensors.sweep(graph, num_steps, held=held, sub_sums=sub_sums, sub_labels=sub_labels)
 
-    # Sweep: +bytes at start, -bytes after last.
-    delta = [0] * (num_steps + 2)
-    for root, first in start.items():
-        nb = tensor_bytes[root]
-        delta[first + 1] += nb
-        delta[min(last[root], num_steps - 1) + 2] -= nb
-    live = 0
-    peak = -1
-    peak_step = -1
-    steps: list[int] = []
-    # Index 0 is "before the first node" (inputs only); index s+1 is node s running.
-    for index in range(num_steps + 1):
-        live += delta[index]
-        total = live + (sub_peaks[index - 1] + scratch[index - 1] if index >= 1 else 0)
-        if index >= 1:
-            steps.append(total)
-        if total > peak:
-            peak, peak_step = total, index - 1
-    peak = max(peak, 0)
 
-    live_at_peak = [
-        LiveTensor(root, path, tensor_bytes[root])
-        for root, first in start.items()
-        if first <= peak_step <= last[root] and tensor_bytes[root] > 0
-    ]
-    live_at_peak.sort(key=lambda t: (-t.nbytes, t.name))
-    peak_nodes: tuple[str, ...] = ()
-    if 0 <= peak_step < num_steps:
-        node = graph.node[peak_step]
-        peak_nodes = (f"{node_label(node, peak_step)} ({node.op_type})",)
-        if sub_labels[peak_step]:
-            peak_nodes += (f"{sub_labels[peak_step]} (subgraph peak {sub_peaks[peak_step]} B)",)
-        if scratch[peak_step]:
-            peak_nodes += (
-                f"{node_label(node, peak_step)} (kernel workspace {scratch[peak_step]} B)",
-            )
-    return GraphLiveness(
-        peak_bytes=peak,
-        sum_bytes=sum(tensor_bytes.values()) + sum(sub_sums),
-        largest_tensor_bytes=max(tensor_bytes.values(), default=0),
-        peak_step=peak_step,
-        peak_nodes=peak_nodes,
-        peak_tensors=tuple(live_at_peak),
-        subgraph_peak_bytes=max(sub_peaks, default=0),
-        tensor_bytes=tensor_bytes,
-        step_bytes=tuple(steps),
-        step_labels=tuple(node_label(n, i) for i, n in enumerate(graph.node)),
-        buffer_spans=tuple((tensor_bytes[root], first, last[root]) for root, first in start.items())
-        if len(start) <= MAX_SPANS
-        else (),
-        step_scratch=tuple(a + b for a, b in zip(sub_peaks, scratch, strict=True)),
-    )
+class _Tensors:
+    """The tensors of one graph by id: :class:`TensorSizes`'s ids of the graph, then ids of its
+    own for names ``sizes`` lacks; each id's root buffer, bytes, first and last step
+    (``_UNDEFINED`` until the graph defines it)."""
+
+    def __init__(self, sizes: TensorSizes, path: str) -> None:
+        self.sizes, self.path = sizes, path
+        self.ids = sizes.ids.get(path, {})
+        self.names = sizes.names.get(path, [])
+        self.extra: dict[str, int] = {}
+        self.extra_names: list[str] = []
+        n = len(self.names)
+        self.nbytes = array("q", sizes.nbytes.get(path, ()))
+        self.root = array("q", range(n))
+        self.first = array("q", [_UNDEFINED]) * n
+        self.last = array("q", [_UNDEFINED]) * n
+
+    def lookup(self, name: str) -> int | None:
+        """The id of ``name`` (defined or not), None when it has none."""
+        t = self.ids.get(name)
+        return self.extra.get(name) if t is None else t
+
+    def name(self, t: int) -> str:
+        n = len(self.names)
+        return self.names[t] if t < n else self.extra_names[t - n]
+
+    def define(self, name: str, first: int, last: int, source: int = -1) -> None:
+        """``name`` defined at ``first``: its own buffer, or a view of buffer ``source``."""
+        t = self.lookup(name)
+        if t is None:
+            t = self.extra[name] = len(self.root)
+            self.extra_names.append(name)
+            self.nbytes.append(self.sizes(self.path, name))
+            self.root.append(t)
+            self.first.append(_UNDEFINED)
+            self.last.append(_UNDEFINED)
+        self.root[t] = t if source < 0 else source
+        self.first[t] = first
+        self.last[t] = last
+
+    def sweep(
+        self,
+        graph: onnx.GraphProto,
+        num_steps: int,
+        *,
+        held: Mapping[int, tuple[int, int]],
+        sub_sums: int,
+        sub_labels: Mapping[int, str],
+    ) -> GraphLiveness:
+        """The liveness: +bytes at a buffer's first step, -bytes after its last."""
+        ids = np.arange(len(self.root), dtype=np.int64)
+        nbytes = np.frombuffer(self.nbytes, dtype=np.int64) if len(ids) else ids
+        first = np.frombuffer(self.first, dtype=np.int64) if len(ids) else ids
+        defined = first != _UNDEFINED
+        buffers = ids[
+            defined & ((np.frombuffer(self.root, dtype=np.int64) if len(ids) else ids) == ids)
+        ]
+        starts = first[buffers]
+        ends = (np.frombuffer(self.last, dtype=np.int64) if len(ids) else ids)[buffers]
+        sizes = nbytes[buffers]
+        delta = np.zeros(num_steps + 2, dtype=np.int64)
+        np.add.at(delta, starts + 1, sizes)
+        np.add.at(delta, np.minimum(ends, num_steps - 1) + 2, -sizes)
+        # Index 0 is "before the first node" (inputs only); index s+1 is node s running.
+        totals = np.cumsum(delta[: num_steps + 1])
+        scratch = np.zeros(num_steps, dtype=np.int64)
+        for step, (sub_peak, workspace) in held.items():
+            scratch[step] = sub_peak + workspace
+        totals[1:] += scratch
+        index = int(np.argmax(totals))  # the first step at the peak
+        peak, peak_step = max(int(totals[index]), 0), index - 1
+
+        at_peak = buffers[(starts <= peak_step) & (peak_step <= ends) & (sizes > 0)]
+        live_at_peak = heapq.nsmallest(
+            PEAK_TENSORS,
+            (LiveTensor(self.name(t), self.path, int(nbytes[t])) for t in at_peak.tolist()),
+            key=lambda live: (-live.nbytes, live.name),
+        )
+        peak_nodes: tuple[str, ...] = ()
+        if 0 <= peak_step < num_steps:
+            node = graph.node[peak_step]
+            peak_nodes = (f"{node_label(node, peak_step)} ({node.op_type})",)
+            sub_peak, workspace = held.get(peak_step, (0, 0))
+            if peak_step in sub_labels:
+                peak_nodes += (f"{sub_labels[peak_step]} (subgraph peak {sub_peak} B)",)
+            if workspace:
+                peak_nodes += (f"{node_label(node, peak_step)} (kernel workspace {workspace} B)",)
+        spans: tuple[tuple[int, int, int], ...] = ()
+        if len(buffers) <= MAX_SPANS:
+            spans = tuple(zip(sizes.tolist(), starts.tolist(), ends.tolist(), strict=True))
+        return GraphLiveness(
+            peak_bytes=peak,
+            sum_bytes=int(nbytes[defined].sum()) + sub_sums,
+            largest_tensor_bytes=int(nbytes[defined].max()) if defined.any() else 0,
+            peak_step=peak_step,
+            peak_nodes=peak_nodes,
+            peak_tensors=tuple(live_at_peak),
+            subgraph_peak_bytes=max((sub_peak for sub_peak, _w in held.values()), default=0),
+            step_bytes=tuple(totals[1:].tolist()),
+            step_labels=NodeLabels(graph.node),
+            buffer_spans=spans,
+            step_scratch=tuple(scratch.tolist()) if spans else (),
+        )
+
+
+class NodeLabels(Sequence[str]):
+    """The label of each node of a graph (:func:`graph_analysis.shapes.node_label`), made when
+    read: a 10^6-node graph's labels took 80 MB as strings."""
+
+    def __init__(self, nodes: Any) -> None:
+        self._nodes = nodes
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return node_label(self._nodes[index], index)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, NodeLabels):
+            return tuple(self) == tuple(other)
+        if isinstance(other, tuple):
+            return tuple(self) == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"NodeLabels({len(self)} nodes)"
 
 
 def _inplace_source(
     name: str,
+    out: str,
     step: int,
-    nbytes: int,
     *,
-    buffer_of: Mapping[str, str],
-    start: Mapping[str, int],
+    tensors: _Tensors,
     last_read: Mapping[str, int],
-    views: Mapping[str, int],
-    tensor_bytes: Mapping[str, int],
-) -> str | None:
-    """The buffer an in-place output at ``step`` takes over from input ``name``, or None: the input
-    must be its own buffer (no view), made by a node (not a graph input), read last at ``step``,
-    without views, and as large as the output."""
-    if not name or buffer_of.get(name) != name or start.get(name, -1) < 0:
-        return None
-    if last_read.get(name) != step or views.get(name, 0) or tensor_bytes.get(name) != nbytes:
-        return None
-    return name
+    views: Mapping[int, int],
+) -> int:
+    """The buffer id an in-place output ``out`` at ``step`` takes over from input ``name``, or -1:
+    the input must be its own buffer (no view), made by a node (not a graph input), read last at
+    ``step``, without views, and as large as the output."""
+    t = tensors.lookup(name) if name else None
+    if t is None or tensors.root[t] != t or tensors.first[t] < 0:
+        return -1
+    if last_read.get(name) != step or views.get(t, 0):
+        return -1
+    o = tensors.lookup(out)
+    nbytes = tensors.nbytes[o] if o is not None else tensors.sizes(tensors.path, out)
+    return t if tensors.nbytes[t] == nbytes else -1

@@ -8,7 +8,7 @@ model whose constants are named keyword arguments, derived from measurements (se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -22,6 +22,7 @@ from graph_analysis._liveness import (
     MAX_SPANS,
     GraphLiveness,
     LiveTensor,
+    TensorSizes,
     analyze_liveness,
     outer_references,
     subgraphs_of,
@@ -419,7 +420,7 @@ class InferenceEstimate:
     fusion_kept_bytes: int = 0
     heap_reused_bytes: int = 0
     timeline: tuple[int, ...] = ()
-    timeline_nodes: tuple[str, ...] = ()
+    timeline_nodes: Sequence[str] = ()
     activations_graph: str = EXPORTED_GRAPH
     exported_activations_peak_bytes: int | None = None
 
@@ -519,32 +520,20 @@ class MemoryEstimate:
 # ---------------------------------------------------------------------------------------------
 
 
-def _size_function(shapes: InferredShapes, half_factor: float = 1.0) -> Callable[[str, str], int]:
-    """``(graph_path, name) -> bytes`` over every tensor, outer scopes searched from inner graphs.
+def _tensor_sizes(shapes: InferredShapes, half_factor: float = 1.0) -> TensorSizes:
+    """The bytes of every tensor, by graph (outer scopes searched from inner graphs when called).
 
     Unknown tensors take their assumed size; 16-bit float tensors are scaled by ``half_factor``.
-    Keyed by graph, then by the tensors' own name strings (no key tuple per tensor).
     """
-    sizes: dict[str, dict[str, int]] = {}
+    sizes = TensorSizes()
     for t in shapes.tensors:
         nb = t.nbytes
         if nb is not None:
             scale = half_factor if t.data_type in _HALF_TYPES else 1.0
-            sizes.setdefault(t.graph, {})[t.name] = int(nb * scale)
+            sizes.set(t.graph, t.name, int(nb * scale))
     for u in shapes.unknown:
-        sizes.setdefault(u.graph, {})[u.name] = u.assumed_nbytes
-
-    def size_of(graph_path: str, name: str) -> int:
-        return next(
-            (
-                sizes[scope][name]
-                for scope in enclosing_scopes(graph_path)
-                if name in sizes.get(scope, ())
-            ),
-            0,
-        )
-
-    return size_of
+        sizes.set(u.graph, u.name, u.assumed_nbytes)
+    return sizes
 
 
 def estimate_memory(
@@ -645,7 +634,7 @@ def estimate_memory(
         with gc_paused():
             return analyze_liveness(
                 graph,
-                _size_function(shapes, half_factor),
+                _tensor_sizes(shapes, half_factor),
                 stored=stored.names_in,
                 inputs_live_whole_run=inputs_live_whole_run,
                 alias_ops=alias_ops,
@@ -777,7 +766,7 @@ def _executed_liveness(
         )
     return analyze_liveness(
         executed.model.graph,
-        _size_function(shapes),
+        _tensor_sizes(shapes),
         stored=executed.stored.names_in,
         inputs_live_whole_run=inputs_live_whole_run,
         alias_ops=alias_ops,
@@ -1330,7 +1319,7 @@ def _backward_peak(
     """
     graph = model.graph
     lookup = shapes.lookup()
-    size_of = _size_function(shapes)
+    size_of = _tensor_sizes(shapes)
     nodes = list(graph.node)
     count = len(nodes)
     weights = set(stored.names_in(MAIN_GRAPH))

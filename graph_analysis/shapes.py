@@ -29,7 +29,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -401,6 +401,52 @@ def _bind(
 # Inference
 
 
+class _Found(MutableMapping[tuple[str, str], TensorShape]):
+    """``(graph, name) -> TensorShape``, kept as one dict of names per graph: no key tuple per
+    tensor (64 MB of them at 10^6 tensors), the graph's name strings shared with the shapes."""
+
+    def __init__(self) -> None:
+        self._graphs: dict[str, dict[str, TensorShape]] = {}
+
+    def __getitem__(self, key: tuple[str, str]) -> TensorShape:
+        return self._graphs[key[0]][key[1]]
+
+    def get(self, key: tuple[str, str], default: Any = None) -> Any:
+        names = self._graphs.get(key[0])
+        return default if names is None else names.get(key[1], default)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, tuple) or len(key) != 2:
+            return False
+        names = self._graphs.get(key[0])
+        return names is not None and key[1] in names
+
+    def __setitem__(self, key: tuple[str, str], shape: TensorShape) -> None:
+        self._graphs.setdefault(key[0], {})[key[1]] = shape
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        del self._graphs[key[0]][key[1]]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((graph, name) for graph, names in self._graphs.items() for name in names)
+
+    def __len__(self) -> int:
+        return sum(len(names) for names in self._graphs.values())
+
+    def shapes(self) -> Iterator[TensorShape]:
+        """Every shape, graph by graph."""
+        return (shape for names in self._graphs.values() for shape in names.values())
+
+    def offer(self, shape: TensorShape) -> None:
+        """Keep ``shape`` unless a shape of the same tensor is known and this one is not."""
+        names = self._graphs.get(shape.graph)
+        if names is None:
+            names = self._graphs[shape.graph] = {}
+        known = names.get(shape.name)
+        if known is None or (shape.is_known and not known.is_known):
+            names[shape.name] = shape
+
+
 def _shape_of(value_info: onnx.ValueInfoProto, graph: str) -> TensorShape:
     data_type: DataType | None = None
     dims: tuple[int | str, ...] | None = None
@@ -417,29 +463,24 @@ def _shape_of(value_info: onnx.ValueInfoProto, graph: str) -> TensorShape:
     return TensorShape(value_info.name, graph, data_type, dims)
 
 
-def _collect_proto(model: onnx.ModelProto) -> dict[tuple[str, str], TensorShape]:
+def _collect_proto(model: onnx.ModelProto) -> _Found:
     """:func:`_collect` for a ``ModelProto`` whose nodes may differ from the skeleton's
     (onnxruntime's symbolic engine sorts them and drops stubbed Constants)."""
-    found: dict[tuple[str, str], TensorShape] = {}
+    found = _Found()
     for path, graph in iter_graphs(model.graph):
         for vi in [*graph.input, *graph.value_info, *graph.output]:
-            shape = _shape_of(vi, path)
-            key = (path, vi.name)
-            if key not in found or (shape.is_known and not found[key].is_known):
-                found[key] = shape
+            found.offer(_shape_of(vi, path))
     return found
 
 
-def _collect(
-    data: bytes, model: onnx.ModelProto, first_index: int = 0
-) -> dict[tuple[str, str], TensorShape]:
+def _collect(data: bytes, model: onnx.ModelProto, first_index: int = 0) -> _Found:
     """Shapes the inference engines declared (inputs, value_info, outputs) in every graph.
 
     Read from the serialized model ``data`` (the engine's output, the same nodes as the skeleton
     ``model``) field by field, without parsing it into a ``ModelProto``: on a 10^6-node graph that
     object alone took over a gigabyte. Subgraphs are found through the skeleton's nodes.
     """
-    found: dict[tuple[str, str], TensorShape] = {}
+    found = _Found()
     for fno, a, b in _wire.len_fields(data, 0, len(data)):
         if fno == 7:  # ModelProto.graph
             _collect_graph(data, a, b, model.graph, MAIN_GRAPH, found, first_index)
@@ -452,7 +493,7 @@ def _collect_graph(
     end: int,
     graph: onnx.GraphProto,
     path: str,
-    found: dict[tuple[str, str], TensorShape],
+    found: _Found,
     first_index: int = 0,
 ) -> None:
     """Collect one graph of ``buf``; its nodes are ``graph``'s, the first one numbered
@@ -470,11 +511,7 @@ def _collect_graph(
                 node = graph.node[node_index]
                 _collect_subgraphs(buf, a, b, node, first_index + node_index, path, found)
         elif fno in (11, 12, 13):  # input, output, value_info
-            shape = _wire_shape(buf, a, b, path)
-            key = (path, shape.name)
-            known = found.get(key)
-            if known is None or (shape.is_known and not known.is_known):
-                found[key] = shape
+            found.offer(_wire_shape(buf, a, b, path))
 
 
 _GRAPH_ATTRS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
@@ -487,7 +524,7 @@ def _collect_subgraphs(
     node: onnx.NodeProto,
     index: int,
     path: str,
-    found: dict[tuple[str, str], TensorShape],
+    found: _Found,
 ) -> None:
     by_name = {attr.name: attr for attr in node.attribute if attr.type in _GRAPH_ATTRS}
     for fno, wt, _fs, a, b in _wire.iter_fields(buf, start, end):
@@ -617,11 +654,11 @@ def _wire_dim(buf: bytes, start: int, end: int) -> int | str:
     return value if value is not None and value >= 0 else (param or "?")
 
 
-def _stored_shapes(stored: ModelWeights) -> dict[tuple[str, str], TensorShape]:
-    """Stored tensors (initializers, Constant outputs) as the one reading has them: exact."""
-    return {
-        (t.graph, t.name): TensorShape(t.name, t.graph, t.data_type, t.dims) for t in stored.tensors
-    }
+def _add_stored_shapes(found: _Found, stored: ModelWeights) -> None:
+    """Stored tensors (initializers, Constant outputs) as the one reading has them: exact, in
+    place of what inference said."""
+    for t in stored.tensors:
+        found[(t.graph, t.name)] = TensorShape(t.name, t.graph, t.data_type, t.dims)
 
 
 def _node_outputs(model: onnx.ModelProto) -> Iterator[tuple[str, onnx.NodeProto, str]]:
@@ -669,24 +706,24 @@ _INT_TYPES = frozenset({onnx.TensorProto.INT64, onnx.TensorProto.INT32})
 
 def _infer_onnx(
     model: onnx.ModelProto,
-    data: bytes,
+    data: bytes | None,
     bound: list[onnx.ValueInfoProto],
     notes: list[str],
-) -> tuple[dict[tuple[str, str], TensorShape], bytes | None]:
+) -> tuple[_Found, bytes | None]:
     """onnx's shapes of every tensor: ``(found, inferred bytes)``, the bytes None when segmented.
 
-    A main graph of more than ``segment_nodes`` nodes is inferred segment by segment (in node
+    ``data`` is the bound model serialized, None for a graph to infer in segments. A main graph
+    of more than :data:`INFERENCE_SEGMENT_NODES` nodes is inferred segment by segment (in node
     order: a valid ONNX graph is topologically sorted), each segment a model of its own whose
     inputs are the tensors it reads from earlier segments, typed as inferred there. onnx's data
     propagation (a shape computed by Shape -> Gather -> Concat and read by a Reshape) does not
     cross a segment boundary, so a boundary is moved back, within the second half of a segment,
     to where no integer tensor of rank 0 or 1 produced before it is read after it.
     """
-    segment_nodes = INFERENCE_SEGMENT_NODES
-    if len(model.graph.node) <= segment_nodes:
+    if data is not None:
         inferred = _run_onnx_inference(data, notes)
         return _collect(inferred, model), inferred
-    return _segmented_shapes(model, bound, notes, segment_nodes), None
+    return _segmented_shapes(model, bound, notes, INFERENCE_SEGMENT_NODES), None
 
 
 def _segmented_shapes(
@@ -694,14 +731,16 @@ def _segmented_shapes(
     bound: list[onnx.ValueInfoProto],
     notes: list[str],
     segment_nodes: int,
-) -> dict[tuple[str, str], TensorShape]:
+) -> _Found:
     from graph_analysis._liveness import outer_references, subgraphs_of
 
     graph = model.graph
     nodes = graph.node
     stored = {t.name: t for t in graph.initializer}
     sparse = {t.values.name: t for t in graph.sparse_initializer}
-    found = {(MAIN_GRAPH, vi.name): _shape_of(vi, MAIN_GRAPH) for vi in bound}
+    found = _Found()
+    for vi in bound:
+        found.offer(_shape_of(vi, MAIN_GRAPH))
     start, lost = 0, 0
     while start < len(nodes):
         end = min(len(nodes), start + segment_nodes)
@@ -751,21 +790,17 @@ def _segmented_shapes(
         dropped_paths = tuple(
             f"{MAIN_GRAPH}/{node_label(node, cut + i)}." for i, node in enumerate(nodes[cut:end])
         )
-        for key, shape in seg_found.items():
-            if (key[0] == MAIN_GRAPH and key[1] in dropped) or (
-                dropped_paths and key[0].startswith(dropped_paths)
+        for shape in seg_found.shapes():
+            if (shape.graph == MAIN_GRAPH and shape.name in dropped) or (
+                dropped_paths and shape.graph.startswith(dropped_paths)
             ):
                 continue
-            if key not in found or (shape.is_known and not found[key].is_known):
-                found[key] = shape
+            found.offer(shape)
         start = cut
     # What the model declares (its value_info and outputs) counts as in a whole-graph inference:
     # taken where inference found nothing concrete.
     for vi in [*graph.value_info, *graph.output]:
-        shape = _shape_of(vi, MAIN_GRAPH)
-        key = (MAIN_GRAPH, vi.name)
-        if key not in found or (shape.is_known and not found[key].is_known):
-            found[key] = shape
+        found.offer(_shape_of(vi, MAIN_GRAPH))
     if lost:
         notes.append(
             f"onnx shape inference ran in segments of {segment_nodes} nodes; {lost} boundaries "
@@ -1215,14 +1250,16 @@ def infer_shapes(
         weights, model = weights_and_skeleton(model)
         stored = stored or weights
     bindings = bindings or Bindings()
-    dim_values, defaulted, data, bound = _bound_bytes(model, bindings, default_dim, path)
+    # A graph inferred in segments never needs the whole serialized model (60 MB at 10^6 nodes).
+    whole = len(model.graph.node) <= INFERENCE_SEGMENT_NODES
+    dim_values, defaulted, data, bound = _bound_bytes(model, bindings, default_dim, path, whole)
     notes: list[str] = []
     with gc_paused():
         found, inferred = _infer_onnx(model, data, bound, notes)
     del data
     if stored is None:
         stored = read_weights(model)
-    found |= _stored_shapes(stored)
+    _add_stored_shapes(found, stored)
     engines = ["onnx"]
     missing = _count_unknown(model, found)
     if use_symbolic and inferred is None and missing:
@@ -1249,7 +1286,7 @@ def infer_shapes(
         inputs=inputs,
         dim_values=dim_values,
         defaulted=defaulted,
-        tensors=tuple(found.values()),
+        tensors=tuple(found.shapes()),
         unknown=tuple(unknown),
         engines=tuple(engines),
         notes=tuple(notes),
@@ -1257,10 +1294,14 @@ def infer_shapes(
 
 
 def _bound_bytes(
-    model: onnx.ModelProto, bindings: Bindings, default_dim: int | None, path: str | Path | None
-) -> tuple[dict[str, int], tuple[str, ...], bytes, list[onnx.ValueInfoProto]]:
-    """:func:`bind_inputs` without the copy: ``model`` serialized with its inputs bound, and
-    copies of the bound inputs.
+    model: onnx.ModelProto,
+    bindings: Bindings,
+    default_dim: int | None,
+    path: str | Path | None,
+    serialize: bool = True,
+) -> tuple[dict[str, int], tuple[str, ...], bytes | None, list[onnx.ValueInfoProto]]:
+    """:func:`bind_inputs` without the copy: ``model`` serialized with its inputs bound (None
+    unless ``serialize``), and copies of the bound inputs.
 
     The inputs are bound in place, the model serialized, and the inputs put back as they were
     (also when binding fails): a deep copy of a 10^6-node skeleton cost hundreds of megabytes.
@@ -1272,14 +1313,14 @@ def _bound_bytes(
             graph, [copy.deepcopy(vi) for vi in _real_inputs(graph)], bindings, default_dim, path
         )
         bound = [copy.deepcopy(vi) for vi in _real_inputs(graph)]
-        return dim_values, defaulted, model.SerializeToString(), bound
+        return dim_values, defaulted, model.SerializeToString() if serialize else None, bound
     finally:
         del graph.input[:]
         graph.input.extend(pristine)
 
 
 def _treat_unknown(
-    model: onnx.ModelProto, found: dict[tuple[str, str], TensorShape]
+    model: onnx.ModelProto, found: Mapping[tuple[str, str], TensorShape]
 ) -> list[UnknownTensor]:
     """Give every node output without a concrete shape an assumed size, in execution order.
 
