@@ -29,11 +29,13 @@ import logging
 import os
 import tempfile
 import warnings
+from array import array
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from graph_analysis import _wire
@@ -433,6 +435,10 @@ class _Found(MutableMapping[tuple[str, str], TensorShape]):
     def __len__(self) -> int:
         return sum(len(names) for names in self._graphs.values())
 
+    def names_in(self, graph: str) -> Mapping[str, TensorShape]:
+        """The shapes of ``graph``'s tensors, by name."""
+        return self._graphs.get(graph, {})
+
     def shapes(self) -> Iterator[TensorShape]:
         """Every shape, graph by graph."""
         return (shape for names in self._graphs.values() for shape in names.values())
@@ -501,7 +507,7 @@ def _collect_graph(
     with_subgraphs = {
         index
         for index, node in enumerate(graph.node)
-        if any(attr.type in _GRAPH_ATTRS for attr in node.attribute)
+        if node.attribute and any(attr.type in _GRAPH_ATTRS for attr in node.attribute)
     }
     node_index = -1
     for fno, a, b in _wire.len_fields(buf, start, end):
@@ -552,7 +558,7 @@ def _wire_shape(buf: bytes, start: int, end: int, graph: str) -> TensorShape:
     a negative or absent ``dim_value`` without a ``dim_param`` is ``?``)."""
     fast = _plain_value_info(buf, start, end)
     if fast is not None:
-        return TensorShape(fast[0], graph, fast[1], _shared_dims(fast[2]))
+        return TensorShape(fast[0], graph, fast[1], fast[2])  # dims shared by _plain_type
     name = ""
     data_type: DataType | None = None
     dims: tuple[int | str, ...] | None = None
@@ -586,6 +592,28 @@ def _plain_value_info(
     name_end = p
     if p + 6 > end or buf[p] != 0x12 or p + 2 + buf[p + 1] != end:  # type, to the end
         return None
+    type_bytes = buf[p:end]
+    decoded = _PLAIN_TYPES.get(type_bytes)
+    if decoded is None:
+        decoded = _plain_type(buf, p, end)
+        if decoded is None:
+            return None
+        if len(_PLAIN_TYPES) >= _PLAIN_TYPES_MAX:
+            _PLAIN_TYPES.clear()
+        _PLAIN_TYPES[type_bytes] = decoded
+    return buf[name_start:name_end].decode("utf-8", "replace"), decoded[0], decoded[1]
+
+
+#: Type fields :func:`_plain_type` decoded, by their bytes: a large graph repeats a few types
+#: (the 10^6-node chain has one), and decoding each dim in Python was most of the collection.
+_PLAIN_TYPES: dict[bytes, tuple[DataType | None, tuple[int | str, ...]]] = {}
+_PLAIN_TYPES_MAX = 4096
+
+
+def _plain_type(
+    buf: bytes, p: int, end: int
+) -> tuple[DataType | None, tuple[int | str, ...]] | None:
+    """The type field of :func:`_plain_value_info` at ``buf[p:end]`` (checked to span it)."""
     if buf[p + 2] != 0x0A or p + 4 + buf[p + 3] != end:  # tensor_type, to the end
         return None
     if buf[p + 4] != 0x08 or buf[p + 5] >= 0x80:  # elem_type
@@ -615,7 +643,7 @@ def _plain_value_info(
             shift += 7
         dims.append(value if value < 1 << 63 else "?")
         p = stop
-    return buf[name_start:name_end].decode("utf-8", "replace"), data_type, tuple(dims)
+    return data_type, _shared_dims(tuple(dims))
 
 
 def _wire_tensor_type(
@@ -661,20 +689,24 @@ def _add_stored_shapes(found: _Found, stored: ModelWeights) -> None:
         found[(t.graph, t.name)] = TensorShape(t.name, t.graph, t.data_type, t.dims)
 
 
-def _node_outputs(model: onnx.ModelProto) -> Iterator[tuple[str, onnx.NodeProto, str]]:
+def _any_unknown(model: onnx.ModelProto, found: _Found) -> bool:
+    """True when some node output has no concrete shape in ``found`` (stops at the first)."""
+    known: dict[tuple[int | str, ...], bool] = {}  # dims tuples are shared: test each once
     for path, graph in iter_graphs(model.graph):
+        names = found.names_in(path)
         for node in graph.node:
             for out in node.output:
-                if out:
-                    yield path, node, out
-
-
-def _count_unknown(model: onnx.ModelProto, found: Mapping[tuple[str, str], TensorShape]) -> int:
-    return sum(
-        1
-        for path, _node, out in _node_outputs(model)
-        if (path, out) not in found or not found[(path, out)].is_known
-    )
+                if not out:
+                    continue
+                shape = names.get(out)
+                if shape is None or shape.data_type is None or shape.dims is None:
+                    return True
+                dims_known = known.get(shape.dims)
+                if dims_known is None:
+                    dims_known = known[shape.dims] = shape.is_known
+                if not dims_known:
+                    return True
+    return False
 
 
 def _run_onnx_inference(data: bytes, notes: list[str]) -> bytes:
@@ -742,6 +774,7 @@ def _segmented_shapes(
     for vi in bound:
         found.offer(_shape_of(vi, MAIN_GRAPH))
     start, lost = 0, 0
+    last_reads = _LastReads(nodes)
     while start < len(nodes):
         end = min(len(nodes), start + segment_nodes)
         segment = onnx.ModelProto(ir_version=model.ir_version)
@@ -755,9 +788,10 @@ def _segmented_shapes(
             for name in node.input:
                 if name and name not in produced:
                     read[name] = None
-            for _suffix, body in subgraphs_of(node):
-                read.update((n, None) for n in sorted(outer_references(body) - produced))
-            produced.update(o for o in node.output if o)
+            if node.attribute:
+                for _suffix, body in subgraphs_of(node):
+                    read.update((n, None) for n in sorted(outer_references(body) - produced))
+            produced.update(node.output)
         for name in read:
             earlier = found.get((MAIN_GRAPH, name))
             if name in stored:
@@ -784,7 +818,9 @@ def _segmented_shapes(
         inferred = _run_onnx_inference(segment.SerializeToString(), notes)
         seg_found = _collect(inferred, segment, start)
         del inferred, segment
-        cut, clean = _segment_cut(nodes, start, end, seg_found, start + segment_nodes // 2)
+        cut, clean = _segment_cut(
+            nodes, start, end, seg_found, start + segment_nodes // 2, last_reads
+        )
         lost += not clean
         dropped = {o for node in nodes[cut:end] for o in node.output if o}
         dropped_paths = tuple(
@@ -809,21 +845,68 @@ def _segmented_shapes(
     return found
 
 
+class _LastReads:
+    """The index of the last node of a graph that reads each name (directly or from inside one of
+    its subgraphs), found by the name's 64-bit hash in two sorted arrays: 16 bytes per read where
+    a name-keyed dict took over 100 MB at 10^6 nodes. Made on the first question: only segments
+    that produce shape values ask. A hash collision (about 10^-8 among 10^6 names) can only make
+    a name look read later than it is: a segment boundary moved back, never a wrong shape.
+    """
+
+    def __init__(self, nodes: Any) -> None:
+        self._nodes = nodes
+        self._hashes: Any = None
+        self._steps: Any = None
+
+    def _index(self) -> None:
+        from graph_analysis._liveness import outer_references, subgraphs_of
+
+        hashes, steps = array("q"), array("q")
+        for index, node in enumerate(self._nodes):
+            for name in node.input:
+                if name:
+                    hashes.append(hash(name))
+                    steps.append(index)
+            if node.attribute:
+                for _suffix, body in subgraphs_of(node):
+                    for name in outer_references(body):
+                        hashes.append(hash(name))
+                        steps.append(index)
+        h = np.frombuffer(hashes, dtype=np.int64) if hashes else np.zeros(0, dtype=np.int64)
+        s = np.frombuffer(steps, dtype=np.int64) if steps else np.zeros(0, dtype=np.int64)
+        order = np.lexsort((s, h))  # by hash, then by step
+        h, s = h[order], s[order]
+        last = np.ones(len(h), dtype=bool)
+        last[:-1] = h[1:] != h[:-1]
+        self._hashes, self._steps = h[last], s[last]
+
+    def of(self, name: str) -> int:
+        """The last node index reading ``name``, -1 when none does."""
+        if self._hashes is None:
+            self._index()
+        key = hash(name)
+        i = int(np.searchsorted(self._hashes, key))
+        if i < len(self._hashes) and int(self._hashes[i]) == key:
+            return int(self._steps[i])
+        return -1
+
+
 def _segment_cut(
     nodes: Any,
     start: int,
     end: int,
     seg_found: Mapping[tuple[str, str], TensorShape],
     earliest: int,
+    last_reads: _LastReads,
 ) -> tuple[int, bool]:
     """Where the segment ``[start, end)`` ends: ``(cut, clean)``.
 
     ``end`` unless an integer tensor of rank 0 or 1 (a shape value onnx propagates) produced
     before ``end`` is read at or after it; then the last cut in ``[earliest, end]`` that no such
     tensor crosses. ``clean`` is False when there is none (the segment ends at ``end`` anyway).
+    Each candidate's last reader comes from ``last_reads`` (scanning the rest of the graph for
+    each segment made the whole inference quadratic in graphs with shape values).
     """
-    from graph_analysis._liveness import outer_references, subgraphs_of
-
     if end >= len(nodes):
         return end, True
     producer: dict[str, int] = {}
@@ -840,19 +923,11 @@ def _segment_cut(
                 producer[name] = index
     if not producer:
         return end, True
-    last_read = dict.fromkeys(producer, -1)
-    for index in range(start, len(nodes)):
-        node = nodes[index]
-        names = [n for n in node.input if n in last_read]
-        for _suffix, body in subgraphs_of(node):
-            names.extend(n for n in outer_references(body) if n in last_read)
-        for name in names:
-            last_read[name] = index
     # A cut c is clean when every candidate produced before c is last read before c.
     reach = [-1] * (end - start + 1)  # reach[i]: latest read of a candidate produced before start+i
     for name, index in producer.items():
         offset = index - start + 1
-        reach[offset] = max(reach[offset], last_read[name])
+        reach[offset] = max(reach[offset], last_reads.of(name))
     for i in range(1, len(reach)):
         reach[i] = max(reach[i], reach[i - 1])
     for cut in range(end, max(earliest, start + 1) - 1, -1):
@@ -1261,7 +1336,7 @@ def infer_shapes(
         stored = read_weights(model)
     _add_stored_shapes(found, stored)
     engines = ["onnx"]
-    missing = _count_unknown(model, found)
+    missing = _any_unknown(model, found)
     if use_symbolic and inferred is None and missing:
         notes.append(
             f"onnxruntime symbolic shape inference skipped: {len(model.graph.node)} nodes "
