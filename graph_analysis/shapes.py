@@ -895,7 +895,7 @@ def _segment_cut(
     nodes: Any,
     start: int,
     end: int,
-    seg_found: Mapping[tuple[str, str], TensorShape],
+    seg_found: _Found,
     earliest: int,
     last_reads: _LastReads,
 ) -> tuple[int, bool]:
@@ -909,18 +909,23 @@ def _segment_cut(
     """
     if end >= len(nodes):
         return end, True
+    # Shape values among the segment's tensors first: most segments have none, and then no node
+    # needs to be visited.
+    values = {
+        shape.name
+        for shape in seg_found.shapes()
+        if shape.graph == MAIN_GRAPH
+        and shape.data_type is not None
+        and shape.data_type.value in _INT_TYPES
+        and shape.dims is not None
+        and len(shape.dims) <= 1
+    }
     producer: dict[str, int] = {}
-    for index in range(start, end):
-        for name in nodes[index].output:
-            shape = seg_found.get((MAIN_GRAPH, name)) if name else None
-            if (
-                shape is not None
-                and shape.data_type is not None
-                and shape.data_type.value in _INT_TYPES
-                and shape.dims is not None
-                and len(shape.dims) <= 1
-            ):
-                producer[name] = index
+    if values:
+        for index in range(start, end):
+            for name in nodes[index].output:
+                if name in values:
+                    producer[name] = index
     if not producer:
         return end, True
     # A cut c is clean when every candidate produced before c is last read before c.
