@@ -11,6 +11,7 @@ from typing import Any, overload
 import numpy as np
 import onnx
 
+from graph_analysis._graph import NodeTable
 from graph_analysis._weights import enclosing_scopes
 from graph_analysis.shapes import MAIN_GRAPH, node_label
 
@@ -118,41 +119,62 @@ def outer_references(graph: onnx.GraphProto) -> set[str]:
 
 
 class TensorSizes:
-    """Bytes of every tensor of a model, by graph: each graph's names get consecutive ids, their
-    bytes kept in a flat array, so that the liveness of a graph indexes its arrays by those ids
-    instead of building name-keyed tables of its own.
+    """Bytes of every tensor of a model, by graph.
+
+    A graph given with its :class:`~graph_analysis._graph.NodeTable` keeps the bytes of its edges
+    in an array indexed by the table's ids (no table of names of its own: the liveness of that
+    graph reads the array as it is); any other name of it, and every other graph, by name.
 
     Calling it, ``sizes(graph_path, name)``, gives the bytes of ``name`` as seen from
     ``graph_path``: the graph's own tensor, else the nearest enclosing graph's (subgraphs see
     outer names), else 0.
     """
 
-    def __init__(self) -> None:
-        self.ids: dict[str, dict[str, int]] = {}
-        self.names: dict[str, list[str]] = {}
+    def __init__(self, tables: Mapping[str, NodeTable] | None = None) -> None:
+        self.ids: dict[str, Mapping[str, int]] = {}
         self.nbytes: dict[str, array[int]] = {}
+        self._known: dict[str, bytearray] = {}  # table-backed graphs: ids set so far
+        self._by_name: dict[str, dict[str, int]] = {}
+        self._tables: dict[str, NodeTable] = dict(tables or {})
+        for graph, table in self._tables.items():
+            self.ids[graph] = table.ids
+            self.nbytes[graph] = array("q", bytes(8 * len(table.names)))
+            self._known[graph] = bytearray(len(table.names))
 
     def set(self, graph: str, name: str, nbytes: int) -> None:
         """Record (or replace) the bytes of ``name`` in ``graph``."""
-        ids = self.ids.get(graph)
-        if ids is None:
-            ids = self.ids[graph] = {}
-            self.names[graph] = []
-            self.nbytes[graph] = array("q")
-        t = ids.get(name)
-        if t is None:
-            ids[name] = len(self.names[graph])
-            self.names[graph].append(name)
-            self.nbytes[graph].append(nbytes)
-        else:
+        table_ids = self.ids.get(graph) if graph in self._tables else None
+        t = table_ids.get(name) if table_ids is not None else None
+        if t is not None:
             self.nbytes[graph][t] = nbytes
+            self._known[graph][t] = 1
+        else:
+            self._by_name.setdefault(graph, {})[name] = nbytes
+
+    def _own(self, graph: str, name: str) -> int | None:
+        table_ids = self.ids.get(graph) if graph in self._tables else None
+        t = table_ids.get(name) if table_ids is not None else None
+        if t is not None and self._known[graph][t]:
+            return self.nbytes[graph][t]
+        return self._by_name.get(graph, {}).get(name)
 
     def __call__(self, graph: str, name: str) -> int:
         for scope in enclosing_scopes(graph):
-            t = self.ids.get(scope, {}).get(name)
-            if t is not None:
-                return self.nbytes[scope][t]
+            nbytes = self._own(scope, name)
+            if nbytes is not None:
+                return nbytes
         return 0
+
+    def of_table(self, graph: str, table: NodeTable) -> array[int]:
+        """The bytes of each id of ``table`` (the edges of ``graph``), as seen from ``graph``."""
+        if self._tables.get(graph) is not table:
+            return array("q", [self(graph, name) for name in table.names])
+        nbytes = array("q", self.nbytes[graph])
+        known = np.frombuffer(self._known[graph], dtype=np.uint8) if len(nbytes) else None
+        if known is not None:
+            for t in np.flatnonzero(known == 0).tolist():  # edges without a shape of their own
+                nbytes[t] = self(graph, table.names[t])
+        return nbytes
 
 
 #: :attr:`_Tensors.first` of an id not defined (yet) as an activation of the graph.
@@ -170,6 +192,7 @@ def analyze_liveness(
     alias_ops: frozenset[str] = ALIAS_OPS,
     inplace_ops: Mapping[tuple[str, str], tuple[int, int]] = INPLACE_OPS,
     workspace_of: Callable[[str, onnx.NodeProto], int] | None = None,
+    table: NodeTable | None = None,
 ) -> GraphLiveness:
     """Peak and sum of live activation bytes over ``graph``'s node order.
 
@@ -179,9 +202,11 @@ def analyze_liveness(
     share their input's buffer. A node with subgraphs adds, at its step, the largest peak of its
     subgraphs (their internal tensors live while the node runs).
 
-    Tensors are the ids of ``sizes``; each one's buffer and first and last steps are kept in flat
-    integer arrays, and the sweep over steps runs in numpy (on a 10^6-node graph four name-keyed
-    tables, the per-step tuples and the labels took 330 MB and 8 s).
+    The sweep reads the graph's :class:`~graph_analysis._graph.NodeTable` (integer ids of edges,
+    flat arrays of each node's inputs and outputs); each id's buffer and first and last steps are
+    kept in flat integer arrays, and the sum over steps runs in numpy. Only nodes with subgraphs
+    and, with ``workspace_of``, every node are visited as protobuf (on a 10^6-node graph the
+    name-keyed tables, per-step tuples and labels of the former sweep took 330 MB and 8 s).
 
     Args:
         graph: the graph, its nodes in execution (topological) order.
@@ -198,152 +223,175 @@ def analyze_liveness(
             view of it alive, not a graph input or output).
         workspace_of: ``(graph_path, node) -> bytes`` of scratch the node's kernel holds while it
             runs (beyond its inputs and outputs), added at its step.
+        table: ``graph``'s node table when the caller has it (made from ``graph`` otherwise).
     """
+    table = table if table is not None else NodeTable.of_proto(graph)
+    nodes = graph.node
+    num_steps = len(table)
+    end = num_steps  # "after the last node"
+    names, ids = table.names, table.ids
     local_weights = set(weights) | stored(path)
+    is_weight = bytearray(len(names))
+    for name in local_weights:
+        t = ids.get(name)
+        if t is not None:
+            is_weight[t] = 1
     # Frozen for subgraphs only when the set changed since the last freeze: re-freezing after every
     # weight-only node was quadratic on quantized graphs (a DequantizeLinear per weight).
     frozen_weights: frozenset[str] | None = None
 
-    nodes = graph.node
-    num_steps = len(nodes)
-    end = num_steps  # "after the last node"
-    tensors = _Tensors(sizes, path)
-    root, first, last, lookup = tensors.root, tensors.first, tensors.last, tensors.lookup
-
+    tensors = _Tensors(table, sizes.of_table(path, table), path)
+    root, first, last = tensors.root, tensors.first, tensors.last
     for value_info in graph.input:
-        if value_info.name not in local_weights:
-            tensors.define(value_info.name, -1, end if inputs_live_whole_run else -1)
+        t = ids.get(value_info.name)
+        if t is not None and not is_weight[t]:
+            tensors.define(t, -1, end if inputs_live_whole_run else -1)
 
-    # Last direct reader of each name (graph outputs: the end), for in-place outputs: made when
-    # the first in-place node is met (only optimized graphs have them; a pass over every node).
-    last_read: dict[str, int] = {}
+    alias = {
+        k
+        for k, (domain, op_type) in enumerate(table.op_keys)
+        if op_type in alias_ops and domain in ("", "ai.onnx")
+    }
+    inplace_of = {k: inplace_ops[key] for k, key in enumerate(table.op_keys) if key in inplace_ops}
+    # Last direct reader of each id (graph outputs: the end), for in-place outputs: made when the
+    # first in-place node is met (only optimized graphs have them).
+    last_read: list[np.ndarray] = []
 
-    def last_reads() -> dict[str, int]:
+    def last_reads() -> np.ndarray:
         if not last_read:
-            for step, node in enumerate(nodes):
-                for name in node.input:
-                    last_read[name] = step
-                for _suffix, sub in subgraphs_of(node) if node.attribute else []:
+            reads = np.full(len(names), -1, dtype=np.int64)
+            in_ids = table.in_array()
+            valid = in_ids >= 0
+            np.maximum.at(reads, in_ids[valid], table.readers()[valid])
+            for step in table.with_subgraphs:
+                for _suffix, sub in subgraphs_of(nodes[step]):
                     for name in outer_references(sub):
-                        last_read[name] = step
+                        t = ids.get(name)
+                        if t is not None:
+                            reads[t] = max(reads[t], step)
             for value_info in graph.output:
-                last_read[value_info.name] = end
-        return last_read
+                t = ids.get(value_info.name)
+                if t is not None:
+                    reads[t] = end
+            last_read.append(reads)
+        return last_read[0]
 
     views: dict[int, int] = {}  # buffer id -> views of it made so far
     held: dict[int, tuple[int, int]] = {}  # step -> (subgraph peak, kernel workspace), if any
     sub_sums = 0  # per node with subgraphs, its largest subgraph's sum
     sub_labels: dict[int, str] = {}
-    for step, node in enumerate(nodes):
-        inputs = [i for i in node.input if i]
-        used = inputs
-        subgraphs = subgraphs_of(node) if node.attribute else []
-        sub_peak = sub_sum = 0
-        for suffix, sub in subgraphs:
-            if frozen_weights is None:
-                frozen_weights = frozenset(local_weights)
-            label = node_label(node, step)
-            used = used + sorted(outer_references(sub))
-            sub_result = analyze_liveness(
-                sub,
-                sizes,
-                path=f"{path}/{label}.{suffix}",
-                stored=stored,
-                weights=frozen_weights,
-                inputs_live_whole_run=True,
-                alias_ops=alias_ops,
-                inplace_ops=inplace_ops,
-                workspace_of=workspace_of,
-            )
-            sub_sum = max(sub_sum, sub_result.sum_bytes)
-            if sub_result.peak_bytes > sub_peak:
-                sub_peak = sub_result.peak_bytes
-                sub_labels[step] = f"{label}.{suffix}"
-        sub_sums += sub_sum
-        workspace = workspace_of(path, node) if workspace_of is not None else 0
-        if sub_peak or workspace:
-            held[step] = (sub_peak, workspace)
-        for name in used:
-            t = lookup(name)
-            if t is not None and first[t] != _UNDEFINED:
+    with_subgraphs = set(table.with_subgraphs)
+    in_ptr, in_ids, out_ptr, out_ids, ops = (
+        table.in_ptr,
+        table.in_ids,
+        table.out_ptr,
+        table.out_ids,
+        table.op,
+    )
+    for step in range(num_steps):
+        a, b = in_ptr[step], in_ptr[step + 1]
+        direct = [t for t in in_ids[a:b] if t >= 0]
+        reads = direct
+        subgraph_node = step in with_subgraphs
+        if subgraph_node:
+            reads = list(direct)
+            node = nodes[step]
+            sub_peak = sub_sum = 0
+            for suffix, sub in subgraphs_of(node):
+                if frozen_weights is None:
+                    frozen_weights = frozenset(local_weights)
+                label = node_label(node, step)
+                reads.extend(
+                    t for t in (ids.get(n) for n in sorted(outer_references(sub))) if t is not None
+                )
+                sub_result = analyze_liveness(
+                    sub,
+                    sizes,
+                    path=f"{path}/{label}.{suffix}",
+                    stored=stored,
+                    weights=frozen_weights,
+                    inputs_live_whole_run=True,
+                    alias_ops=alias_ops,
+                    inplace_ops=inplace_ops,
+                    workspace_of=workspace_of,
+                )
+                sub_sum = max(sub_sum, sub_result.sum_bytes)
+                if sub_result.peak_bytes > sub_peak:
+                    sub_peak = sub_result.peak_bytes
+                    sub_labels[step] = f"{label}.{suffix}"
+            sub_sums += sub_sum
+            if sub_peak:
+                held[step] = (sub_peak, 0)
+        if workspace_of is not None:
+            workspace = workspace_of(path, nodes[step])
+            if workspace:
+                held[step] = (held.get(step, (0, 0))[0], workspace)
+        for t in reads:
+            if first[t] != _UNDEFINED:
                 r = root[t]
                 last[r] = max(last[r], step)
-        if inputs and not subgraphs and all(i in local_weights for i in inputs):
+        oa, ob = out_ptr[step], out_ptr[step + 1]
+        if direct and not subgraph_node and all(is_weight[t] for t in direct):
             # Computed from weights only (Identity of a tied weight, Transpose of a weight in a
             # training-mode export): onnxruntime constant-folds it at session creation.
-            local_weights.update(o for o in node.output if o)
+            for t in out_ids[oa:ob]:
+                if t >= 0:
+                    is_weight[t] = 1
+                    local_weights.add(names[t])
             frozen_weights = None
             continue
-        is_alias = node.op_type in alias_ops and node.domain in ("", "ai.onnx")
-        inplace = inplace_ops.get((node.domain, node.op_type)) if inplace_ops else None
-        for k, out in enumerate(node.output):
-            if not out or out in local_weights:
+        k = ops[step]
+        inplace = inplace_of.get(k)
+        for j in range(oa, ob):
+            t = out_ids[j]
+            if t < 0 or is_weight[t]:
                 continue
             source = -1
-            if is_alias and k == 0 and node.input[0]:
-                t = lookup(node.input[0])
-                if t is not None and first[t] != _UNDEFINED:
-                    source = root[t]
-            if source < 0 and inplace is not None and inplace[1] == k:
+            if j == oa and k in alias and a < b:
+                s0 = in_ids[a]
+                if s0 >= 0 and first[s0] != _UNDEFINED:
+                    source = root[s0]
+            if source < 0 and inplace is not None and inplace[1] == j - oa:
                 source = _inplace_source(
-                    node.input[inplace[0]] if len(node.input) > inplace[0] else "",
-                    out,
+                    in_ids[a + inplace[0]] if b - a > inplace[0] else -1,
+                    t,
                     step,
                     tensors=tensors,
                     last_read=last_reads(),
                     views=views,
                 )
             # an output nobody reads still exists while its node runs
-            tensors.define(out, step, step, source)
+            tensors.define(t, step, step, source)
             if source >= 0:
                 views[source] = views.get(source, 0) + 1
 
     for value_info in graph.output:
-        t = lookup(value_info.name)
+        t = ids.get(value_info.name)
         if t is not None and first[t] != _UNDEFINED:
             last[root[t]] = end
     return tensors.sweep(graph, num_steps, held=held, sub_sums=sub_sums, sub_labels=sub_labels)
 
 
 class _Tensors:
-    """The tensors of one graph by id: :class:`TensorSizes`'s ids of the graph, then ids of its
-    own for names ``sizes`` lacks; each id's root buffer, bytes, first and last step
-    (``_UNDEFINED`` until the graph defines it)."""
+    """The edges of one graph by the ids of its node table: root buffer, bytes, first and last
+    step of each (``_UNDEFINED`` until the graph defines it)."""
 
-    def __init__(self, sizes: TensorSizes, path: str) -> None:
-        self.sizes, self.path = sizes, path
-        self.ids = sizes.ids.get(path, {})
-        self.names = sizes.names.get(path, [])
-        self.extra: dict[str, int] = {}
-        self.extra_names: list[str] = []
+    def __init__(self, table: NodeTable, nbytes: array[int], path: str) -> None:
+        self.names, self.path = table.names, path
         n = len(self.names)
-        self.nbytes = array("q", sizes.nbytes.get(path, ()))
+        self.nbytes = nbytes
         self.root = array("q", range(n))
         self.first = array("q", [_UNDEFINED]) * n
         self.last = array("q", [_UNDEFINED]) * n
 
-    def lookup(self, name: str) -> int | None:
-        """The id of ``name`` (defined or not), None when it has none."""
-        t = self.ids.get(name)
-        return self.extra.get(name) if t is None else t
-
-    def name(self, t: int) -> str:
-        n = len(self.names)
-        return self.names[t] if t < n else self.extra_names[t - n]
-
-    def define(self, name: str, first: int, last: int, source: int = -1) -> None:
-        """``name`` defined at ``first``: its own buffer, or a view of buffer ``source``."""
-        t = self.lookup(name)
-        if t is None:
-            t = self.extra[name] = len(self.root)
-            self.extra_names.append(name)
-            self.nbytes.append(self.sizes(self.path, name))
-            self.root.append(t)
-            self.first.append(_UNDEFINED)
-            self.last.append(_UNDEFINED)
+    def define(self, t: int, first: int, last: int, source: int = -1) -> None:
+        """Edge ``t`` defined at ``first``: its own buffer, or a view of buffer ``source``."""
         self.root[t] = t if source < 0 else source
         self.first[t] = first
         self.last[t] = last
+
+    def name(self, t: int) -> str:
+        return self.names[t]
 
     def sweep(
         self,
@@ -448,22 +496,19 @@ class NodeLabels(Sequence[str]):
 
 
 def _inplace_source(
-    name: str,
-    out: str,
+    t: int,
+    out: int,
     step: int,
     *,
     tensors: _Tensors,
-    last_read: Mapping[str, int],
+    last_read: np.ndarray,
     views: Mapping[int, int],
 ) -> int:
-    """The buffer id an in-place output ``out`` at ``step`` takes over from input ``name``, or -1:
+    """The buffer id an in-place output ``out`` at ``step`` takes over from input ``t``, or -1:
     the input must be its own buffer (no view), made by a node (not a graph input), read last at
     ``step``, without views, and as large as the output."""
-    t = tensors.lookup(name) if name else None
-    if t is None or tensors.root[t] != t or tensors.first[t] < 0:
+    if t < 0 or tensors.root[t] != t or tensors.first[t] < 0:
         return -1
-    if last_read.get(name) != step or views.get(t, 0):
+    if int(last_read[t]) != step or views.get(t, 0):
         return -1
-    o = tensors.lookup(out)
-    nbytes = tensors.nbytes[o] if o is not None else tensors.sizes(tensors.path, out)
-    return t if tensors.nbytes[t] == nbytes else -1
+    return t if tensors.nbytes[t] == tensors.nbytes[out] else -1

@@ -15,8 +15,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
+from graph_analysis._graph import NodeTable
 from graph_analysis.analysis import analyze, build_report
 from graph_analysis.dtypes import DataType, is_floating
 from graph_analysis.loading import (
@@ -216,8 +217,23 @@ def read_weights(model: str | os.PathLike[str] | onnx.ModelProto | ModelFile) ->
         return model_weights(read_model(path))[0]
 
 
-def weights_and_skeleton(path: str | os.PathLike[str]) -> tuple[ModelWeights, onnx.ModelProto]:
-    """One reading of a model file: its weights, and its weight-free skeleton for shape inference.
+class Reading(NamedTuple):
+    """One reading of a model file, in the forms the estimates consume.
+
+    Attributes:
+        stored: its weights.
+        skeleton: its weight-free skeleton (for shape inference and the graph walks).
+        table: the main graph's nodes as integer tables, in the skeleton's node order.
+    """
+
+    stored: ModelWeights
+    skeleton: onnx.ModelProto
+    table: NodeTable
+
+
+def weights_and_skeleton(path: str | os.PathLike[str]) -> Reading:
+    """One reading of a model file: its weights, its weight-free skeleton for shape inference, and
+    its main graph's node table (made from the loader's record, whose names it shares).
 
     The loader's record is dropped before the skeleton is parsed: on a 10^6-node graph the record
     takes about 500 MB and the parsed skeleton 300 MB, and they never need to coexist.
@@ -227,10 +243,11 @@ def weights_and_skeleton(path: str | os.PathLike[str]) -> tuple[ModelWeights, on
     """
     model = read_model(path)
     stored = model_weights(model)[0]
+    table = NodeTable.of_record(model.graph)
     data = skeleton_bytes(model)
     where = model.path
     del model
-    return stored, parse_skeleton(data, where)
+    return Reading(stored, parse_skeleton(data, where), table)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import onnx
 
 from graph_analysis._arena import simulate_arena
 from graph_analysis._gc import gc_paused
+from graph_analysis._graph import NodeTable
 from graph_analysis._liveness import (
     ALIAS_OPS,
     MAX_SPANS,
@@ -29,6 +30,7 @@ from graph_analysis._liveness import (
 )
 from graph_analysis._weights import (
     ModelWeights,
+    Reading,
     enclosing_scopes,
     read_weights,
     weights_and_skeleton,
@@ -520,14 +522,22 @@ class MemoryEstimate:
 # ---------------------------------------------------------------------------------------------
 
 
-def _tensor_sizes(shapes: InferredShapes, half_factor: float = 1.0) -> TensorSizes:
-    """The bytes of every tensor, by graph (outer scopes searched from inner graphs when called).
+def _tensor_sizes(
+    shapes: InferredShapes, half_factor: float = 1.0, table: NodeTable | None = None
+) -> TensorSizes:
+    """The bytes of every tensor, by graph (outer scopes searched from inner graphs when called);
+    the main graph's edges by the ids of its node ``table`` when given.
 
     Unknown tensors take their assumed size; 16-bit float tensors are scaled by ``half_factor``.
     """
-    sizes = TensorSizes()
+    sizes = TensorSizes({MAIN_GRAPH: table} if table is not None else None)
+    # dims tuples are shared between tensors of one shape: each (type, dims) is sized once
+    sized: dict[tuple[object, object], int | None] = {}
     for t in shapes.tensors:
-        nb = t.nbytes
+        key = (t.data_type, t.dims)
+        nb = sized.get(key, -1)
+        if nb == -1:
+            nb = sized[key] = t.nbytes
         if nb is not None:
             scale = half_factor if t.data_type in _HALF_TYPES else 1.0
             sizes.set(t.graph, t.name, int(nb * scale))
@@ -558,7 +568,7 @@ def estimate_memory(
     conv_scratchpad_bytes: int = 6_900_000,
     pytorch_basis: bool = False,
     executed_graph: ExecutedGraph | None = None,
-    reading: tuple[ModelWeights, onnx.ModelProto] | None = None,
+    reading: Reading | None = None,
 ) -> MemoryEstimate:
     """Estimate inference (and optionally training) memory of an ONNX model.
 
@@ -618,15 +628,20 @@ def estimate_memory(
     if not 0.0 < checkpointing <= 1.0:
         raise ValueError(f"checkpointing must be in (0, 1], got {checkpointing}")
     path: str | None = None
+    table: NodeTable | None = None
     if isinstance(model, (str, Path)):
-        # One reading: the weights and the skeleton handed to shape inference both derive from it.
+        # One reading: the weights, the skeleton handed to shape inference and the node table
+        # all derive from it.
         path = str(model)
-        stored, model = reading if reading is not None else weights_and_skeleton(model)
+        stored, model, table = reading if reading is not None else weights_and_skeleton(model)
     else:
         stored = read_weights(model)
-    runtime = runtime or OrtCpuModel()
-    shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path, stored=stored)
     graph = model.graph
+    table = table if table is not None else NodeTable.of_proto(graph)
+    runtime = runtime or OrtCpuModel()
+    shapes = infer_shapes(
+        model, bindings, default_dim=default_dim, path=path, stored=stored, table=table
+    )
 
     def live(
         half_factor: float = 1.0, workspace_of: Callable[[str, onnx.NodeProto], int] | None = None
@@ -634,23 +649,27 @@ def estimate_memory(
         with gc_paused():
             return analyze_liveness(
                 graph,
-                _tensor_sizes(shapes, half_factor),
+                _tensor_sizes(shapes, half_factor, table),
                 stored=stored.names_in,
                 inputs_live_whole_run=inputs_live_whole_run,
                 alias_ops=alias_ops,
                 workspace_of=workspace_of,
+                table=table,
             )
 
     liveness = live()
+    subgraphs, op_types = _op_census(model, table)
     totals = _weight_totals(
         stored,
         heap_tensor_max_bytes=runtime.heap_tensor_max_bytes,
-        subgraphs=sum(1 for graph_path, _g in iter_graphs(model.graph) if graph_path != MAIN_GRAPH),
-        bn_fused=bn_fused_conv_bytes(model, stored),
+        subgraphs=subgraphs,
+        bn_fused=bn_fused_conv_bytes(model, stored)
+        if {"Conv", "BatchNormalization"} <= op_types
+        else 0,
     )
     # Inference also counts the scratch onnxruntime's kernels hold while they run (training
     # models PyTorch, which has none of it).
-    workspace = _workspace_function(model, shapes)
+    workspace = _workspace_function(model, shapes) if op_types & WORKSPACE_OPS else None
     inference_liveness = liveness if workspace is None else live(workspace_of=workspace)
     runtime_liveness = inference_liveness
     if (
@@ -714,6 +733,20 @@ def estimate_memory(
     if executed_note is not None:
         assumptions["executed_graph_not_used"] = executed_note
     return MemoryEstimate(path, shapes, inference, training, assumptions)
+
+
+def _op_census(model: onnx.ModelProto, table: NodeTable) -> tuple[int, frozenset[str]]:
+    """The number of subgraphs and the op types of every graph, from the main graph's node table
+    and the nodes that hold subgraphs: the passes that look for one op type (fused convolutions,
+    kernel workspaces) run only where it occurs."""
+    subgraphs = 0
+    op_types = set(table.op_types())
+    for index in table.with_subgraphs:
+        for _suffix, sub in subgraphs_of(model.graph.node[index]):
+            for _path, graph in iter_graphs(sub):
+                subgraphs += 1
+                op_types.update(node.op_type for node in graph.node)
+    return subgraphs, frozenset(op_types)
 
 
 #: How many more bytes the optimized graph's unknown-shape tensors may be assumed at than the

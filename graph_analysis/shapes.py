@@ -29,8 +29,7 @@ import logging
 import os
 import tempfile
 import warnings
-from array import array
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ import onnx
 
 from graph_analysis import _wire
 from graph_analysis._gc import gc_paused
+from graph_analysis._graph import NodeTable
 from graph_analysis._weights import (
     ModelWeights,
     enclosing_scopes,
@@ -186,11 +186,17 @@ def _attr_graphs(attr: onnx.AttributeProto) -> Iterator[onnx.GraphProto]:
 
 
 def iter_graphs(
-    graph: onnx.GraphProto, path: str = MAIN_GRAPH
+    graph: onnx.GraphProto, path: str = MAIN_GRAPH, with_subgraphs: Iterable[int] | None = None
 ) -> Iterator[tuple[str, onnx.GraphProto]]:
-    """Yield ``(graph_path, graph)`` for the graph and every nested subgraph, parents first."""
+    """Yield ``(graph_path, graph)`` for the graph and every nested subgraph, parents first.
+
+    ``with_subgraphs``: the indices of ``graph``'s nodes that hold subgraphs, when known (its
+    node table's): only those nodes are visited.
+    """
     yield path, graph
-    for index, node in enumerate(graph.node):
+    indices = range(len(graph.node)) if with_subgraphs is None else with_subgraphs
+    for index in indices:
+        node = graph.node[index]
         for attr in node.attribute:
             for k, sub in enumerate(_attr_graphs(attr)):
                 suffix = f"[{k}]" if attr.type == onnx.AttributeProto.GRAPHS else ""
@@ -479,17 +485,23 @@ def _collect_proto(model: onnx.ModelProto) -> _Found:
     return found
 
 
-def _collect(data: bytes, model: onnx.ModelProto, first_index: int = 0) -> _Found:
+def _collect(
+    data: bytes,
+    model: onnx.ModelProto,
+    first_index: int = 0,
+    with_subgraphs: Collection[int] | None = None,
+) -> _Found:
     """Shapes the inference engines declared (inputs, value_info, outputs) in every graph.
 
     Read from the serialized model ``data`` (the engine's output, the same nodes as the skeleton
     ``model``) field by field, without parsing it into a ``ModelProto``: on a 10^6-node graph that
-    object alone took over a gigabyte. Subgraphs are found through the skeleton's nodes.
+    object alone took over a gigabyte. Subgraphs are found through the skeleton's nodes:
+    ``with_subgraphs`` are the indices of the main graph's nodes that hold some, when known.
     """
     found = _Found()
     for fno, a, b in _wire.len_fields(data, 0, len(data)):
         if fno == 7:  # ModelProto.graph
-            _collect_graph(data, a, b, model.graph, MAIN_GRAPH, found, first_index)
+            _collect_graph(data, a, b, model.graph, MAIN_GRAPH, found, first_index, with_subgraphs)
     return found
 
 
@@ -501,14 +513,17 @@ def _collect_graph(
     path: str,
     found: _Found,
     first_index: int = 0,
+    with_subgraphs: Collection[int] | None = None,
 ) -> None:
     """Collect one graph of ``buf``; its nodes are ``graph``'s, the first one numbered
-    ``first_index`` in its labels (a segment of a larger graph starts past 0)."""
-    with_subgraphs = {
-        index
-        for index, node in enumerate(graph.node)
-        if node.attribute and any(attr.type in _GRAPH_ATTRS for attr in node.attribute)
-    }
+    ``first_index`` in its labels (a segment of a larger graph starts past 0); those with
+    subgraphs are ``with_subgraphs`` when known."""
+    if with_subgraphs is None:
+        with_subgraphs = {
+            index
+            for index, node in enumerate(graph.node)
+            if node.attribute and any(attr.type in _GRAPH_ATTRS for attr in node.attribute)
+        }
     node_index = -1
     for fno, a, b in _wire.len_fields(buf, start, end):
         if fno == 1:  # GraphProto.node
@@ -689,23 +704,32 @@ def _add_stored_shapes(found: _Found, stored: ModelWeights) -> None:
         found[(t.graph, t.name)] = TensorShape(t.name, t.graph, t.data_type, t.dims)
 
 
-def _any_unknown(model: onnx.ModelProto, found: _Found) -> bool:
-    """True when some node output has no concrete shape in ``found`` (stops at the first)."""
+def _any_unknown(model: onnx.ModelProto, found: _Found, table: NodeTable) -> bool:
+    """True when some node output has no concrete shape in ``found`` (stops at the first).
+
+    The main graph's outputs come from its node ``table``; subgraphs are walked as protobuf.
+    """
     known: dict[tuple[int | str, ...], bool] = {}  # dims tuples are shared: test each once
-    for path, graph in iter_graphs(model.graph):
-        names = found.names_in(path)
+
+    def concrete(shape: TensorShape | None) -> bool:
+        if shape is None or shape.data_type is None or shape.dims is None:
+            return False
+        dims_known = known.get(shape.dims)
+        if dims_known is None:
+            dims_known = known[shape.dims] = shape.is_known
+        return dims_known
+
+    main = found.names_in(MAIN_GRAPH)
+    names = table.names
+    if not all(concrete(main.get(names[t])) for t in table.out_ids if t >= 0):
+        return True
+    subgraphs = iter_graphs(model.graph, with_subgraphs=table.with_subgraphs)
+    next(subgraphs)  # the main graph, done above
+    for path, graph in subgraphs:
+        shapes_here = found.names_in(path)
         for node in graph.node:
-            for out in node.output:
-                if not out:
-                    continue
-                shape = names.get(out)
-                if shape is None or shape.data_type is None or shape.dims is None:
-                    return True
-                dims_known = known.get(shape.dims)
-                if dims_known is None:
-                    dims_known = known[shape.dims] = shape.is_known
-                if not dims_known:
-                    return True
+            if not all(concrete(shapes_here.get(out)) for out in node.output if out):
+                return True
     return False
 
 
@@ -741,6 +765,7 @@ def _infer_onnx(
     data: bytes | None,
     bound: list[onnx.ValueInfoProto],
     notes: list[str],
+    table: NodeTable,
 ) -> tuple[_Found, bytes | None]:
     """onnx's shapes of every tensor: ``(found, inferred bytes)``, the bytes None when segmented.
 
@@ -754,8 +779,8 @@ def _infer_onnx(
     """
     if data is not None:
         inferred = _run_onnx_inference(data, notes)
-        return _collect(inferred, model), inferred
-    return _segmented_shapes(model, bound, notes, INFERENCE_SEGMENT_NODES), None
+        return _collect(inferred, model, with_subgraphs=set(table.with_subgraphs)), inferred
+    return _segmented_shapes(model, bound, notes, INFERENCE_SEGMENT_NODES, table), None
 
 
 def _segmented_shapes(
@@ -763,9 +788,8 @@ def _segmented_shapes(
     bound: list[onnx.ValueInfoProto],
     notes: list[str],
     segment_nodes: int,
+    table: NodeTable,
 ) -> _Found:
-    from graph_analysis._liveness import outer_references, subgraphs_of
-
     graph = model.graph
     nodes = graph.node
     stored = {t.name: t for t in graph.initializer}
@@ -774,7 +798,7 @@ def _segmented_shapes(
     for vi in bound:
         found.offer(_shape_of(vi, MAIN_GRAPH))
     start, lost = 0, 0
-    last_reads = _LastReads(nodes)
+    reads = _Reads(table, nodes)
     while start < len(nodes):
         end = min(len(nodes), start + segment_nodes)
         segment = onnx.ModelProto(ir_version=model.ir_version)
@@ -782,17 +806,7 @@ def _segmented_shapes(
         segment.functions.extend(model.functions)
         sub = segment.graph
         sub.node.extend(nodes[start:end])
-        produced: set[str] = set()
-        read: dict[str, None] = {}
-        for node in sub.node:
-            for name in node.input:
-                if name and name not in produced:
-                    read[name] = None
-            if node.attribute:
-                for _suffix, body in subgraphs_of(node):
-                    read.update((n, None) for n in sorted(outer_references(body) - produced))
-            produced.update(node.output)
-        for name in read:
+        for name in reads.read_from_outside(start, end):
             earlier = found.get((MAIN_GRAPH, name))
             if name in stored:
                 sub.initializer.append(stored[name])
@@ -816,10 +830,11 @@ def _segmented_shapes(
                     onnx.helper.make_tensor_value_info(name, earlier.data_type.value, dims)
                 )
         inferred = _run_onnx_inference(segment.SerializeToString(), notes)
-        seg_found = _collect(inferred, segment, start)
+        inside = {i - start for i in table.with_subgraphs if start <= i < end}
+        seg_found = _collect(inferred, segment, start, inside)
         del inferred, segment
         cut, clean = _segment_cut(
-            nodes, start, end, seg_found, start + segment_nodes // 2, last_reads
+            len(nodes), start, end, seg_found, start + segment_nodes // 2, reads
         )
         lost += not clean
         dropped = {o for node in nodes[cut:end] for o in node.output if o}
@@ -845,94 +860,120 @@ def _segmented_shapes(
     return found
 
 
-class _LastReads:
-    """The index of the last node of a graph that reads each name (directly or from inside one of
-    its subgraphs), found by the name's 64-bit hash in two sorted arrays: 16 bytes per read where
-    a name-keyed dict took over 100 MB at 10^6 nodes. Made on the first question: only segments
-    that produce shape values ask. A hash collision (about 10^-8 among 10^6 names) can only make
-    a name look read later than it is: a segment boundary moved back, never a wrong shape.
-    """
+class _Reads:
+    """Who reads and makes each edge of the main graph, from its node table (integer arrays: no
+    walk over the protobuf nodes but those with subgraphs, whose outer references count as
+    reads at their node)."""
 
-    def __init__(self, nodes: Any) -> None:
-        self._nodes = nodes
-        self._hashes: Any = None
-        self._steps: Any = None
+    def __init__(self, table: NodeTable, nodes: Any) -> None:
+        self.table, self.nodes = table, nodes
+        self.ins, self.outs = table.in_array(), table.out_array()
+        self.readers, self.producers = table.readers(), table.producers()
+        self.in_ptr = np.frombuffer(table.in_ptr, dtype=np.int64)
+        self.out_ptr = np.frombuffer(table.out_ptr, dtype=np.int64)
+        self._made = np.full(len(table.names), np.iinfo(np.int64).max, dtype=np.int64)
+        self._last: np.ndarray | None = None
+        self._producer: np.ndarray | None = None
 
-    def _index(self) -> None:
+    def _outer(self, index: int) -> list[str]:
         from graph_analysis._liveness import outer_references, subgraphs_of
 
-        hashes, steps = array("q"), array("q")
-        for index, node in enumerate(self._nodes):
-            for name in node.input:
-                if name:
-                    hashes.append(hash(name))
-                    steps.append(index)
-            if node.attribute:
-                for _suffix, body in subgraphs_of(node):
-                    for name in outer_references(body):
-                        hashes.append(hash(name))
-                        steps.append(index)
-        h = np.frombuffer(hashes, dtype=np.int64) if hashes else np.zeros(0, dtype=np.int64)
-        s = np.frombuffer(steps, dtype=np.int64) if steps else np.zeros(0, dtype=np.int64)
-        order = np.lexsort((s, h))  # by hash, then by step
-        h, s = h[order], s[order]
-        last = np.ones(len(h), dtype=bool)
-        last[:-1] = h[1:] != h[:-1]
-        self._hashes, self._steps = h[last], s[last]
+        names: set[str] = set()
+        for _suffix, body in subgraphs_of(self.nodes[index]):
+            names |= outer_references(body)
+        return sorted(names)
 
-    def of(self, name: str) -> int:
+    def read_from_outside(self, start: int, end: int) -> list[str]:
+        """Names nodes ``[start, end)`` read (directly or from their subgraphs) that no earlier
+        node of the range makes: the direct reads in order of first read, then the subgraphs'."""
+        oa, ob = int(self.out_ptr[start]), int(self.out_ptr[end])
+        outs, makers = self.outs[oa:ob], self.producers[oa:ob]
+        keep = outs >= 0
+        outs, makers = outs[keep], makers[keep]
+        np.minimum.at(self._made, outs, makers)
+        ia, ib = int(self.in_ptr[start]), int(self.in_ptr[end])
+        ins, readers = self.ins[ia:ib], self.readers[ia:ib]
+        keep = ins >= 0
+        ins, readers = ins[keep], readers[keep]
+        outside = ins[self._made[ins] >= readers]
+        unique, first = np.unique(outside, return_index=True)
+        names = self.table.names
+        found = [names[t] for t in unique[np.argsort(first, kind="stable")].tolist()]
+        seen = set(found)
+        for index in self.table.with_subgraphs:
+            if start <= index < end:
+                for name in self._outer(index):
+                    t = self.table.ids.get(name)
+                    made_before = t is not None and self._made[t] < index
+                    if not made_before and name not in seen:
+                        seen.add(name)
+                        found.append(name)
+        self._made[outs] = np.iinfo(np.int64).max
+        return found
+
+    def last_read(self, name: str) -> int:
         """The last node index reading ``name``, -1 when none does."""
-        if self._hashes is None:
-            self._index()
-        key = hash(name)
-        i = int(np.searchsorted(self._hashes, key))
-        if i < len(self._hashes) and int(self._hashes[i]) == key:
-            return int(self._steps[i])
-        return -1
+        if self._last is None:
+            last = np.full(len(self.table.names), -1, dtype=np.int64)
+            keep = self.ins >= 0
+            np.maximum.at(last, self.ins[keep], self.readers[keep])
+            for index in self.table.with_subgraphs:
+                for outer in self._outer(index):
+                    t = self.table.ids.get(outer)
+                    if t is not None:
+                        last[t] = max(int(last[t]), index)
+            self._last = last
+        t = self.table.ids.get(name)
+        return -1 if t is None else int(self._last[t])
+
+    def producer(self, name: str) -> int:
+        """The index of the (last) node making ``name``, -1 when none does."""
+        if self._producer is None:
+            producer = np.full(len(self.table.names), -1, dtype=np.int64)
+            keep = self.outs >= 0
+            producer[self.outs[keep]] = self.producers[keep]
+            self._producer = producer
+        t = self.table.ids.get(name)
+        return -1 if t is None else int(self._producer[t])
 
 
 def _segment_cut(
-    nodes: Any,
+    num_nodes: int,
     start: int,
     end: int,
     seg_found: _Found,
     earliest: int,
-    last_reads: _LastReads,
+    reads: _Reads,
 ) -> tuple[int, bool]:
     """Where the segment ``[start, end)`` ends: ``(cut, clean)``.
 
     ``end`` unless an integer tensor of rank 0 or 1 (a shape value onnx propagates) produced
     before ``end`` is read at or after it; then the last cut in ``[earliest, end]`` that no such
     tensor crosses. ``clean`` is False when there is none (the segment ends at ``end`` anyway).
-    Each candidate's last reader comes from ``last_reads`` (scanning the rest of the graph for
-    each segment made the whole inference quadratic in graphs with shape values).
+    Producers and last readers come from the node table (scanning the rest of the graph for each
+    segment made the whole inference quadratic in graphs with shape values).
     """
-    if end >= len(nodes):
+    if end >= num_nodes:
         return end, True
-    # Shape values among the segment's tensors first: most segments have none, and then no node
-    # needs to be visited.
-    values = {
-        shape.name
-        for shape in seg_found.shapes()
-        if shape.graph == MAIN_GRAPH
-        and shape.data_type is not None
-        and shape.data_type.value in _INT_TYPES
-        and shape.dims is not None
-        and len(shape.dims) <= 1
-    }
     producer: dict[str, int] = {}
-    if values:
-        for index in range(start, end):
-            for name in nodes[index].output:
-                if name in values:
-                    producer[name] = index
+    for shape in seg_found.shapes():
+        if (
+            shape.graph == MAIN_GRAPH
+            and shape.data_type is not None
+            and shape.data_type.value in _INT_TYPES
+            and shape.dims is not None
+            and len(shape.dims) <= 1
+        ):
+            index = reads.producer(shape.name)
+            if start <= index < end:
+                producer[shape.name] = index
     if not producer:
         return end, True
     # A cut c is clean when every candidate produced before c is last read before c.
     reach = [-1] * (end - start + 1)  # reach[i]: latest read of a candidate produced before start+i
     for name, index in producer.items():
         offset = index - start + 1
-        reach[offset] = max(reach[offset], last_reads.of(name))
+        reach[offset] = max(reach[offset], reads.last_read(name))
     for i in range(1, len(reach)):
         reach[i] = max(reach[i], reach[i - 1])
     for cut in range(end, max(earliest, start + 1) - 1, -1):
@@ -1303,6 +1344,7 @@ def infer_shapes(
     path: str | Path | None = None,
     stored: ModelWeights | None = None,
     nchwc_block_size: int | None = None,
+    table: NodeTable | None = None,
 ) -> InferredShapes:
     """Bind the inputs and infer the shape of every tensor in every graph.
 
@@ -1317,6 +1359,8 @@ def infer_shapes(
             shapes are taken from it, never from the protobuf.
         nchwc_block_size: MLAS's NCHWc block size on the machine that wrote ``model``, for the
             ``ReorderInput`` ops of a graph onnxruntime optimized (None: they stay unknown).
+        table: the main graph's node table from the one reading (made from ``model`` when not
+            given).
 
     Returns:
         The inputs as bound, every tensor's shape and the unknown ones with their treatment.
@@ -1327,21 +1371,23 @@ def infer_shapes(
     """
     if isinstance(model, (str, Path)):
         path = model
-        weights, model = weights_and_skeleton(model)
+        weights, model, read_table = weights_and_skeleton(model)
         stored = stored or weights
+        table = table or read_table
+    table = table if table is not None else NodeTable.of_proto(model.graph)
     bindings = bindings or Bindings()
     # A graph inferred in segments never needs the whole serialized model (60 MB at 10^6 nodes).
     whole = len(model.graph.node) <= INFERENCE_SEGMENT_NODES
     dim_values, defaulted, data, bound = _bound_bytes(model, bindings, default_dim, path, whole)
     notes: list[str] = []
     with gc_paused():
-        found, inferred = _infer_onnx(model, data, bound, notes)
+        found, inferred = _infer_onnx(model, data, bound, notes, table)
     del data
     if stored is None:
         stored = read_weights(model)
     _add_stored_shapes(found, stored)
     engines = ["onnx"]
-    missing = _any_unknown(model, found)
+    missing = _any_unknown(model, found, table)
     if use_symbolic and inferred is None and missing:
         notes.append(
             f"onnxruntime symbolic shape inference skipped: {len(model.graph.node)} nodes "

@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from graph_analysis import shapes
+from graph_analysis._graph import NodeTable
 from graph_analysis._liveness import PEAK_TENSORS, NodeLabels, TensorSizes, analyze_liveness
 from graph_analysis.dtypes import DataType
 from graph_analysis.shapes import TensorShape
@@ -29,7 +30,25 @@ def test_size_table_looks_up_enclosing_graphs() -> None:
     assert sizes("/If_0.then_branch", "x") == 128  # an outer name seen from a subgraph
     assert sizes("/If_0.then_branch", "y") == 8
     assert sizes("", "y") == 0  # an inner name is not visible outside
-    assert sizes.names[""] == ["x"]
+
+
+def test_size_table_backed_by_a_node_table() -> None:
+    """The main graph's edges by the table's ids, other names by name, unset edges as 0."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Relu", ["a"], ["b"])],
+        "g",
+        [helper.make_tensor_value_info("x", F32, [4])],
+        [helper.make_tensor_value_info("b", F32, [4])],
+    )
+    table = NodeTable.of_proto(graph)
+    sizes = TensorSizes({"": table})
+    sizes.set("", "x", 16)
+    sizes.set("", "a", 32)
+    sizes.set("", "w", 8)  # not an edge of the graph
+    assert table.ids == {"x": 0, "a": 1, "b": 2}  # the table itself is never changed
+    assert [sizes("", n) for n in ("x", "a", "b", "w")] == [16, 32, 0, 8]
+    assert list(sizes.of_table("", table)) == [16, 32, 0]
+    assert list(sizes.of_table("", NodeTable.of_proto(graph))) == [16, 32, 0]  # by name
 
 
 def test_liveness_sizes_a_tensor_the_table_lacks_through_its_scope() -> None:
@@ -106,7 +125,7 @@ def test_shape_table_keeps_a_known_shape_over_an_unknown_one() -> None:
     assert found.get(("/other", "t")) is None
 
 
-def test_last_reader_index_counts_subgraph_reads_and_unread_names() -> None:
+def test_node_table_reads_count_subgraph_reads_and_segments_read_from_outside() -> None:
     body = helper.make_graph(
         [helper.make_node("Identity", ["s"], ["out"])],
         "body",
@@ -118,15 +137,22 @@ def test_last_reader_index_counts_subgraph_reads_and_unread_names() -> None:
         helper.make_node("Relu", ["x"], ["a"]),
         helper.make_node("Relu", ["a"], ["b"]),
         helper.make_node("If", ["c"], ["o"], then_branch=body, else_branch=body),
-        helper.make_node("Relu", ["b"], ["d"]),
+        helper.make_node("Add", ["b", "", "w"], ["d"]),
     ]
     graph = helper.make_graph(nodes, "g", [], [])
-    index = shapes._LastReads(graph.node)
-    assert index.of("x") == 1
-    assert index.of("s") == 3  # read inside the If's branches
-    assert index.of("b") == 4
-    assert index.of("d") == -1  # produced, never read
-    assert index.of("nowhere") == -1
+    table = NodeTable.of_proto(graph)
+    assert table.with_subgraphs == [3]
+    assert table.op_types() == {"Shape", "Relu", "If", "Add"}
+    reads = shapes._Reads(table, graph.node)
+    assert reads.last_read("x") == 1
+    assert reads.last_read("s") == 3  # read inside the If's branches
+    assert reads.last_read("b") == 4
+    assert reads.last_read("d") == -1  # made, never read
+    assert reads.last_read("nowhere") == -1
+    assert reads.producer("b") == 2 and reads.producer("x") == -1
+    assert reads.read_from_outside(0, 5) == ["x", "c", "w"]
+    assert reads.read_from_outside(2, 5) == ["a", "c", "w", "s"]  # s: from the If's branches
+    assert reads.read_from_outside(1, 2) == ["x"]  # nothing stays marked between calls
 
 
 def test_value_info_reader_decodes_each_type_once_and_keeps_names_apart() -> None:

@@ -20,18 +20,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from graph_analysis._weights import ModelWeights, read_weights, weights_and_skeleton
+from graph_analysis._weights import ModelWeights, Reading, read_weights, weights_and_skeleton
 from graph_analysis.bindings import Bindings
 from graph_analysis.errors import ModelsizeError
 from graph_analysis.loading import load_skeleton, read_model
 from graph_analysis.memory import ExecutedGraph, MemoryEstimate, estimate_memory
 from graph_analysis.runtime._child_process import run_json_child
 from graph_analysis.shapes import iter_graphs
-
-if TYPE_CHECKING:
-    import onnx
 
 __all__ = [
     "DEFAULT_MAX_NODES",
@@ -78,7 +75,7 @@ def executed_graph(
     max_weight_bytes: int = DEFAULT_MAX_WEIGHT_BYTES,
     max_nodes: int = DEFAULT_MAX_NODES,
     timeout_s: float = 300.0,
-    reading: tuple[ModelWeights, onnx.ModelProto] | None = None,
+    reading: Reading | None = None,
 ) -> tuple[ExecutedGraph | None, str | None]:
     """onnxruntime's optimized graph of the model at ``path`` and None, or None and why not.
 
@@ -97,7 +94,7 @@ def executed_graph(
             f"a {size / (1 << 20):.0f} MiB model file: the optimized graph is made up to "
             f"{max_weight_bytes / (1 << 20):.0f} MiB of weights"
         )
-    stored, skeleton = reading if reading is not None else weights_and_skeleton(path)
+    stored, skeleton, _table = reading if reading is not None else weights_and_skeleton(path)
     nodes = len(skeleton.graph.node)
     if nodes <= max_nodes:
         nodes = sum(len(graph.node) for _path, graph in iter_graphs(skeleton.graph))
