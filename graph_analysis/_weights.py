@@ -15,9 +15,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
-from graph_analysis._graph import NodeTable
+from graph_analysis._graph import NodeTable, lazy_skeleton
 from graph_analysis.analysis import analyze, build_report
 from graph_analysis.dtypes import DataType, is_floating
 from graph_analysis.loading import (
@@ -236,7 +236,8 @@ def weights_and_skeleton(path: str | os.PathLike[str]) -> Reading:
     its main graph's node table (made from the loader's record, whose names it shares).
 
     The loader's record is dropped before the skeleton is parsed: on a 10^6-node graph the record
-    takes about 500 MB and the parsed skeleton 300 MB, and they never need to coexist.
+    takes about 500 MB, and they never need to coexist. Above :data:`LAZY_SKELETON_NODES` nodes
+    the skeleton's main-graph nodes stay serialized until read.
 
     Raises:
         ModelFormatError, CorruptTensorError, ExternalDataError: as :func:`read_model`.
@@ -244,10 +245,20 @@ def weights_and_skeleton(path: str | os.PathLike[str]) -> Reading:
     model = read_model(path)
     stored = model_weights(model)[0]
     table = NodeTable.of_record(model.graph)
-    data = skeleton_bytes(model)
     where = model.path
-    del model
+    del model  # the record, before the skeleton is built (they never need to coexist)
+    data = skeleton_bytes(where)
+    if len(table) > LAZY_SKELETON_NODES:
+        # Duck-typed: a ModelProto whose main graph's nodes are parsed when read, and which
+        # refuses what would need them all at once (graph_analysis._graph.LazyModel).
+        return Reading(stored, cast("onnx.ModelProto", lazy_skeleton(data, where)), table)
     return Reading(stored, parse_skeleton(data, where), table)
+
+
+#: Main graphs with more nodes than this keep their skeleton's nodes as bytes, parsed when read
+#: (:func:`graph_analysis._graph.lazy_skeleton`): 400 MB of protobuf objects at 10^6 nodes.
+#: Such graphs are inferred in segments (``shapes.INFERENCE_SEGMENT_NODES``, the same size).
+LAZY_SKELETON_NODES = 50_000
 
 
 @dataclass(frozen=True)

@@ -1068,16 +1068,16 @@ def _len_field(field_number: int, payload: bytes) -> bytes:
 
 
 class _Stripper:
-    def __init__(self, model: ModelFile, buf: mmap.mmap, keep_max_elements: int) -> None:
+    def __init__(self, path: Path, buf: mmap.mmap, keep_max_elements: int) -> None:
         self.buf = buf
         self.keep = keep_max_elements
-        self.model = model
+        self.path = path
         # Validates the external tensors it inlines, also those of parts read_model does not walk
         # (training_info graphs): location, offset, length and file kind, exactly as read_model.
-        self.reader = _Reader(model.path, buf)
+        self.reader = _Reader(path, buf)
         self.descriptors = _descriptors()
 
-    def message(self, start: int, end: int, kind: str, validated: bool = True) -> bytes:
+    def message(self, start: int, end: int, kind: str, validated: bool = True) -> bytes | bytearray:
         """The skeleton of the message ``buf[start:end]`` of ``kind``. ``validated``: it lies in
         a part :func:`read_model` walks (all but training_info), so the names it read are UTF-8."""
         if kind == "tensor":
@@ -1091,12 +1091,18 @@ class _Stripper:
             if child == "node" and wt == LEN and inner and self._plain_node(a, b):
                 out += self.buf[fs:b]  # verbatim, key and length included
             elif child is not None and wt == LEN:
-                out += _len_field(fno, self.message(a, b, child, inner))
+                # appended in parts: a 10^6-node graph's bytes are 65 MB, and every whole copy
+                # of them (a concatenated field, the final bytes) raised the peak
+                payload = self.message(a, b, child, inner)
+                out += _key(fno, LEN)
+                out += _wire.encode_varint(len(payload))
+                out += payload
+                del payload
             else:
                 if wt == LEN:
                     self.check_utf8(descriptor, fno, a, b)
                 out += self.buf[fs:b]
-        return bytes(out)
+        return out
 
     def _plain_node(self, start: int, end: int) -> bool:
         """True for a node without attributes or fields read_model does not check (copied as is:
@@ -1160,7 +1166,7 @@ class _Stripper:
             return b""
         if not ref.exists:
             return b"\x00" * ref.length
-        return _read_regular_file(self.model.path, ref.path, ref.offset, ref.length)
+        return _read_regular_file(self.path, ref.path, ref.offset, ref.length)
 
 
 def _descriptors() -> dict[str, Any]:
@@ -1231,31 +1237,33 @@ def load_skeleton(
     return parse_skeleton(skeleton_bytes(model, keep_max_elements=keep_max_elements), model.path)
 
 
-def skeleton_bytes(model: ModelFile, *, keep_max_elements: int = 1024) -> bytes:
+def skeleton_bytes(model: ModelFile | Path, *, keep_max_elements: int = 1024) -> bytes | bytearray:
     """The serialized skeleton of :func:`load_skeleton` (parse it with :func:`parse_skeleton`).
 
-    Needs only ``model``'s path from the record: a caller may drop the record before parsing.
+    ``model`` is the record :func:`read_model` made of the file, or the file's path once it has
+    (only the path is read: a caller may drop the record first, as it is validated by then).
 
     Raises:
         Same as :func:`read_model`.
     """
-    buf, size = _open_model_bytes(model.path)
+    path = model.path if isinstance(model, ModelFile) else model
+    buf, size = _open_model_bytes(path)
     failing = True
     try:
-        data = _Stripper(model, buf, keep_max_elements).message(0, size, "model")
+        data = _Stripper(path, buf, keep_max_elements).message(0, size, "model")
         failing = False
     except WireError as e:  # parts read_model does not walk (training_info) may still be damaged
-        raise ModelFormatError(model.path, f"not a valid ONNX file (corrupt: {e})") from e
+        raise ModelFormatError(path, f"not a valid ONNX file (corrupt: {e})") from e
     except RecursionError as e:
-        raise ModelFormatError(model.path, "subgraphs nested too deeply") from e
+        raise ModelFormatError(path, "subgraphs nested too deeply") from e
     except _NotUtf8Error as e:
-        raise ModelFormatError(model.path, f"{e} (ONNX strings must be UTF-8)") from e
+        raise ModelFormatError(path, f"{e} (ONNX strings must be UTF-8)") from e
     finally:
         _close_map(buf, failing=failing)
     return data
 
 
-def parse_skeleton(data: bytes, path: Path) -> onnx.ModelProto:
+def parse_skeleton(data: bytes | bytearray, path: Path) -> onnx.ModelProto:
     """:func:`skeleton_bytes` as an ``onnx.ModelProto`` (``path`` names the file in errors)."""
     import onnx
     from google.protobuf.message import DecodeError

@@ -39,7 +39,7 @@ import onnx
 
 from graph_analysis import _wire
 from graph_analysis._gc import gc_paused
-from graph_analysis._graph import NodeTable
+from graph_analysis._graph import LazyNodes, NodeTable
 from graph_analysis._weights import (
     ModelWeights,
     enclosing_scopes,
@@ -490,18 +490,21 @@ def _collect(
     model: onnx.ModelProto,
     first_index: int = 0,
     with_subgraphs: Collection[int] | None = None,
+    nodes: Any = None,
 ) -> _Found:
     """Shapes the inference engines declared (inputs, value_info, outputs) in every graph.
 
     Read from the serialized model ``data`` (the engine's output, the same nodes as the skeleton
     ``model``) field by field, without parsing it into a ``ModelProto``: on a 10^6-node graph that
-    object alone took over a gigabyte. Subgraphs are found through the skeleton's nodes:
-    ``with_subgraphs`` are the indices of the main graph's nodes that hold some, when known.
+    object alone took over a gigabyte. Subgraphs are found through the skeleton's nodes
+    (``nodes``, when not ``model.graph.node``): ``with_subgraphs`` are the indices of the main
+    graph's nodes that hold some, when known.
     """
     found = _Found()
+    nodes = model.graph.node if nodes is None else nodes
     for fno, a, b in _wire.len_fields(data, 0, len(data)):
         if fno == 7:  # ModelProto.graph
-            _collect_graph(data, a, b, model.graph, MAIN_GRAPH, found, first_index, with_subgraphs)
+            _collect_graph(data, a, b, nodes, MAIN_GRAPH, found, first_index, with_subgraphs)
     return found
 
 
@@ -509,19 +512,19 @@ def _collect_graph(
     buf: bytes,
     start: int,
     end: int,
-    graph: onnx.GraphProto,
+    nodes: Any,
     path: str,
     found: _Found,
     first_index: int = 0,
     with_subgraphs: Collection[int] | None = None,
 ) -> None:
-    """Collect one graph of ``buf``; its nodes are ``graph``'s, the first one numbered
-    ``first_index`` in its labels (a segment of a larger graph starts past 0); those with
-    subgraphs are ``with_subgraphs`` when known."""
+    """Collect one graph of ``buf``; its nodes are ``nodes`` (the skeleton graph's), the first
+    one numbered ``first_index`` in its labels (a segment of a larger graph starts past 0); those
+    with subgraphs are ``with_subgraphs`` when known."""
     if with_subgraphs is None:
         with_subgraphs = {
             index
-            for index, node in enumerate(graph.node)
+            for index, node in enumerate(nodes)
             if node.attribute and any(attr.type in _GRAPH_ATTRS for attr in node.attribute)
         }
     node_index = -1
@@ -529,7 +532,7 @@ def _collect_graph(
         if fno == 1:  # GraphProto.node
             node_index += 1
             if node_index in with_subgraphs:
-                node = graph.node[node_index]
+                node = nodes[node_index]
                 _collect_subgraphs(buf, a, b, node, first_index + node_index, path, found)
         elif fno in (11, 12, 13):  # input, output, value_info
             found.offer(_wire_shape(buf, a, b, path))
@@ -565,7 +568,7 @@ def _collect_subgraphs(
         for k, ((x, y), sub) in enumerate(zip(ranges, graphs, strict=False)):
             suffix = f"[{k}]" if attr.type == onnx.AttributeProto.GRAPHS else ""
             sub_path = f"{path}/{node_label(node, index)}.{attr.name}{suffix}"
-            _collect_graph(buf, x, y, sub, sub_path, found)
+            _collect_graph(buf, x, y, sub.node, sub_path, found)
 
 
 def _wire_shape(buf: bytes, start: int, end: int, graph: str) -> TensorShape:
@@ -805,7 +808,9 @@ def _segmented_shapes(
         segment.opset_import.extend(model.opset_import)
         segment.functions.extend(model.functions)
         sub = segment.graph
-        sub.node.extend(nodes[start:end])
+        lazy = isinstance(nodes, LazyNodes)
+        if not lazy:
+            sub.node.extend(nodes[start:end])
         for name in reads.read_from_outside(start, end):
             earlier = found.get((MAIN_GRAPH, name))
             if name in stored:
@@ -829,9 +834,17 @@ def _segmented_shapes(
                 sub.input.append(
                     onnx.helper.make_tensor_value_info(name, earlier.data_type.value, dims)
                 )
-        inferred = _run_onnx_inference(segment.SerializeToString(), notes)
+        if lazy:  # the nodes' bytes spliced into the segment's graph, never parsed
+            graph_bytes = nodes.serialized(start, end) + sub.SerializeToString()
+            segment.ClearField("graph")
+            data = segment.SerializeToString() + _len_field(7, graph_bytes)
+            del graph_bytes
+        else:
+            data = segment.SerializeToString()
+        inferred = _run_onnx_inference(data, notes)
+        del data
         inside = {i - start for i in table.with_subgraphs if start <= i < end}
-        seg_found = _collect(inferred, segment, start, inside)
+        seg_found = _collect(inferred, segment, start, inside, _Offset(nodes, start))
         del inferred, segment
         cut, clean = _segment_cut(
             len(nodes), start, end, seg_found, start + segment_nodes // 2, reads
@@ -858,6 +871,21 @@ def _segmented_shapes(
             "cut through a computed shape value (shapes after them may be unknown)"
         )
     return found
+
+
+class _Offset:
+    """The nodes of a graph from index ``start`` on, indexed from 0 (a segment's)."""
+
+    def __init__(self, nodes: Any, start: int) -> None:
+        self.nodes, self.start = nodes, start
+
+    def __getitem__(self, index: int) -> onnx.NodeProto:
+        node: onnx.NodeProto = self.nodes[self.start + index]
+        return node
+
+
+def _len_field(field: int, payload: bytes) -> bytes:
+    return _wire.encode_varint(field << 3 | _wire.LEN) + _wire.encode_varint(len(payload)) + payload
 
 
 class _Reads:
@@ -1376,8 +1404,11 @@ def infer_shapes(
         table = table or read_table
     table = table if table is not None else NodeTable.of_proto(model.graph)
     bindings = bindings or Bindings()
-    # A graph inferred in segments never needs the whole serialized model (60 MB at 10^6 nodes).
-    whole = len(model.graph.node) <= INFERENCE_SEGMENT_NODES
+    # A graph inferred in segments never needs the whole serialized model (60 MB at 10^6 nodes);
+    # a lazy skeleton (its nodes kept as bytes) is always inferred in segments.
+    whole = len(model.graph.node) <= INFERENCE_SEGMENT_NODES and not isinstance(
+        model.graph.node, LazyNodes
+    )
     dim_values, defaulted, data, bound = _bound_bytes(model, bindings, default_dim, path, whole)
     notes: list[str] = []
     with gc_paused():

@@ -445,6 +445,74 @@ def test_segmented_inference_says_when_a_shape_value_crosses(
     assert not declared.unknown
 
 
+@pytest.mark.parametrize("ir_version", [3, 8])
+@pytest.mark.parametrize("segment", [4, 7, 20])
+def test_lazy_skeleton_gives_what_the_parsed_one_gives(
+    segment: int, ir_version: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above LAZY_SKELETON_NODES the skeleton keeps its nodes as bytes (parsed when read) and its
+    segments are spliced from them: the shapes and the memory estimate are those of the parsed
+    skeleton, segment for segment (an If reading an outer tensor, shape values, a weight, IR 3)."""
+    from graph_analysis import _weights, shapes
+    from graph_analysis._graph import LazyModel, LazyNodes
+    from graph_analysis._weights import weights_and_skeleton
+    from graph_analysis.memory import estimate_memory
+
+    model = _segment_model()
+    if ir_version < 4:
+        model.ir_version = ir_version
+        model.graph.input.extend(
+            helper.make_tensor_value_info(t.name, t.data_type, t.dims)
+            for t in model.graph.initializer
+        )
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    bindings = parse_bindings(("x=4,6",), ())
+    monkeypatch.setattr(shapes, "INFERENCE_SEGMENT_NODES", segment)
+    parsed = infer_shapes(path, bindings, use_symbolic=False)
+    parsed_memory = estimate_memory(path, bindings)
+    monkeypatch.setattr(_weights, "LAZY_SKELETON_NODES", 0)
+    reading = weights_and_skeleton(path)
+    assert isinstance(reading.skeleton, LazyModel)
+    assert isinstance(reading.skeleton.graph.node, LazyNodes)
+    assert [n.op_type for n in reading.skeleton.graph.node] == [n.op_type for n in model.graph.node]
+    lazy = infer_shapes(path, bindings, use_symbolic=False)
+    assert lazy.lookup() == parsed.lookup()
+    assert (lazy.notes, [u.name for u in lazy.unknown]) == (
+        parsed.notes,
+        [u.name for u in parsed.unknown],
+    )
+    lazy_memory = estimate_memory(path, bindings)
+    assert lazy_memory.inference == parsed_memory.inference
+    assert tuple(lazy_memory.inference.timeline_nodes) == tuple(
+        parsed_memory.inference.timeline_nodes
+    )
+
+
+def test_lazy_skeleton_refuses_what_needs_every_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Serializing or copying a lazy skeleton would silently drop its nodes: it refuses."""
+    from graph_analysis import _weights
+    from graph_analysis._weights import weights_and_skeleton
+
+    path = tmp_path / "m.onnx"
+    onnx.save(_segment_model(), str(path))
+    monkeypatch.setattr(_weights, "LAZY_SKELETON_NODES", 0)
+    skeleton = weights_and_skeleton(path).skeleton
+    assert skeleton.ir_version and skeleton.graph.input[0].name == "x"
+    assert skeleton.graph.node[-1].name == "reshape"
+    assert skeleton.graph.node[1:3][0].op_type == "Relu"
+    with pytest.raises(AttributeError, match="lazy skeleton"):
+        skeleton.SerializeToString()
+    with pytest.raises(AttributeError, match="lazy skeleton"):
+        skeleton.graph.SerializeToString()
+    with pytest.raises(AttributeError, match="lazy skeleton"):
+        skeleton.CopyFrom(onnx.ModelProto())
+    with pytest.raises(IndexError):
+        skeleton.graph.node[11]
+
+
 def test_value_info_reader_matches_protobuf() -> None:
     """The wire reader of inferred shapes (with its inline fast path) reads every layout as
     protobuf does: dim values of every width, symbols, negative and absent dims, long names, no
