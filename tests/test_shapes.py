@@ -470,7 +470,7 @@ def test_lazy_skeleton_gives_what_the_parsed_one_gives(
     bindings = parse_bindings(("x=4,6",), ())
     monkeypatch.setattr(shapes, "INFERENCE_SEGMENT_NODES", segment)
     parsed = infer_shapes(path, bindings, use_symbolic=False)
-    parsed_memory = estimate_memory(path, bindings)
+    parsed_memory = estimate_memory(path, bindings, train=True)
     monkeypatch.setattr(_weights, "LAZY_SKELETON_NODES", 0)
     reading = weights_and_skeleton(path)
     assert isinstance(reading.skeleton, LazyModel)
@@ -482,8 +482,9 @@ def test_lazy_skeleton_gives_what_the_parsed_one_gives(
         parsed.notes,
         [u.name for u in parsed.unknown],
     )
-    lazy_memory = estimate_memory(path, bindings)
+    lazy_memory = estimate_memory(path, bindings, train=True)
     assert lazy_memory.inference == parsed_memory.inference
+    assert lazy_memory.training == parsed_memory.training
     assert tuple(lazy_memory.inference.timeline_nodes) == tuple(
         parsed_memory.inference.timeline_nodes
     )
