@@ -8,7 +8,8 @@ folder outside git) and reused.
 
 Each measurement runs in a fresh child process; wall time, CPU time (user + system: steadier than
 wall time on a shared machine) and peak RSS (ru_maxrss) are printed.
-Run: `.venv/bin/python benchmarks/bench_scale.py [--nodes N] [--only analyze,inspect,memory]`.
+Run: `.venv/bin/python benchmarks/bench_scale.py [--nodes N] [--only analyze,inspect,memory]
+[--shape-values]` (the latter: a Shape -> Reshape pair every 50 nodes, about 2% more nodes).
 Target (issue 13): ``inspect`` in about the time ``analyze()`` takes; ``memory`` well under a minute
 and 1 GB. Last measured figures: docs/benchmarks.md.
 """
@@ -46,13 +47,23 @@ def _value_info(name: str, elem: int, dims: list[int | str]) -> bytes:
     return _len(1, name.encode()) + _len(2, _tensor_type(elem, dims))
 
 
-def write_chain(path: Path, nodes: int) -> Path:
-    """Write the chain model of ``nodes`` nodes to ``path`` (wire format, no onnx.helper)."""
+def write_chain(path: Path, nodes: int, shape_values: bool = False) -> Path:
+    """Write the chain model of ``nodes`` nodes to ``path`` (wire format, no onnx.helper).
+
+    ``shape_values``: every 50th node is a ``Reshape`` whose target shape a ``Shape`` node reads
+    from its input just before (a shape value onnx propagates: segment boundaries avoid it).
+    """
     parts: list[bytes] = []
     for i in range(nodes):
         scope = f"/block.{i // 1000}/layer.{i // 10 % 100}"
         src, dst = f"t{i}".encode(), f"t{i + 1}".encode()
-        if i % 10 == 9:
+        if shape_values and i % 50 == 48:
+            node = _len(1, src) + _len(2, f"s{i}".encode()) + _len(3, f"{scope}/Shape".encode())
+            node += _len(4, b"Shape")
+            parts.append(_len(1, node))
+            node = _len(1, src) + _len(1, f"s{i}".encode()) + _len(2, dst)
+            node += _len(3, f"{scope}/Reshape".encode()) + _len(4, b"Reshape")
+        elif i % 10 == 9:
             weight = f"block.{i // 1000}.layer.{i // 10 % 100}.scale"
             tensor = (
                 _varint(1 << 3)
@@ -81,12 +92,12 @@ def write_chain(path: Path, nodes: int) -> Path:
     return path
 
 
-def model_path(out: Path, nodes: int) -> Path:
+def model_path(out: Path, nodes: int, shape_values: bool = False) -> Path:
     """The chain model of ``nodes`` nodes in ``out``, written when missing."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"chain_{nodes}.onnx"
+    path = out / f"chain_{nodes}{'_shapes' if shape_values else ''}.onnx"
     if not path.exists():
-        write_chain(path, nodes)
+        write_chain(path, nodes, shape_values)
     return path
 
 
@@ -102,9 +113,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--only", default="analyze,inspect,memory")
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--shape-values",
+        action="store_true",
+        help="every 50th node a Reshape fed by a Shape node (shape values across segments)",
+    )
     args = parser.parse_args()
     start = time.perf_counter()
-    path = model_path(args.out, args.nodes)
+    path = model_path(args.out, args.nodes, args.shape_values)
     built = time.perf_counter() - start
     print(f"model: {path} ({path.stat().st_size / 1e6:.1f} MB, ready in {built:.1f} s)")
     py = sys.executable

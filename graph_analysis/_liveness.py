@@ -77,6 +77,8 @@ class GraphLiveness:
             inputs first, at step -1; a last step of ``len(step_bytes)``: held to the end), the
             allocation order :func:`graph_analysis._arena.simulate_arena` replays; empty past
             :data:`MAX_SPANS` buffers.
+        buffer_names: the tensor that makes each buffer of ``buffer_spans`` (its first tensor;
+            graph inputs by their names), empty with it.
         step_scratch: bytes held only while each step runs (kernel workspaces, subgraph peaks),
             for the arena replay: empty with ``buffer_spans``.
     """
@@ -91,6 +93,7 @@ class GraphLiveness:
     step_bytes: tuple[int, ...] = ()
     step_labels: Sequence[str] = ()
     buffer_spans: tuple[tuple[int, int, int], ...] = ()
+    buffer_names: tuple[str, ...] = ()
     step_scratch: tuple[int, ...] = ()
 
 
@@ -441,8 +444,10 @@ class _Tensors:
             if workspace:
                 peak_nodes += (f"{node_label(node, peak_step)} (kernel workspace {workspace} B)",)
         spans: tuple[tuple[int, int, int], ...] = ()
+        span_names: tuple[str, ...] = ()
         if len(buffers) <= MAX_SPANS:
             spans = tuple(zip(sizes.tolist(), starts.tolist(), ends.tolist(), strict=True))
+            span_names = tuple(self.name(t) for t in buffers.tolist())
         return GraphLiveness(
             peak_bytes=peak,
             sum_bytes=int(nbytes[defined].sum()) + sub_sums,
@@ -454,6 +459,7 @@ class _Tensors:
             step_bytes=tuple(totals[1:].tolist()),
             step_labels=NodeLabels(graph.node),
             buffer_spans=spans,
+            buffer_names=span_names,
             step_scratch=tuple(scratch.tolist()) if spans else (),
         )
 
