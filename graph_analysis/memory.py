@@ -321,9 +321,10 @@ class OrtCpuModel:
     heap_kept_factor: float = 1.0
     fusion_kept_factor: float = 1.4
     heap_reuse_region_max_bytes: int = 2 * MiB
-    heap_tensor_max_bytes: int = 1 * MiB
+    heap_tensor_max_bytes: int = 4 * MiB
     prepack_factor: float = 1.0
     prepack_release_min_bytes: int = 4 * MiB
+    reorder_copies_factor: float = 3.0
     arena_factor: float = 1.0
     arena_fragmentation_factor: float = 0.5
     half_upcast_factor: float = 2.0
@@ -670,6 +671,11 @@ def estimate_memory(
     ):
         runtime_liveness = live(runtime.half_activation_factor, workspace)
     inputs_bytes = sum(t.nbytes or 0 for t in shapes.inputs)
+    if executed_graph is not None:  # it says which convolutions the NCHWc transformer reordered
+        totals = replace(
+            totals,
+            largest_reordered=largest_reordered_conv_bytes(executed_graph),
+        )
     inference = _inference_estimate(
         totals, totals.prepackable, inference_liveness, runtime_liveness, inputs_bytes, runtime
     )
@@ -859,6 +865,8 @@ class _WeightTotals:
     subgraphs: int = 0
     bn_fused: int = 0
     largest_inline_packed: int = 0
+    inline_gemm_over_heap: int = 0
+    largest_reordered: int = 0
 
 
 def _weight_totals(
@@ -867,10 +875,16 @@ def _weight_totals(
     """The runtime model's weight figures from the one reading: every tensor onnxruntime holds as
     an initializer (every role, unused ones too: they are parsed at session creation) at its dense
     size; pre-packed ones by the slot their readers read them in; ``heap``: inline tensors under
-    ``heap_tensor_max_bytes`` (their load-time copies stay in glibc's heap)."""
+    ``heap_tensor_max_bytes`` (their load-time copies stay in glibc's heap); ``largest_reordered``:
+    the largest 2-D float convolution weight under ``heap_tensor_max_bytes`` (the NCHWc
+    reorder's candidates; the executed graph, when there is one, says which were reordered, and
+    up to :data:`GLIBC_MMAP_THRESHOLD_MAX`)."""
     packed = [t for t in stored.tensors if any(PREPACK_INPUTS.get(op) == k for op, k in t.readers)]
     external_packed = [
         t.nbytes for t in packed if t.external and any(op in _GEMM_OPS for op, _k in t.readers)
+    ]
+    inline_gemm = [
+        t.nbytes for t in packed if not t.external and any(op in _GEMM_OPS for op, _k in t.readers)
     ]
     return _WeightTotals(
         weights=sum(t.nbytes for t in stored.tensors),
@@ -887,15 +901,42 @@ def _weight_totals(
         ),
         subgraphs=subgraphs,
         bn_fused=bn_fused,
-        largest_inline_packed=max(
+        largest_inline_packed=max(inline_gemm, default=0),
+        inline_gemm_over_heap=sum(n for n in inline_gemm if n >= heap_tensor_max_bytes),
+        largest_reordered=max(
             (
                 t.nbytes
-                for t in packed
-                if not t.external and any(op in _GEMM_OPS for op, _k in t.readers)
+                for t in stored.tensors
+                if not t.external
+                and t.nbytes < heap_tensor_max_bytes
+                and len(t.dims) == 4
+                and t.data_type == DataType.FLOAT
+                and ("Conv", 1) in t.readers
             ),
             default=0,
         ),
     )
+
+
+#: The domain of onnxruntime's NCHWc layout ops (``contrib_ops/cpu/nchwc_ops.cc``).
+NCHWC_DOMAIN = "com.microsoft.nchwc"
+#: glibc's ceiling for its dynamic mmap threshold (``DEFAULT_MMAP_THRESHOLD_MAX``, 64-bit): by the
+#: time the graph is rewritten, freeing the parsed copies of the weights has raised the threshold
+#: to the largest of them, so the rewrite's copies up to this size come from the heap.
+GLIBC_MMAP_THRESHOLD_MAX = 32 * MiB
+
+
+def largest_reordered_conv_bytes(executed: ExecutedGraph) -> int:
+    """The largest weight (under :data:`GLIBC_MMAP_THRESHOLD_MAX`) of an NCHWc ``Conv`` in
+    onnxruntime's optimized graph: the convolution weights the NCHWc transformer reordered, at
+    their reordered (channel-padded) size."""
+    sizes = {t.name: t.nbytes for t in executed.stored.tensors if not t.external}
+    reordered = (
+        sizes.get(node.input[1], 0)
+        for node in executed.model.graph.node
+        if node.domain == NCHWC_DOMAIN and node.op_type == "Conv" and len(node.input) > 1
+    )
+    return max((n for n in reordered if n < GLIBC_MMAP_THRESHOLD_MAX), default=0)
 
 
 def bn_fused_conv_bytes(model: onnx.ModelProto, stored: ModelWeights) -> int:
@@ -960,18 +1001,24 @@ def _inference_estimate(
     # kept of the small tensors' load-time copies, the packed copies of inline weights whose
     # originals stay in the initializer block, the activations and the arena's fragmentation.
     fragmentation, small_regions = _arena_fragmentation(runtime_liveness, runtime)
-    # What glibc's heap keeps of session creation: the load-time copies of small tensors, the
-    # weights BatchNormalization fusion rewrote and the originals of pre-packed (or reordered)
-    # weights; the first run's small arena regions reuse it.
-    heap_kept = runtime.heap_kept_factor * totals.heap
+    # What glibc's heap keeps of session creation (traced: benchmarks/trace_session.py): the
+    # originals of the tensors under its mmap threshold (freed when the session is made, after the
+    # copies that replace them), the three copies the NCHWc reorder of the largest convolution
+    # weight frees together, and the weights BatchNormalization fusion rewrote; the first run's
+    # small arena regions reuse it.
+    heap_kept = (
+        runtime.heap_kept_factor * totals.heap
+        + runtime.reorder_copies_factor * totals.largest_reordered
+    )
     fusion_kept = runtime.fusion_kept_factor * totals.bn_fused
-    # The largest pre-packed weight's original, when glibc mapped it, is unmapped when freed.
+    # Pre-packed GEMM weights above the threshold: their originals were mapped, and the largest
+    # one's is unmapped when freed (raising glibc's threshold, so the others stay in the heap).
     released = (
         totals.largest_inline_packed
         if totals.largest_inline_packed > runtime.prepack_release_min_bytes
         else 0
     )
-    prepacked = runtime.prepack_factor * (totals.inline_prepackable - released)
+    prepacked = runtime.prepack_factor * max(0, totals.inline_gemm_over_heap - released)
     reused = min(heap_kept + fusion_kept + prepacked, small_regions)
     running = (
         runtime.resident_factor * weights_bytes
@@ -1716,6 +1763,7 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
                 "heap_tensor_max_bytes": inf.runtime.heap_tensor_max_bytes,
                 "prepack_factor": inf.runtime.prepack_factor,
                 "prepack_release_min_bytes": inf.runtime.prepack_release_min_bytes,
+                "reorder_copies_factor": inf.runtime.reorder_copies_factor,
                 "arena_factor": inf.runtime.arena_factor,
                 "arena_fragmentation_factor": inf.runtime.arena_fragmentation_factor,
                 "arena_simulation": inf.runtime.arena_simulation,
