@@ -42,7 +42,7 @@ def child(request: dict[str, object]) -> dict[str, object]:
     import ctypes
 
     import numpy as np
-    import numpy.random  # noqa: F401  (loaded before the baseline, as in _measure_child)
+    import numpy.random  # loaded before the baseline, as in _measure_child
     import onnxruntime as ort
 
     class Mallinfo2(ctypes.Structure):
@@ -78,7 +78,9 @@ def child(request: dict[str, object]) -> dict[str, object]:
     base = _status()
     with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
         handle.write("5")
-    session = ort.InferenceSession(str(request["path"]), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(request["path"]), options, providers=["CPUExecutionProvider"]
+    )
     created = _status()
     heap_created = heap()
     rng = np.random.default_rng(0)
@@ -184,7 +186,12 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     inputs = _inputs(args.model, args.input_shape, args.dim)
     results = run_children(
-        args.model, inputs, children=args.children, vary=args.vary, threads=args.threads, step=args.step
+        args.model,
+        inputs,
+        children=args.children,
+        vary=args.vary,
+        threads=args.threads,
+        step=args.step,
     )
     for k, r in enumerate(results):
         print(f"{k:3d} {_line(r)}", flush=True)

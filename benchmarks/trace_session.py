@@ -74,7 +74,16 @@ def build_shim(folder: Path) -> Path:
     """Compile the shim into ``folder``."""
     shim = folder / "malloc_trace.so"
     subprocess.run(
-        ["gcc", "-O2", "-shared", "-fPIC", "-o", str(shim), str(ROOT / "benchmarks/malloc_trace.c"), "-ldl"],
+        [
+            "gcc",
+            "-O2",
+            "-shared",
+            "-fPIC",
+            "-o",
+            str(shim),
+            str(ROOT / "benchmarks/malloc_trace.c"),
+            "-ldl",
+        ],
         check=True,
     )
     return shim

@@ -40,6 +40,7 @@ def measurement_to_dict(m: InferenceMeasurement) -> dict[str, object]:
         "peak_bytes": m.peak_bytes,
         "peak_min_bytes": m.peak_min_bytes,
         "peak_max_bytes": m.peak_max_bytes,
+        "peak_modes_bytes": list(m.peak_modes_bytes),
         "repeats": m.repeats,
         "steady_peak_bytes": m.steady_peak_bytes,
         "output_bytes": m.output_bytes,
