@@ -36,6 +36,7 @@ options = ort.SessionOptions()
 options.intra_op_num_threads = 1
 options.inter_op_num_threads = 1
 options.log_severity_level = 3
+options.enable_cpu_mem_arena = request["arena"]
 options.graph_optimization_level = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
@@ -96,6 +97,7 @@ def trace(
     *,
     level: str = "all",
     disable: list[str] | None = None,
+    arena: bool = True,
 ) -> Path:
     """Run the traced child; return the log's path."""
     shim = build_shim(folder)
@@ -107,6 +109,7 @@ def trace(
         "inputs": inputs,
         "level": level,
         "disable": disable or [],
+        "arena": arena,
     }
     env = {**os.environ, "LD_PRELOAD": str(shim)}
     subprocess.run(
@@ -163,6 +166,30 @@ def replay(log: Path) -> tuple[list[Block], dict[str, int]]:
     return blocks, totals
 
 
+def _replay_run(blocks: list[Block], min_bytes: int = 4096) -> None:
+    """The run's blocks of at least ``min_bytes`` (with the arena off: its tensors and kernel
+    buffers, in onnxruntime's order) replayed through :func:`graph_analysis._arena.simulate_arena`,
+    each live from its allocation to its release (block indices as steps)."""
+    from graph_analysis._arena import simulate_arena
+
+    run = [b for b in blocks if b.phase == "run" and b.size >= min_bytes]
+    spans = [
+        (b.size, b.index, b.freed_at - 1 if b.freed == "run" else len(blocks) + 1) for b in run
+    ]
+    arena = simulate_arena(spans)
+    live = peak = 0
+    events = sorted([(b.index, b.size) for b in run] + [(s[2] + 0.5, -s[0]) for s in spans])
+    for _step, delta in events:
+        live += delta
+        peak = max(peak, live)
+    print(
+        f"run: {len(run)} blocks of at least {min_bytes} B, {sum(b.size for b in run) / MiB:.1f}"
+        f" MiB; their liveness peak {peak / MiB:.1f} MiB; replayed arena resident "
+        f"{arena.resident_bytes / MiB:.1f} MiB in regions "
+        f"{[round(r / MiB, 2) for r in arena.region_bytes]}"
+    )
+
+
 def _weight_sizes(model: Path) -> dict[int, list[str]]:
     from graph_analysis._weights import weights_and_skeleton
 
@@ -184,10 +211,22 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--level", default="all", choices=["all", "extended", "basic", "disabled"])
     parser.add_argument("--disable", action="append", default=[])
     parser.add_argument("--keep-log", type=Path, help="copy the raw log here (outside git)")
+    parser.add_argument(
+        "--no-arena",
+        action="store_true",
+        help="arena off: every tensor of the run is a malloc; replay them through the arena model",
+    )
     args = parser.parse_args(argv)
     inputs = _inputs(args.model, args.input_shape, args.dim)
     with tempfile.TemporaryDirectory(prefix="modelsize-trace-") as tmp:
-        log = trace(args.model, inputs, Path(tmp), level=args.level, disable=args.disable)
+        log = trace(
+            args.model,
+            inputs,
+            Path(tmp),
+            level=args.level,
+            disable=args.disable,
+            arena=not args.no_arena,
+        )
         if args.keep_log:
             args.keep_log.write_bytes(log.read_bytes())
         blocks, totals = replay(log)
@@ -203,6 +242,8 @@ def main(argv: list[str]) -> None:
             )
     for key, value in totals.items():
         print(f"{key}: {value / MiB:.2f} MiB")
+    if args.no_arena:
+        _replay_run(blocks)
     created = [b for b in blocks if b.phase == "creation" and not b.mapped]
     freed = [b for b in created if b.freed == "creation"]
     print(

@@ -8,14 +8,14 @@ model whose constants are named keyword arguments, derived from measurements (se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
 import onnx
 
-from graph_analysis._arena import simulate_arena
+from graph_analysis._arena import planned_buffers, simulate_arena
 from graph_analysis._gc import gc_paused
 from graph_analysis._liveness import (
     ALIAS_OPS,
@@ -222,14 +222,16 @@ class OrtCpuModel:
 
     ``peak = session_fixed + subgraph_session x subgraphs
     + max(load_factor x W_inline + P_ext + largest P_ext tensor + U,
-    resident_factor x W + H + U + prepack_factor x P_inline
+    resident_factor x W + H + U + prepack_factor x (P_big - P_rel)
     + arena_factor x A + F - R + run_fixed)`` with ``W``
     the weight bytes (``W_inline`` those inside the .onnx file), ``H = heap_kept_factor x W_heap
-    + fusion_kept_factor x W_bn`` what glibc's heap keeps after session creation (``W_heap`` the
-    inline weights in tensors under ``heap_tensor_max_bytes``, ``W_bn`` the weights of the
+    + reorder_copies_factor x C_max + fusion_kept_factor x W_bn`` what glibc's heap keeps after
+    session creation (``W_heap`` the inline weights in tensors under ``heap_tensor_max_bytes``,
+    ``C_max`` the largest NCHWc-reordered convolution weight, ``W_bn`` the weights of the
     ``Conv`` nodes onnxruntime fuses a following ``BatchNormalization`` into), ``R`` the part of
     the first run's arena that fits in ``H`` (regions up to ``heap_reuse_region_max_bytes``),
-    ``P_inline`` the inline weights in a pre-packed slot, ``P_ext`` the external weights GEMM kernels
+    ``P_big`` the inline GEMM weights at or over ``heap_tensor_max_bytes`` (``P_rel`` the
+    largest, when released), ``P_ext`` the external weights GEMM kernels
     pre-pack at creation (external data is memory-mapped: nothing else of it is read then), ``U`` the
     float copies of 16-bit weights, ``A`` the activation liveness peak, ``L`` the largest
     activation and ``F`` what the arena holds beyond ``A`` (``arena_simulation``). The first
@@ -271,13 +273,22 @@ class OrtCpuModel:
             regions of the small YOLO detectors' first runs come from the freed heap in 5 of 6
             children (the 8 MiB one is mapped), so they grow by 0.7-4.6 MiB for 5-14 MiB of
             activations; larger regions are mapped or extend the heap.
-        heap_tensor_max_bytes: the tensor size under which a weight's load-time copies stay in
-            glibc's heap. glibc's mmap threshold starts at 128 KiB and rises (to 32 MiB at most)
-            as mapped blocks are freed, so the real cut depends on the load order; 1 MiB fits the
-            sessions of 13 real models best (128 KiB and 32 MiB fit worse; docs/memory.md).
-        prepack_factor: extra resident bytes per pre-packable weight byte: the packed copy beside
-            the original, freed into glibc's heap (1.0 fitted with ``heap_kept_factor`` on the
-            same 13 sessions; 0.9-1.0 measured on BERT/GPT-2/CNN graphs).
+        heap_tensor_max_bytes: the tensor size under which a weight's original (the copy made
+            while the graph is built, freed at the end of session creation) stays in glibc's
+            heap. glibc's mmap threshold starts at 128 KiB and rises (to 32 MiB at most) as
+            mapped blocks are freed: traced, the file's read block (4 MiB, or the file's size)
+            raises it first (``benchmarks/trace_session.py``); 4 MiB fits the sessions of 15
+            real models best with ``reorder_copies_factor`` (docs/memory.md).
+        prepack_factor: extra resident bytes per byte of inline GEMM weights (``MatMul``,
+            ``Gemm``, ...) at or over ``heap_tensor_max_bytes`` but the largest: the packed copy
+            beside an original that stays in the heap (two 8 MiB MatMul weights: 1.5 x W). Under
+            the threshold the original is in ``heap_kept_factor``'s term.
+        reorder_copies_factor: resident bytes per byte of the largest convolution weight the
+            NCHWc transformer reorders: it makes four copies of each weight it reorders and frees
+            three of them together (traced: the unpacked initializer, the reordered buffer, its
+            ``TensorProto``); they coalesce into one hole that the next, smaller reorder's
+            copies reuse, so about three copies of the largest stay. 3-3.5 fits the sessions of
+            15 real models best (the byte classifier's one 2.5 MiB weight leaves 10 MiB).
         prepack_release_min_bytes: the largest inline weight a GEMM kernel pre-packs, when
             above this size, leaves no copy: glibc had mapped its original, so freeing it after
             packing unmaps it (and raises glibc's threshold, so later originals up to its size
@@ -302,6 +313,13 @@ class OrtCpuModel:
             MiB under (OCR detector, table recognizer, layout detector); on GPT-2's exported
             graph it over-counted 16 MiB of LayerNorm/GELU intermediates the optimized graph
             does not have (docs/memory.md).
+        planner_reuse: in the arena replay, let each tensor take over a dead buffer of the same
+            shape as onnxruntime's allocation planner does (``FindReusableTensor``), holding that
+            buffer idle between its tensors: only where the shapes onnxruntime planned with are
+            known (its optimized graph's ``value_info``: fixed-shape models). Measured on the
+            slider detector: its first run's real tensor sequence (traced with the arena off)
+            replays to 98 MiB in regions of 16, 16, 32 and 64 MiB, as measured; the liveness
+            order without the reuse to 44 MiB (docs/memory.md).
         half_upcast_factor: extra resident bytes per FLOAT16/BFLOAT16 weight byte. The x86 CPU
             execution provider lacks 16-bit kernels for most ops: onnxruntime inserts Casts to
             float and constant-folds them on weights, so a float copy (2 bytes per 16-bit byte)
@@ -331,6 +349,7 @@ class OrtCpuModel:
     half_activation_factor: float = 2.0
     subgraph_session_bytes: int = 180 * 1024
     arena_simulation: bool = True
+    planner_reuse: bool = True
 
 
 # Ops whose constant weight input onnxruntime keeps a second, re-laid-out copy of (MLAS pre-packed
@@ -696,7 +715,13 @@ def estimate_memory(
             else:
                 inference = replace(
                     _inference_estimate(
-                        totals, totals.prepackable, executed, executed, inputs_bytes, runtime
+                        totals,
+                        totals.prepackable,
+                        executed,
+                        executed,
+                        inputs_bytes,
+                        runtime,
+                        planner_keys(executed_graph.model.graph, executed.buffer_spans),
                     ),
                     activations_graph=executed_graph.description,
                     exported_activations_peak_bytes=inference_liveness.peak_bytes,
@@ -926,6 +951,46 @@ NCHWC_DOMAIN = "com.microsoft.nchwc"
 GLIBC_MMAP_THRESHOLD_MAX = 32 * MiB
 
 
+def planner_keys(
+    graph: onnx.GraphProto, spans: Sequence[tuple[int, int, int]]
+) -> list[Hashable | None]:
+    """For each buffer of the liveness (``spans``, in creation order), the shape and element type
+    onnxruntime's allocation planner knows for it: the ``value_info`` of its own optimized graph
+    (what it inferred at session creation: dynamic dimensions by name), or None where it knows
+    none (never reused; :func:`graph_analysis._arena.planned_buffers`).
+
+    A buffer is the tensor of its first step's node with its size, first in output order (the
+    graph's inputs at step -1).
+    """
+    shapes: dict[str, Hashable] = {}
+    for value_info in graph.value_info:
+        tensor_type = value_info.type.tensor_type
+        if not value_info.type.HasField("tensor_type") or not tensor_type.HasField("shape"):
+            continue
+        dims: list[int | str] = []
+        for dim in tensor_type.shape.dim:
+            if dim.HasField("dim_value"):
+                dims.append(dim.dim_value)
+            elif dim.dim_param:
+                dims.append(dim.dim_param)
+            else:
+                break
+        else:
+            if dims:  # a scalar is never reused (``dim_size() == 0``)
+                shapes[value_info.name] = (tensor_type.elem_type, tuple(dims))
+    keys: list[Hashable | None] = []
+    taken: set[str] = set()
+    for nbytes, first, _last in spans:
+        names = graph.node[first].output if 0 <= first < len(graph.node) else ()
+        name = next((n for n in names if n and n not in taken and n in shapes), None)
+        if name is None:
+            keys.append(None)
+            continue
+        taken.add(name)
+        keys.append((nbytes, shapes[name]))
+    return keys
+
+
 def largest_reordered_conv_bytes(executed: ExecutedGraph) -> int:
     """The largest weight (under :data:`GLIBC_MMAP_THRESHOLD_MAX`) of an NCHWc ``Conv`` in
     onnxruntime's optimized graph: the convolution weights the NCHWc transformer reordered, at
@@ -985,6 +1050,7 @@ def _inference_estimate(
     runtime_liveness: GraphLiveness,
     inputs_bytes: int,
     runtime: OrtCpuModel,
+    reuse_keys: Sequence[Hashable | None] | None = None,
 ) -> InferenceEstimate:
     weights_bytes = totals.weights
     upcast = runtime.half_upcast_factor * totals.half
@@ -1000,7 +1066,7 @@ def _inference_estimate(
     # Inference: every weight resident once (external pages as they are read), what glibc's heap
     # kept of the small tensors' load-time copies, the packed copies of inline weights whose
     # originals stay in the initializer block, the activations and the arena's fragmentation.
-    fragmentation, small_regions = _arena_fragmentation(runtime_liveness, runtime)
+    fragmentation, small_regions = _arena_fragmentation(runtime_liveness, runtime, reuse_keys)
     # What glibc's heap keeps of session creation (traced: benchmarks/trace_session.py): the
     # originals of the tensors under its mmap threshold (freed when the session is made, after the
     # copies that replace them), the three copies the NCHWc reorder of the largest convolution
@@ -1063,7 +1129,11 @@ def _inference_estimate(
 ARENA_SIMULATION_MAX_BUFFERS = MAX_SPANS
 
 
-def _arena_fragmentation(liveness: GraphLiveness, runtime: OrtCpuModel) -> tuple[float, int]:
+def _arena_fragmentation(
+    liveness: GraphLiveness,
+    runtime: OrtCpuModel,
+    reuse_keys: Sequence[Hashable | None] | None = None,
+) -> tuple[float, int]:
     """What the arena holds on the first run beyond the liveness peak, and the pages written in
     its regions of at most ``heap_reuse_region_max_bytes`` (those glibc may serve from the heap
     session creation left).
@@ -1076,7 +1146,12 @@ def _arena_fragmentation(liveness: GraphLiveness, runtime: OrtCpuModel) -> tuple
     """
     spans = liveness.buffer_spans
     if runtime.arena_simulation and 0 < len(spans) <= ARENA_SIMULATION_MAX_BUFFERS:
-        arena = simulate_arena([span for span in spans if span[1] >= 0], liveness.step_scratch)
+        buffers = (
+            planned_buffers(spans, reuse_keys)
+            if runtime.planner_reuse and reuse_keys is not None
+            else list(spans)
+        )
+        arena = simulate_arena([b for b in buffers if b[1] >= 0], liveness.step_scratch)
         caller = sum(nbytes for nbytes, first, _last in spans if first < 0)
         small = sum(
             written
@@ -1767,6 +1842,7 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
                 "arena_factor": inf.runtime.arena_factor,
                 "arena_fragmentation_factor": inf.runtime.arena_fragmentation_factor,
                 "arena_simulation": inf.runtime.arena_simulation,
+                "planner_reuse": inf.runtime.planner_reuse,
                 "subgraph_session_bytes": inf.runtime.subgraph_session_bytes,
                 "half_upcast_factor": inf.runtime.half_upcast_factor,
                 "half_activation_factor": inf.runtime.half_activation_factor,
