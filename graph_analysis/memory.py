@@ -721,7 +721,9 @@ def estimate_memory(
                         executed,
                         inputs_bytes,
                         runtime,
-                        planner_keys(executed_graph.model.graph, executed.buffer_spans),
+                        planner_keys(
+                            executed_graph.model.graph, executed.buffer_spans, executed.tensor_bytes
+                        ),
                     ),
                     activations_graph=executed_graph.description,
                     exported_activations_peak_bytes=inference_liveness.peak_bytes,
@@ -952,15 +954,17 @@ GLIBC_MMAP_THRESHOLD_MAX = 32 * MiB
 
 
 def planner_keys(
-    graph: onnx.GraphProto, spans: Sequence[tuple[int, int, int]]
+    graph: onnx.GraphProto,
+    spans: Sequence[tuple[int, int, int]],
+    tensor_bytes: Mapping[str, int],
 ) -> list[Hashable | None]:
     """For each buffer of the liveness (``spans``, in creation order), the shape and element type
     onnxruntime's allocation planner knows for it: the ``value_info`` of its own optimized graph
     (what it inferred at session creation: dynamic dimensions by name), or None where it knows
     none (never reused; :func:`graph_analysis._arena.planned_buffers`).
 
-    A buffer is the tensor of its first step's node with its size, first in output order (the
-    graph's inputs at step -1).
+    A buffer is the first output (in output order, not yet taken) of its first step's node with
+    its size in ``tensor_bytes`` (the liveness's sizes); the graph's inputs (step -1) have none.
     """
     shapes: dict[str, Hashable] = {}
     for value_info in graph.value_info:
@@ -982,12 +986,15 @@ def planner_keys(
     taken: set[str] = set()
     for nbytes, first, _last in spans:
         names = graph.node[first].output if 0 <= first < len(graph.node) else ()
-        name = next((n for n in names if n and n not in taken and n in shapes), None)
+        name = next(
+            (n for n in names if n and n not in taken and tensor_bytes.get(n) == nbytes), None
+        )
         if name is None:
             keys.append(None)
             continue
         taken.add(name)
-        keys.append((nbytes, shapes[name]))
+        shape = shapes.get(name)
+        keys.append(None if shape is None else (nbytes, shape))
     return keys
 
 

@@ -136,7 +136,8 @@ def test_planner_keys_are_the_shapes_onnxruntime_recorded() -> None:
         ],
     )
     spans = [(32, -1, 4), (32, 0, 1), (32, 1, 2), (32, 2, 3), (32, 3, 4)]
-    assert planner_keys(graph, spans) == [
+    sizes = dict.fromkeys(["X", "A", "B", "C", "Y"], 32)
+    assert planner_keys(graph, spans, sizes) == [
         None,  # a graph input: the caller's
         (32, (TensorProto.FLOAT, ("n", 8))),
         None,  # no value_info: onnxruntime planned without a shape
