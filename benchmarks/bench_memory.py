@@ -211,8 +211,9 @@ REAL_CASES: list[tuple[str, tuple[str, ...], tuple[str, ...], str]] = [
 
 def run_real_case(
     case: tuple[str, tuple[str, ...], tuple[str, ...], str], *, repeats: int = 3
-) -> tuple[str, float, float, float, float, float, float] | None:
-    """``(label, weights MiB, estimate MiB, measured median MiB, min, max, ratio)``, or None."""
+) -> tuple[str, float, float, float, float, float, float, tuple[float, ...]] | None:
+    """``(label, weights MiB, estimate MiB, measured median MiB, min, max, ratio, modes MiB)``,
+    or None."""
     from graph_analysis.bindings import parse_bindings
 
     relative, shapes, dims, label = case
@@ -231,6 +232,7 @@ def run_real_case(
         m.peak_min_bytes / MiB,
         m.peak_max_bytes / MiB,
         est.peak_bytes / m.peak_bytes,
+        tuple(mode / MiB for mode in m.peak_modes_bytes),
     )
 
 
@@ -251,13 +253,14 @@ def main_real(substrings: list[str]) -> None:
         rows.append(row)
         print(
             f"{row[0]:<24} est {row[2]:7.1f} meas {row[3]:7.1f} ({row[4]:.1f}-{row[5]:.1f}) "
-            f"ratio {row[6]:.2f}",
+            f"ratio {row[6]:.2f}"
+            + (f"  modes {' / '.join(f'{x:.1f}' for x in row[7])}" if len(row[7]) > 1 else ""),
             flush=True,
         )
     print()
     print("| model, input | weights MiB | estimate MiB | measured MiB (min-max) | ratio |")
     print("|---|---:|---:|---:|---:|")
-    for label, w, e, med, lo, hi, ratio in rows:
+    for label, w, e, med, lo, hi, ratio, _modes in rows:
         print(f"| {label} | {w:.1f} | {e:.1f} | {med:.1f} ({lo:.1f}-{hi:.1f}) | {ratio:.2f} |")
     if rows:
         within = sum(1 for r in rows if abs(r[6] - 1) <= 0.15)

@@ -15,7 +15,9 @@ measured one; whether a pre-packed weight's original stays (one MatMul weight of
 MiB, on either side of ``prepack_release_min_bytes``); ``fusion_kept_factor`` (stacks of
 convolutions with and without a ``BatchNormalization`` after each, weights below and above
 glibc's mmap threshold: the session's growth with the fusion beyond the one without, per byte of
-fused weights).
+fused weights); ``reorder_copies_factor`` (the stack of eight 2.25 MiB convolutions without the
+fusion: its session beyond the fixed cost, the weights and their originals, per byte of the
+largest reordered weight).
 Run: ``python benchmarks/calibrate_runtime.py``.
 """
 
@@ -223,6 +225,7 @@ def derive_constants(folder: Path) -> None:
     # beyond the same stack without, per byte of the fused weights (the BN parameters are
     # counted as weights on both sides: taken off with the estimate's weight figure).
     fused_extra, fused_bytes = 0.0, 0
+    reorder = 0.0
     for count, channels, kernel in FUSION_STACKS:
         sessions = []
         for bn in (False, True):
@@ -232,6 +235,13 @@ def derive_constants(folder: Path) -> None:
             sessions.append((m.session_bytes, w))
         weights = count * channels * channels * kernel * kernel * 4
         extra = (sessions[1][0] - sessions[1][1]) - (sessions[0][0] - sessions[0][1])
+        largest = channels * channels * kernel * kernel * 4
+        if largest > MiB:  # NCHWc-reordered, under heap_tensor_max_bytes: W + originals + copies
+            reorder = (sessions[0][0] - fixed - 2 * sessions[0][1]) / largest
+            print(
+                f"reorder {count} x {channels}x{channels}x{kernel}x{kernel}: session beyond "
+                f"the weights and their originals {reorder:.2f} x the largest weight"
+            )
         print(
             f"fusion {count} x {channels}x{channels}x{kernel}x{kernel}: session without / with "
             f"BatchNormalization {sessions[0][0] / MiB:.1f} / {sessions[1][0] / MiB:.1f} MiB, "
@@ -247,6 +257,7 @@ def derive_constants(folder: Path) -> None:
         ("load_factor", load, default.load_factor),
         ("heap_kept_factor", kept, default.heap_kept_factor),
         ("fusion_kept_factor", fused_extra / fused_bytes, default.fusion_kept_factor),
+        ("reorder_copies_factor", reorder, default.reorder_copies_factor),
         ("arena_fragmentation_factor", fragmentation, default.arena_fragmentation_factor),
     ):
         print(f"{name:<30}{measured:>12.2f}{value:>12.2f}")

@@ -40,6 +40,7 @@ def measurement_to_dict(m: InferenceMeasurement) -> dict[str, object]:
         "peak_bytes": m.peak_bytes,
         "peak_min_bytes": m.peak_min_bytes,
         "peak_max_bytes": m.peak_max_bytes,
+        "peak_modes_bytes": list(m.peak_modes_bytes),
         "repeats": m.repeats,
         "steady_peak_bytes": m.steady_peak_bytes,
         "output_bytes": m.output_bytes,
@@ -189,7 +190,12 @@ def _inference_measured_table(comparison: MemoryComparison) -> Table:
             "on" if m.arena else "off",
             _mib(m.session_peak_bytes),
             _mib(m.peak_bytes),
-            f"{_mib(m.peak_min_bytes)} - {_mib(m.peak_max_bytes)}",
+            f"{_mib(m.peak_min_bytes)} - {_mib(m.peak_max_bytes)}"
+            + (
+                f" (modes {' / '.join(_mib(v) for v in m.peak_modes_bytes)})"
+                if len(m.peak_modes_bytes) > 1
+                else ""
+            ),
             f"{comparison.ratio(m):.2f}",
             f"{m.latency_median_s * 1000:.2f} ms",
             f"{m.latency_p90_s * 1000:.2f} ms",

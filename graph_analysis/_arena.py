@@ -14,10 +14,10 @@ the holes earlier ones left (docs/memory.md, "The arena").
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["ArenaResult", "simulate_arena"]
+__all__ = ["ArenaResult", "planned_buffers", "simulate_arena"]
 
 _MIN_ALLOCATION = 256
 _MAX_DEAD_BYTES = 128 << 20
@@ -136,6 +136,47 @@ class _Arena:
             region_bytes=tuple(size for _base, size in self.regions),
             region_resident_bytes=written,
         )
+
+
+def planned_buffers(
+    spans: Iterable[tuple[int, int, int]], keys: Sequence[Hashable | None]
+) -> list[tuple[int, int, int]]:
+    """The buffers onnxruntime's allocation planner makes of the tensors: each output takes over
+    a dead buffer of the same size when there is one, so that buffer is held from its first
+    tensor's step to its last one's, idle in between.
+
+    ``allocation_planner.cc`` (``FindReusableTensor``): for each node in execution order, each
+    output that is not in place reuses the first buffer of the same shape and element size on
+    the free list, onto whose front a buffer goes when its last reader has run: the most
+    recently freed one. A buffer is free for the outputs of the nodes after its last reader's.
+    Shapes are the ones onnxruntime knows when it plans, at session creation (a dynamic
+    dimension matches only the same named one; a tensor without a shape is never reused). Graph
+    inputs (a first step below 0) and outputs (never released) are never reused.
+
+    Args:
+        spans: ``(bytes, first_step, last_step)`` of each tensor, in creation order.
+        keys: for each span, what two buffers must share to be reused for each other
+            (onnxruntime's shape and element type), or None: never reused.
+
+    Returns:
+        ``(bytes, first_step, last_step)`` of each buffer, in creation order.
+    """
+    buffers: list[list[int]] = []  # [bytes, first, last]
+    # per key: (death step, buffer index) of the buffers whose tensors are all dead (or will be)
+    by_key: dict[Hashable, list[tuple[int, int]]] = {}
+    for (nbytes, first, last), key in zip(spans, keys, strict=True):
+        if first >= 0 and nbytes > 0 and key is not None:
+            free = by_key.setdefault(key, [])
+            # The most recently freed buffer among those dead before this step.
+            index = bisect.bisect_left(free, (first, -1)) - 1
+            if index >= 0:
+                _death, reused = free.pop(index)
+                buffers[reused][2] = last
+                bisect.insort(free, (last, reused))
+                continue
+            bisect.insort(free, (last, len(buffers)))
+        buffers.append([nbytes, first, last])
+    return [(b[0], b[1], b[2]) for b in buffers]
 
 
 def simulate_arena(

@@ -8,14 +8,14 @@ model whose constants are named keyword arguments, derived from measurements (se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
 import onnx
 
-from graph_analysis._arena import simulate_arena
+from graph_analysis._arena import planned_buffers, simulate_arena
 from graph_analysis._gc import gc_paused
 from graph_analysis._graph import NodeTable
 from graph_analysis._liveness import (
@@ -225,14 +225,16 @@ class OrtCpuModel:
 
     ``peak = session_fixed + subgraph_session x subgraphs
     + max(load_factor x W_inline + P_ext + largest P_ext tensor + U,
-    resident_factor x W + H + U + prepack_factor x P_inline
+    resident_factor x W + H + U + prepack_factor x (P_big - P_rel)
     + arena_factor x A + F - R + run_fixed)`` with ``W``
     the weight bytes (``W_inline`` those inside the .onnx file), ``H = heap_kept_factor x W_heap
-    + fusion_kept_factor x W_bn`` what glibc's heap keeps after session creation (``W_heap`` the
-    inline weights in tensors under ``heap_tensor_max_bytes``, ``W_bn`` the weights of the
+    + reorder_copies_factor x C_max + fusion_kept_factor x W_bn`` what glibc's heap keeps after
+    session creation (``W_heap`` the inline weights in tensors under ``heap_tensor_max_bytes``,
+    ``C_max`` the largest NCHWc-reordered convolution weight, ``W_bn`` the weights of the
     ``Conv`` nodes onnxruntime fuses a following ``BatchNormalization`` into), ``R`` the part of
     the first run's arena that fits in ``H`` (regions up to ``heap_reuse_region_max_bytes``),
-    ``P_inline`` the inline weights in a pre-packed slot, ``P_ext`` the external weights GEMM kernels
+    ``P_big`` the inline GEMM weights at or over ``heap_tensor_max_bytes`` (``P_rel`` the
+    largest, when released), ``P_ext`` the external weights GEMM kernels
     pre-pack at creation (external data is memory-mapped: nothing else of it is read then), ``U`` the
     float copies of 16-bit weights, ``A`` the activation liveness peak, ``L`` the largest
     activation and ``F`` what the arena holds beyond ``A`` (``arena_simulation``). The first
@@ -274,13 +276,22 @@ class OrtCpuModel:
             regions of the small YOLO detectors' first runs come from the freed heap in 5 of 6
             children (the 8 MiB one is mapped), so they grow by 0.7-4.6 MiB for 5-14 MiB of
             activations; larger regions are mapped or extend the heap.
-        heap_tensor_max_bytes: the tensor size under which a weight's load-time copies stay in
-            glibc's heap. glibc's mmap threshold starts at 128 KiB and rises (to 32 MiB at most)
-            as mapped blocks are freed, so the real cut depends on the load order; 1 MiB fits the
-            sessions of 13 real models best (128 KiB and 32 MiB fit worse; docs/memory.md).
-        prepack_factor: extra resident bytes per pre-packable weight byte: the packed copy beside
-            the original, freed into glibc's heap (1.0 fitted with ``heap_kept_factor`` on the
-            same 13 sessions; 0.9-1.0 measured on BERT/GPT-2/CNN graphs).
+        heap_tensor_max_bytes: the tensor size under which a weight's original (the copy made
+            while the graph is built, freed at the end of session creation) stays in glibc's
+            heap. glibc's mmap threshold starts at 128 KiB and rises (to 32 MiB at most) as
+            mapped blocks are freed: traced, the file's read block (4 MiB, or the file's size)
+            raises it first (``benchmarks/trace_session.py``); 4 MiB fits the sessions of 15
+            real models best with ``reorder_copies_factor`` (docs/memory.md).
+        prepack_factor: extra resident bytes per byte of inline GEMM weights (``MatMul``,
+            ``Gemm``, ...) at or over ``heap_tensor_max_bytes`` but the largest: the packed copy
+            beside an original that stays in the heap (two 8 MiB MatMul weights: 1.5 x W). Under
+            the threshold the original is in ``heap_kept_factor``'s term.
+        reorder_copies_factor: resident bytes per byte of the largest convolution weight the
+            NCHWc transformer reorders: it makes four copies of each weight it reorders and frees
+            three of them together (traced: the unpacked initializer, the reordered buffer, its
+            ``TensorProto``); they coalesce into one hole that the next, smaller reorder's
+            copies reuse, so about three copies of the largest stay. 3-3.5 fits the sessions of
+            15 real models best (the byte classifier's one 2.5 MiB weight leaves 10 MiB).
         prepack_release_min_bytes: the largest inline weight a GEMM kernel pre-packs, when
             above this size, leaves no copy: glibc had mapped its original, so freeing it after
             packing unmaps it (and raises glibc's threshold, so later originals up to its size
@@ -305,6 +316,13 @@ class OrtCpuModel:
             MiB under (OCR detector, table recognizer, layout detector); on GPT-2's exported
             graph it over-counted 16 MiB of LayerNorm/GELU intermediates the optimized graph
             does not have (docs/memory.md).
+        planner_reuse: in the arena replay, let each tensor take over a dead buffer of the same
+            shape as onnxruntime's allocation planner does (``FindReusableTensor``), holding that
+            buffer idle between its tensors: only where the shapes onnxruntime planned with are
+            known (its optimized graph's ``value_info``: fixed-shape models). Measured on the
+            slider detector: its first run's real tensor sequence (traced with the arena off)
+            replays to 98 MiB in regions of 16, 16, 32 and 64 MiB, as measured; the liveness
+            order without the reuse to 44 MiB (docs/memory.md).
         half_upcast_factor: extra resident bytes per FLOAT16/BFLOAT16 weight byte. The x86 CPU
             execution provider lacks 16-bit kernels for most ops: onnxruntime inserts Casts to
             float and constant-folds them on weights, so a float copy (2 bytes per 16-bit byte)
@@ -324,15 +342,17 @@ class OrtCpuModel:
     heap_kept_factor: float = 1.0
     fusion_kept_factor: float = 1.4
     heap_reuse_region_max_bytes: int = 2 * MiB
-    heap_tensor_max_bytes: int = 1 * MiB
+    heap_tensor_max_bytes: int = 4 * MiB
     prepack_factor: float = 1.0
     prepack_release_min_bytes: int = 4 * MiB
+    reorder_copies_factor: float = 3.0
     arena_factor: float = 1.0
     arena_fragmentation_factor: float = 0.5
     half_upcast_factor: float = 2.0
     half_activation_factor: float = 2.0
     subgraph_session_bytes: int = 180 * 1024
     arena_simulation: bool = True
+    planner_reuse: bool = True
 
 
 # Ops whose constant weight input onnxruntime keeps a second, re-laid-out copy of (MLAS pre-packed
@@ -678,6 +698,11 @@ def estimate_memory(
     ):
         runtime_liveness = live(runtime.half_activation_factor, workspace)
     inputs_bytes = sum(t.nbytes or 0 for t in shapes.inputs)
+    if executed_graph is not None:  # it says which convolutions the NCHWc transformer reordered
+        totals = replace(
+            totals,
+            largest_reordered=largest_reordered_conv_bytes(executed_graph),
+        )
     inference = _inference_estimate(
         totals, totals.prepackable, inference_liveness, runtime_liveness, inputs_bytes, runtime
     )
@@ -698,7 +723,15 @@ def estimate_memory(
             else:
                 inference = replace(
                     _inference_estimate(
-                        totals, totals.prepackable, executed, executed, inputs_bytes, runtime
+                        totals,
+                        totals.prepackable,
+                        executed,
+                        executed,
+                        inputs_bytes,
+                        runtime,
+                        planner_keys(
+                            executed_graph.model.graph, executed.buffer_spans, executed.buffer_names
+                        ),
                     ),
                     activations_graph=executed_graph.description,
                     exported_activations_peak_bytes=inference_liveness.peak_bytes,
@@ -881,6 +914,8 @@ class _WeightTotals:
     subgraphs: int = 0
     bn_fused: int = 0
     largest_inline_packed: int = 0
+    inline_gemm_over_heap: int = 0
+    largest_reordered: int = 0
 
 
 def _weight_totals(
@@ -889,10 +924,16 @@ def _weight_totals(
     """The runtime model's weight figures from the one reading: every tensor onnxruntime holds as
     an initializer (every role, unused ones too: they are parsed at session creation) at its dense
     size; pre-packed ones by the slot their readers read them in; ``heap``: inline tensors under
-    ``heap_tensor_max_bytes`` (their load-time copies stay in glibc's heap)."""
+    ``heap_tensor_max_bytes`` (their load-time copies stay in glibc's heap); ``largest_reordered``:
+    the largest 2-D float convolution weight under ``heap_tensor_max_bytes`` (the NCHWc
+    reorder's candidates; the executed graph, when there is one, says which were reordered, and
+    up to :data:`GLIBC_MMAP_THRESHOLD_MAX`)."""
     packed = [t for t in stored.tensors if any(PREPACK_INPUTS.get(op) == k for op, k in t.readers)]
     external_packed = [
         t.nbytes for t in packed if t.external and any(op in _GEMM_OPS for op, _k in t.readers)
+    ]
+    inline_gemm = [
+        t.nbytes for t in packed if not t.external and any(op in _GEMM_OPS for op, _k in t.readers)
     ]
     return _WeightTotals(
         weights=sum(t.nbytes for t in stored.tensors),
@@ -909,15 +950,77 @@ def _weight_totals(
         ),
         subgraphs=subgraphs,
         bn_fused=bn_fused,
-        largest_inline_packed=max(
+        largest_inline_packed=max(inline_gemm, default=0),
+        inline_gemm_over_heap=sum(n for n in inline_gemm if n >= heap_tensor_max_bytes),
+        largest_reordered=max(
             (
                 t.nbytes
-                for t in packed
-                if not t.external and any(op in _GEMM_OPS for op, _k in t.readers)
+                for t in stored.tensors
+                if not t.external
+                and t.nbytes < heap_tensor_max_bytes
+                and len(t.dims) == 4
+                and t.data_type == DataType.FLOAT
+                and ("Conv", 1) in t.readers
             ),
             default=0,
         ),
     )
+
+
+#: The domain of onnxruntime's NCHWc layout ops (``contrib_ops/cpu/nchwc_ops.cc``).
+NCHWC_DOMAIN = "com.microsoft.nchwc"
+#: glibc's ceiling for its dynamic mmap threshold (``DEFAULT_MMAP_THRESHOLD_MAX``, 64-bit): by the
+#: time the graph is rewritten, freeing the parsed copies of the weights has raised the threshold
+#: to the largest of them, so the rewrite's copies up to this size come from the heap.
+GLIBC_MMAP_THRESHOLD_MAX = 32 * MiB
+
+
+def planner_keys(
+    graph: onnx.GraphProto,
+    spans: Sequence[tuple[int, int, int]],
+    names: Sequence[str],
+) -> list[Hashable | None]:
+    """For each buffer of the liveness (``spans``, in creation order, made by the tensors
+    ``names``: :attr:`GraphLiveness.buffer_names`), the shape and element type onnxruntime's
+    allocation planner knows for it: the ``value_info`` of its own optimized graph (what it
+    inferred at session creation: dynamic dimensions by name), or None where it knows none
+    (never reused; :func:`graph_analysis._arena.planned_buffers`). The graph's inputs (step -1)
+    are the caller's: None.
+    """
+    shapes: dict[str, Hashable] = {}
+    for value_info in graph.value_info:
+        tensor_type = value_info.type.tensor_type
+        if not value_info.type.HasField("tensor_type") or not tensor_type.HasField("shape"):
+            continue
+        dims: list[int | str] = []
+        for dim in tensor_type.shape.dim:
+            if dim.HasField("dim_value"):
+                dims.append(dim.dim_value)
+            elif dim.dim_param:
+                dims.append(dim.dim_param)
+            else:
+                break
+        else:
+            if dims:  # a scalar is never reused (``dim_size() == 0``)
+                shapes[value_info.name] = (tensor_type.elem_type, tuple(dims))
+    keys: list[Hashable | None] = []
+    for (nbytes, first, _last), name in zip(spans, names, strict=True):
+        shape = shapes.get(name) if first >= 0 else None
+        keys.append(None if shape is None else (nbytes, shape))
+    return keys
+
+
+def largest_reordered_conv_bytes(executed: ExecutedGraph) -> int:
+    """The largest weight (under :data:`GLIBC_MMAP_THRESHOLD_MAX`) of an NCHWc ``Conv`` in
+    onnxruntime's optimized graph: the convolution weights the NCHWc transformer reordered, at
+    their reordered (channel-padded) size."""
+    sizes = {t.name: t.nbytes for t in executed.stored.tensors if not t.external}
+    reordered = (
+        sizes.get(node.input[1], 0)
+        for node in executed.model.graph.node
+        if node.domain == NCHWC_DOMAIN and node.op_type == "Conv" and len(node.input) > 1
+    )
+    return max((n for n in reordered if n < GLIBC_MMAP_THRESHOLD_MAX), default=0)
 
 
 def bn_fused_conv_bytes(model: onnx.ModelProto, stored: ModelWeights) -> int:
@@ -966,6 +1069,7 @@ def _inference_estimate(
     runtime_liveness: GraphLiveness,
     inputs_bytes: int,
     runtime: OrtCpuModel,
+    reuse_keys: Sequence[Hashable | None] | None = None,
 ) -> InferenceEstimate:
     weights_bytes = totals.weights
     upcast = runtime.half_upcast_factor * totals.half
@@ -981,19 +1085,25 @@ def _inference_estimate(
     # Inference: every weight resident once (external pages as they are read), what glibc's heap
     # kept of the small tensors' load-time copies, the packed copies of inline weights whose
     # originals stay in the initializer block, the activations and the arena's fragmentation.
-    fragmentation, small_regions = _arena_fragmentation(runtime_liveness, runtime)
-    # What glibc's heap keeps of session creation: the load-time copies of small tensors, the
-    # weights BatchNormalization fusion rewrote and the originals of pre-packed (or reordered)
-    # weights; the first run's small arena regions reuse it.
-    heap_kept = runtime.heap_kept_factor * totals.heap
+    fragmentation, small_regions = _arena_fragmentation(runtime_liveness, runtime, reuse_keys)
+    # What glibc's heap keeps of session creation (traced: benchmarks/trace_session.py): the
+    # originals of the tensors under its mmap threshold (freed when the session is made, after the
+    # copies that replace them), the three copies the NCHWc reorder of the largest convolution
+    # weight frees together, and the weights BatchNormalization fusion rewrote; the first run's
+    # small arena regions reuse it.
+    heap_kept = (
+        runtime.heap_kept_factor * totals.heap
+        + runtime.reorder_copies_factor * totals.largest_reordered
+    )
     fusion_kept = runtime.fusion_kept_factor * totals.bn_fused
-    # The largest pre-packed weight's original, when glibc mapped it, is unmapped when freed.
+    # Pre-packed GEMM weights above the threshold: their originals were mapped, and the largest
+    # one's is unmapped when freed (raising glibc's threshold, so the others stay in the heap).
     released = (
         totals.largest_inline_packed
         if totals.largest_inline_packed > runtime.prepack_release_min_bytes
         else 0
     )
-    prepacked = runtime.prepack_factor * (totals.inline_prepackable - released)
+    prepacked = runtime.prepack_factor * max(0, totals.inline_gemm_over_heap - released)
     reused = min(heap_kept + fusion_kept + prepacked, small_regions)
     running = (
         runtime.resident_factor * weights_bytes
@@ -1038,7 +1148,11 @@ def _inference_estimate(
 ARENA_SIMULATION_MAX_BUFFERS = MAX_SPANS
 
 
-def _arena_fragmentation(liveness: GraphLiveness, runtime: OrtCpuModel) -> tuple[float, int]:
+def _arena_fragmentation(
+    liveness: GraphLiveness,
+    runtime: OrtCpuModel,
+    reuse_keys: Sequence[Hashable | None] | None = None,
+) -> tuple[float, int]:
     """What the arena holds on the first run beyond the liveness peak, and the pages written in
     its regions of at most ``heap_reuse_region_max_bytes`` (those glibc may serve from the heap
     session creation left).
@@ -1051,7 +1165,12 @@ def _arena_fragmentation(liveness: GraphLiveness, runtime: OrtCpuModel) -> tuple
     """
     spans = liveness.buffer_spans
     if runtime.arena_simulation and 0 < len(spans) <= ARENA_SIMULATION_MAX_BUFFERS:
-        arena = simulate_arena([span for span in spans if span[1] >= 0], liveness.step_scratch)
+        buffers = (
+            planned_buffers(spans, reuse_keys)
+            if runtime.planner_reuse and reuse_keys is not None
+            else list(spans)
+        )
+        arena = simulate_arena([b for b in buffers if b[1] >= 0], liveness.step_scratch)
         caller = sum(nbytes for nbytes, first, _last in spans if first < 0)
         small = sum(
             written
@@ -1738,9 +1857,11 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
                 "heap_tensor_max_bytes": inf.runtime.heap_tensor_max_bytes,
                 "prepack_factor": inf.runtime.prepack_factor,
                 "prepack_release_min_bytes": inf.runtime.prepack_release_min_bytes,
+                "reorder_copies_factor": inf.runtime.reorder_copies_factor,
                 "arena_factor": inf.runtime.arena_factor,
                 "arena_fragmentation_factor": inf.runtime.arena_fragmentation_factor,
                 "arena_simulation": inf.runtime.arena_simulation,
+                "planner_reuse": inf.runtime.planner_reuse,
                 "subgraph_session_bytes": inf.runtime.subgraph_session_bytes,
                 "half_upcast_factor": inf.runtime.half_upcast_factor,
                 "half_activation_factor": inf.runtime.half_activation_factor,

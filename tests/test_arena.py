@@ -95,3 +95,51 @@ def test_regions_report_their_size_and_written_pages() -> None:
     assert result.region_bytes == (2 * MiB, 4 * MiB)
     assert result.region_resident_bytes == (257 * 4096, 768 * 4096)
     assert result.resident_bytes == sum(result.region_resident_bytes)
+
+
+def test_planner_reuse_holds_a_buffer_for_a_later_tensor_of_the_same_shape() -> None:
+    from graph_analysis._arena import planned_buffers
+
+    mib = 1 << 20
+    # A (steps 0-1) dies; B (2-3, another shape) cannot take it; C (5-6, A's shape) does, so
+    # A's buffer is held from 0 to 6. Inputs (first step -1) and unknown shapes are never reused.
+    spans = [(4 * mib, -1, 9), (mib, 0, 1), (mib, 2, 3), (mib, 5, 6), (mib, 7, 8)]
+    keys = ["in", "a", "b", "a", None]
+    assert planned_buffers(spans, keys) == [
+        (4 * mib, -1, 9),
+        (mib, 0, 6),
+        (mib, 2, 3),
+        (mib, 7, 8),
+    ]
+    # The most recently freed of two candidates is taken (the front of the free list).
+    spans = [(mib, 0, 1), (mib, 0, 3), (mib, 5, 6)]
+    assert planned_buffers(spans, ["a", "a", "a"]) == [(mib, 0, 1), (mib, 0, 6)]
+
+
+def test_planner_keys_are_the_shapes_onnxruntime_recorded() -> None:
+    from graph_analysis.memory import planner_keys
+
+    nodes = [
+        helper.make_node("Relu", ["X"], ["A"]),
+        helper.make_node("Relu", ["A"], ["B"]),
+        helper.make_node("Relu", ["B"], ["C"]),
+        helper.make_node("Relu", ["C"], ["Y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        value_info=[
+            helper.make_tensor_value_info("A", TensorProto.FLOAT, ["n", 8]),
+            helper.make_tensor_value_info("C", TensorProto.FLOAT, [None, 8]),  # unnamed: unknown
+        ],
+    )
+    spans = [(32, -1, 4), (32, 0, 1), (32, 1, 2), (32, 2, 3), (32, 3, 4)]
+    assert planner_keys(graph, spans, ["X", "A", "B", "C", "Y"]) == [
+        None,  # a graph input: the caller's
+        (32, (TensorProto.FLOAT, ("n", 8))),
+        None,  # no value_info: onnxruntime planned without a shape
+        None,  # a dimension without a value or a name
+        None,
+    ]

@@ -304,3 +304,15 @@ def test_a_model_refusing_the_generated_inputs_is_bad_input(tmp_path: Path) -> N
     assert "--input-shape" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     ok = measure_inference(path, parse_bindings(["x=3,8"]), runs=1, repeats=1)
     assert ok.output_bytes == 3 * 8 * 4
+
+
+def test_peak_modes_split_only_where_children_differ_by_a_region() -> None:
+    from graph_analysis.runtime.measure import peak_modes
+
+    mib = 1 << 20
+    # ddddocr's detector: children at 61.0-61.2 or 67.5-67.6 MiB (two modes)
+    peaks = [int(x * mib) for x in (67.5, 61.0, 67.6, 61.2, 61.1, 67.5)]
+    assert peak_modes(peaks) == (int(61.1 * mib), int(67.5 * mib))
+    # layout noise within a mode stays one mode
+    assert peak_modes([int(x * mib) for x in (60.7, 61.8, 60.9)]) == (int(60.9 * mib),)
+    assert peak_modes([5 * mib]) == (5 * mib,)

@@ -116,6 +116,7 @@ def test_runtime_model_formula() -> None:
         load_factor=2.0,
         resident_factor=1.0,
         prepack_factor=1.0,
+        heap_tensor_max_bytes=1024,  # the weight is over glibc's threshold: pre-packed copy
         arena_factor=1.0,
         heap_kept_factor=0.0,  # the heap and fragmentation terms: tests/test_memory_inference.py
         arena_fragmentation_factor=0.0,
@@ -492,6 +493,7 @@ def test_half_weights_and_activations_are_upcast_on_cpu() -> None:
         session_fixed_bytes=0,
         run_fixed_bytes=0,
         prepack_factor=1.0,
+        heap_tensor_max_bytes=1024,  # the weight is over glibc's threshold: pre-packed copy
         heap_kept_factor=0.0,
         arena_fragmentation_factor=0.0,
         arena_simulation=False,

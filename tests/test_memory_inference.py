@@ -280,10 +280,37 @@ def test_largest_prepacked_original_over_the_limit_is_released() -> None:
         helper.make_node("MatMul", ["H", "Wl"], ["Y"]),
     ]
     model = _model(nodes, [_vi("X", [1, 128])], [_vi("Y", None)], [small, large])
-    keep = OrtCpuModel(prepack_release_min_bytes=1 << 30, arena_simulation=False)
-    release = OrtCpuModel(prepack_release_min_bytes=128 * 1024, arena_simulation=False)
+    # Both over glibc's threshold here (heap_tensor_max_bytes), so pre-packed copies count.
+    over = 32 * 1024
+    keep = OrtCpuModel(
+        prepack_release_min_bytes=1 << 30, heap_tensor_max_bytes=over, arena_simulation=False
+    )
+    release = OrtCpuModel(
+        prepack_release_min_bytes=128 * 1024, heap_tensor_max_bytes=over, arena_simulation=False
+    )
     kept = estimate_memory(model, runtime=keep).inference
     freed = estimate_memory(model, runtime=release).inference
     assert kept.prepackable_bytes == 64 * 1024 + 256 * 1024
     assert kept.inference_bytes - freed.inference_bytes == 256 * 1024
     assert kept.session_creation_bytes == freed.session_creation_bytes
+
+
+def test_reorder_copies_of_the_largest_2d_conv_weight_stay_in_the_heap() -> None:
+    # Two 2-D float convolutions (9 KiB and 18 KiB weights): the NCHWc reorder's three copies of
+    # the larger one are freed together and stay in glibc's heap (benchmarks/trace_session.py).
+    small = numpy_helper.from_array(np.zeros((16, 16, 3, 3), np.float32), "Ws")
+    large = numpy_helper.from_array(np.zeros((32, 16, 3, 3), np.float32), "Wl")
+    nodes = [
+        helper.make_node("Conv", ["X", "Ws"], ["H"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["H", "Wl"], ["Y"], pads=[1, 1, 1, 1]),
+    ]
+    model = _model(nodes, [_vi("X", [1, 16, 8, 8])], [_vi("Y", None)], [small, large])
+    plain = OrtCpuModel(reorder_copies_factor=0.0, arena_simulation=False)
+    copies = OrtCpuModel(reorder_copies_factor=3.0, arena_simulation=False)
+    without = estimate_memory(model, runtime=plain).inference
+    with_copies = estimate_memory(model, runtime=copies).inference
+    assert with_copies.heap_kept_bytes - without.heap_kept_bytes == 3 * 32 * 16 * 9 * 4
+    assert with_copies.inference_bytes - without.inference_bytes == 3 * 32 * 16 * 9 * 4
+    # Over heap_tensor_max_bytes a weight's copies are mapped, not kept: no term.
+    mapped = OrtCpuModel(heap_tensor_max_bytes=4096, arena_simulation=False)
+    assert estimate_memory(model, runtime=mapped).inference.heap_kept_bytes == 0

@@ -71,6 +71,11 @@ class InferenceMeasurement:
         peak_min_bytes: the smallest ``peak_bytes`` among the children.
         peak_max_bytes: the largest: ``peak_max_bytes - peak_min_bytes`` is the measurement's
             own noise (heap layout), the part of a difference that means nothing.
+        peak_modes_bytes: the values the children's peaks gather around, smallest first (see
+            :func:`peak_modes`): one for most models; two when the heap's state before the
+            session decides whether a large arena region finds a hole left by session creation
+            (a bimodal model: a user's process gets either, depending on what it allocated
+            before; docs/memory.md).
     """
 
     path: str
@@ -92,6 +97,29 @@ class InferenceMeasurement:
     repeats: int = 1
     peak_min_bytes: int = 0
     peak_max_bytes: int = 0
+    peak_modes_bytes: tuple[int, ...] = ()
+
+
+#: Two children's peaks belong to different modes when they differ by more than this many bytes
+#: and by more than :data:`MODE_GAP_FRACTION` of the larger (the layout noise within a mode is
+#: 0-1 MiB on the real models; their modes are 6-17 MiB apart).
+MODE_GAP_BYTES = 2 << 20
+MODE_GAP_FRACTION = 0.05
+
+
+def peak_modes(peaks: list[int]) -> tuple[int, ...]:
+    """The modes of the children's peaks: sorted, split where two neighbours differ by more than
+    :data:`MODE_GAP_BYTES` and :data:`MODE_GAP_FRACTION`, each group's median, smallest first."""
+    groups: list[list[int]] = []
+    for value in sorted(peaks):
+        last = groups[-1][-1] if groups else None
+        if last is None or (
+            value - last > MODE_GAP_BYTES and value - last > MODE_GAP_FRACTION * value
+        ):
+            groups.append([value])
+        else:
+            groups[-1].append(value)
+    return tuple(int(statistics.median(g)) for g in groups)
 
 
 #: Environment variable whose length differs between the repeated children: it shifts the initial
@@ -229,6 +257,7 @@ def measure_inference(
         repeats=len(children),
         peak_min_bytes=min(peaks),
         peak_max_bytes=max(peaks),
+        peak_modes_bytes=peak_modes(peaks),
     )
 
 
