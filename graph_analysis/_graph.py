@@ -308,32 +308,43 @@ _GRAPH_FIELDS = frozenset(
 )
 
 
-class LazyGraph:
+class _HeaderView:
+    """Hands out the fields in ``fields`` of a header proto (the message without the main
+    graph's nodes) and refuses every other attribute: anything that would need the whole message
+    (serializing, copying) is refused, never answered without the nodes."""
+
+    fields: frozenset[str] = frozenset()
+
+    def __init__(self, header: Any) -> None:
+        self._header = header
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.fields:
+            return getattr(self._header, name)
+        raise AttributeError(
+            f"a lazy skeleton has no {name!r} here (its main graph's nodes are not parsed)"
+        )
+
+
+class LazyGraph(_HeaderView):
     """A ``GraphProto`` look-alike: its fields from a header proto, its ``node`` a
-    :class:`LazyNodes`. Anything that would need the whole message (serializing, copying) is
-    refused, never answered without the nodes."""
+    :class:`LazyNodes`."""
+
+    fields = _GRAPH_FIELDS
 
     def __init__(self, header: onnx.GraphProto, nodes: LazyNodes) -> None:
-        self._header = header
+        super().__init__(header)
         self.node = nodes
 
-    def __getattr__(self, name: str) -> Any:
-        if name in _GRAPH_FIELDS:
-            return getattr(self._header, name)
-        raise AttributeError(f"a lazy skeleton graph has no {name!r} (its nodes are not parsed)")
 
-
-class LazyModel:
+class LazyModel(_HeaderView):
     """A ``ModelProto`` look-alike for a large graph's skeleton (:func:`lazy_skeleton`)."""
 
-    def __init__(self, header: onnx.ModelProto, graph: LazyGraph) -> None:
-        self._header = header
-        self.graph = graph
+    fields = _MODEL_FIELDS
 
-    def __getattr__(self, name: str) -> Any:
-        if name in _MODEL_FIELDS:
-            return getattr(self._header, name)
-        raise AttributeError(f"a lazy skeleton has no {name!r} (its nodes are not parsed)")
+    def __init__(self, header: onnx.ModelProto, graph: LazyGraph) -> None:
+        super().__init__(header)
+        self.graph = graph
 
 
 def lazy_skeleton(data: bytes | bytearray, path: Any) -> LazyModel:
