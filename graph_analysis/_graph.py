@@ -2,9 +2,12 @@
 protobuf graph, and shared by shape inference's segments, the liveness sweep and the op census.
 
 Each of those used to walk the protobuf nodes on its own: every access to a node's fields makes
-Python objects, about 4 s per walk of a 10^6-node graph. Here every edge name gets an integer id
-(interned names, shared with the record), and a node's inputs and outputs are ranges of flat
-integer arrays; only the nodes that hold subgraphs are visited as protobuf again.
+Python objects, about 4 s per walk of a 10^6-node graph. Here every edge name gets an integer id,
+and a node's inputs and outputs are ranges of flat integer arrays; only the nodes that hold
+subgraphs are visited as protobuf again.
+
+Also here: the skeleton of a large graph whose nodes stay serialized until read (:class:`LazyNodes`,
+:func:`lazy_skeleton`).
 """
 
 from __future__ import annotations

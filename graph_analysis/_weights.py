@@ -233,7 +233,7 @@ class Reading(NamedTuple):
 
 def weights_and_skeleton(path: str | os.PathLike[str]) -> Reading:
     """One reading of a model file: its weights, its weight-free skeleton for shape inference, and
-    its main graph's node table (made from the loader's record, whose names it shares).
+    its main graph's node table (made from the loader's record).
 
     The loader's record is dropped before the skeleton is parsed: on a 10^6-node graph the record
     takes about 500 MB, and they never need to coexist. Above :data:`LAZY_SKELETON_NODES` nodes
