@@ -28,11 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "modelsize" / "bench"
 sys.path.insert(0, str(ROOT))
 
-from graph_analysis._wire import encode_varint as _varint  # noqa: E402  (the wire writer's one varint)
-
-
-def _len(field: int, payload: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+from graph_analysis._wire import encode_varint as _varint  # noqa: E402  (the wire writer's)
+from graph_analysis._wire import len_field as _len  # noqa: E402
 
 
 def _tensor_type(elem: int, dims: list[int | str]) -> bytes:

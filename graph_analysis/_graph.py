@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from graph_analysis._wire import LEN, WireError, encode_varint, iter_fields, len_fields
+from graph_analysis._wire import WireError, iter_fields, len_field, len_fields
 
 if TYPE_CHECKING:
     import onnx
@@ -35,8 +35,8 @@ class NodeTable:
     """The nodes of one graph, in order, as integer tables.
 
     Attributes:
-        names: the edge name of each id (inputs and outputs of nodes, and graph inputs, outputs and
-            initializers, in order of first appearance).
+        names: the edge name of each id (graph inputs, then the nodes' inputs and outputs, then
+            graph outputs, in order of first appearance).
         ids: the id of each name.
         op_keys: ``(domain, op_type)`` of each op index.
         op: the op index of each node.
@@ -274,11 +274,9 @@ class LazyNodes:
         parts: list[bytes | bytearray] = []
         for i in range(start, end):
             a, b = starts[i], ends[i]
-            parts.append(_NODE_KEY + encode_varint(b - a) + data[a:b])
+            parts.append(len_field(1, data[a:b]))  # GraphProto.node
         return b"".join(parts)
 
-
-_NODE_KEY = bytes([1 << 3 | LEN])  # GraphProto.node
 
 #: ``ModelProto`` fields a :class:`LazyModel` hands out (from its header); anything else raises.
 _MODEL_FIELDS = frozenset(
@@ -357,8 +355,6 @@ def lazy_skeleton(data: bytes | bytearray, path: Any) -> LazyModel:
     Raises:
         ModelFormatError: protobuf refuses the structure (the loader accepted it: our bug).
     """
-    import onnx
-
     from graph_analysis.errors import ModelFormatError
     from graph_analysis.loading import parse_skeleton
 
@@ -375,20 +371,11 @@ def lazy_skeleton(data: bytes | bytearray, path: Any) -> LazyModel:
                     starts.append(ga)
                     ends.append(gb)
                 else:
-                    graph_parts.append(
-                        bytes([gno << 3 | LEN]) + encode_varint(gb - ga) + data[ga:gb]
-                    )
+                    graph_parts.append(len_field(gno, data[ga:gb]))
     except WireError as e:  # skeleton_bytes wrote it: our bug
         raise ModelFormatError(path, f"not a valid ONNX skeleton ({e})") from e
     graph_bytes = b"".join(graph_parts)
-    header_bytes = (
-        b"".join(model_parts)
-        + bytes([7 << 3 | LEN])
-        + encode_varint(len(graph_bytes))
-        + graph_bytes
-    )
+    header_bytes = b"".join(model_parts) + len_field(7, graph_bytes)  # ModelProto.graph
     header = parse_skeleton(header_bytes, path)
     del graph_parts, model_parts
-    nodes = LazyNodes(data, starts, ends, path)
-    assert isinstance(header, onnx.ModelProto)
-    return LazyModel(header, LazyGraph(header.graph, nodes))
+    return LazyModel(header, LazyGraph(header.graph, LazyNodes(data, starts, ends, path)))

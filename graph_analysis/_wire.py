@@ -79,6 +79,12 @@ def encode_varint(value: int) -> bytes:
             return bytes(out)
 
 
+def len_field(field: int, payload: bytes | bytearray) -> bytes:
+    """A LEN field of ``payload``: key, length and the bytes (any field number: a key of 16 or
+    more takes two bytes)."""
+    return encode_varint(field << 3 | LEN) + encode_varint(len(payload)) + payload
+
+
 def iter_fields(buf: Buffer, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
     """Iterate the fields of the message in ``buf[start:end]``.
 

@@ -1063,10 +1063,6 @@ def _key(field_number: int, wire_type: int) -> bytes:
     return _wire.encode_varint(field_number << 3 | wire_type)
 
 
-def _len_field(field_number: int, payload: bytes) -> bytes:
-    return _key(field_number, LEN) + _wire.encode_varint(len(payload)) + payload
-
-
 class _Stripper:
     def __init__(self, path: Path, buf: mmap.mmap, keep_max_elements: int) -> None:
         self.buf = buf
@@ -1151,10 +1147,10 @@ class _Stripper:
                     self.check_utf8(descriptor, fno, a, b)
                 out += self.buf[fs:b]
         if inline_external:
-            out += _len_field(_T_RAW, self._read_external(start, end))
+            out += _wire.len_field(_T_RAW, self._read_external(start, end))
         else:
-            entry = _len_field(1, b"location") + _len_field(2, _STUB_LOCATION.encode())
-            out += _len_field(_T_EXTERNAL, entry)
+            entry = _wire.len_field(1, b"location") + _wire.len_field(2, _STUB_LOCATION.encode())
+            out += _wire.len_field(_T_EXTERNAL, entry)
             out += _key(_T_LOCATION, VARINT) + _wire.encode_varint(_LOCATION_EXTERNAL)
         return bytes(out)
 

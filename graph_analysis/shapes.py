@@ -837,7 +837,7 @@ def _segmented_shapes(
         if lazy:  # the nodes' bytes spliced into the segment's graph, never parsed
             graph_bytes = nodes.serialized(start, end) + sub.SerializeToString()
             segment.ClearField("graph")
-            data = segment.SerializeToString() + _len_field(7, graph_bytes)
+            data = segment.SerializeToString() + _wire.len_field(7, graph_bytes)
             del graph_bytes
         else:
             data = segment.SerializeToString()
@@ -882,10 +882,6 @@ class _Offset:
     def __getitem__(self, index: int) -> onnx.NodeProto:
         node: onnx.NodeProto = self.nodes[self.start + index]
         return node
-
-
-def _len_field(field: int, payload: bytes) -> bytes:
-    return _wire.encode_varint(field << 3 | _wire.LEN) + _wire.encode_varint(len(payload)) + payload
 
 
 class _Reads:

@@ -490,6 +490,26 @@ def test_lazy_skeleton_gives_what_the_parsed_one_gives(
     )
 
 
+def test_lazy_skeleton_keeps_graph_fields_of_two_byte_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header of a lazy skeleton re-writes the graph's other fields: ``metadata_props``
+    (field 16) has a two-byte key, which a one-byte key once corrupted."""
+    from graph_analysis import _weights
+    from graph_analysis._weights import weights_and_skeleton
+
+    model = _segment_model()
+    entry = model.graph.metadata_props.add()
+    entry.key, entry.value = "k", "v"
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    monkeypatch.setattr(_weights, "LAZY_SKELETON_NODES", 0)
+    skeleton = weights_and_skeleton(path).skeleton
+    assert [(p.key, p.value) for p in skeleton.graph.metadata_props] == [("k", "v")]
+    assert [o.name for o in skeleton.graph.output] == ["y"]
+    assert len(skeleton.graph.node) == len(model.graph.node)
+
+
 def test_lazy_skeleton_refuses_what_needs_every_node(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
