@@ -134,31 +134,29 @@ class TensorSizes:
     """
 
     def __init__(self, tables: Mapping[str, NodeTable] | None = None) -> None:
-        self.ids: dict[str, Mapping[str, int]] = {}
-        self.nbytes: dict[str, array[int]] = {}
-        self._known: dict[str, bytearray] = {}  # table-backed graphs: ids set so far
-        self._by_name: dict[str, dict[str, int]] = {}
         self._tables: dict[str, NodeTable] = dict(tables or {})
-        for graph, table in self._tables.items():
-            self.ids[graph] = table.ids
-            self.nbytes[graph] = array("q", bytes(8 * len(table.names)))
-            self._known[graph] = bytearray(len(table.names))
+        # table-backed graphs: the bytes by id, and which ids were set
+        self._nbytes = {g: array("q", bytes(8 * len(t.names))) for g, t in self._tables.items()}
+        self._known = {g: bytearray(len(t.names)) for g, t in self._tables.items()}
+        self._by_name: dict[str, dict[str, int]] = {}
+
+    def _id(self, graph: str, name: str) -> int | None:
+        table = self._tables.get(graph)
+        return table.ids.get(name) if table is not None else None
 
     def set(self, graph: str, name: str, nbytes: int) -> None:
         """Record (or replace) the bytes of ``name`` in ``graph``."""
-        table_ids = self.ids.get(graph) if graph in self._tables else None
-        t = table_ids.get(name) if table_ids is not None else None
+        t = self._id(graph, name)
         if t is not None:
-            self.nbytes[graph][t] = nbytes
+            self._nbytes[graph][t] = nbytes
             self._known[graph][t] = 1
         else:
             self._by_name.setdefault(graph, {})[name] = nbytes
 
     def _own(self, graph: str, name: str) -> int | None:
-        table_ids = self.ids.get(graph) if graph in self._tables else None
-        t = table_ids.get(name) if table_ids is not None else None
+        t = self._id(graph, name)
         if t is not None and self._known[graph][t]:
-            return self.nbytes[graph][t]
+            return self._nbytes[graph][t]
         return self._by_name.get(graph, {}).get(name)
 
     def __call__(self, graph: str, name: str) -> int:
@@ -172,7 +170,7 @@ class TensorSizes:
         """The bytes of each id of ``table`` (the edges of ``graph``), as seen from ``graph``."""
         if self._tables.get(graph) is not table:
             return array("q", [self(graph, name) for name in table.names])
-        nbytes = array("q", self.nbytes[graph])
+        nbytes = array("q", self._nbytes[graph])
         known = np.frombuffer(self._known[graph], dtype=np.uint8) if len(nbytes) else None
         if known is not None:
             for t in np.flatnonzero(known == 0).tolist():  # edges without a shape of their own
