@@ -663,13 +663,20 @@ def estimate_memory(
         model, bindings, default_dim=default_dim, path=path, stored=stored, table=table
     )
 
+    sizes_at: dict[float, TensorSizes] = {}  # by half_factor: each table made once
+
+    def sizes(half_factor: float = 1.0) -> TensorSizes:
+        if half_factor not in sizes_at:
+            sizes_at[half_factor] = _tensor_sizes(shapes, half_factor, table)
+        return sizes_at[half_factor]
+
     def live(
         half_factor: float = 1.0, workspace_of: Callable[[str, onnx.NodeProto], int] | None = None
     ) -> GraphLiveness:
         with gc_paused():
             return analyze_liveness(
                 graph,
-                _tensor_sizes(shapes, half_factor, table),
+                sizes(half_factor),
                 stored=stored.names_in,
                 inputs_live_whole_run=inputs_live_whole_run,
                 alias_ops=alias_ops,
@@ -743,6 +750,7 @@ def estimate_memory(
             shapes,
             stored,
             liveness,
+            sizes(),
             optimizer=Optimizer(optimizer),
             precision=TrainingPrecision(precision),
             checkpointing=checkpointing,
@@ -1190,6 +1198,7 @@ def _training_estimate(
     shapes: InferredShapes,
     stored: ModelWeights,
     liveness: GraphLiveness,
+    sizes: TensorSizes,
     *,
     optimizer: Optimizer,
     precision: TrainingPrecision,
@@ -1235,6 +1244,7 @@ def _training_estimate(
         model,
         shapes,
         stored,
+        sizes,
         saved,
         alias_ops,
         output=output,
@@ -1442,6 +1452,7 @@ def _backward_peak(
     model: onnx.ModelProto,
     shapes: InferredShapes,
     stored: ModelWeights,
+    sizes: TensorSizes,
     saved: Mapping[tuple[str, str], tuple[int, int]],
     alias_ops: frozenset[str],
     *,
@@ -1471,7 +1482,6 @@ def _backward_peak(
     """
     graph = model.graph
     lookup = shapes.lookup()
-    size_of = _tensor_sizes(shapes)
     nodes = list(graph.node)
     count = len(nodes)
     weights = set(stored.names_in(MAIN_GRAPH))
@@ -1522,7 +1532,7 @@ def _backward_peak(
             end[name] = count - 1
     live = [0] * (count + 1)
     for name, first in start.items():
-        size = size_of(MAIN_GRAPH, name)
+        size = sizes(MAIN_GRAPH, name)
         live[first] += size
         live[end[name] + 1] -= size
     by_saver = [0] * (count + 1)
@@ -1548,7 +1558,7 @@ def _backward_peak(
         running_saved += by_saver[index]
         conv = _conv_buffer_bytes(node, lookup) * conv_factor
         if node.op_type == "LSTM" and node.output:
-            conv += size_of(MAIN_GRAPH, node.output[0]) * lstm_factor
+            conv += sizes(MAIN_GRAPH, node.output[0]) * lstm_factor
         point = _BackwardPeak(
             int(running_saved * checkpointing * scale),
             int((running_live + held_output) * scale),
