@@ -136,7 +136,7 @@ class NodeTable:
                 node.op_type,
                 node.input,
                 node.output,
-                bool(node.attribute) and has_subgraphs(node),
+                has_subgraphs(node),
             )
         table._add_names(vi.name for vi in graph.output)
         return table
@@ -205,7 +205,7 @@ def has_subgraphs(node: onnx.NodeProto) -> bool:
     import onnx
 
     kinds = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-    return any(attr.type in kinds for attr in node.attribute)
+    return bool(node.attribute) and any(attr.type in kinds for attr in node.attribute)
 
 
 def _repeat_index(ptr: array[int]) -> np.ndarray:

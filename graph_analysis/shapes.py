@@ -39,7 +39,7 @@ import onnx
 
 from graph_analysis import _wire
 from graph_analysis._gc import gc_paused
-from graph_analysis._graph import LazyNodes, NodeTable
+from graph_analysis._graph import LazyNodes, NodeTable, has_subgraphs
 from graph_analysis._weights import (
     ModelWeights,
     enclosing_scopes,
@@ -522,11 +522,7 @@ def _collect_graph(
     one numbered ``first_index`` in its labels (a segment of a larger graph starts past 0); those
     with subgraphs are ``with_subgraphs`` when known."""
     if with_subgraphs is None:
-        with_subgraphs = {
-            index
-            for index, node in enumerate(nodes)
-            if node.attribute and any(attr.type in _GRAPH_ATTRS for attr in node.attribute)
-        }
+        with_subgraphs = {index for index, node in enumerate(nodes) if has_subgraphs(node)}
     node_index = -1
     for fno, a, b in _wire.len_fields(buf, start, end):
         if fno == 1:  # GraphProto.node
@@ -802,13 +798,13 @@ def _segmented_shapes(
         found.offer(_shape_of(vi, MAIN_GRAPH))
     start, lost = 0, 0
     reads = _Reads(table, nodes)
+    lazy = isinstance(nodes, LazyNodes)
     while start < len(nodes):
         end = min(len(nodes), start + segment_nodes)
         segment = onnx.ModelProto(ir_version=model.ir_version)
         segment.opset_import.extend(model.opset_import)
         segment.functions.extend(model.functions)
         sub = segment.graph
-        lazy = isinstance(nodes, LazyNodes)
         if not lazy:
             sub.node.extend(nodes[start:end])
         for name in reads.read_from_outside(start, end):
@@ -898,14 +894,18 @@ class _Reads:
         self._made = np.full(len(table.names), np.iinfo(np.int64).max, dtype=np.int64)
         self._last: np.ndarray | None = None
         self._producer: np.ndarray | None = None
+        self._outer_of: dict[int, list[str]] = {}
 
     def _outer(self, index: int) -> list[str]:
+        """The outer names node ``index``'s subgraphs read (walked once per node)."""
         from graph_analysis._liveness import outer_references, subgraphs_of
 
-        names: set[str] = set()
-        for _suffix, body in subgraphs_of(self.nodes[index]):
-            names |= outer_references(body)
-        return sorted(names)
+        if index not in self._outer_of:
+            names: set[str] = set()
+            for _suffix, body in subgraphs_of(self.nodes[index]):
+                names |= outer_references(body)
+            self._outer_of[index] = sorted(names)
+        return self._outer_of[index]
 
     def read_from_outside(self, start: int, end: int) -> list[str]:
         """Names nodes ``[start, end)`` read (directly or from their subgraphs) that no earlier
