@@ -114,7 +114,7 @@ def resnet50() -> Any:
     """transformers ResNet-50 (bottleneck 3-4-6-3, widths 256-2048) with a 1000-class head."""
     from transformers import ResNetConfig, ResNetForImageClassification
 
-    return ResNetForImageClassification(ResNetConfig(num_labels=1000))
+    return ResNetForImageClassification(ResNetConfig(num_labels=1000))  # type: ignore[call-arg]
 
 
 def bert_mlm() -> Any:
@@ -138,7 +138,7 @@ def vit_classifier() -> Any:
     """transformers ViT with a 1000-class head: 4 layers, hidden 256, patch 8 on 64x64."""
     from transformers import ViTConfig, ViTForImageClassification
 
-    config = ViTConfig(
+    config = ViTConfig(  # type: ignore[call-arg]
         image_size=64,
         patch_size=8,
         hidden_size=256,

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 import benchmarks.architectures as archs  # noqa: E402
 from converters.torch_train import TrainingMeasurement, measure_training_step  # noqa: E402
 from graph_analysis.bindings import Bindings, ShapeSpec  # noqa: E402
+from graph_analysis.dtypes import DataType  # noqa: E402
 from graph_analysis.errors import ModelsizeError  # noqa: E402
 from graph_analysis.memory import Optimizer, TrainingEstimate, estimate_memory  # noqa: E402
 from graph_analysis.runtime.measure import InputSpec, measure_inference  # noqa: E402
@@ -50,7 +51,7 @@ from graph_analysis.runtime.optimized import executed_graph  # noqa: E402
 STATIC = False
 
 MiB = 1 << 20
-FLOAT, INT64 = 1, 7
+FLOAT, INT64 = DataType.FLOAT, DataType.INT64
 SOURCE = ROOT / "benchmarks" / "architectures.py"
 
 CASES: dict[str, tuple[InputSpec, ...]] = {
@@ -85,7 +86,8 @@ def export(
             out = self.inner(*args)
             if isinstance(out, torch.Tensor):
                 return out
-            return out[0]
+            first: torch.Tensor = out[0]
+            return first
 
     args = tuple(
         torch.ones(i.dims, dtype=torch.int64) if i.elem_type == INT64 else torch.randn(i.dims)
@@ -260,8 +262,8 @@ def main_real(substrings: list[str]) -> None:
     print()
     print("| model, input | weights MiB | estimate MiB | measured MiB (min-max) | ratio |")
     print("|---|---:|---:|---:|---:|")
-    for label, w, e, med, lo, hi, ratio, _modes in rows:
-        print(f"| {label} | {w:.1f} | {e:.1f} | {med:.1f} ({lo:.1f}-{hi:.1f}) | {ratio:.2f} |")
+    for label, w, est, med, lo, hi, ratio, _modes in rows:
+        print(f"| {label} | {w:.1f} | {est:.1f} | {med:.1f} ({lo:.1f}-{hi:.1f}) | {ratio:.2f} |")
     if rows:
         within = sum(1 for r in rows if abs(r[6] - 1) <= 0.15)
         ratios = [r[6] for r in rows]

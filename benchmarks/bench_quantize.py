@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -26,7 +27,7 @@ from graph_analysis.runtime.compare import Comparison, compare_models
 _MIB = 1024 * 1024
 
 
-def _export(module, args: tuple, names: list[str], path: Path) -> None:  # type: ignore[no-untyped-def]
+def _export(module, args: tuple[Any, ...], names: list[str], path: Path) -> None:  # type: ignore[no-untyped-def]
     import torch
 
     torch.onnx.export(
@@ -46,7 +47,7 @@ def build_resnet(folder: Path) -> Path:
     import transformers
 
     torch.manual_seed(0)
-    config = transformers.ResNetConfig(
+    config = transformers.ResNetConfig(  # type: ignore[call-arg]
         embedding_size=64,
         hidden_sizes=[64, 128, 256, 512],
         depths=[2, 2, 2, 2],
@@ -74,7 +75,7 @@ def build_bert(folder: Path) -> Path:
     import transformers
 
     torch.manual_seed(0)
-    config = transformers.BertConfig(
+    config = transformers.BertConfig(  # type: ignore[call-arg]
         vocab_size=30522,
         hidden_size=256,
         num_hidden_layers=4,

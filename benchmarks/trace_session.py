@@ -193,7 +193,7 @@ def _replay_run(blocks: list[Block], min_bytes: int = 4096) -> None:
 def _weight_sizes(model: Path) -> dict[int, list[str]]:
     from graph_analysis._weights import weights_and_skeleton
 
-    stored, _skeleton = weights_and_skeleton(model)
+    stored = weights_and_skeleton(model).stored
     sizes: dict[int, list[str]] = {}
     for t in stored.tensors:
         sizes.setdefault(t.nbytes, []).append(t.name)
