@@ -97,6 +97,18 @@ def fan_model(folder: Path, act_mib: int, width: int = 4) -> Path:
     return _save(helper.make_graph(nodes, "g", [x], [y]), folder / f"fan_{act_mib}.onnx")
 
 
+def node_chain_model(folder: Path, length: int) -> Path:
+    """``length`` Sigmoid/Tanh nodes on four floats: the session's cost per node, nothing else."""
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    names = ["X"] + [f"T{k}" for k in range(length - 1)] + ["Y"]
+    nodes = [
+        helper.make_node("Sigmoid" if k % 2 else "Tanh", [names[k]], [names[k + 1]])
+        for k in range(length)
+    ]
+    return _save(helper.make_graph(nodes, "g", [x], [y]), folder / f"nodes_{length}.onnx")
+
+
 def small_weights_model(folder: Path, count: int = 256, elements: int = 4096) -> Path:
     """``count`` Adds each with its own ``elements``-float weight (16 KiB): glibc's heap keeps them."""
     rng = np.random.default_rng(0)
@@ -112,7 +124,8 @@ def small_weights_model(folder: Path, count: int = 256, elements: int = 4096) ->
         out = "Y" if k == count - 1 else f"T{k}"
         nodes.append(helper.make_node("Add", [prev, f"W{k}"], [out]))
         prev = out
-    return _save(helper.make_graph(nodes, "g", [x], [y], inits), folder / "small_weights.onnx")
+    name = f"small_weights_{count}x{elements}.onnx"
+    return _save(helper.make_graph(nodes, "g", [x], [y], inits), folder / name)
 
 
 def conv_chain_model(folder: Path, channels: int = 32, size: int = 128, length: int = 6) -> Path:
@@ -199,16 +212,32 @@ def derive_constants(folder: Path) -> None:
     from graph_analysis.memory import OrtCpuModel
 
     default = OrtCpuModel()
+    # The session's state per node and per initializer: chains of 1 and 2001 nodes, and 1000
+    # nodes with and without a 16-byte constant each.
+    one, many = (
+        measure_inference(node_chain_model(folder, n), Bindings(), runs=1).session_bytes
+        for n in (1, 2001)
+    )
+    node = (many - one) / 2000
+    plain, constants = (
+        measure_inference(path, Bindings(), runs=1).session_bytes
+        for path in (node_chain_model(folder, 1000), small_weights_model(folder, 1000, 4))
+    )
+    initializer = (constants - plain) / 1000 - 16
+
+    def graph_state(nodes: int, initializers: int) -> float:
+        return node * nodes + initializer * initializers
+
     chain = measure_inference(chain_model(folder, 8), Bindings(), runs=1)
     chain_est = estimate_memory(folder / "chain_8.onnx", Bindings()).inference
-    fixed = chain.session_bytes
+    fixed = chain.session_bytes - graph_state(6, 0)
     run_fixed = chain.peak_bytes - chain.session_bytes - chain_est.activations_peak_bytes
     single = measure_inference(matmul_model(folder, 32), Bindings(), runs=1)
     load = (single.session_peak_bytes - fixed) / (32 * MiB)
     small_path = small_weights_model(folder)
     small = measure_inference(small_path, Bindings(), runs=1)
     small_w = estimate_memory(small_path, Bindings()).inference.weights_bytes
-    kept = (small.session_bytes - fixed - small_w) / small_w
+    kept = (small.session_bytes - fixed - graph_state(256, 256) - small_w) / small_w
     conv_path = conv_chain_model(folder)
     conv = measure_inference(conv_path, Bindings(), runs=1)
     conv_est = estimate_memory(conv_path, Bindings()).inference
@@ -253,6 +282,12 @@ def derive_constants(folder: Path) -> None:
     print(f"{'constant':<30}{'measured':>12}{'default':>12}")
     for name, measured, value in (
         ("session_fixed_bytes (MiB)", fixed / MiB, default.session_fixed_bytes / MiB),
+        ("session_node_bytes (KiB)", node / 1024, default.session_node_bytes / 1024),
+        (
+            "session_initializer_bytes (KiB)",
+            initializer / 1024,
+            default.session_initializer_bytes / 1024,
+        ),
         ("run_fixed_bytes (MiB)", run_fixed / MiB, default.run_fixed_bytes / MiB),
         ("load_factor", load, default.load_factor),
         ("heap_kept_factor", kept, default.heap_kept_factor),

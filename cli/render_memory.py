@@ -37,6 +37,7 @@ def measurement_to_dict(m: InferenceMeasurement) -> dict[str, object]:
         "baseline_rss_bytes": m.baseline_rss_bytes,
         "session_peak_bytes": m.session_peak_bytes,
         "session_bytes": m.session_bytes,
+        "session_file_bytes": m.session_file_bytes,
         "peak_bytes": m.peak_bytes,
         "peak_min_bytes": m.peak_min_bytes,
         "peak_max_bytes": m.peak_max_bytes,
@@ -84,6 +85,14 @@ def _estimate_tables(estimate: MemoryEstimate) -> list[Table]:
         "runtime overhead",
         _mib(inf.runtime_overhead_bytes),
         "estimated: fixed costs, packed and heap-kept copies, arena slack",
+    )
+    table.add_row(
+        "  of which code pages",
+        _mib(inf.code_pages_bytes),
+        "measured: onnxruntime's code mapped creating this session (file-backed)"
+        if inf.code_pages_measured
+        else "assumed: onnxruntime's code a session maps (file-backed; measured where the "
+        "optimized graph is made)",
     )
     phase = (
         "session creation"
@@ -178,6 +187,7 @@ def _inference_measured_table(comparison: MemoryComparison) -> Table:
     for column in (
         "arena",
         "session peak",
+        "code pages",
         "peak (median)",
         f"min - max of {comparison.measurements[0].repeats if comparison.measurements else 0}",
         "estimate / measured",
@@ -189,6 +199,7 @@ def _inference_measured_table(comparison: MemoryComparison) -> Table:
         table.add_row(
             "on" if m.arena else "off",
             _mib(m.session_peak_bytes),
+            "n/a" if m.session_file_bytes is None else _mib(m.session_file_bytes),
             _mib(m.peak_bytes),
             f"{_mib(m.peak_min_bytes)} - {_mib(m.peak_max_bytes)}"
             + (

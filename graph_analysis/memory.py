@@ -82,12 +82,16 @@ class ExecutedGraph:
         nchwc_block_size: MLAS's NCHWc block size on the machine that made it (None: unknown).
         description: what the graph is, for the output (``onnxruntime 1.32.0 ORT_ENABLE_ALL
             optimized graph, NCHWc block 8``).
+        session_code_bytes: measured: the file-backed pages (onnxruntime's code) the child's
+            session creation mapped, None where it could not tell; they stand for
+            ``OrtCpuModel.session_code_bytes``.
     """
 
     model: onnx.ModelProto
     stored: ModelWeights
     nchwc_block_size: int | None
     description: str
+    session_code_bytes: int | None = None
 
 
 class Optimizer(str, Enum):
@@ -223,13 +227,15 @@ SAVES_INDICES = frozenset({"MaxPool"})
 class OrtCpuModel:
     """The onnxruntime CPU memory model: how a session's peak resident growth follows the graph.
 
-    ``peak = session_fixed + subgraph_session x subgraphs
-    + max(load_factor x W_inline + P_ext + largest P_ext tensor + U,
+    ``peak = session_fixed - session_code + C + subgraph_session x subgraphs + session_node x N
+    + session_initializer x I + max(load_factor x W_inline + P_ext + largest P_ext tensor + U,
     resident_factor x W + H + U + prepack_factor x (P_big - P_rel)
-    + arena_factor x A + F - R + run_fixed)`` with ``W``
-    the weight bytes (``W_inline`` those inside the .onnx file), ``H = heap_kept_factor x W_heap
-    + reorder_copies_factor x C_max + fusion_kept_factor x W_bn`` what glibc's heap keeps after
-    session creation (``W_heap`` the inline weights in tensors under ``heap_tensor_max_bytes``,
+    + arena_factor x A + F - R + run_fixed)`` with ``C`` the code pages a session maps
+    (measured with the optimized graph, else ``session_code``), ``N`` and ``I`` the nodes and
+    initializers the session holds, ``W`` the weight bytes (``W_inline`` those inside the .onnx file),
+    ``H = heap_kept_factor x W_heap + reorder_copies_factor x C_max + fusion_kept_factor x
+    W_bn`` what glibc's heap keeps after session creation (``W_heap`` the inline weights in
+    tensors under ``heap_tensor_max_bytes``,
     ``C_max`` the largest NCHWc-reordered convolution weight, ``W_bn`` the weights of the
     ``Conv`` nodes onnxruntime fuses a following ``BatchNormalization`` into), ``R`` the part of
     the first run's arena that fits in ``H`` (regions up to ``heap_reuse_region_max_bytes``),
@@ -247,8 +253,9 @@ class OrtCpuModel:
     Attributes:
         session_fixed_bytes: growth from creating a session for a weightless model (9.16 MiB
             re-derived by ``calibrate_runtime.py`` on 2026-12-01, 9.4 by the first wave, 5.07 by
-            one earlier run: 8.0-8.6 MiB of it are file-backed pages of onnxruntime's code, whose
-            count depends on the page cache, not on the model; docs/memory.md).
+            one earlier run): ``session_code_bytes`` of it are file-backed pages of onnxruntime's
+            code, whose count depends on the page cache and the kernel more than on the model
+            (docs/memory.md).
         run_fixed_bytes: growth from the first ``run`` beyond weights and activations (1.0 MiB
             re-derived on weightless chains on 2026-12-01: thread-pool work buffers, kernel
             scratch, the execution frame, the kernels' code pages; the 7 MiB measured before
@@ -333,6 +340,24 @@ class OrtCpuModel:
             ``Scan`` body gets its own session state: graph viewer, kernels, execution plan),
             from creation on: 128-190 KiB per subgraph measured on four VAD models with 2-50
             subgraphs (a 51-graph model: 20.8 MiB session for 2.2 MB of weights).
+        session_code_bytes: the part of ``session_fixed_bytes`` that is file-backed pages of
+            onnxruntime's code (8.0 MiB on the weightless chain ``session_fixed_bytes`` comes
+            from; 5.0 on another machine). How many pages a session maps depends on the page
+            cache and the kernel, so where the estimate has onnxruntime's optimized graph, the
+            pages its child's session creation mapped are measured and replace this figure:
+            8.3-8.7 MiB on 16 real models, within 0.15 MiB of what the measuring child's
+            session mapped for each (docs/memory.md).
+        session_node_bytes: resident bytes per node the session holds (every graph's nodes but
+            ``Constant``, in onnxruntime's optimized graph when the estimate reads it): the node,
+            its ``NodeArg``s, its kernel and its execution-plan entries are thousands of small
+            heap blocks. Measured (``benchmarks/calibrate_runtime.py``): weightless chains of 1,
+            1000 and 2000 elementwise nodes grow the session's anonymous memory by 3.0 KiB per
+            node, whatever the op; traced on 16 real models (``trace_session.py``), the live
+            blocks under 4 KiB after creation grow with the optimized graph's nodes (1.1 MiB
+            for 18 nodes to 3.2 MiB for 707).
+        session_initializer_bytes: resident bytes per initializer the session holds beyond its
+            data (its ``OrtValue``, ``NodeArg`` and name): 1.8-1.9 KiB measured on a chain of 1000
+            ``Add`` nodes, each with its own 16-byte constant, beyond the plain chain.
     """
 
     session_fixed_bytes: int = 9_600_000
@@ -351,6 +376,9 @@ class OrtCpuModel:
     half_upcast_factor: float = 2.0
     half_activation_factor: float = 2.0
     subgraph_session_bytes: int = 180 * 1024
+    session_code_bytes: int = 8 * MiB
+    session_node_bytes: int = 3 * 1024
+    session_initializer_bytes: int = 1900
     arena_simulation: bool = True
     planner_reuse: bool = True
 
@@ -402,6 +430,13 @@ class InferenceEstimate:
         runtime: the runtime model used.
         subgraph_state_bytes: estimated: the subgraphs' own session states
             (``subgraph_session_bytes`` x the number of subgraphs).
+        graph_state_bytes: estimated: the session's state for the nodes and initializers it
+            holds (``session_node_bytes`` x nodes + ``session_initializer_bytes`` x
+            initializers).
+        code_pages_bytes: the file-backed pages of onnxruntime's code a session maps, part of
+            the fixed cost: measured by the child that made onnxruntime's optimized graph
+            (``code_pages_measured``), else ``OrtCpuModel.session_code_bytes`` (assumed).
+        code_pages_measured: whether ``code_pages_bytes`` was measured on this machine.
         heap_kept_bytes: estimated: load-time copies of small weight tensors glibc's heap keeps
             after session creation (``heap_kept_factor x W_heap``).
         fusion_kept_bytes: estimated: the copies of the Conv weights onnxruntime fuses a
@@ -439,6 +474,9 @@ class InferenceEstimate:
     heap_kept_bytes: int = 0
     arena_fragmentation_bytes: int = 0
     subgraph_state_bytes: int = 0
+    graph_state_bytes: int = 0
+    code_pages_bytes: int = 0
+    code_pages_measured: bool = False
     fusion_kept_bytes: int = 0
     heap_reused_bytes: int = 0
     timeline: tuple[int, ...] = ()
@@ -685,11 +723,12 @@ def estimate_memory(
             )
 
     liveness = live()
-    subgraphs, op_types = _op_census(model, table)
+    subgraphs, op_types, nodes = _op_census(model, table)
     totals = _weight_totals(
         stored,
         heap_tensor_max_bytes=runtime.heap_tensor_max_bytes,
         subgraphs=subgraphs,
+        nodes=nodes,
         bn_fused=bn_fused_conv_bytes(model, stored)
         if {"Conv", "BatchNormalization"} <= op_types
         else 0,
@@ -705,10 +744,16 @@ def estimate_memory(
     ):
         runtime_liveness = live(runtime.half_activation_factor, workspace)
     inputs_bytes = sum(t.nbytes or 0 for t in shapes.inputs)
-    if executed_graph is not None:  # it says which convolutions the NCHWc transformer reordered
+    if executed_graph is not None:
+        # It says which convolutions the NCHWc transformer reordered, and holds the nodes and
+        # initializers the session keeps.
+        executed_model = executed_graph.model
         totals = replace(
             totals,
             largest_reordered=largest_reordered_conv_bytes(executed_graph),
+            nodes=_op_census(executed_model, NodeTable.of_proto(executed_model.graph))[2],
+            initializers=len(executed_graph.stored.tensors),
+            measured_code=executed_graph.session_code_bytes,
         )
     inference = _inference_estimate(
         totals, totals.prepackable, inference_liveness, runtime_liveness, inputs_bytes, runtime
@@ -776,18 +821,23 @@ def estimate_memory(
     return MemoryEstimate(path, shapes, inference, training, assumptions)
 
 
-def _op_census(model: onnx.ModelProto, table: NodeTable) -> tuple[int, frozenset[str]]:
-    """The number of subgraphs and the op types of every graph, from the main graph's node table
-    and the nodes that hold subgraphs: the passes that look for one op type (fused convolutions,
-    kernel workspaces) run only where it occurs."""
+def _op_census(model: onnx.ModelProto, table: NodeTable) -> tuple[int, frozenset[str], int]:
+    """The number of subgraphs, the op types of every graph and the number of nodes a session
+    holds (every graph's nodes but ``Constant``, which becomes an initializer), from the main
+    graph's node table and the nodes that hold subgraphs: the passes that look for one op type
+    (fused convolutions, kernel workspaces) run only where it occurs."""
     subgraphs = 0
     op_types = set(table.op_types())
+    nodes = len(table) - sum(
+        table.op.count(i) for i, (_domain, op) in enumerate(table.op_keys) if op == "Constant"
+    )
     for index in table.with_subgraphs:
         for _suffix, sub in subgraphs_of(model.graph.node[index]):
             for _path, graph in iter_graphs(sub):
                 subgraphs += 1
                 op_types.update(node.op_type for node in graph.node)
-    return subgraphs, frozenset(op_types)
+                nodes += sum(1 for node in graph.node if node.op_type != "Constant")
+    return subgraphs, frozenset(op_types), nodes
 
 
 #: How many more bytes the optimized graph's unknown-shape tensors may be assumed at than the
@@ -920,6 +970,9 @@ class _WeightTotals:
     prepackable: int = 0
     heap: int = 0
     subgraphs: int = 0
+    nodes: int = 0
+    initializers: int = 0
+    measured_code: int | None = None  # the optimizing child's code pages, when it measured them
     bn_fused: int = 0
     largest_inline_packed: int = 0
     inline_gemm_over_heap: int = 0
@@ -927,7 +980,12 @@ class _WeightTotals:
 
 
 def _weight_totals(
-    stored: ModelWeights, *, heap_tensor_max_bytes: int, subgraphs: int, bn_fused: int = 0
+    stored: ModelWeights,
+    *,
+    heap_tensor_max_bytes: int,
+    subgraphs: int,
+    nodes: int = 0,
+    bn_fused: int = 0,
 ) -> _WeightTotals:
     """The runtime model's weight figures from the one reading: every tensor onnxruntime holds as
     an initializer (every role, unused ones too: they are parsed at session creation) at its dense
@@ -957,6 +1015,8 @@ def _weight_totals(
             if not t.external and 0 < t.nbytes < heap_tensor_max_bytes
         ),
         subgraphs=subgraphs,
+        nodes=nodes,
+        initializers=len(stored.tensors),
         bn_fused=bn_fused,
         largest_inline_packed=max(inline_gemm, default=0),
         inline_gemm_over_heap=sum(n for n in inline_gemm if n >= heap_tensor_max_bytes),
@@ -1124,7 +1184,20 @@ def _inference_estimate(
         - reused
         + runtime.run_fixed_bytes
     )
-    fixed = runtime.session_fixed_bytes + runtime.subgraph_session_bytes * totals.subgraphs
+    graph_state = (
+        runtime.session_node_bytes * totals.nodes
+        + runtime.session_initializer_bytes * totals.initializers
+    )
+    # The code pages a session maps: measured where the optimizing child created this model's
+    # session (the same pages a process running it maps), else the default's share.
+    code = runtime.session_code_bytes if totals.measured_code is None else totals.measured_code
+    fixed = (
+        runtime.session_fixed_bytes
+        - runtime.session_code_bytes
+        + code
+        + runtime.subgraph_session_bytes * totals.subgraphs
+        + graph_state
+    )
     peak = int(fixed + max(creation, running))
     return InferenceEstimate(
         weights_bytes=weights_bytes,
@@ -1146,6 +1219,9 @@ def _inference_estimate(
         fusion_kept_bytes=int(fusion_kept),
         heap_reused_bytes=int(reused),
         subgraph_state_bytes=runtime.subgraph_session_bytes * totals.subgraphs,
+        graph_state_bytes=graph_state,
+        code_pages_bytes=code,
+        code_pages_measured=totals.measured_code is not None,
         timeline=liveness.step_bytes,
         timeline_nodes=liveness.step_labels,
     )
@@ -1846,6 +1922,9 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
             "heap_reused_bytes": inf.heap_reused_bytes,
             "arena_fragmentation_bytes": inf.arena_fragmentation_bytes,
             "subgraph_state_bytes": inf.subgraph_state_bytes,
+            "graph_state_bytes": inf.graph_state_bytes,
+            "code_pages_bytes": inf.code_pages_bytes,
+            "code_pages_measured": inf.code_pages_measured,
             "runtime_overhead_bytes": inf.runtime_overhead_bytes,
             "peak_bytes": inf.peak_bytes,
             "session_creation_bytes": inf.session_creation_bytes,
@@ -1873,6 +1952,9 @@ def memory_to_dict(estimate: MemoryEstimate) -> dict[str, object]:
                 "arena_simulation": inf.runtime.arena_simulation,
                 "planner_reuse": inf.runtime.planner_reuse,
                 "subgraph_session_bytes": inf.runtime.subgraph_session_bytes,
+                "session_code_bytes": inf.runtime.session_code_bytes,
+                "session_node_bytes": inf.runtime.session_node_bytes,
+                "session_initializer_bytes": inf.runtime.session_initializer_bytes,
                 "half_upcast_factor": inf.runtime.half_upcast_factor,
                 "half_activation_factor": inf.runtime.half_activation_factor,
             },

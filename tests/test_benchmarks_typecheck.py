@@ -27,6 +27,7 @@ def test_benchmarks_type_check(tmp_path: Path) -> None:
             "--cache-dir",
             str(tmp_path / "cache"),
         ],
+        check=False,
         cwd=ROOT,
         capture_output=True,
         text=True,

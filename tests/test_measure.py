@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,9 @@ def test_estimate_within_tolerance_of_measured_peak(mlp_path: Path) -> None:
     # Two children (different heap layouts), three timed runs each; the peak is their median.
     assert measured.repeats == 2 and measured.runs == 3
     assert measured.peak_min_bytes <= measured.peak_bytes <= measured.peak_max_bytes
+    if sys.platform == "linux":  # the file-backed part of the session: onnxruntime's code
+        assert measured.session_file_bytes is not None
+        assert 0 < measured.session_file_bytes < measured.session_bytes
 
 
 def test_arena_off_and_activation_growth(mlp_path: Path) -> None:

@@ -121,11 +121,14 @@ def test_runtime_model_formula() -> None:
         heap_kept_factor=0.0,  # the heap and fragmentation terms: tests/test_memory_inference.py
         arena_fragmentation_factor=0.0,
         arena_simulation=False,  # the replayed arena: tests/test_arena.py
+        session_node_bytes=10,
+        session_initializer_bytes=7,
     )
     inf = estimate_memory(model, runtime=runtime).inference
     weights, acts = 64 * 64 * 4, 2 * 64 * 4
     assert inf.prepackable_bytes == weights
-    assert inf.peak_bytes == 1000 + max(2 * weights, weights + weights + acts + 100)
+    assert inf.graph_state_bytes == 10 * 1 + 7 * 1  # one node, one initializer
+    assert inf.peak_bytes == 1000 + 17 + max(2 * weights, weights + weights + acts + 100)
     assert inf.runtime_overhead_bytes == inf.peak_bytes - weights - acts
 
 
@@ -497,6 +500,8 @@ def test_half_weights_and_activations_are_upcast_on_cpu() -> None:
         heap_kept_factor=0.0,
         arena_fragmentation_factor=0.0,
         arena_simulation=False,
+        session_node_bytes=0,
+        session_initializer_bytes=0,
     )
     inf = estimate_memory(model, runtime=runtime).inference
     weights, acts = 32 * 32 * 2, 2 * 4 * 32 * 2
@@ -590,6 +595,8 @@ def test_external_weights_are_mapped_not_copied(tmp_path) -> None:  # type: igno
         prepack_factor=1.0,
         heap_kept_factor=0.0,
         arena_fragmentation_factor=0.0,
+        session_node_bytes=0,
+        session_initializer_bytes=0,
     )
     inline_path = tmp_path / "inline.onnx"
     onnx.save(model, str(inline_path))

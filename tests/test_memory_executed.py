@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,8 +146,16 @@ def test_executed_graph_liveness_with_in_place_sum() -> None:
     assert inf.activations_peak_bytes == 3 * 4096
     assert inf.exported_activations_peak_bytes == 3 * 4096
     assert inf.activations_sum_bytes == 5 * 4096  # X, R, A, B, Y: the naive sum has no reuse
-    # Same weights, so the peaks differ only by the activation terms.
+    # Same weights, so the peaks differ only by the activation terms and the session's state
+    # for the nodes it holds: the executed graph's four, not the exported three.
     assert inf.weights_bytes == exported.inference.weights_bytes
+    runtime = inf.runtime
+    assert (
+        inf.graph_state_bytes == 4 * runtime.session_node_bytes + runtime.session_initializer_bytes
+    )
+    assert (
+        exported.inference.graph_state_bytes == inf.graph_state_bytes - runtime.session_node_bytes
+    )
     data = memory_to_dict(executed)
     assert data["inference"]["activations_graph"] == "test graph"  # type: ignore[index]
     assert data["executed_graph_not_used"] is None
@@ -193,6 +202,24 @@ def test_conv_transpose_column_buffer_is_counted_for_inference_only() -> None:
     assert est.inference.timeline == (5120,)
 
 
+def test_measured_code_pages_stand_for_the_assumed_ones() -> None:
+    from dataclasses import replace
+
+    executed = _executed_conv()
+    assumed = estimate_memory(_exported_conv(), executed_graph=executed).inference
+    assert not assumed.code_pages_measured
+    assert assumed.code_pages_bytes == assumed.runtime.session_code_bytes
+    measured = estimate_memory(
+        _exported_conv(), executed_graph=replace(executed, session_code_bytes=5 << 20)
+    ).inference
+    assert measured.code_pages_measured and measured.code_pages_bytes == 5 << 20
+    shift = (5 << 20) - assumed.runtime.session_code_bytes
+    assert measured.peak_bytes - assumed.peak_bytes == shift
+    assert measured.session_creation_bytes - assumed.session_creation_bytes == shift
+    data = memory_to_dict(estimate_memory(_exported_conv()))["inference"]
+    assert data["code_pages_measured"] is False  # type: ignore[index]
+
+
 @pytest.mark.slow
 def test_optimized_graph_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from graph_analysis.runtime.optimized import executed_graph
@@ -203,6 +230,11 @@ def test_optimized_graph_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     made, why = executed_graph(plain)  # no convolution: made too (fusions change any graph)
     assert why is None and made is not None
     assert [n.op_type for n in made.model.graph.node] == ["Relu"]
+    if sys.platform == "linux":  # the child measured the code pages its session mapped
+        assert made.session_code_bytes is not None
+        assert 0 < made.session_code_bytes < 64 * 1024 * 1024
+        inf = estimate_memory(plain, executed_graph=made).inference
+        assert inf.code_pages_measured and inf.code_pages_bytes == made.session_code_bytes
 
     nodes = [
         helper.make_node("Conv", ["X", "W"], ["A"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),

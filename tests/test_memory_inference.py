@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from graph_analysis.bindings import parse_bindings
-from graph_analysis.memory import OrtCpuModel, estimate_memory
+from graph_analysis.memory import OrtCpuModel, estimate_memory, memory_to_dict
 from graph_analysis.shapes import infer_shapes
 
 F32 = TensorProto.FLOAT
@@ -106,6 +106,8 @@ def test_runtime_formula_heap_kept_and_arena_fragmentation() -> None:
         prepack_factor=0.5,
         arena_fragmentation_factor=1.0,
         arena_simulation=False,
+        session_node_bytes=0,
+        session_initializer_bytes=0,
     )
     inf = estimate_memory(model, runtime=runtime).inference
     weights = 40 * 4096 + 256 * 256 * 4
@@ -157,6 +159,41 @@ def test_each_subgraph_adds_its_session_state() -> None:
     assert with_state.subgraph_state_bytes == 2 * 1000  # two branches
     assert with_state.peak_bytes - without.peak_bytes == 2 * 1000
     assert with_state.session_creation_bytes - without.session_creation_bytes == 2 * 1000
+
+
+def test_graph_state_counts_the_nodes_and_initializers_a_session_holds() -> None:
+    # Main graph: a Constant (it becomes an initializer, not a node), an Add and an If; the If's
+    # two branches hold one node each (and a Constant, again not a node): 2 + 2 nodes. Tensors:
+    # the initializer W and the two Constants' payloads: 3 initializers.
+    model = onnx.parser.parse_model(
+        """
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[4, 25] X, bool c) => (float[4, 25] Y) <float[1] W = {2.0}> {
+          K = Constant <value = float[1] {1.0}> ()
+          A = Add(X, K)
+          Y = If(c) <
+            then_branch = t () => (float[4, 25] a) { a = Mul(A, W) },
+            else_branch = e () => (float[4, 25] b) {
+              L = Constant <value = float[1] {3.0}> ()
+              b = Sub(A, L)
+            }
+          >
+        }
+        """
+    )
+    runtime = OrtCpuModel(session_node_bytes=1000, session_initializer_bytes=10)
+    with_state = estimate_memory(model, runtime=runtime).inference
+    none = OrtCpuModel(session_node_bytes=0, session_initializer_bytes=0)
+    without = estimate_memory(model, runtime=none).inference
+    assert with_state.graph_state_bytes == 4 * 1000 + 3 * 10
+    assert with_state.peak_bytes - without.peak_bytes == 4 * 1000 + 3 * 10
+    assert with_state.session_creation_bytes - without.session_creation_bytes == 4030
+    assert (
+        memory_to_dict(estimate_memory(model, runtime=runtime))["inference"][  # type: ignore[index]
+            "graph_state_bytes"
+        ]
+        == 4030
+    )
 
 
 def test_symbolic_inference_never_meets_a_stripped_constant(tmp_path: Path) -> None:

@@ -58,6 +58,12 @@ def _status_bytes(field: str) -> int | None:
     return None
 
 
+def file_rss_bytes() -> int | None:
+    """The file-backed part of the resident set now (``RssFile``: mapped code and files), or None
+    where the kernel does not say (not Linux, or Linux before 4.5)."""
+    return _status_bytes("RssFile")
+
+
 def rss_bytes() -> int:
     """The resident set now (``VmRSS``; the peak where the current value cannot be read)."""
     value = _status_bytes("VmRSS")

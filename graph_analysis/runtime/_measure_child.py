@@ -20,6 +20,7 @@ import onnxruntime as ort
 
 from graph_analysis.runtime._feeds import make_feeds, specs_from_json
 from graph_analysis.runtime._in_child import (
+    file_rss_bytes,
     inputs_rejected,
     peak_rss_bytes,
     read_request,
@@ -39,6 +40,7 @@ def main() -> None:
     options.log_severity_level = 3
 
     baseline = rss_bytes()
+    files_before = file_rss_bytes()
     can_reset = reset_peak_rss()
     start_hwm = peak_rss_bytes()
     t0 = time.perf_counter()
@@ -46,6 +48,7 @@ def main() -> None:
     create_s = time.perf_counter() - t0
     session_peak = peak_rss_bytes()
     session_rss = rss_bytes()
+    files_after = file_rss_bytes()
 
     feeds = make_feeds(specs_from_json(request["inputs"]), integer_ones=True)
     t0 = time.perf_counter()
@@ -71,6 +74,9 @@ def main() -> None:
         "start_hwm_bytes": start_hwm,
         "session_peak_bytes": session_peak,
         "session_rss_bytes": session_rss,
+        "session_file_bytes": None
+        if files_before is None or files_after is None
+        else max(0, files_after - files_before),
         "first_run_peak_bytes": first_peak,
         "all_runs_peak_bytes": all_peak,
         "output_bytes": output_bytes,

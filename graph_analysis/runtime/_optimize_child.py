@@ -4,7 +4,8 @@ Run as ``python -m graph_analysis.runtime._optimize_child RESULT.json`` (by
 :func:`graph_analysis.runtime._child_process.run_json_child`) with a JSON request on stdin: the
 model, the file to write (in the parent's private temporary folder) and the intra-op threads. It
 creates one CPU session at ``ORT_ENABLE_ALL`` (onnxruntime's default) with
-``optimized_model_filepath``, then asks MLAS's NCHWc block size of this machine by running a
+``optimized_model_filepath`` and notes how many file-backed pages (``RssFile``: onnxruntime's
+code) creating it mapped, then asks MLAS's NCHWc block size of this machine by running a
 one-node ``ReorderInput`` on 4 channels (its output has ``roundup(4, block)``); the block is None
 where the NCHWc kernels are missing (no NCHWc layout there).
 """
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from graph_analysis.runtime._in_child import read_request, write_result
+from graph_analysis.runtime._in_child import file_rss_bytes, read_request, write_result
 
 
 def _options(threads: int | None) -> Any:
@@ -63,6 +64,7 @@ def main() -> None:
     options = _options(request.get("threads"))
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.optimized_model_filepath = request["out"]
+    files_before = file_rss_bytes()
     try:
         ort.InferenceSession(request["path"], options, providers=["CPUExecutionProvider"])
     except Exception as e:  # reported to the parent, which raises MeasurementError
@@ -70,8 +72,12 @@ def main() -> None:
             {"error": f"onnxruntime failed: {type(e).__name__}: {e}", "path": request["path"]}
         )
         return
+    files_after = file_rss_bytes()
     write_result(
         {
+            "session_file_bytes": None
+            if files_before is None or files_after is None
+            else max(0, files_after - files_before),
             "level": "ORT_ENABLE_ALL",
             "nchwc_block_size": _nchwc_block_size(),
             "onnxruntime_version": ort.__version__,

@@ -24,7 +24,7 @@ from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
 from graph_analysis.errors import ModelFormatError
 from graph_analysis.loading import read_model, require_external_data
-from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision, estimate_memory
+from graph_analysis.memory import MemoryEstimate, Optimizer, TrainingPrecision
 from graph_analysis.runtime._child_process import run_json_child
 from graph_analysis.runtime._feeds import (
     InputSpec,
@@ -32,6 +32,7 @@ from graph_analysis.runtime._feeds import (
     check_inputs_fit,
     specs_to_json,
 )
+from graph_analysis.runtime.optimized import executed_estimator
 from graph_analysis.shapes import bind_inputs, load_model_skeleton
 
 __all__ = [
@@ -56,6 +57,8 @@ class InferenceMeasurement:
         baseline_rss_bytes: the child's resident set after importing numpy and onnxruntime.
         session_peak_bytes: peak resident growth over the baseline while creating the session.
         session_bytes: resident growth once the session exists (model load transients freed).
+        session_file_bytes: the file-backed part of ``session_bytes`` (``RssFile``: the pages of
+            onnxruntime's code the session mapped), None where the kernel does not say.
         peak_bytes: peak resident growth from session creation through the first inference.
         steady_peak_bytes: peak growth over every run (first plus the latency runs).
         output_bytes: bytes of the outputs returned by the first run.
@@ -98,6 +101,7 @@ class InferenceMeasurement:
     peak_min_bytes: int = 0
     peak_max_bytes: int = 0
     peak_modes_bytes: tuple[int, ...] = ()
+    session_file_bytes: int | None = None
 
 
 #: Two children's peaks belong to different modes when they differ by more than this many bytes
@@ -258,6 +262,9 @@ def measure_inference(
         peak_min_bytes=min(peaks),
         peak_max_bytes=max(peaks),
         peak_modes_bytes=peak_modes(peaks),
+        session_file_bytes=None
+        if any(d.get("session_file_bytes") is None for d in children)
+        else median([int(d["session_file_bytes"]) for d in children]),
     )
 
 
@@ -302,7 +309,9 @@ def compare_memory(
         runs: latency runs per measurement.
         arenas: the ``enable_cpu_mem_arena`` settings to measure, each in its own child.
         threads: intra-op threads of the measured sessions.
-        estimate: a ready estimate (else computed with the training options below).
+        estimate: a ready estimate (else made as the ``memory`` command makes it, reading
+            onnxruntime's optimized graph where it can: :func:`executed_estimator`, with the
+            training options below).
         train, optimizer, precision, checkpointing: passed to
             :func:`graph_analysis.memory.estimate_memory`.
         repeats: children per arena setting (see :func:`measure_inference`).
@@ -312,8 +321,7 @@ def compare_memory(
         MeasurementError: a child failed.
     """
     if estimate is None:
-        estimate = estimate_memory(
-            path,
+        estimate = executed_estimator(path)(
             bindings,
             train=train,
             optimizer=optimizer,

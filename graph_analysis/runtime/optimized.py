@@ -123,7 +123,17 @@ def executed_graph(
         f"onnxruntime {result.get('onnxruntime_version')} {result.get('level')} optimized graph"
         + (f", NCHWc block {block}" if block else "")
     )
-    return ExecutedGraph(skeleton, optimized_stored, block, description), None
+    code = result.get("session_file_bytes")
+    return (
+        ExecutedGraph(
+            skeleton,
+            optimized_stored,
+            block,
+            description,
+            session_code_bytes=int(code) if isinstance(code, int) else None,
+        ),
+        None,
+    )
 
 
 def executed_estimator(
