@@ -226,6 +226,12 @@ def run_real_case(
     executed = None if STATIC else executed_graph(path)[0]
     est = estimate_memory(path, bindings, executed_graph=executed).inference
     m = measure_inference(path, bindings, runs=2, arena=True, repeats=repeats)
+    print(
+        f"  {label}: code pages estimate {est.code_pages_bytes / MiB:.2f} MiB "
+        f"({'measured' if est.code_pages_measured else 'assumed'}), measured session "
+        + ("n/a" if m.session_file_bytes is None else f"{m.session_file_bytes / MiB:.2f} MiB"),
+        file=sys.stderr,
+    )
     return (
         label,
         est.weights_bytes / MiB,
