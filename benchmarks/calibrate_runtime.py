@@ -5,8 +5,12 @@ weights consumed by Add, i.e. not pre-packed; Conv weights; many small weights; 
 weights; external data), measures each in fresh onnxruntime children (arena on and off; the median
 of three children with different heap layouts) and prints peak growth against the counted weight
 and activation bytes, then the constants of ``OrtCpuModel`` re-derived from them:
-``session_fixed_bytes`` (session of a weightless chain), ``run_fixed_bytes`` (its first run beyond
-the activations), ``load_factor`` (creation peak of one 32 MiB weight), ``heap_kept_factor``
+``session_fixed_bytes`` (session of a weightless chain; ``session_code_bytes`` its file-backed
+part), ``session_node_bytes`` and ``session_initializer_bytes`` (chains of 1, 1000 and 2001 nodes,
+with and without a constant each), ``subgraph_session_bytes`` (100 ``If`` nodes with two one-node
+branches against a chain of as many nodes), ``run_fixed_bytes`` (its first run beyond
+the activations), ``load_factor`` and ``resident_factor`` (creation peak and session of one 32 MiB
+weight), ``heap_kept_factor``
 (session of 256 small 16 KiB weights read by Add, beyond the fixed cost and one copy, per weight
 byte) and ``arena_fragmentation_factor`` (a chain of convolutions whose liveness peak is known:
 arena-on growth beyond the liveness peak, per byte of ``min(L, A - L)``; the term
@@ -107,6 +111,28 @@ def node_chain_model(folder: Path, length: int) -> Path:
         for k in range(length)
     ]
     return _save(helper.make_graph(nodes, "g", [x], [y]), folder / f"nodes_{length}.onnx")
+
+
+def if_chain_model(folder: Path, count: int) -> Path:
+    """``count`` ``If`` nodes on four floats, each with two one-node branches: ``2 x count``
+    subgraphs and ``3 x count`` nodes, no weights."""
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 4])
+    c = helper.make_tensor_value_info("C", TensorProto.BOOL, [])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)
+    names = ["X"] + [f"T{k}" for k in range(count - 1)] + ["Y"]
+    nodes = []
+    for k in range(count):
+        branches = {}
+        for side, op in (("then_branch", "Sigmoid"), ("else_branch", "Tanh")):
+            out = f"{side}_{k}"
+            branches[side] = helper.make_graph(
+                [helper.make_node(op, [names[k]], [out])],
+                f"{side}_{k}",
+                [],
+                [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, 4])],
+            )
+        nodes.append(helper.make_node("If", ["C"], [names[k + 1]], **branches))
+    return _save(helper.make_graph(nodes, "g", [x, c], [y]), folder / f"if_{count}.onnx")
 
 
 def small_weights_model(folder: Path, count: int = 256, elements: int = 4096) -> Path:
@@ -231,9 +257,16 @@ def derive_constants(folder: Path) -> None:
     chain = measure_inference(chain_model(folder, 8), Bindings(), runs=1)
     chain_est = estimate_memory(folder / "chain_8.onnx", Bindings()).inference
     fixed = chain.session_bytes - graph_state(6, 0)
+    code = chain.session_file_bytes  # the file-backed share of it: onnxruntime's code pages
+    # Each subgraph's own session state: 100 If nodes with two one-node branches against a chain
+    # of the same 300 nodes.
+    branched = measure_inference(if_chain_model(folder, 100), Bindings(), runs=1).session_bytes
+    same_nodes = measure_inference(node_chain_model(folder, 300), Bindings(), runs=1).session_bytes
+    subgraph = (branched - same_nodes) / 200
     run_fixed = chain.peak_bytes - chain.session_bytes - chain_est.activations_peak_bytes
     single = measure_inference(matmul_model(folder, 32), Bindings(), runs=1)
     load = (single.session_peak_bytes - fixed) / (32 * MiB)
+    resident = (single.session_bytes - fixed - graph_state(1, 1)) / (32 * MiB)
     small_path = small_weights_model(folder)
     small = measure_inference(small_path, Bindings(), runs=1)
     small_w = estimate_memory(small_path, Bindings()).inference.weights_bytes
@@ -282,6 +315,11 @@ def derive_constants(folder: Path) -> None:
     print(f"{'constant':<30}{'measured':>12}{'default':>12}")
     for name, measured, value in (
         ("session_fixed_bytes (MiB)", fixed / MiB, default.session_fixed_bytes / MiB),
+        (
+            "session_code_bytes (MiB)",
+            float("nan") if code is None else code / MiB,
+            default.session_code_bytes / MiB,
+        ),
         ("session_node_bytes (KiB)", node / 1024, default.session_node_bytes / 1024),
         (
             "session_initializer_bytes (KiB)",
@@ -289,13 +327,18 @@ def derive_constants(folder: Path) -> None:
             default.session_initializer_bytes / 1024,
         ),
         ("run_fixed_bytes (MiB)", run_fixed / MiB, default.run_fixed_bytes / MiB),
+        # One-node branches: the state of a subgraph as such. The default is the real VAD
+        # models' fit, which also carries the heap their optimizer's churn leaves (docs/memory.md).
+        ("subgraph_session_bytes (KiB)*", subgraph / 1024, default.subgraph_session_bytes / 1024),
         ("load_factor", load, default.load_factor),
+        ("resident_factor", resident, default.resident_factor),
         ("heap_kept_factor", kept, default.heap_kept_factor),
         ("fusion_kept_factor", fused_extra / fused_bytes, default.fusion_kept_factor),
         ("reorder_copies_factor", reorder, default.reorder_copies_factor),
         ("arena_fragmentation_factor", fragmentation, default.arena_fragmentation_factor),
     ):
         print(f"{name:<30}{measured:>12.2f}{value:>12.2f}")
+    print("* one-node If branches; the default is fitted on real models with subgraphs")
     # The replayed arena (arena_simulation, the default) against the same measurement; the factor
     # above is what the arena_simulation=False term would need.
     print(
