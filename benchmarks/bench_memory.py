@@ -22,6 +22,10 @@ three fresh onnxruntime children (arena on), the spread (min-max) of the measure
 Target: every case within 15%. The estimate reads the activations from onnxruntime's optimized
 graph for convolutional models (``graph_analysis.runtime.optimized``, as the ``memory`` command);
 ``--real --static [SUBSTRING ...]`` keeps them from the exported graph.
+
+``python benchmarks/bench_memory.py --keras [NAME ...]``: the same comparison on Keras
+applications with random weights (``KERAS_CASES``), exported by ``modelsize convert`` (tf2onnx),
+at batches 1 and 8 (needs the tensorflow extra; about 4 minutes).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import benchmarks.architectures as archs  # noqa: E402
 from converters.torch_train import TrainingMeasurement, measure_training_step  # noqa: E402
-from graph_analysis.bindings import Bindings, ShapeSpec  # noqa: E402
+from graph_analysis.bindings import Bindings, ShapeSpec, parse_bindings  # noqa: E402
 from graph_analysis.dtypes import DataType  # noqa: E402
 from graph_analysis.errors import ModelsizeError  # noqa: E402
 from graph_analysis.memory import Optimizer, TrainingEstimate, estimate_memory  # noqa: E402
@@ -216,13 +220,18 @@ def run_real_case(
 ) -> tuple[str, float, float, float, float, float, float, tuple[float, ...]] | None:
     """``(label, weights MiB, estimate MiB, measured median MiB, min, max, ratio, modes MiB)``,
     or None."""
-    from graph_analysis.bindings import parse_bindings
-
     relative, shapes, dims, label = case
     path = CORPUS / relative
     if not path.exists():
         return None
-    bindings = parse_bindings(shapes, dims)
+    return compare_row(path, parse_bindings(shapes, dims), label, repeats=repeats)
+
+
+def compare_row(
+    path: Path, bindings: Bindings, label: str, *, repeats: int = 3
+) -> tuple[str, float, float, float, float, float, float, tuple[float, ...]]:
+    """One row of the real-model tables: the estimate (as ``memory`` makes it) against the
+    median of ``repeats`` measuring children (arena on)."""
     executed = None if STATIC else executed_graph(path)[0]
     est = estimate_memory(path, bindings, executed_graph=executed).inference
     m = measure_inference(path, bindings, runs=2, arena=True, repeats=repeats)
@@ -244,10 +253,66 @@ def run_real_case(
     )
 
 
-def main_real(substrings: list[str]) -> None:
-    """The real-model section: one Markdown row per case, then the share within 15%."""
+#: ``--keras``: Keras applications with random weights (``keras.applications``, 224x224x3),
+#: exported by ``modelsize convert`` (tf2onnx), at batches 1 and 8: an exporter the real-model
+#: corpus has little of.
+KERAS_CASES = ("MobileNetV2", "EfficientNetB0", "DenseNet121")
+
+_KERAS_CHILD = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras
+keras.utils.set_random_seed(0)
+getattr(keras.applications, sys.argv[1])(weights=None, input_shape=(224, 224, 3)).save(sys.argv[2])
+"""
+
+
+def keras_rows(
+    names: list[str],
+) -> list[tuple[str, float, float, float, float, float, float, tuple[float, ...]]]:
+    """Build, convert and compare each Keras application (in a temporary folder)."""
+    import subprocess
+
     rows = []
-    for case in REAL_CASES:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory(prefix="modelsize-bench-keras-") as tmp:
+        for name in KERAS_CASES:
+            if names and name not in names:
+                continue
+            keras_path, onnx_path = Path(tmp) / f"{name}.keras", Path(tmp) / f"{name}.onnx"
+            subprocess.run(
+                [sys.executable, "-c", _KERAS_CHILD, name, str(keras_path)], check=True, env=env
+            )
+            subprocess.run(
+                [sys.executable, "-m", "cli", "convert", str(keras_path), "-o", str(onnx_path)],
+                check=True,
+                env=env,
+                cwd=tmp,
+                stdout=subprocess.DEVNULL,
+            )
+            for batch in (1, 8):
+                row = compare_row(onnx_path, parse_bindings(batch=batch), f"{name} batch {batch}")
+                rows.append(row)
+                _print_progress(row)
+    return rows
+
+
+def _print_progress(
+    row: tuple[str, float, float, float, float, float, float, tuple[float, ...]],
+) -> None:
+    print(
+        f"{row[0]:<24} est {row[2]:7.1f} meas {row[3]:7.1f} ({row[4]:.1f}-{row[5]:.1f}) "
+        f"ratio {row[6]:.2f}"
+        + (f"  modes {' / '.join(f'{x:.1f}' for x in row[7])}" if len(row[7]) > 1 else ""),
+        flush=True,
+    )
+
+
+def main_real(substrings: list[str], *, keras: bool = False) -> None:
+    """The real-model section (or with ``keras`` the Keras applications): one Markdown row per
+    case, then the share within 15%."""
+    rows = keras_rows(substrings) if keras else []
+    for case in [] if keras else REAL_CASES:
         if substrings and not any(s in case[0] or s in case[3] for s in substrings):
             continue
         try:
@@ -259,12 +324,7 @@ def main_real(substrings: list[str]) -> None:
             print(f"skipped (not in {CORPUS}): {case[0]}", file=sys.stderr)
             continue
         rows.append(row)
-        print(
-            f"{row[0]:<24} est {row[2]:7.1f} meas {row[3]:7.1f} ({row[4]:.1f}-{row[5]:.1f}) "
-            f"ratio {row[6]:.2f}"
-            + (f"  modes {' / '.join(f'{x:.1f}' for x in row[7])}" if len(row[7]) > 1 else ""),
-            flush=True,
-        )
+        _print_progress(row)
     print()
     print("| model, input | weights MiB | estimate MiB | measured MiB (min-max) | ratio |")
     print("|---|---:|---:|---:|---:|")
@@ -455,6 +515,8 @@ def train_main(names: list[str]) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--train"]:
         train_main(sys.argv[2:])
+    elif sys.argv[1:2] == ["--keras"]:
+        main_real(sys.argv[2:], keras=True)
     elif sys.argv[1:2] == ["--real"]:
         substrings = sys.argv[2:]
         if substrings[:1] == ["--static"]:
