@@ -242,8 +242,19 @@ def weights_and_skeleton(path: str | os.PathLike[str]) -> Reading:
     Raises:
         ModelFormatError, CorruptTensorError, ExternalDataError: as :func:`read_model`.
     """
+    return reading_and_report(path)[0]
+
+
+def reading_and_report(path: str | os.PathLike[str]) -> tuple[Reading, ModelReport]:
+    """:func:`weights_and_skeleton`'s reading and the model's report (:func:`analyze`'s, with its
+    defaults), from one read and one classification: for the commands that show both counts and
+    estimates (``check``, ``fit``, ``scan``, ``profile``).
+
+    Raises:
+        ModelFormatError, CorruptTensorError, ExternalDataError: as :func:`read_model`.
+    """
     model = read_model(path)
-    stored = model_weights(model)[0]
+    stored, report = model_weights(model)
     table = NodeTable.of_record(model.graph)
     where = model.path
     del model  # the record, before the skeleton is built (they never need to coexist)
@@ -251,8 +262,9 @@ def weights_and_skeleton(path: str | os.PathLike[str]) -> Reading:
     if len(table) > LAZY_SKELETON_NODES:
         # Duck-typed: a ModelProto whose main graph's nodes are parsed when read, and which
         # refuses what would need them all at once (graph_analysis._graph.LazyModel).
-        return Reading(stored, cast("onnx.ModelProto", lazy_skeleton(data, where)), table)
-    return Reading(stored, parse_skeleton(data, where), table)
+        lazy = cast("onnx.ModelProto", lazy_skeleton(data, where))
+        return Reading(stored, lazy, table), report
+    return Reading(stored, parse_skeleton(data, where), table), report
 
 
 #: Main graphs with more nodes than this keep their skeleton's nodes as bytes, parsed when read

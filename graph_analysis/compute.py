@@ -28,17 +28,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from graph_analysis._graph import NodeTable
 from graph_analysis._weights import (
     ModelWeights,
+    Reading,
     enclosing_scopes,
     graph_scope,
-    model_weights,
     read_weights,
+    reading_and_report,
 )
 from graph_analysis.bindings import Bindings
-from graph_analysis.loading import load_skeleton, read_model
 from graph_analysis.params import _REDUCE_OPS, _components
-from graph_analysis.report import Role
+from graph_analysis.report import ModelReport, Role
 from graph_analysis.shapes import MAIN_GRAPH, TensorShape, infer_shapes, node_label
 
 if TYPE_CHECKING:
@@ -923,6 +924,7 @@ def count_compute_model(
     default_dim: int | None = 1,
     layer_depth: int = 64,
     path: str | Path | None = None,
+    table: NodeTable | None = None,
 ) -> ComputeReport:
     """Count MACs, FLOPs and bytes moved of every node of a loaded (skeleton) model.
 
@@ -936,6 +938,7 @@ def count_compute_model(
         default_dim: value for dims nobody bound; None makes an unbound dim an error.
         layer_depth: deepest layer-tree level in ``layers``.
         path: the model's path, for error messages.
+        table: the main graph's node table from the same reading, when the caller has it.
 
     Raises:
         ShapeBindingError: a binding that does not fit the graph.
@@ -945,7 +948,9 @@ def count_compute_model(
         weights = {
             (w.graph, w.name): (w.nbytes, ()) for w in stored.tensors if w.role in _WEIGHT_ROLES
         }
-    shapes = infer_shapes(model, bindings, default_dim=default_dim, path=path, stored=stored)
+    shapes = infer_shapes(
+        model, bindings, default_dim=default_dim, path=path, stored=stored, table=table
+    )
     walker = _Walker(model, shapes.lookup(), weights)
     walker.walk(model.graph, MAIN_GRAPH, 1, "")
     nodes = tuple(walker.nodes)
@@ -972,11 +977,14 @@ def count_compute(
     *,
     default_dim: int | None = 1,
     layer_depth: int = 64,
+    reading: tuple[Reading, ModelReport] | None = None,
 ) -> ComputeReport:
     """Count MACs, FLOPs and bytes moved of an ONNX model at the bound input shapes.
 
     The file is read once: the weights, their roles and layers (the same tree as ``inspect``) and
-    the skeleton handed to shape inference all come from that reading.
+    the skeleton handed to shape inference all come from that reading; ``reading`` is that
+    reading and report (:func:`graph_analysis._weights.reading_and_report`) when the caller has
+    them already.
 
     Args:
         path: the ``.onnx`` file.
@@ -990,21 +998,21 @@ def count_compute(
     Raises:
         InputError: the file is not a readable ONNX model, or a binding does not fit it.
     """
-    model_file = read_model(path)
-    stored, report = model_weights(model_file)  # one classification for both
+    (stored, skeleton, table), report = reading or reading_and_report(path)
     weights = {
         (graph_scope(t.graph), t.name): (t.nbytes, t.layer)
         for t in report.tensors
         if t.role in _WEIGHT_ROLES
     }
     return count_compute_model(
-        load_skeleton(model_file),
+        skeleton,
         bindings,
         weights=weights,
         stored=stored,
         default_dim=default_dim,
         layer_depth=layer_depth,
         path=path,
+        table=table,
     )
 
 

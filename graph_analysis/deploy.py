@@ -23,6 +23,7 @@ from graph_analysis.bindings import Bindings
 from graph_analysis.errors import InputError, ModelsizeError, UsageError
 
 if TYPE_CHECKING:
+    from graph_analysis._weights import Reading
     from graph_analysis.memory import MemoryEstimate
 
 __all__ = [
@@ -168,15 +169,21 @@ class _Figures:
 
 #: ``path -> estimate(bindings, **options)``: estimates of one model for any bindings, made from
 #: one reading of it (``options`` as :func:`graph_analysis.memory.estimate_memory` takes them).
-EstimatorFactory = Callable[[str | os.PathLike[str]], Callable[..., "MemoryEstimate"]]
+#: Makes the estimates of one model: ``factory(path, reading=None)`` returns
+#: ``estimate(bindings, **options)`` (:func:`static_estimator`, or the ``memory`` command's
+#: ``graph_analysis.runtime.optimized.executed_estimator``).
+EstimatorFactory = Callable[..., Callable[..., "MemoryEstimate"]]
 
 
-def static_estimator(path: str | os.PathLike[str]) -> Callable[..., MemoryEstimate]:
-    """Estimates of ``path`` from the exported graph (nothing run), all from one reading."""
+def static_estimator(
+    path: str | os.PathLike[str], *, reading: Reading | None = None
+) -> Callable[..., MemoryEstimate]:
+    """Estimates of ``path`` from the exported graph (nothing run), all from one reading
+    (``reading``, :func:`graph_analysis._weights.weights_and_skeleton`'s, or made here)."""
     from graph_analysis._weights import weights_and_skeleton
     from graph_analysis.memory import estimate_memory
 
-    reading = weights_and_skeleton(path)
+    reading = reading if reading is not None else weights_and_skeleton(path)
 
     def estimate(bindings: Bindings | None = None, **options: Any) -> MemoryEstimate:
         return estimate_memory(Path(path), bindings, reading=reading, **options)
@@ -193,19 +200,15 @@ def _figures(
     macs: bool,
     estimator: EstimatorFactory,
 ) -> _Figures:
+    from graph_analysis._weights import reading_and_report
     from graph_analysis.analysis import analyze
-    from graph_analysis.report import Precision
 
-    report = analyze(path)
-    int8 = next((p.nbytes for p in report.size.by_precision if p.precision is Precision.INT8), None)
-    figures = _Figures(
-        params=report.parameters.total,
-        disk=report.size.on_disk_bytes,
-        int8_bytes=int8,
-        weights_bytes=report.size.weights_bytes,
-    )
+    if not (memory or train or macs):  # the counts alone: no skeleton to make
+        return _counted_figures(analyze(path))
+    reading, report = reading_and_report(path)  # one reading for every figure
+    figures = _counted_figures(report)
     if memory or train:
-        estimate = estimator(path)(bindings, train=train)
+        estimate = estimator(path, reading=reading)(bindings, train=train)
         figures = _replace(
             figures,
             memory=estimate.inference.peak_bytes,
@@ -214,8 +217,21 @@ def _figures(
     if macs:
         from graph_analysis.compute import count_compute
 
-        figures = _replace(figures, macs=count_compute(path, bindings).macs)
+        counted = count_compute(path, bindings, reading=(reading, report))
+        figures = _replace(figures, macs=counted.macs)
     return figures
+
+
+def _counted_figures(report: Any) -> _Figures:
+    from graph_analysis.report import Precision
+
+    int8 = next((p.nbytes for p in report.size.by_precision if p.precision is Precision.INT8), None)
+    return _Figures(
+        params=report.parameters.total,
+        disk=report.size.on_disk_bytes,
+        int8_bytes=int8,
+        weights_bytes=report.size.weights_bytes,
+    )
 
 
 def _replace(figures: _Figures, **changes: Any) -> _Figures:
@@ -353,11 +369,13 @@ class ScanRow:
 
 def scan_model(path: str, estimate: bool = True) -> ScanRow:
     """Analyse one file for a scan; never raises for a bad model (the row carries the error)."""
+    from graph_analysis._weights import reading_and_report
     from graph_analysis.analysis import analyze
     from graph_analysis.report import report_to_dict
 
     try:
-        report = analyze(path)
+        # One reading for the counts and the estimate.
+        reading, report = reading_and_report(path) if estimate else (None, analyze(path))
     except ModelsizeError as e:
         return ScanRow(path, False, str(e))
     data = report_to_dict(report, depth=1)
@@ -376,7 +394,9 @@ def scan_model(path: str, estimate: bool = True) -> ScanRow:
         try:
             from graph_analysis.memory import estimate_memory
 
-            summary["estimated_inference_peak_bytes"] = estimate_memory(path).inference.peak_bytes
+            summary["estimated_inference_peak_bytes"] = estimate_memory(
+                path, reading=reading
+            ).inference.peak_bytes
         except InputError as e:
             summary["warnings"].append(f"no memory estimate: {e}")
     return ScanRow(path, True, None, summary)
@@ -550,7 +570,10 @@ def default_vary(path: str | Path) -> str:
     """``batch``, or the past sequence symbol of a decoder exported with a KV cache."""
     from graph_analysis.shapes import load_model_skeleton
 
-    model = load_model_skeleton(path)
+    return _default_vary(load_model_skeleton(path))
+
+
+def _default_vary(model: Any) -> str:
     for value in _past_inputs(model):
         dims = value.type.tensor_type.shape.dim
         if len(dims) >= 3 and dims[-2].HasField("dim_param") and dims[-2].dim_param:
@@ -585,27 +608,26 @@ def fit_model(
     Raises:
         InputError: a bad model or binding; UsageError: ``vary`` names no dim of the inputs.
     """
-    from graph_analysis.analysis import analyze
+    from graph_analysis._weights import reading_and_report
     from graph_analysis.memory import Optimizer
     from graph_analysis.report import Precision
-    from graph_analysis.shapes import load_model_skeleton
 
     bindings = bindings or Bindings()
-    model = load_model_skeleton(path)
-    vary = vary or default_vary(path)
+    reading, report = reading_and_report(path)  # one reading for every figure and value
+    model = reading.skeleton
+    vary = vary or _default_vary(model)
     if vary != "batch" and vary not in _symbols(model):
         symbols = ", ".join(sorted(_symbols(model))) or "none"
         raise UsageError(
             f"--vary {vary}: no input dim is called that (symbols: {symbols}; or batch)"
         )
     start = _start_value(bindings, vary)
-    report = analyze(path)
     past = {v.name for v in _past_inputs(model)}
     optimizer = optimizer or Optimizer.ADAM
     evaluated: dict[int, int] = {}
     kv: dict[int, int] = {}
 
-    estimate_at = (estimator or static_estimator)(path)  # one reading for every value
+    estimate_at = (estimator or static_estimator)(path, reading=reading)
 
     def peak(value: int) -> int:
         if value not in evaluated:

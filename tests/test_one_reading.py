@@ -381,3 +381,46 @@ def test_every_analysis_counts_the_reference(tmp_path_factory, model: onnx.Model
     assert training is not None and training.trainable_parameters == reference
     weights = read_weights(path)
     assert sum(t.num_elements for t in weights.tensors if t.role is Role.PARAMETER) == reference
+
+
+def test_check_fit_and_scan_read_and_classify_the_model_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commands that show counts and estimates together read the file's record once: the
+    counts, the memory estimate and the MACs all come from that one reading."""
+    from graph_analysis import loading
+    from graph_analysis.deploy import Limits, check_model, fit_model, scan_model
+
+    weight = numpy_helper.from_array(np.ones((8, 8), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", F32, ["n", 8])],
+        [helper.make_tensor_value_info("y", F32, ["n", 8])],
+        [weight],
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    reads: list[object] = []
+    original = loading._Reader.model
+
+    def counting(self, size):  # type: ignore[no-untyped-def]
+        if self.path == path:  # not the optimized graph onnxruntime writes
+            reads.append(self)
+        return original(self, size)
+
+    monkeypatch.setattr(loading._Reader, "model", counting)
+    limits = Limits(max_params=10**9, max_memory_bytes=1 << 40, max_macs=10**15)
+    result = check_model(path, limits)
+    assert result.ok and len(reads) == 1
+    reads.clear()
+    fit_model(path, 1 << 30)
+    assert len(reads) == 1
+    reads.clear()
+    row = scan_model(str(path))
+    assert row.ok and row.summary["estimated_inference_peak_bytes"] > 0 and len(reads) == 1
+    reads.clear()
+    from graph_analysis.runtime.profile import profile_model
+
+    profiled = profile_model(path, runs=1, warmup=0)
+    assert profiled.compute.macs == 8 * 8 and len(reads) == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from graph_analysis.bindings import Bindings
 from graph_analysis.dtypes import DataType
@@ -34,6 +35,9 @@ from graph_analysis.runtime._feeds import (
 )
 from graph_analysis.runtime.optimized import executed_estimator
 from graph_analysis.shapes import bind_inputs, load_model_skeleton
+
+if TYPE_CHECKING:
+    import onnx
 
 __all__ = [
     "InferenceMeasurement",
@@ -132,15 +136,21 @@ LAYOUT_PADDING_VARIABLE = "MODELSIZE_LAYOUT_PADDING"
 
 
 def model_input_specs(
-    path: str | Path, bindings: Bindings | None = None, *, default_dim: int | None = 1
+    path: str | Path,
+    bindings: Bindings | None = None,
+    *,
+    default_dim: int | None = 1,
+    skeleton: onnx.ModelProto | None = None,
 ) -> tuple[InputSpec, ...]:
     """The inputs a measurement feeds: each graph input with its bound dims and element type.
+
+    ``skeleton``: the model's parsed skeleton when the caller has it (read here otherwise).
 
     Raises:
         ShapeBindingError: a binding that does not fit the model.
         ModelFormatError: not an ONNX model, or an input that is not a plain tensor.
     """
-    model = load_model_skeleton(path)
+    model = load_model_skeleton(path) if skeleton is None else skeleton
     bound, _values, _defaulted = bind_inputs(
         model, bindings or Bindings(), default_dim=default_dim, path=path
     )

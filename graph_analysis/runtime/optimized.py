@@ -137,7 +137,7 @@ def executed_graph(
 
 
 def executed_estimator(
-    path: str | os.PathLike[str], *, executed: bool = True
+    path: str | os.PathLike[str], *, executed: bool = True, reading: Reading | None = None
 ) -> Callable[..., MemoryEstimate]:
     """Estimates of ``path`` as the ``memory`` command makes them, for any bindings.
 
@@ -146,12 +146,14 @@ def executed_estimator(
     :func:`graph_analysis.memory.estimate_memory` takes them) reads the activations from it, or
     from the exported graph with the reason in ``assumptions["executed_graph_not_used"]``. Every
     command that shows an inference estimate (memory, measure, compare, profile, check, fit) uses
-    this, so they agree; ``scan`` keeps the static estimate (no child per model).
+    this, so they agree; ``scan`` keeps the static estimate (no child per model). ``reading``:
+    the model's one reading (:func:`graph_analysis._weights.weights_and_skeleton`) when the
+    caller has it; read here otherwise.
 
     Raises:
         ModelFormatError: and the other errors of :func:`graph_analysis.loading.read_model`.
     """
-    reading = weights_and_skeleton(path)
+    reading = reading if reading is not None else weights_and_skeleton(path)
     made, not_made = (
         executed_graph(Path(path), reading=reading)
         if executed

@@ -20,6 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from graph_analysis._weights import reading_and_report
 from graph_analysis.bindings import Bindings
 from graph_analysis.compute import ComputeReport, NodeCompute, count_compute
 from graph_analysis.params import _components
@@ -196,19 +197,18 @@ class _Edges:
     first_input_producer: Mapping[str, str]  # node label -> label of its first input's producer
 
 
-def _edges(path: Path) -> _Edges:
-    from graph_analysis.loading import read_model
+def _edges(skeleton: Any) -> _Edges:
+    from graph_analysis.shapes import iter_graphs
 
-    model = read_model(path)
     producer: dict[str, str] = {}
     first_input: dict[str, str] = {}
-    for graph in model.graphs():
-        for index, node in enumerate(graph.nodes):
+    for _path, graph in iter_graphs(skeleton.graph):
+        for index, node in enumerate(graph.node):
             label = node.name or f"{node.op_type}_{index}"
-            for name in node.outputs:
+            for name in node.output:
                 producer[name] = label
-            if node.inputs and node.inputs[0]:
-                first_input[label] = node.inputs[0]
+            if node.input and node.input[0]:
+                first_input[label] = node.input[0]
     return _Edges(
         producer,
         {label: producer[name] for label, name in first_input.items() if name in producer},
@@ -247,8 +247,14 @@ def profile_model(
     if runs < 1 or threads < 1 or warmup < 0:
         raise ValueError("runs and threads must be at least 1, warmup at least 0")
     path = Path(path)
-    compute = count_compute(path, bindings, default_dim=default_dim, layer_depth=layer_depth)
-    specs = model_input_specs(path, bindings, default_dim=default_dim)
+    reading, report = reading_and_report(path)  # one reading: counts, edges and the estimate
+    compute = count_compute(
+        path, bindings, default_dim=default_dim, layer_depth=layer_depth, reading=(reading, report)
+    )
+    import onnx
+
+    parsed = reading.skeleton if isinstance(reading.skeleton, onnx.ModelProto) else None
+    specs = model_input_specs(path, bindings, default_dim=default_dim, skeleton=parsed)
     result = run_json_child(
         "graph_analysis.runtime._profile_child",
         {
@@ -268,7 +274,7 @@ def profile_model(
     latency = statistics.median(latencies)
     medians = _median_kernels(timed)
     kernel_sum = sum(medians.values())
-    mapper = _Mapper(compute.nodes, _edges(path))
+    mapper = _Mapper(compute.nodes, _edges(reading.skeleton))
     kernels: list[KernelTime] = []
     for (name, op_type), seconds in medians.items():
         node, how = mapper.map(name, op_type)
@@ -295,7 +301,8 @@ def profile_model(
     kernels.sort(key=lambda k: (-k.time_s, k.name))
     from graph_analysis.runtime.optimized import executed_estimator
 
-    inference = executed_estimator(path)(bindings, default_dim=default_dim).inference
+    estimate = executed_estimator(path, reading=reading)(bindings, default_dim=default_dim)
+    inference = estimate.inference
     live = dict(zip(inference.timeline_nodes, inference.timeline, strict=False))
     layers = _layer_times(kernels, compute, latency, layer_depth, live)
     by_op = _op_times(kernels, compute, latency)
