@@ -25,7 +25,8 @@ graph for convolutional models (``graph_analysis.runtime.optimized``, as the ``m
 
 ``python benchmarks/bench_memory.py --keras [NAME ...]``: the same comparison on Keras
 applications with random weights (``KERAS_CASES``), exported by ``modelsize convert`` (tf2onnx),
-at batches 1 and 8 (needs the tensorflow extra; about 4 minutes).
+and on transformers' ResNet-50 (``ResNet50``, TorchScript export), at batches 1 and 8 (needs the
+torch and tensorflow extras; about 6 minutes).
 """
 
 from __future__ import annotations
@@ -292,6 +293,14 @@ def keras_rows(
             )
             for batch in (1, 8):
                 row = compare_row(onnx_path, parse_bindings(batch=batch), f"{name} batch {batch}")
+                rows.append(row)
+                _print_progress(row)
+        if not names or "ResNet50" in names:  # the same test for a PyTorch CNN's export
+            path = export(
+                "resnet50", (InputSpec("pixel_values", FLOAT, (1, 3, 224, 224)),), Path(tmp)
+            )
+            for batch in (1, 8):
+                row = compare_row(path, parse_bindings(batch=batch), f"ResNet50 batch {batch}")
                 rows.append(row)
                 _print_progress(row)
     return rows

@@ -196,6 +196,39 @@ def test_graph_state_counts_the_nodes_and_initializers_a_session_holds() -> None
     )
 
 
+def test_glibc_threshold_follows_the_largest_weight_so_far() -> None:
+    # Weights read by Add (nothing pre-packed), in file order: 1 MiB, 9 MiB, 4 MiB, 9 MiB, 5 MiB.
+    # glibc's threshold is 4 MiB once the file's read block is freed: the first 9 MiB copy is
+    # mapped, and freeing its mapped original raises the threshold to 9 MiB, so every later
+    # copy, the second 9 MiB one too, comes from the heap and leaves a hole (traced on
+    # ResNet-50: its 9 MiB, 8 MiB and 4 MiB convolution weights all do).
+    mib = 1 << 20
+    sizes = [1, 9, 4, 9, 5]
+    weights = [
+        numpy_helper.from_array(np.zeros(n * mib // 4, np.float32), f"w{k}")
+        for k, n in enumerate(sizes)
+    ]
+    nodes = [
+        helper.make_node("Add", ["X" if k == 0 else f"a{k}", f"w{k}"], [f"a{k + 1}"])
+        for k in range(len(sizes))
+    ]
+    model = _model(nodes, [_vi("X", [1])], [_vi(f"a{len(sizes)}", None)], weights)
+    rises = estimate_memory(model, runtime=OrtCpuModel(arena_simulation=False)).inference
+    assert rises.heap_kept_bytes == (1 + 4 + 9 + 5) * mib
+    fixed = OrtCpuModel(arena_simulation=False, heap_threshold_rises=False)
+    # The fixed threshold (4 MiB) kept only the weights under it.
+    assert estimate_memory(model, runtime=fixed).inference.heap_kept_bytes == 1 * mib
+    # A pre-packed GEMM weight over 4 MiB raises the threshold but is left to the pre-packing
+    # terms (its original is freed while the session is made).
+    gemm = [numpy_helper.from_array(np.zeros((1024, 1280), np.float32), "m")]  # 5 MiB
+    mm = helper.make_node("MatMul", ["Y", "m"], ["Z"])
+    add = helper.make_node("Add", ["Z", "w"], ["V"])
+    w = numpy_helper.from_array(np.zeros(1280 * 1024 // 2, np.float32), "w")  # 2.5 MiB
+    model = _model([mm, add], [_vi("Y", [1, 1024])], [_vi("V", None)], [*gemm, w])
+    packed = estimate_memory(model, runtime=OrtCpuModel(arena_simulation=False)).inference
+    assert packed.heap_kept_bytes == 1280 * 1024 * 2  # the 2.5 MiB Add weight only
+
+
 def test_symbolic_inference_never_meets_a_stripped_constant(tmp_path: Path) -> None:
     # Older exporters store weights as Constant nodes; the skeleton strips their payloads. Given to
     # onnxruntime's symbolic inference as such, it tried to open the placeholder and failed, leaving
