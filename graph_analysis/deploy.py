@@ -25,6 +25,7 @@ from graph_analysis.errors import InputError, ModelsizeError, UsageError
 if TYPE_CHECKING:
     from graph_analysis._weights import Reading
     from graph_analysis.memory import MemoryEstimate
+    from graph_analysis.report import ModelReport
 
 __all__ = [
     "CheckResult",
@@ -167,11 +168,11 @@ class _Figures:
     macs: int | None = None
 
 
-#: ``path -> estimate(bindings, **options)``: estimates of one model for any bindings, made from
-#: one reading of it (``options`` as :func:`graph_analysis.memory.estimate_memory` takes them).
-#: Makes the estimates of one model: ``factory(path, reading=None)`` returns
-#: ``estimate(bindings, **options)`` (:func:`static_estimator`, or the ``memory`` command's
-#: ``graph_analysis.runtime.optimized.executed_estimator``).
+#: ``factory(path, reading=None)`` returns ``estimate(bindings, **options)``: estimates of one
+#: model for any bindings, made from one reading of it (``reading``, when the caller has it;
+#: ``options`` as :func:`graph_analysis.memory.estimate_memory` takes them):
+#: :func:`static_estimator`, or the ``memory`` command's
+#: ``graph_analysis.runtime.optimized.executed_estimator``.
 EstimatorFactory = Callable[..., Callable[..., "MemoryEstimate"]]
 
 
@@ -222,7 +223,7 @@ def _figures(
     return figures
 
 
-def _counted_figures(report: Any) -> _Figures:
+def _counted_figures(report: ModelReport) -> _Figures:
     from graph_analysis.report import Precision
 
     int8 = next((p.nbytes for p in report.size.by_precision if p.precision is Precision.INT8), None)

@@ -234,11 +234,13 @@ class OrtCpuModel:
     (measured with the optimized graph, else ``session_code``), ``N`` and ``I`` the nodes and
     initializers the session holds, ``W`` the weight bytes (``W_inline`` those inside the .onnx file),
     ``H = heap_kept_factor x W_heap + reorder_copies_factor x C_max + fusion_kept_factor x
-    W_bn`` what glibc's heap keeps after session creation (``W_heap`` the inline weights in
-    tensors under ``heap_tensor_max_bytes``,
-    ``C_max`` the largest NCHWc-reordered convolution weight, ``W_bn`` the weights of the
-    ``Conv`` nodes onnxruntime fuses a following ``BatchNormalization`` into), ``R`` the part of
-    the first run's arena that fits in ``H`` (regions up to ``heap_reuse_region_max_bytes``),
+    W_bn`` what glibc's heap keeps after session creation (``W_heap`` the inline weights whose
+    load-time copies glibc serves from its heap: those under ``heap_tensor_max_bytes``, and
+    those under the threshold earlier weights raised, ``heap_threshold_rises``; ``C_max`` the
+    largest NCHWc-reordered convolution weight, ``W_bn`` the weights of the ``Conv`` nodes
+    onnxruntime fuses a following ``BatchNormalization`` into), ``R`` the part of the first
+    run's arena that fits in ``H`` (regions up to ``heap_reuse_region_max_bytes``, or up to the
+    raised threshold and the largest hole),
     ``P_big`` the inline GEMM weights at or over ``heap_tensor_max_bytes`` (``P_rel`` the
     largest, when released), ``P_ext`` the external weights GEMM kernels
     pre-pack at creation (external data is memory-mapped: nothing else of it is read then), ``U`` the
@@ -992,7 +994,8 @@ class _WeightTotals:
     largest_inline_packed: int = 0
     inline_gemm_over_heap: int = 0
     largest_reordered: int = 0
-    heap_threshold: int = 0  # blocks under it may reuse the weights' holes (_heap_originals)
+    # Arena blocks under it may reuse the weights' holes (_heap_originals); 0: the rule is off.
+    heap_threshold: int = 0
 
 
 def _weight_totals(
@@ -1032,7 +1035,7 @@ def _weight_totals(
                 for t in stored.tensors
                 if not t.external and 0 < t.nbytes < heap_tensor_max_bytes
             ),
-            heap_tensor_max_bytes,
+            0,  # off: the regions reusing the holes are heap_reuse_region_max_bytes's alone
         )
     )
     return _WeightTotals(

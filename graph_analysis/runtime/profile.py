@@ -20,6 +20,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from graph_analysis._weights import reading_and_report
 from graph_analysis.bindings import Bindings
 from graph_analysis.compute import ComputeReport, NodeCompute, count_compute
@@ -198,13 +200,13 @@ class _Edges:
 
 
 def _edges(skeleton: Any) -> _Edges:
-    from graph_analysis.shapes import iter_graphs
+    from graph_analysis.shapes import iter_graphs, node_label
 
     producer: dict[str, str] = {}
     first_input: dict[str, str] = {}
     for _path, graph in iter_graphs(skeleton.graph):
         for index, node in enumerate(graph.node):
-            label = node.name or f"{node.op_type}_{index}"
+            label = node_label(node, index)
             for name in node.output:
                 producer[name] = label
             if node.input and node.input[0]:
@@ -251,8 +253,6 @@ def profile_model(
     compute = count_compute(
         path, bindings, default_dim=default_dim, layer_depth=layer_depth, reading=(reading, report)
     )
-    import onnx
-
     parsed = reading.skeleton if isinstance(reading.skeleton, onnx.ModelProto) else None
     specs = model_input_specs(path, bindings, default_dim=default_dim, skeleton=parsed)
     result = run_json_child(
