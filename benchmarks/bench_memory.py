@@ -277,6 +277,7 @@ def keras_rows(
     rows = []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory(prefix="modelsize-bench-keras-") as tmp:
+        built: list[tuple[str, Path]] = []
         for name in KERAS_CASES:
             if names and name not in names:
                 continue
@@ -291,16 +292,13 @@ def keras_rows(
                 cwd=tmp,
                 stdout=subprocess.DEVNULL,
             )
-            for batch in (1, 8):
-                row = compare_row(onnx_path, parse_bindings(batch=batch), f"{name} batch {batch}")
-                rows.append(row)
-                _print_progress(row)
+            built.append((name, onnx_path))
         if not names or "ResNet50" in names:  # the same test for a PyTorch CNN's export
-            path = export(
-                "resnet50", (InputSpec("pixel_values", FLOAT, (1, 3, 224, 224)),), Path(tmp)
-            )
+            spec = InputSpec("pixel_values", FLOAT, (1, 3, 224, 224))
+            built.append(("ResNet50", export("resnet50", (spec,), Path(tmp))))
+        for name, path in built:
             for batch in (1, 8):
-                row = compare_row(path, parse_bindings(batch=batch), f"ResNet50 batch {batch}")
+                row = compare_row(path, parse_bindings(batch=batch), f"{name} batch {batch}")
                 rows.append(row)
                 _print_progress(row)
     return rows

@@ -1018,16 +1018,10 @@ def _weight_totals(
     external_packed = [
         t.nbytes for t in packed if t.external and any(op in _GEMM_OPS for op, _k in t.readers)
     ]
-    inline_gemm = [
-        t.nbytes for t in packed if not t.external and any(op in _GEMM_OPS for op, _k in t.readers)
-    ]
-    gemm_names = frozenset(
-        (t.graph, t.name)
-        for t in packed
-        if not t.external and any(op in _GEMM_OPS for op, _k in t.readers)
-    )
+    gemm = [t for t in packed if not t.external and any(op in _GEMM_OPS for op, _k in t.readers)]
+    inline_gemm = [t.nbytes for t in gemm]
     heap, threshold = (
-        _heap_originals(stored, heap_tensor_max_bytes, gemm_names)
+        _heap_originals(stored, heap_tensor_max_bytes, frozenset((t.graph, t.name) for t in gemm))
         if record_rule
         else (
             sum(
@@ -1070,7 +1064,7 @@ def _weight_totals(
 
 
 def _heap_originals(
-    stored: ModelWeights, threshold: int, packed: frozenset[tuple[str, str]] = frozenset()
+    stored: ModelWeights, threshold: int, packed: frozenset[tuple[str, str]]
 ) -> tuple[int, int]:
     """Bytes of the weights whose load-time copy glibc serves from its heap (a hole once the
     session frees it), and the size under which the first run's blocks can be served from those
@@ -1301,12 +1295,12 @@ ARENA_SIMULATION_MAX_BUFFERS = MAX_SPANS
 def _arena_fragmentation(
     liveness: GraphLiveness,
     runtime: OrtCpuModel,
-    reuse_keys: Sequence[Hashable | None] | None = None,
-    reuse_max: int | None = None,
+    reuse_keys: Sequence[Hashable | None] | None,
+    reuse_max: int,
 ) -> tuple[float, int]:
     """What the arena holds on the first run beyond the liveness peak, and the pages written in
-    its regions of at most ``heap_reuse_region_max_bytes`` (those glibc may serve from the heap
-    session creation left).
+    its regions of at most ``reuse_max`` bytes (those glibc may serve from the heap session
+    creation left).
 
     With ``arena_simulation``: onnxruntime's arena replayed over the liveness order
     (:func:`graph_analysis._arena.simulate_arena`: its resident pages, plus the graph inputs the
@@ -1326,7 +1320,7 @@ def _arena_fragmentation(
         small = sum(
             written
             for size, written in zip(arena.region_bytes, arena.region_resident_bytes, strict=True)
-            if size <= (runtime.heap_reuse_region_max_bytes if reuse_max is None else reuse_max)
+            if size <= reuse_max
         )
         return max(0, caller + arena.resident_bytes - liveness.peak_bytes), small
     largest = liveness.largest_tensor_bytes
